@@ -1,0 +1,57 @@
+// The CPU loop shared by every operator: per-sample coefficients gathered
+// once (and the timesteps validated) before a parallel pass over the
+// [batch, sample_numel] elements, split into runs that stay inside one
+// sample so the inner loop has constant coefficients and vectorizes.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <vector>
+
+#include "ddpm/kernels.h"
+
+namespace ddpm {
+namespace cpu {
+
+// coefs[b] = make_coef(t[b]) for every sample; returns -1, or the first b
+// whose timestep is outside [0, T).
+template <typename Coef, typename MakeCoef>
+int64_t gather_coefficients(const Timesteps& ts, int64_t batch,
+                            std::vector<Coef>& coefs, MakeCoef make_coef) {
+  coefs.resize(static_cast<size_t>(batch));
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t t = ts.t[b];
+    if (t < 0 || t >= ts.num_timesteps) return b;
+    coefs[static_cast<size_t>(b)] = make_coef(t);
+  }
+  return -1;
+}
+
+// Elements per parallel task: large enough that thread start-up is amortized
+// (ATen's own element-wise loops use the same figure).
+constexpr int64_t kGrainSize = 32768;
+
+// Calls run(b, begin, end) over [0, batch*sample_numel) in parallel, each
+// call covering elements [begin, end) of sample b.
+template <typename Run>
+void for_each_sample_run(int64_t batch, int64_t sample_numel, const Run& run) {
+  const int64_t total = batch * sample_numel;
+  if (total == 0) return;
+  at::parallel_for(0, total, kGrainSize,
+                   [&](int64_t begin, int64_t end) {
+                     int64_t b = begin / sample_numel;
+                     int64_t i = begin - b * sample_numel;
+                     int64_t flat = begin;
+                     while (flat < end) {
+                       const int64_t stop =
+                           std::min(sample_numel, i + (end - flat));
+                       run(b, i, stop);
+                       flat += stop - i;
+                       ++b;
+                       i = 0;
+                     }
+                   });
+}
+
+}  // namespace cpu
+}  // namespace ddpm

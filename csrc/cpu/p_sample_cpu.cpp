@@ -1,0 +1,129 @@
+// The fused reverse step p_sample on the CPU, one pass over memory.
+//   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
+//   x_t, noise, sample, pred_xstart: [batch, sample_numel]
+//   pred_x0 = clamp(A_t*x_t + B_t*out), mean = c1_t*pred_x0 + c2_t*x_t,
+//   sample = mean + [t>0]*exp(log_var/2)*noise  (see ddpm/elementwise.h)
+#include "ddpm/elementwise.h"
+#include "loops.h"
+
+namespace ddpm {
+namespace {
+
+template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
+void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+                  const S* __restrict out, const S* __restrict var_out,
+                  const S* __restrict x_t, const S* __restrict noise,
+                  S* __restrict sample, S* __restrict pred_xstart, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc v = kLearnedVar ? load(var_out + i) : acc(0);
+    const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearnedVar>(
+        k, clip, load(out + i), v, load(x_t + i), load(noise + i));
+    store(sample + i, r.sample);
+    store(pred_xstart + i, r.pred_xstart);
+  }
+}
+
+template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
+void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+                           const S* __restrict grad_sample,
+                           const S* __restrict grad_pred_xstart,
+                           const S* __restrict out, const S* __restrict var_out,
+                           const S* __restrict x_t, const S* __restrict noise,
+                           S* __restrict grad_out, S* __restrict grad_var_out,
+                           S* __restrict grad_x_t, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc v = kLearnedVar ? load(var_out + i) : acc(0);
+    const PSampleGrad<acc> g =
+        p_sample_backward_elem<kMeanIsOutput, kLearnedVar>(
+            k, clip, load(grad_sample + i), load(grad_pred_xstart + i),
+            load(out + i), v, load(x_t + i), load(noise + i));
+    store(grad_out + i, g.out);
+    if (kLearnedVar) store(grad_var_out + i, g.var_out);
+    store(grad_x_t + i, g.x_t);
+  }
+}
+
+// Calls fn(std::integral_constant<bool, mean_is_output>{},
+//          std::integral_constant<bool, learned_var>{}) so that the inner
+// loops are compiled without mode branches.
+template <typename Fn>
+void dispatch_modes(const PSampleModes& modes, const Fn& fn) {
+  using F = std::false_type;
+  using T = std::true_type;
+  const bool mean_is_output = modes.mean_type == MeanType::kPreviousX;
+  const bool learned = var_type_is_learned(modes.var_type);
+  if (mean_is_output) {
+    learned ? fn(T{}, T{}) : fn(T{}, F{});
+  } else {
+    learned ? fn(F{}, T{}) : fn(F{}, F{});
+  }
+}
+
+template <typename acc, typename P>
+int64_t gather_p_sample(const P& p, std::vector<PSampleCoef<acc>>& coefs) {
+  return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
+    return p_sample_coef<acc>(p.tables, t, p.modes.mean_type,
+                              p.modes.var_type);
+  });
+}
+
+}  // namespace
+
+template <typename S, typename T>
+int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
+  using acc = acc_t<S>;
+  std::vector<PSampleCoef<acc>> coefs;
+  const int64_t bad = gather_p_sample<acc>(p, coefs);
+  if (bad >= 0) return bad;
+  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
+  const int64_t n = p.sample_numel;
+  dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
+    constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
+    constexpr bool kLearned = decltype(learned)::value;
+    const int64_t out_stride = kLearned ? 2 * n : n;
+    cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0,
+                                             int64_t i1) {
+      const int64_t off = b * n + i0;
+      const S* out = p.model_output + b * out_stride + i0;
+      p_sample_run<kMeanIsOutput, kLearned>(
+          coefs[b], clip, out, out + n, p.x_t + off, p.noise + off,
+          p.sample + off, p.pred_xstart + off, i1 - i0);
+    });
+  });
+  return -1;
+}
+
+template <typename S, typename T>
+int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
+  using acc = acc_t<S>;
+  std::vector<PSampleCoef<acc>> coefs;
+  const int64_t bad = gather_p_sample<acc>(p, coefs);
+  if (bad >= 0) return bad;
+  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
+  const int64_t n = p.sample_numel;
+  dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
+    constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
+    constexpr bool kLearned = decltype(learned)::value;
+    const int64_t out_stride = kLearned ? 2 * n : n;
+    cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0,
+                                             int64_t i1) {
+      const int64_t off = b * n + i0;
+      const int64_t out_off = b * out_stride + i0;
+      p_sample_backward_run<kMeanIsOutput, kLearned>(
+          coefs[b], clip, p.grad_sample + off, p.grad_pred_xstart + off,
+          p.model_output + out_off, p.model_output + out_off + n,
+          p.x_t + off, p.noise + off, p.grad_model_output + out_off,
+          p.grad_model_output + out_off + n, p.grad_x_t + off, i1 - i0);
+    });
+  });
+  return -1;
+}
+
+#define DDPM_INSTANTIATE(S, T)                                           \
+  template int64_t p_sample_cpu<S, T>(const PSampleParams<S, T>&);       \
+  template int64_t p_sample_backward_cpu<S, T>(                          \
+      const PSampleBackwardParams<S, T>&);
+DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
+#undef DDPM_INSTANTIATE
+
+}  // namespace ddpm

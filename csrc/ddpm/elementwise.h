@@ -1,0 +1,89 @@
+// Per-element math of every operator, forward and backward, in the compute
+// type acc. Shared verbatim by the CPU loops (csrc/cpu) and the CUDA kernels
+// (csrc/cuda); the coefficients come from coefficients.h.
+#pragma once
+
+#include "coefficients.h"
+
+namespace ddpm {
+
+// q_sample:  x_t = sqrt(abar_t)*x_0 + sqrt(1-abar_t)*noise
+template <typename acc>
+DDPM_HD acc q_sample_elem(const QSampleCoef<acc>& k, acc x_start, acc noise) {
+  return k.a * x_start + k.b * noise;
+}
+
+// posterior mean:  mu = coef1_t*x_0 + coef2_t*x_t
+template <typename acc>
+DDPM_HD acc posterior_mean_elem(const PosteriorCoef<acc>& k, acc x_start,
+                                acc x_t) {
+  return k.c1 * x_start + k.c2 * x_t;
+}
+
+// Clip bounds for pred_x0: [-1, 1] when clipping, else (-inf, inf), so that
+// one code path serves both and NaN still propagates.
+template <typename acc>
+struct ClipRange {
+  acc lo, hi;
+};
+
+template <typename acc>
+DDPM_HD ClipRange<acc> clip_range(bool clip_denoised) {
+  const acc inf = std::numeric_limits<acc>::infinity();
+  return clip_denoised ? ClipRange<acc>{acc(-1), acc(1)}
+                       : ClipRange<acc>{-inf, inf};
+}
+
+template <typename acc>
+struct PSampleOut {
+  acc sample, pred_xstart, mean, log_variance;
+};
+
+// One reverse step for one element. out is the model output (the mean half),
+// var_out the variance half (read only when kLearnedVar).
+template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
+DDPM_HD PSampleOut<acc> p_sample_elem(const PSampleCoef<acc>& k,
+                                      const ClipRange<acc>& clip, acc out,
+                                      acc var_out, acc x_t, acc noise) {
+  PSampleOut<acc> r;
+  r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, clip.lo, clip.hi);
+  r.mean = kMeanIsOutput ? out : k.c1 * r.pred_xstart + k.c2 * x_t;
+  acc sigma = k.sigma_fixed;
+  r.log_variance = k.log_var_fixed;
+  if (kLearnedVar) {
+    r.log_variance = k.lv_a + k.lv_b * var_out;
+    sigma = k.nz * ::exp(acc(0.5) * r.log_variance);
+  }
+  r.sample = r.mean + sigma * noise;
+  return r;
+}
+
+template <typename acc>
+struct PSampleGrad {
+  acc out, var_out, x_t;
+};
+
+// Backward of p_sample_elem for (sample, pred_xstart), with respect to the
+// model output (both halves) and x_t. clamp passes the gradient where
+// lo <= pred_x0 <= hi, as torch.clamp's backward does.
+template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
+DDPM_HD PSampleGrad<acc> p_sample_backward_elem(
+    const PSampleCoef<acc>& k, const ClipRange<acc>& clip, acc grad_sample,
+    acc grad_pred_xstart, acc out, acc var_out, acc x_t, acc noise) {
+  const acc x0 = k.A * x_t + k.Bm * out;
+  const bool inside = x0 >= clip.lo && x0 <= clip.hi;
+  acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
+  grad_x0 = inside ? grad_x0 : acc(0);
+  PSampleGrad<acc> g;
+  g.out = k.Bm * grad_x0 + (kMeanIsOutput ? grad_sample : acc(0));
+  g.x_t = k.A * grad_x0 + (kMeanIsOutput ? acc(0) : k.c2 * grad_sample);
+  g.var_out = acc(0);
+  if (kLearnedVar) {
+    // d sample / d v = noise * sigma * 0.5 * lv_b
+    const acc sigma = k.nz * ::exp(acc(0.5) * (k.lv_a + k.lv_b * var_out));
+    g.var_out = grad_sample * noise * sigma * acc(0.5) * k.lv_b;
+  }
+  return g;
+}
+
+}  // namespace ddpm

@@ -1,0 +1,71 @@
+// Autograd for the fused p_sample: (sample, pred_xstart) are differentiable
+// in model_output (both halves for learned variances) and x_t. The noise and
+// the tables are treated as constants.
+#include <torch/autograd.h>
+#include <torch/library.h>
+
+#include "../ddpm_ops.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+
+class PSampleFunction : public torch::autograd::Function<PSampleFunction> {
+ public:
+  static variable_list forward(
+      AutogradContext* ctx, const Variable& model_output, const Variable& x_t,
+      const Variable& t, const Variable& noise, const Variable& r,
+      const Variable& rm1, const Variable& c1, const Variable& c2,
+      const Variable& log_var, const Variable& betas,
+      const std::string& mean_type, const std::string& var_type,
+      bool clip_denoised) {
+    at::AutoDispatchBelowADInplaceOrView guard;
+    ctx->save_for_backward(
+        {model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas});
+    ctx->saved_data["mean_type"] = mean_type;
+    ctx->saved_data["var_type"] = var_type;
+    ctx->saved_data["clip_denoised"] = clip_denoised;
+    auto out = ddpm::p_sample(model_output, x_t, t, noise, r, rm1, c1, c2,
+                              log_var, betas, mean_type, var_type,
+                              clip_denoised);
+    return {std::get<0>(out), std::get<1>(out)};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    auto g = ddpm::p_sample_backward(
+        grads[0], grads[1], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+        s[8], s[9], ctx->saved_data["mean_type"].toStringRef(),
+        ctx->saved_data["var_type"].toStringRef(),
+        ctx->saved_data["clip_denoised"].toBool());
+    variable_list result(13);
+    result[0] = std::get<0>(g);
+    result[1] = std::get<1>(g);
+    return result;
+  }
+};
+
+std::tuple<at::Tensor, at::Tensor> p_sample_autograd(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  auto out = PSampleFunction::apply(model_output, x_t, t, noise, r, rm1, c1,
+                                    c2, log_var, betas, std::string(mean_type),
+                                    std::string(var_type), clip_denoised);
+  return {out[0], out[1]};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
+  m.impl("p_sample", &p_sample_autograd);
+}
+
+}  // namespace ops
+}  // namespace ddpm

@@ -1,0 +1,126 @@
+#include "checks.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace ddpm {
+namespace ops {
+
+void check_data_tensor(const char* op, const char* name, const at::Tensor& x) {
+  TORCH_CHECK(x.defined(), op, ": expected ", name, " to be a tensor, got None");
+  const auto dtype = x.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble ||
+                  dtype == at::kHalf || dtype == at::kBFloat16,
+              op, ": expected ", name,
+              " to have dtype float32, float64, float16 or bfloat16, got ",
+              dtype);
+  TORCH_CHECK(x.dim() >= 1, op, ": expected ", name,
+              " to have shape [B, ...] (at least 1-D), got a 0-D tensor");
+}
+
+void check_like(const char* op, const NamedTensor& other,
+                const NamedTensor& ref) {
+  const at::Tensor& o = *other.second;
+  const at::Tensor& r = *ref.second;
+  TORCH_CHECK(o.defined(), op, ": expected ", other.first,
+              " to be a tensor, got None");
+  TORCH_CHECK(o.device() == r.device(), op, ": expected ", other.first,
+              " on ", r.device(), " like ", ref.first, ", got ", o.device());
+  TORCH_CHECK(o.scalar_type() == r.scalar_type(), op, ": expected ",
+              other.first, " to have dtype ", r.scalar_type(), " like ",
+              ref.first, ", got ", o.scalar_type());
+  TORCH_CHECK(o.sizes() == r.sizes(), op, ": expected ", other.first,
+              " to have shape ", r.sizes(), " like ", ref.first, ", got ",
+              o.sizes());
+}
+
+void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x) {
+  TORCH_CHECK(t.defined(), op, ": expected t to be a tensor, got None");
+  TORCH_CHECK(t.scalar_type() == at::kLong, op,
+              ": expected t to be an int64 tensor, got ", t.scalar_type());
+  TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), op,
+              ": expected t to have shape [", x.size(0),
+              "] (one timestep per sample), got ", t.sizes());
+  TORCH_CHECK(t.device() == x.device(), op, ": expected t on ", x.device(),
+              " like the data, got ", t.device());
+}
+
+int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
+                     const at::Tensor& x) {
+  const NamedTensor& first = *tables.begin();
+  const int64_t length = first.second->defined() && first.second->dim() == 1
+                             ? first.second->size(0)
+                             : -1;
+  for (const NamedTensor& named : tables) {
+    const at::Tensor& tab = *named.second;
+    TORCH_CHECK(tab.defined(), op, ": expected ", named.first,
+                " to be a tensor, got None");
+    TORCH_CHECK(tab.dim() == 1, op, ": expected ", named.first,
+                " to be a 1-D schedule table of length T, got shape ",
+                tab.sizes());
+    TORCH_CHECK(tab.size(0) >= 1, op, ": expected ", named.first,
+                " to have at least one timestep, got an empty table");
+    TORCH_CHECK(tab.size(0) == length, op, ": expected ", named.first,
+                " to have length ", length, " like ", first.first, ", got ",
+                tab.size(0));
+    TORCH_CHECK(tab.scalar_type() == at::kFloat ||
+                    tab.scalar_type() == at::kDouble,
+                op, ": expected ", named.first,
+                " to be float32 or float64, got ", tab.scalar_type());
+    TORCH_CHECK(tab.scalar_type() == first.second->scalar_type(), op,
+                ": expected ", named.first, " to have dtype ",
+                first.second->scalar_type(), " like ", first.first, ", got ",
+                tab.scalar_type());
+    TORCH_CHECK(tab.device() == x.device(), op, ": expected ", named.first,
+                " on ", x.device(), " like the data, got ", tab.device());
+  }
+  return length;
+}
+
+namespace {
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return s;
+}
+}  // namespace
+
+MeanType parse_mean_type(const char* op, const std::string& name) {
+  const std::string n = lower(name);
+  if (n == "epsilon") return MeanType::kEpsilon;
+  if (n == "start_x") return MeanType::kStartX;
+  if (n == "previous_x") return MeanType::kPreviousX;
+  if (n == "v") return MeanType::kV;
+  TORCH_CHECK(false, op,
+              ": expected model_mean_type to be one of 'epsilon', 'start_x', "
+              "'previous_x', 'v', got '",
+              name, "'");
+}
+
+VarType parse_var_type(const char* op, const std::string& name) {
+  const std::string n = lower(name);
+  if (n == "fixed_small") return VarType::kFixedSmall;
+  if (n == "fixed_large") return VarType::kFixedLarge;
+  if (n == "learned") return VarType::kLearned;
+  if (n == "learned_range") return VarType::kLearnedRange;
+  TORCH_CHECK(false, op,
+              ": expected model_var_type to be one of 'fixed_small', "
+              "'fixed_large', 'learned', 'learned_range', got '",
+              name, "'");
+}
+
+void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
+                       int64_t num_timesteps) {
+  TORCH_CHECK(false, op, ": expected every t in [0, ", num_timesteps,
+              ") (the schedule length), got t[", index,
+              "] = ", t[index].item<int64_t>());
+}
+
+std::vector<int64_t> per_sample_shape(const at::Tensor& x) {
+  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.size(0);
+  return shape;
+}
+
+}  // namespace ops
+}  // namespace ddpm

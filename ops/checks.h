@@ -1,0 +1,88 @@
+// Argument checks and dtype dispatch shared by every operator and backend.
+// Every failure is a RuntimeError (c10::Error) whose message starts with the
+// operator's name and names the argument and what was expected.
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+#include "ddpm/kernels.h"
+
+namespace ddpm {
+namespace ops {
+
+using NamedTensor = std::pair<const char*, const at::Tensor*>;
+
+// data: float32, float64, float16 or bfloat16, at least 1-D (dim 0 = batch).
+void check_data_tensor(const char* op, const char* name, const at::Tensor& x);
+
+// `other` has the same shape, dtype and device as `ref`.
+void check_like(const char* op, const NamedTensor& other, const NamedTensor& ref);
+
+// t: int64, shape [batch], on x's device.
+void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x);
+
+// Schedule tables: 1-D, one length T >= 1, one dtype (float32 or float64),
+// on x's device. Returns T.
+int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
+                     const at::Tensor& x);
+
+MeanType parse_mean_type(const char* op, const std::string& name);
+VarType parse_var_type(const char* op, const std::string& name);
+
+// Raises the error for a timestep outside [0, T) reported by a CPU kernel.
+void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
+                       int64_t num_timesteps);
+
+// Elements per sample: numel / batch (0 for an empty batch).
+inline int64_t sample_numel(const at::Tensor& x) {
+  return x.size(0) == 0 ? 0 : x.numel() / x.size(0);
+}
+
+// Shape [B, 1, ..., 1] with x's rank: per-sample values broadcast over x.
+std::vector<int64_t> per_sample_shape(const at::Tensor& x);
+
+// Calls fn(S{}, T{}) with S the kernel's storage type for the data dtype and
+// T the table type (float or double).
+template <typename Fn>
+void dispatch_types(at::ScalarType data, at::ScalarType table, const Fn& fn) {
+  auto with_table = [&](auto s) {
+    if (table == at::kDouble) {
+      fn(s, double{});
+    } else {
+      fn(s, float{});
+    }
+  };
+  switch (data) {
+    case at::kFloat:
+      with_table(float{});
+      break;
+    case at::kDouble:
+      with_table(double{});
+      break;
+    case at::kHalf:
+      with_table(Half{});
+      break;
+    case at::kBFloat16:
+      with_table(BFloat16{});
+      break;
+    default:
+      TORCH_CHECK(false, "ddpm: unsupported data dtype ", data);
+  }
+}
+
+// Pointers into a tensor whose dtype matches the kernel's storage type S.
+template <typename S>
+const S* data_of(const at::Tensor& x) {
+  return reinterpret_cast<const S*>(x.data_ptr());
+}
+template <typename S>
+S* mutable_data_of(at::Tensor& x) {
+  return reinterpret_cast<S*>(x.data_ptr());
+}
+
+}  // namespace ops
+}  // namespace ddpm

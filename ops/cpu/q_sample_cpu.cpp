@@ -1,0 +1,32 @@
+// CPU registrations of q_sample and q_sample_backward.
+#include <torch/library.h>
+
+#include "../q_sample.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+at::Tensor q_sample_cpu_op(const at::Tensor& x_start, const at::Tensor& t,
+                           const at::Tensor& noise, const at::Tensor& sa,
+                           const at::Tensor& s1ma) {
+  return q_sample_impl(x_start, t, noise, sa, s1ma,
+                       [](const auto& p) { return q_sample_cpu(p); });
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu_op(
+    const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
+    const at::Tensor& s1ma) {
+  return q_sample_backward_impl(
+      grad, t, sa, s1ma, [](const auto& p) { return q_sample_backward_cpu(p); });
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, CPU, m) {
+  m.impl("q_sample", &q_sample_cpu_op);
+  m.impl("q_sample_backward", &q_sample_backward_cpu_op);
+}
+
+}  // namespace ops
+}  // namespace ddpm

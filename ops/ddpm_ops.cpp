@@ -1,0 +1,140 @@
+// The operator schemas (defined once, here) and the C++ API over them.
+#include "ddpm_ops.h"
+
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY(ddpm, m) {
+  m.def(
+      "q_sample(Tensor x_start, Tensor t, Tensor noise, "
+      "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
+      "-> Tensor");
+  m.def(
+      "q_sample_backward(Tensor grad, Tensor t, Tensor sqrt_alphas_cumprod, "
+      "Tensor sqrt_one_minus_alphas_cumprod) "
+      "-> (Tensor grad_x_start, Tensor grad_noise)");
+  m.def(
+      "posterior_mean_variance(Tensor x_start, Tensor x_t, Tensor t, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor posterior_variance, Tensor posterior_log_variance_clipped) "
+      "-> (Tensor mean, Tensor variance, Tensor log_variance)");
+  m.def(
+      "posterior_mean_variance_backward(Tensor grad_mean, Tensor t, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2) "
+      "-> (Tensor grad_x_start, Tensor grad_x_t)");
+  m.def(
+      "p_sample(Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor posterior_log_variance_clipped, Tensor betas, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True) -> (Tensor sample, Tensor pred_xstart)");
+  m.def(
+      "p_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
+      "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor posterior_log_variance_clipped, Tensor betas, "
+      "str model_mean_type, str model_var_type, bool clip_denoised) "
+      "-> (Tensor grad_model_output, Tensor grad_x_t)");
+}
+
+namespace ddpm {
+
+at::Tensor q_sample(const at::Tensor& x_start, const at::Tensor& t,
+                    const at::Tensor& noise,
+                    const at::Tensor& sqrt_alphas_cumprod,
+                    const at::Tensor& sqrt_one_minus_alphas_cumprod) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::q_sample", "")
+                       .typed<decltype(q_sample)>();
+  return op.call(x_start, t, noise, sqrt_alphas_cumprod,
+                 sqrt_one_minus_alphas_cumprod);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_variance,
+    const at::Tensor& posterior_log_variance_clipped) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::posterior_mean_variance", "")
+                       .typed<decltype(posterior_mean_variance)>();
+  return op.call(x_start, x_t, t, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_variance, posterior_log_variance_clipped);
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::p_sample", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           c10::string_view, c10::string_view, bool)>();
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, posterior_log_variance_clipped, betas,
+                 model_mean_type, model_var_type, clip_denoised);
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_backward(
+    const at::Tensor& grad, const at::Tensor& t,
+    const at::Tensor& sqrt_alphas_cumprod,
+    const at::Tensor& sqrt_one_minus_alphas_cumprod) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::q_sample_backward", "")
+                       .typed<decltype(q_sample_backward)>();
+  return op.call(grad, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod);
+}
+
+std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
+    const at::Tensor& grad_mean, const at::Tensor& t,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("ddpm::posterior_mean_variance_backward", "")
+          .typed<decltype(posterior_mean_variance_backward)>();
+  return op.call(grad_mean, t, posterior_mean_coef1, posterior_mean_coef2);
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample_backward(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::p_sample_backward", "")
+                       .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const at::Tensor&,
+                           c10::string_view, c10::string_view, bool)>();
+  return op.call(grad_sample, grad_pred_xstart, model_output, x_t, t, noise,
+                 sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+                 posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type,
+                 model_var_type, clip_denoised);
+}
+
+}  // namespace ddpm

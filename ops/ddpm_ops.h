@@ -1,0 +1,65 @@
+// C++ API of the ddpm operators: each function calls the operator through the
+// PyTorch dispatcher, so it gets autograd, device dispatch and TorchScript
+// visibility exactly as torch.ops.ddpm.* does from Python.
+//
+// Link libddpm_ops (it registers the operators when loaded); with GNU ld
+// make sure it is not dropped by --as-needed (the CMake package does this).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <tuple>
+
+namespace ddpm {
+
+// x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise
+at::Tensor q_sample(const at::Tensor& x_start, const at::Tensor& t,
+                    const at::Tensor& noise,
+                    const at::Tensor& sqrt_alphas_cumprod,
+                    const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+// (mean, variance, log_variance) of q(x_{t-1} | x_t, x_0)
+std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_variance,
+    const at::Tensor& posterior_log_variance_clipped);
+
+// One fused reverse step: (sample, pred_xstart). Mode names as in the schema.
+std::tuple<at::Tensor, at::Tensor> p_sample(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small",
+    bool clip_denoised = true);
+
+// Backward operators (what the autograd functions call); each is an operator
+// of its own with CPU, CUDA and Meta kernels.
+std::tuple<at::Tensor, at::Tensor> q_sample_backward(
+    const at::Tensor& grad, const at::Tensor& t,
+    const at::Tensor& sqrt_alphas_cumprod,
+    const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
+    const at::Tensor& grad_mean, const at::Tensor& t,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2);
+
+std::tuple<at::Tensor, at::Tensor> p_sample_backward(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised);
+
+}  // namespace ddpm

@@ -1,0 +1,91 @@
+// Meta kernels: the same argument checks as the real kernels, then outputs of
+// the right shape and dtype and no data, so shapes propagate through meta
+// and fake tensors (torch.compile, torch.export) without touching memory.
+// Timestep values cannot be checked here: they exist only at run time.
+#include <torch/library.h>
+
+#include "p_sample.h"
+#include "posterior_mean_variance.h"
+#include "q_sample.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+at::Tensor contiguous_like(const at::Tensor& x) {
+  return at::empty_like(x, at::MemoryFormat::Contiguous);
+}
+
+at::Tensor q_sample_meta(const at::Tensor& x_start, const at::Tensor& t,
+                         const at::Tensor& noise, const at::Tensor& sa,
+                         const at::Tensor& s1ma) {
+  check_q_sample(x_start, t, noise, sa, s1ma);
+  return contiguous_like(x_start);
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_backward_meta(
+    const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
+    const at::Tensor& s1ma) {
+  check_q_sample_backward(grad, t, sa, s1ma);
+  return {contiguous_like(grad), contiguous_like(grad)};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_meta(
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& coef1, const at::Tensor& coef2,
+    const at::Tensor& variance, const at::Tensor& log_variance) {
+  check_posterior(x_start, x_t, t, coef1, coef2, variance, log_variance);
+  const auto per_sample = [&] {
+    return at::empty({x_start.size(0)}, x_start.options());
+  };
+  return posterior_outputs(x_start, contiguous_like(x_start), per_sample(),
+                           per_sample());
+}
+
+std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward_meta(
+    const at::Tensor& grad_mean, const at::Tensor& t, const at::Tensor& coef1,
+    const at::Tensor& coef2) {
+  check_posterior_backward(grad_mean, t, coef1, coef2);
+  return {contiguous_like(grad_mean), contiguous_like(grad_mean)};
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_p_sample_args(model_output, x_t, t, noise,
+                      {r, rm1, c1, c2, log_var, betas}, std::string(mean_type),
+                      std::string(var_type), clip_denoised);
+  return {contiguous_like(x_t), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample_backward_meta(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_p_sample_backward_args(grad_sample, grad_pred_xstart, model_output,
+                               x_t, t, noise, {r, rm1, c1, c2, log_var, betas},
+                               std::string(mean_type), std::string(var_type),
+                               clip_denoised);
+  return {contiguous_like(model_output), contiguous_like(x_t)};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
+  m.impl("q_sample", &q_sample_meta);
+  m.impl("q_sample_backward", &q_sample_backward_meta);
+  m.impl("posterior_mean_variance", &posterior_mean_variance_meta);
+  m.impl("posterior_mean_variance_backward",
+         &posterior_mean_variance_backward_meta);
+  m.impl("p_sample", &p_sample_meta);
+  m.impl("p_sample_backward", &p_sample_backward_meta);
+}
+
+}  // namespace ops
+}  // namespace ddpm

@@ -1,0 +1,100 @@
+// q_sample and its backward: argument checks, layout and kernel parameters,
+// shared by the CPU, CUDA and Meta registrations. `launch(params)` runs a
+// backend's kernel and returns -1 or the index of a timestep out of range.
+#pragma once
+
+#include "checks.h"
+
+namespace ddpm {
+namespace ops {
+
+constexpr const char* kQSample = "ddpm.q_sample";
+constexpr const char* kQSampleBackward = "ddpm.q_sample_backward";
+
+inline int64_t check_q_sample_tables(const char* op, const at::Tensor& x,
+                                    const at::Tensor& sa,
+                                    const at::Tensor& s1ma) {
+  return check_tables(op,
+                      {{"sqrt_alphas_cumprod", &sa},
+                       {"sqrt_one_minus_alphas_cumprod", &s1ma}},
+                      x);
+}
+
+inline int64_t check_q_sample(const at::Tensor& x_start, const at::Tensor& t,
+                              const at::Tensor& noise, const at::Tensor& sa,
+                              const at::Tensor& s1ma) {
+  check_data_tensor(kQSample, "x_start", x_start);
+  check_like(kQSample, {"noise", &noise}, {"x_start", &x_start});
+  check_timesteps(kQSample, t, x_start);
+  return check_q_sample_tables(kQSample, x_start, sa, s1ma);
+}
+
+inline int64_t check_q_sample_backward(const at::Tensor& grad,
+                                       const at::Tensor& t,
+                                       const at::Tensor& sa,
+                                       const at::Tensor& s1ma) {
+  check_data_tensor(kQSampleBackward, "grad", grad);
+  check_timesteps(kQSampleBackward, t, grad);
+  return check_q_sample_tables(kQSampleBackward, grad, sa, s1ma);
+}
+
+template <typename Launch>
+at::Tensor q_sample_impl(const at::Tensor& x_start_in, const at::Tensor& t_in,
+                         const at::Tensor& noise_in, const at::Tensor& sa_in,
+                         const at::Tensor& s1ma_in, const Launch& launch) {
+  const int64_t T = check_q_sample(x_start_in, t_in, noise_in, sa_in, s1ma_in);
+  const at::Tensor x_start = x_start_in.contiguous();
+  const at::Tensor noise = noise_in.contiguous();
+  const at::Tensor t = t_in.contiguous();
+  const at::Tensor sa = sa_in.contiguous();
+  const at::Tensor s1ma = s1ma_in.contiguous();
+  at::Tensor out = at::empty_like(x_start, at::MemoryFormat::Contiguous);
+  if (out.numel() == 0) return out;
+  dispatch_types(x_start.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
+    using S = decltype(s);
+    using Tab = decltype(tb);
+    QSampleParams<S, Tab> p;
+    p.x_start = data_of<S>(x_start);
+    p.noise = data_of<S>(noise);
+    p.out = mutable_data_of<S>(out);
+    p.timesteps = {t.data_ptr<int64_t>(), T};
+    p.tables = {sa.data_ptr<Tab>(), s1ma.data_ptr<Tab>()};
+    p.batch = x_start.size(0);
+    p.sample_numel = sample_numel(x_start);
+    const int64_t bad = launch(p);
+    if (bad >= 0) fail_bad_timestep(kQSample, t, bad, T);
+  });
+  return out;
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> q_sample_backward_impl(
+    const at::Tensor& grad_in, const at::Tensor& t_in, const at::Tensor& sa_in,
+    const at::Tensor& s1ma_in, const Launch& launch) {
+  const int64_t T = check_q_sample_backward(grad_in, t_in, sa_in, s1ma_in);
+  const at::Tensor grad = grad_in.contiguous();
+  const at::Tensor t = t_in.contiguous();
+  const at::Tensor sa = sa_in.contiguous();
+  const at::Tensor s1ma = s1ma_in.contiguous();
+  at::Tensor grad_x_start = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  at::Tensor grad_noise = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  if (grad.numel() == 0) return {grad_x_start, grad_noise};
+  dispatch_types(grad.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
+    using S = decltype(s);
+    using Tab = decltype(tb);
+    QSampleBackwardParams<S, Tab> p;
+    p.grad = data_of<S>(grad);
+    p.grad_x_start = mutable_data_of<S>(grad_x_start);
+    p.grad_noise = mutable_data_of<S>(grad_noise);
+    p.timesteps = {t.data_ptr<int64_t>(), T};
+    p.tables = {sa.data_ptr<Tab>(), s1ma.data_ptr<Tab>()};
+    p.batch = grad.size(0);
+    p.sample_numel = sample_numel(grad);
+    const int64_t bad = launch(p);
+    if (bad >= 0) fail_bad_timestep(kQSampleBackward, t, bad, T);
+  });
+  return {grad_x_start, grad_noise};
+}
+
+}  // namespace ops
+}  // namespace ddpm
