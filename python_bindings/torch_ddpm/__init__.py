@@ -1,4 +1,26 @@
-"""torch_ddpm: fused PyTorch operators for denoising diffusion models."""
-from ._load import load_library
+"""torch_ddpm: fused PyTorch operators for denoising diffusion models.
+
+Importing the package loads the compiled library, which registers
+torch.ops.ddpm.q_sample, .posterior_mean_variance and .p_sample (and their
+backward operators) for CPU, Meta and, when built with WITH_CUDA=1, CUDA.
+"""
+from ._load import library_path, load_library
 
 load_library()
+
+from . import schedules  # noqa: E402
+from .ops import mode_name, p_sample, posterior_mean_variance, q_sample  # noqa: E402
+from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DiffusionSchedule",
+    "get_named_beta_schedule",
+    "library_path",
+    "mode_name",
+    "p_sample",
+    "posterior_mean_variance",
+    "q_sample",
+    "schedules",
+]

@@ -1,0 +1,76 @@
+"""Documented Python front ends of the ddpm operators (torch.ops.ddpm.*).
+
+Each function is the operator itself: it works on CPU and CUDA tensors, is
+differentiable (q_sample in x_start and noise, posterior_mean_variance in
+x_start and x_t, p_sample in model_output and x_t), and is visible to
+TorchScript and torch.compile as torch.ops.ddpm.<name>.
+
+Conventions: t is an int64 tensor of shape [B] on the data's device; data
+tensors have shape [B, ...]; tables are 1-D float32/float64 tensors of length T
+on the same device (build them with torch_ddpm.schedules). float16 and
+bfloat16 data are computed in float32 and rounded once on store.
+"""
+from typing import Tuple
+
+import torch
+
+__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "mode_name"]
+
+
+def mode_name(mode) -> str:
+    """'epsilon', 'fixed_small', ... from a string or an enum such as
+    improved-diffusion's ModelMeanType.EPSILON / ModelVarType.FIXED_SMALL."""
+    name = getattr(mode, "name", mode)
+    if not isinstance(name, str):
+        raise TypeError(f"expected a mode name or enum, got {mode!r}")
+    return name.lower()
+
+
+def q_sample(x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod):
+    """Diffuse x_start to step t: sqrt(abar_t) x_start + sqrt(1 - abar_t) noise."""
+    return torch.ops.ddpm.q_sample(
+        x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod
+    )
+
+
+def posterior_mean_variance(
+    x_start, x_t, t, posterior_mean_coef1, posterior_mean_coef2,
+    posterior_variance, posterior_log_variance_clipped,
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0).
+
+    variance and log_variance are [B, 1, ...] values broadcast to x's shape.
+    """
+    return torch.ops.ddpm.posterior_mean_variance(
+        x_start, x_t, t, posterior_mean_coef1, posterior_mean_coef2,
+        posterior_variance, posterior_log_variance_clipped,
+    )
+
+
+def p_sample(
+    model_output, x_t, t, noise,
+    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+    posterior_mean_coef1, posterior_mean_coef2,
+    posterior_log_variance_clipped, betas,
+    model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One fused reverse step x_t -> x_{t-1}; returns (sample, pred_xstart).
+
+    model_mean_type: what the model predicts, one of MEAN_TYPES
+        ('epsilon', 'start_x', 'previous_x', 'v').
+    model_var_type: one of VAR_TYPES ('fixed_small', 'fixed_large', 'learned',
+        'learned_range'); for the learned ones model_output has 2C channels,
+        the second half being the log-variance or its interpolation weight.
+    clip_denoised: clamp pred_xstart to [-1, 1] before forming the mean.
+    No noise is added where t == 0. Same semantics as improved-diffusion's
+    p_mean_variance followed by p_sample, with the noise passed explicitly.
+    """
+    return torch.ops.ddpm.p_sample(
+        model_output, x_t, t, noise,
+        sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+        posterior_mean_coef1, posterior_mean_coef2,
+        posterior_log_variance_clipped, betas,
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+    )
+
+

@@ -1,0 +1,58 @@
+import torch
+
+DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
+MEAN_TYPES = ["epsilon", "start_x", "previous_x", "v"]
+VAR_TYPES = ["fixed_small", "fixed_large", "learned", "learned_range"]
+
+# Unit roundoff of the compute type and of the stored type.
+_COMPUTE_U = {torch.float64: 2.0**-53}
+_STORE_U = {torch.float64: 2.0**-53, torch.float32: 2.0**-24,
+            torch.float16: 2.0**-11, torch.bfloat16: 2.0**-8}
+# Smallest spacing near zero of the stored type (half's subnormals).
+_TINY = {torch.float64: 1e-300, torch.float32: 1e-37, torch.float16: 6e-8,
+         torch.bfloat16: 1e-37}
+
+
+def assert_within_rounding(out, ref, magnitude, dtype, what="output", slack=0.0):
+    """|out - ref| <= 32 u_compute * magnitude + u_store |ref| + tiny, elementwise.
+
+    magnitude is the sum of |terms| the output adds up, so the bound is the
+    textbook error of a short float sum; u_store covers the one rounding of a
+    16-bit result. NaN anywhere fails.
+    """
+    assert out.dtype == dtype, f"{what}: dtype {out.dtype}, expected {dtype}"
+    assert out.shape == ref.shape, f"{what}: shape {tuple(out.shape)}, expected {tuple(ref.shape)}"
+    u_compute = _COMPUTE_U.get(dtype, 2.0**-24)
+    err = (out.double().cpu() - ref.cpu()).abs()
+    if torch.is_tensor(slack):
+        slack = slack.cpu()
+    bound = (32 * u_compute * magnitude.cpu() + 1.01 * _STORE_U[dtype] * ref.abs().cpu()
+             + _TINY[dtype] + slack)
+    bad = ~(err <= bound)
+    if bad.any():
+        i = int(torch.nonzero(bad.flatten())[0])
+        raise AssertionError(
+            f"{what} ({dtype}): {int(bad.sum())} of {bad.numel()} elements off; first at flat "
+            f"index {i}: got {out.flatten()[i].item()!r}, expected {ref.flatten()[i].item()!r}, "
+            f"error {err.flatten()[i].item():.3g} > bound {bound.flatten()[i].item():.3g}"
+        )
+
+
+def randn(shape, dtype, device, scale=1.0, noncontiguous=False, generator=None):
+    """Normal data in `dtype`; noncontiguous gives a strided view of the same shape."""
+    shape = tuple(shape)
+    if noncontiguous:
+        big = torch.randn(shape + (2,), generator=generator) * scale
+        x = big[..., 1]
+        assert not x.is_contiguous() or x.numel() <= 1
+        return x.to(dtype=dtype, device=device) if device == "cpu" and dtype == torch.float32 else \
+            torch.empty(shape + (2,), dtype=dtype, device=device)[..., 1].copy_(x)
+    return (torch.randn(shape, generator=generator) * scale).to(dtype=dtype, device=device)
+
+
+def timesteps(batch, num_timesteps, device):
+    """Every class of t: 0, 1, middle, T-1, then random ones."""
+    base = [0, 1, num_timesteps // 2, num_timesteps - 1]
+    t = torch.randint(0, num_timesteps, (batch,))
+    t[: min(batch, 4)] = torch.tensor(base[: min(batch, 4)])
+    return t.to(device)

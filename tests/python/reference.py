@@ -1,0 +1,102 @@
+"""Float64 references of every operator, written from the formulas (MATH.md)
+the way improved-diffusion's GaussianDiffusion writes them, plus the size of
+the terms each output sums (for a floating-point error bound)."""
+import torch
+
+from torch_ddpm.schedules import schedule_tables
+
+LEARNED = ("learned", "learned_range")
+
+
+def make_tables(num_timesteps=1000, schedule="linear", device="cpu", dtype=torch.float64):
+    from torch_ddpm.schedules import get_named_beta_schedule
+
+    tabs = schedule_tables(get_named_beta_schedule(schedule, num_timesteps))
+    return {k: v.to(device=device, dtype=dtype) for k, v in tabs.items()}
+
+
+def per_sample(table, t, ndim):
+    """table[t] as float64 of shape [B, 1, ..., 1]."""
+    return table.double()[t].view(-1, *([1] * (ndim - 1)))
+
+
+def q_sample(x_start, t, noise, tab):
+    x, n = x_start.double(), noise.double()
+    a = per_sample(tab["sqrt_alphas_cumprod"], t, x.dim())
+    b = per_sample(tab["sqrt_one_minus_alphas_cumprod"], t, x.dim())
+    return a * x + b * n, a.abs() * x.abs() + b.abs() * n.abs()
+
+
+def posterior_mean_variance(x_start, x_t, t, tab):
+    x0, x = x_start.double(), x_t.double()
+    c1 = per_sample(tab["posterior_mean_coef1"], t, x.dim())
+    c2 = per_sample(tab["posterior_mean_coef2"], t, x.dim())
+    mean = c1 * x0 + c2 * x
+    var = per_sample(tab["posterior_variance"], t, x.dim()).expand(x.shape)
+    log_var = per_sample(tab["posterior_log_variance_clipped"], t, x.dim()).expand(x.shape)
+    return mean, var, log_var, c1.abs() * x0.abs() + c2.abs() * x.abs()
+
+
+def p_sample(model_output, x_t, t, noise, tab, mean_type, var_type, clip):
+    """Returns (sample, pred_xstart, sample_magnitude, pred_magnitude, slack).
+
+    slack bounds the error the kernel inherits, for the v prediction, from
+    deriving sqrt(1 - abar) out of the sqrt_recipm1_alphas_cumprod table: that
+    table, sqrt(1/abar - 1) in float64, carries a relative error of about
+    2^-53/(1 - abar) (cancellation at small t). Invisible in float32.
+    """
+    x, out, z = x_t.double(), model_output.double(), noise.double()
+    ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
+    if var_type in LEARNED:
+        out, var_values = torch.split(out, x.shape[1], dim=1)
+        if var_type == "learned":
+            log_var = var_values
+            lv_mag = var_values.abs()
+        else:
+            min_log = ex("posterior_log_variance_clipped")
+            max_log = torch.log(ex("betas"))
+            frac = (var_values + 1) / 2
+            log_var = frac * max_log + (1 - frac) * min_log
+            lv_mag = (max_log.abs() + min_log.abs()) * (1 + var_values.abs())
+    elif var_type == "fixed_small":
+        log_var = ex("posterior_log_variance_clipped").expand(x.shape)
+        lv_mag = log_var.abs()
+    elif var_type == "fixed_large":
+        pv, betas = tab["posterior_variance"].double(), tab["betas"].double()
+        log_var = torch.log(torch.cat([pv[1:2], betas[1:]]))[t]
+        log_var = log_var.view(-1, *([1] * (x.dim() - 1))).expand(x.shape)
+        lv_mag = log_var.abs()
+    else:
+        raise ValueError(var_type)
+
+    if mean_type == "epsilon":
+        A, B = ex("sqrt_recip_alphas_cumprod"), -ex("sqrt_recipm1_alphas_cumprod")
+    elif mean_type == "start_x":
+        A, B = torch.zeros_like(ex("betas")), torch.ones_like(ex("betas"))
+    elif mean_type == "previous_x":
+        c1, c2 = ex("posterior_mean_coef1"), ex("posterior_mean_coef2")
+        A, B = -c2 / c1, 1 / c1
+    elif mean_type == "v":
+        abar = ex("alphas_cumprod")
+        A, B = abar.sqrt(), -(1 - abar).sqrt()
+    else:
+        raise ValueError(mean_type)
+    pred = A * x + B * out
+    pred_mag = A.abs() * x.abs() + B.abs() * out.abs()
+    slack = torch.zeros_like(pred)
+    if mean_type == "v":
+        slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
+    if clip:
+        pred = pred.clamp(-1, 1)
+    c1, c2 = ex("posterior_mean_coef1"), ex("posterior_mean_coef2")
+    if mean_type == "previous_x":
+        mean, mean_mag = out, out.abs()
+    else:
+        mean = c1 * pred + c2 * x
+        mean_mag = c1.abs() * pred_mag + c2.abs() * x.abs()
+    nonzero = (t != 0).double().view(-1, *([1] * (x.dim() - 1)))
+    sigma = nonzero * torch.exp(0.5 * log_var)
+    sample = mean + sigma * z
+    sample_mag = mean_mag + sigma * z.abs() * (1 + lv_mag)
+    sample_slack = slack if mean_type == "previous_x" else c1.abs() * slack
+    return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
