@@ -9,7 +9,16 @@ _loaded = False
 
 
 def library_path():
-    """Path of the compiled extension torch_ddpm._C next to this file."""
+    """Path of the compiled operator library.
+
+    $TORCH_DDPM_LIBRARY if set (a build kept apart from the sources, e.g. one
+    per PyTorch version), else the extension torch_ddpm._C next to this file.
+    """
+    override = os.environ.get("TORCH_DDPM_LIBRARY")
+    if override:
+        if not os.path.exists(override):
+            raise ImportError(f"torch_ddpm: TORCH_DDPM_LIBRARY={override!r} does not exist")
+        return override
     here = os.path.dirname(os.path.abspath(__file__))
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = os.path.join(here, "_C" + suffix)

@@ -4,8 +4,11 @@ import sys
 import pytest
 import torch
 
+# Import the package from the sources unless PYTHONPATH already provides it
+# (scripts/test.sh points TORCH_DDPM_LIBRARY at a per-torch build).
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "python_bindings"))
+if os.path.join(ROOT, "python_bindings") not in sys.path:
+    sys.path.append(os.path.join(ROOT, "python_bindings"))
 
 import torch_ddpm  # noqa: E402,F401  (registers torch.ops.ddpm)
 

@@ -119,3 +119,13 @@ def test_backward_runs_in_low_precision(dtype):
     assert x0.grad.dtype == dtype
     expected = tab["sqrt_alphas_cumprod"][t].view(-1, 1, 1).expand_as(x0).to(dtype)
     torch.testing.assert_close(x0.grad, expected)
+
+
+def test_double_backward_is_an_error_not_a_silent_zero():
+    tab = tables("cpu")
+    x0 = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    t = t_all_classes("cpu")
+    out = torch.ops.ddpm.q_sample(x0, t, x0, tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
+    (g,) = torch.autograd.grad((out**2).sum(), x0, create_graph=True)
+    with pytest.raises(RuntimeError, match="not implemented"):
+        g.sum().backward()

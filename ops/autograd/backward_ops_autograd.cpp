@@ -1,0 +1,14 @@
+// The backward operators are not differentiable themselves (no double
+// backward). Registering PyTorch's not-implemented kernel at Autograd makes
+// that an error ("derivative for ... is not implemented") instead of a
+// silently detached result, and lets them run on meta tensors under torch
+// 1.13, whose AutogradMeta key has no fallthrough.
+#include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+#include <torch/library.h>
+
+TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
+  m.impl("q_sample_backward", torch::autograd::autogradNotImplementedFallback());
+  m.impl("posterior_mean_variance_backward",
+         torch::autograd::autogradNotImplementedFallback());
+  m.impl("p_sample_backward", torch::autograd::autogradNotImplementedFallback());
+}

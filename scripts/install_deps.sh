@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs what building and testing torch-ddpm needs on Debian 12, and skips
+# whatever is already there: the toolchain and GoogleTest, Debian's torch
+# 1.13 (python3-torch, libtorch-dev) for /usr/bin/python3, and torch 2.11
+# from PyPI for the default python3.
+set -euo pipefail
+
+PY=${PYTHON:-python3}
+TORCH_VERSION=${TORCH_VERSION:-2.11.0}
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+
+apt_packages=(cmake ninja-build g++ libgtest-dev python3-torch libtorch-dev
+              python3-pytest python3-numpy python3-setuptools python3-dev)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "== apt-get install ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null \
+   || ! "$PY" -c "import pytest, ninja, numpy, setuptools" 2>/dev/null; then
+  echo "== pip install torch==$TORCH_VERSION (PyPI) and the test tools into $("$PY" -c 'import sys; print(sys.executable)')"
+  "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools
+fi

@@ -1,0 +1,304 @@
+// The ddpm operators from C++ through the dispatcher, against an ATen float64
+// reference; autograd from C++; TorchScript visibility; bad inputs.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <torch/csrc/jit/runtime/operator.h>
+#include <torch/torch.h>
+
+#include <string>
+
+#include "ddpm_ops.h"
+
+namespace {
+
+struct Tables {
+  at::Tensor betas, alphas_cumprod, sqrt_alphas_cumprod,
+      sqrt_one_minus_alphas_cumprod, sqrt_recip_alphas_cumprod,
+      sqrt_recipm1_alphas_cumprod, posterior_variance,
+      posterior_log_variance_clipped, posterior_mean_coef1,
+      posterior_mean_coef2;
+};
+
+// The linear schedule and its tables in float64 (as torch_ddpm.schedules).
+Tables make_tables(int64_t T) {
+  const double scale = 1000.0 / static_cast<double>(T);
+  Tables tb;
+  tb.betas = at::linspace(scale * 1e-4, scale * 0.02, T, at::kDouble);
+  const auto alphas = 1.0 - tb.betas;
+  tb.alphas_cumprod = at::cumprod(alphas, 0);
+  const auto prev = at::cat({at::ones({1}, at::kDouble),
+                             tb.alphas_cumprod.slice(0, 0, T - 1)});
+  tb.sqrt_alphas_cumprod = tb.alphas_cumprod.sqrt();
+  tb.sqrt_one_minus_alphas_cumprod = (1.0 - tb.alphas_cumprod).sqrt();
+  tb.sqrt_recip_alphas_cumprod = (1.0 / tb.alphas_cumprod).sqrt();
+  tb.sqrt_recipm1_alphas_cumprod = (1.0 / tb.alphas_cumprod - 1.0).sqrt();
+  tb.posterior_variance = tb.betas * (1.0 - prev) / (1.0 - tb.alphas_cumprod);
+  tb.posterior_log_variance_clipped =
+      at::cat({tb.posterior_variance.slice(0, 1, 2),
+               tb.posterior_variance.slice(0, 1, T)})
+          .log();
+  tb.posterior_mean_coef1 =
+      tb.betas * prev.sqrt() / (1.0 - tb.alphas_cumprod);
+  tb.posterior_mean_coef2 =
+      (1.0 - prev) * alphas.sqrt() / (1.0 - tb.alphas_cumprod);
+  return tb;
+}
+
+// table[t] as [B, 1, ..., 1] float64
+at::Tensor per_sample(const at::Tensor& table, const at::Tensor& t,
+                      int64_t dim) {
+  std::vector<int64_t> shape(static_cast<size_t>(dim), 1);
+  shape[0] = t.size(0);
+  return table.index_select(0, t).view(shape);
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample_op(const Tables& tb,
+                                               const at::Tensor& out,
+                                               const at::Tensor& x,
+                                               const at::Tensor& t,
+                                               const at::Tensor& noise,
+                                               const std::string& mean,
+                                               const std::string& var,
+                                               bool clip) {
+  return ddpm::p_sample(out, x, t, noise, tb.sqrt_recip_alphas_cumprod,
+                        tb.sqrt_recipm1_alphas_cumprod,
+                        tb.posterior_mean_coef1, tb.posterior_mean_coef2,
+                        tb.posterior_log_variance_clipped, tb.betas, mean, var,
+                        clip);
+}
+
+void expect_close(const at::Tensor& got, const at::Tensor& expected,
+                  double tol) {
+  ASSERT_EQ(got.sizes(), expected.sizes());
+  const double err = (got.to(at::kDouble) - expected).abs().max().item<double>();
+  const double scale = 1.0 + expected.abs().max().item<double>();
+  EXPECT_LE(err, tol * scale) << "max abs error " << err;
+}
+
+double tolerance(at::ScalarType dtype) {
+  switch (dtype) {
+    case at::kDouble: return 1e-12;
+    case at::kFloat: return 1e-5;
+    case at::kHalf: return 2e-3;
+    default: return 1e-2;
+  }
+}
+
+const int64_t kT = 1000;
+const at::Tensor kTimesteps = at::tensor({0, 1, 500, 999, 37}, at::kLong);
+
+class OpsByDtype : public ::testing::TestWithParam<at::ScalarType> {};
+
+TEST_P(OpsByDtype, QSampleMatchesReference) {
+  const auto dtype = GetParam();
+  const Tables tb = make_tables(kT);
+  const auto x0 = at::randn({5, 3, 4, 4}).to(dtype);
+  const auto noise = at::randn({5, 3, 4, 4}).to(dtype);
+  const auto out = ddpm::q_sample(x0, kTimesteps, noise, tb.sqrt_alphas_cumprod,
+                                  tb.sqrt_one_minus_alphas_cumprod);
+  EXPECT_EQ(out.scalar_type(), dtype);
+  const auto expected =
+      per_sample(tb.sqrt_alphas_cumprod, kTimesteps, 4) * x0.to(at::kDouble) +
+      per_sample(tb.sqrt_one_minus_alphas_cumprod, kTimesteps, 4) *
+          noise.to(at::kDouble);
+  expect_close(out, expected, tolerance(dtype));
+}
+
+TEST_P(OpsByDtype, PosteriorMatchesReference) {
+  const auto dtype = GetParam();
+  const Tables tb = make_tables(kT);
+  const auto x0 = at::randn({5, 6}).to(dtype);
+  const auto xt = at::randn({5, 6}).to(dtype);
+  const auto res = ddpm::posterior_mean_variance(
+      x0, xt, kTimesteps, tb.posterior_mean_coef1, tb.posterior_mean_coef2,
+      tb.posterior_variance, tb.posterior_log_variance_clipped);
+  const auto expected =
+      per_sample(tb.posterior_mean_coef1, kTimesteps, 2) * x0.to(at::kDouble) +
+      per_sample(tb.posterior_mean_coef2, kTimesteps, 2) * xt.to(at::kDouble);
+  expect_close(std::get<0>(res), expected, tolerance(dtype));
+  expect_close(std::get<1>(res),
+               per_sample(tb.posterior_variance, kTimesteps, 2).expand({5, 6}),
+               tolerance(dtype));
+}
+
+TEST_P(OpsByDtype, PSampleEpsilonFixedSmallMatchesReference) {
+  const auto dtype = GetParam();
+  const Tables tb = make_tables(kT);
+  const auto x = at::randn({5, 2, 3}).to(dtype);
+  const auto eps = at::randn({5, 2, 3}).to(dtype);
+  const auto noise = at::randn({5, 2, 3}).to(dtype);
+  const auto res =
+      p_sample_op(tb, eps, x, kTimesteps, noise, "epsilon", "fixed_small", true);
+  const auto xd = x.to(at::kDouble);
+  const auto pred =
+      (per_sample(tb.sqrt_recip_alphas_cumprod, kTimesteps, 3) * xd -
+       per_sample(tb.sqrt_recipm1_alphas_cumprod, kTimesteps, 3) *
+           eps.to(at::kDouble))
+          .clamp(-1, 1);
+  const auto mean = per_sample(tb.posterior_mean_coef1, kTimesteps, 3) * pred +
+                    per_sample(tb.posterior_mean_coef2, kTimesteps, 3) * xd;
+  const auto nonzero = (kTimesteps != 0).to(at::kDouble).view({5, 1, 1});
+  const auto sample =
+      mean + nonzero *
+                 (0.5 * per_sample(tb.posterior_log_variance_clipped,
+                                   kTimesteps, 3))
+                     .exp() *
+                 noise.to(at::kDouble);
+  expect_close(std::get<1>(res), pred, tolerance(dtype));
+  expect_close(std::get<0>(res), sample, tolerance(dtype));
+}
+
+TEST_P(OpsByDtype, PSampleVLearnedRangeMatchesReference) {
+  const auto dtype = GetParam();
+  const Tables tb = make_tables(kT);
+  const auto x = at::randn({5, 2, 3}).to(dtype);
+  const auto v = at::randn({5, 2, 3});
+  const auto frac_raw = at::rand({5, 2, 3}) * 2 - 1;
+  const auto out = at::cat({v, frac_raw}, 1).to(dtype);
+  const auto noise = at::randn({5, 2, 3}).to(dtype);
+  const auto res =
+      p_sample_op(tb, out, x, kTimesteps, noise, "v", "learned_range", false);
+  const auto xd = x.to(at::kDouble);
+  const auto abar = per_sample(tb.alphas_cumprod, kTimesteps, 3);
+  const auto vd = out.slice(1, 0, 2).to(at::kDouble);
+  const auto pred = abar.sqrt() * xd - (1 - abar).sqrt() * vd;
+  const auto mean = per_sample(tb.posterior_mean_coef1, kTimesteps, 3) * pred +
+                    per_sample(tb.posterior_mean_coef2, kTimesteps, 3) * xd;
+  const auto frac = (out.slice(1, 2, 4).to(at::kDouble) + 1) / 2;
+  const auto log_var =
+      frac * per_sample(tb.betas, kTimesteps, 3).log() +
+      (1 - frac) * per_sample(tb.posterior_log_variance_clipped, kTimesteps, 3);
+  const auto nonzero = (kTimesteps != 0).to(at::kDouble).view({5, 1, 1});
+  const auto sample =
+      mean + nonzero * (0.5 * log_var).exp() * noise.to(at::kDouble);
+  expect_close(std::get<1>(res), pred, tolerance(dtype));
+  expect_close(std::get<0>(res), sample, tolerance(dtype));
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypes, OpsByDtype,
+                         ::testing::Values(at::kFloat, at::kDouble, at::kHalf,
+                                           at::kBFloat16));
+
+TEST(Autograd, QSampleGradientsFromCpp) {
+  const Tables tb = make_tables(kT);
+  auto x0 = torch::randn({5, 3}, torch::kDouble).requires_grad_(true);
+  auto noise = torch::randn({5, 3}, torch::kDouble).requires_grad_(true);
+  auto out = ddpm::q_sample(x0, kTimesteps, noise, tb.sqrt_alphas_cumprod,
+                            tb.sqrt_one_minus_alphas_cumprod);
+  out.sum().backward();
+  expect_close(x0.grad(),
+               per_sample(tb.sqrt_alphas_cumprod, kTimesteps, 2).expand({5, 3}),
+               1e-12);
+  expect_close(noise.grad(),
+               per_sample(tb.sqrt_one_minus_alphas_cumprod, kTimesteps, 2)
+                   .expand({5, 3}),
+               1e-12);
+}
+
+TEST(Autograd, PSampleGradientMatchesFiniteDifference) {
+  const Tables tb = make_tables(kT);
+  auto x = torch::randn({5, 2, 3}, torch::kDouble).requires_grad_(true);
+  auto out = torch::randn({5, 4, 3}, torch::kDouble);
+  out.slice(1, 2, 4).uniform_(-1, 1);
+  out.requires_grad_(true);
+  const auto noise = torch::randn({5, 2, 3}, torch::kDouble);
+  auto loss = [&](const at::Tensor& o, const at::Tensor& xt) {
+    auto r = p_sample_op(tb, o, xt, kTimesteps, noise, "epsilon",
+                         "learned_range", false);
+    return (std::get<0>(r) * 1.3 + std::get<1>(r) * 0.7).sum();
+  };
+  loss(out, x).backward();
+  const double h = 1e-6;
+  torch::NoGradGuard no_grad;
+  for (int64_t i : {0, 7, 13, 29}) {
+    auto plus = out.detach().clone();
+    auto minus = out.detach().clone();
+    plus.view(-1)[i] += h;
+    minus.view(-1)[i] -= h;
+    const double fd =
+        (loss(plus, x.detach()) - loss(minus, x.detach())).item<double>() /
+        (2 * h);
+    EXPECT_NEAR(out.grad().view(-1)[i].item<double>(), fd, 1e-5 * (1 + std::abs(fd)));
+  }
+}
+
+TEST(TorchScript, OperatorsVisibleAndRunnable) {
+  // Every operator is in the JIT registry (what scripted code resolves
+  // torch.ops.ddpm.* against), and runs from there on an IValue stack.
+  for (const char* name :
+       {"ddpm::q_sample", "ddpm::q_sample_backward",
+        "ddpm::posterior_mean_variance",
+        "ddpm::posterior_mean_variance_backward", "ddpm::p_sample",
+        "ddpm::p_sample_backward"}) {
+    EXPECT_FALSE(
+        torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name))
+            .empty())
+        << name;
+  }
+  const auto ops = torch::jit::getAllOperatorsFor(
+      c10::Symbol::fromQualString("ddpm::q_sample"));
+  ASSERT_EQ(ops.size(), 1u);
+  const Tables tb = make_tables(kT);
+  const auto x0 = at::randn({5, 3});
+  const auto noise = at::randn({5, 3});
+  torch::jit::Stack stack{x0, kTimesteps, noise, tb.sqrt_alphas_cumprod,
+                          tb.sqrt_one_minus_alphas_cumprod};
+  ops[0]->getOperation()(stack);
+  ASSERT_EQ(stack.size(), 1u);
+  EXPECT_TRUE(at::equal(stack[0].toTensor(),
+                        ddpm::q_sample(x0, kTimesteps, noise,
+                                       tb.sqrt_alphas_cumprod,
+                                       tb.sqrt_one_minus_alphas_cumprod)));
+}
+
+// Runs fn and expects a c10::Error whose message contains every fragment.
+template <typename Fn>
+void expect_error(Fn fn, std::initializer_list<const char*> fragments) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error raised";
+  } catch (const c10::Error& e) {
+    const std::string msg = e.what();
+    for (const char* f : fragments) {
+      EXPECT_NE(msg.find(f), std::string::npos)
+          << "message lacks '" << f << "': " << msg.substr(0, 300);
+    }
+  }
+}
+
+TEST(BadInput, ClearErrors) {
+  const Tables tb = make_tables(kT);
+  const auto x = at::randn({5, 3});
+  auto q = [&](const at::Tensor& xs, const at::Tensor& t, const at::Tensor& n,
+               const at::Tensor& sa) {
+    return ddpm::q_sample(xs, t, n, sa, tb.sqrt_one_minus_alphas_cumprod);
+  };
+  expect_error([&] { q(x, at::tensor({0, 1, 2, 3, 1000}, at::kLong), x, tb.sqrt_alphas_cumprod); },
+               {"ddpm.q_sample", "every t in [0, 1000)", "t[4] = 1000"});
+  expect_error([&] { q(x, kTimesteps.to(at::kInt), x, tb.sqrt_alphas_cumprod); },
+               {"t to be an int64 tensor"});
+  expect_error([&] { q(x, kTimesteps.slice(0, 0, 4), x, tb.sqrt_alphas_cumprod); },
+               {"t to have shape [5]"});
+  expect_error([&] { q(x, kTimesteps, at::randn({5, 4}), tb.sqrt_alphas_cumprod); },
+               {"noise to have shape [5, 3] like x_start"});
+  expect_error([&] { q(x, kTimesteps, x, tb.sqrt_alphas_cumprod.slice(0, 0, 10)); },
+               {"sqrt_one_minus_alphas_cumprod to have length 10"});
+  expect_error([&] { q(x.to(at::kInt), kTimesteps, x.to(at::kInt), tb.sqrt_alphas_cumprod); },
+               {"x_start to have dtype float32, float64, float16 or bfloat16"});
+  expect_error([&] { p_sample_op(tb, x, x, kTimesteps, x, "eps", "fixed_small", true); },
+               {"ddpm.p_sample", "model_mean_type", "'eps'"});
+  expect_error([&] { p_sample_op(tb, x, x, kTimesteps, x, "epsilon", "learned", true); },
+               {"model_output to have shape [5, 6]"});
+}
+
+TEST(EmptyBatch, ReturnsEmpty) {
+  const Tables tb = make_tables(kT);
+  const auto x = at::empty({0, 3});
+  const auto t = at::empty({0}, at::kLong);
+  EXPECT_EQ(ddpm::q_sample(x, t, x, tb.sqrt_alphas_cumprod,
+                           tb.sqrt_one_minus_alphas_cumprod)
+                .sizes(),
+            x.sizes());
+}
+
+}  // namespace
