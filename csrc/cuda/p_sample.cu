@@ -1,0 +1,160 @@
+// The fused reverse step p_sample and its backward on CUDA: one pass over
+// memory, the mode branches compiled away (see ddpm/elementwise.h).
+//   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
+//   x_t, noise, sample, pred_xstart: [batch, sample_numel]
+#include "ddpm/elementwise.h"
+#include "elementwise.cuh"
+
+namespace ddpm {
+namespace {
+
+template <typename S, typename T, typename P>
+struct PSampleOpBase {
+  using acc = acc_t<S>;
+  using Coef = PSampleCoef<acc>;
+  P p;
+  ClipRange<acc> clip;
+
+  __device__ Coef coef(int64_t b) const {
+    const int64_t t = cuda::checked_timestep(p.timesteps, b);
+    return t < 0 ? nan_coef<acc, Coef>()
+                 : p_sample_coef<acc>(p.tables, t, p.modes.mean_type,
+                                      p.modes.var_type);
+  }
+};
+
+template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
+struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
+  using Base = PSampleOpBase<S, T, PSampleParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
+
+  __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    return cuda::aligned16(p.model_output + out_off) &&
+           (!kLearned || cuda::aligned16(p.model_output + out_off + p.sample_numel)) &&
+           cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
+           cuda::aligned16(p.sample + off) && cuda::aligned16(p.pred_xstart + off);
+  }
+  template <int V>
+  __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    acc out[V], var_out[V], x[V], z[V], sample[V], pred[V];
+    cuda::load_pack<V>(p.model_output + out_off, out);
+    if (kLearned) {
+      cuda::load_pack<V>(p.model_output + out_off + p.sample_numel, var_out);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) var_out[j] = acc(0);
+    }
+    cuda::load_pack<V>(p.x_t + off, x);
+    cuda::load_pack<V>(p.noise + off, z);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearned>(
+          k, this->clip, out[j], var_out[j], x[j], z[j]);
+      sample[j] = r.sample;
+      pred[j] = r.pred_xstart;
+    }
+    cuda::store_pack<V>(p.sample + off, sample);
+    cuda::store_pack<V>(p.pred_xstart + off, pred);
+  }
+};
+
+template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
+struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
+  using Base = PSampleOpBase<S, T, PSampleBackwardParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
+
+  __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    const int64_t var_off = out_off + (kLearned ? p.sample_numel : 0);
+    return cuda::aligned16(p.grad_sample + off) &&
+           cuda::aligned16(p.grad_pred_xstart + off) &&
+           cuda::aligned16(p.model_output + out_off) &&
+           cuda::aligned16(p.model_output + var_off) &&
+           cuda::aligned16(p.grad_model_output + out_off) &&
+           cuda::aligned16(p.grad_model_output + var_off) &&
+           cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
+           cuda::aligned16(p.grad_x_t + off);
+  }
+  template <int V>
+  __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    acc gs[V], gp[V], out[V], var_out[V], x[V], z[V], g_out[V], g_var[V], g_x[V];
+    cuda::load_pack<V>(p.grad_sample + off, gs);
+    cuda::load_pack<V>(p.grad_pred_xstart + off, gp);
+    cuda::load_pack<V>(p.model_output + out_off, out);
+    if (kLearned) {
+      cuda::load_pack<V>(p.model_output + out_off + p.sample_numel, var_out);
+    } else {
+#pragma unroll
+      for (int j = 0; j < V; ++j) var_out[j] = acc(0);
+    }
+    cuda::load_pack<V>(p.x_t + off, x);
+    cuda::load_pack<V>(p.noise + off, z);
+#pragma unroll
+    for (int j = 0; j < V; ++j) {
+      const PSampleGrad<acc> g = p_sample_backward_elem<kMeanIsOutput, kLearned>(
+          k, this->clip, gs[j], gp[j], out[j], var_out[j], x[j], z[j]);
+      g_out[j] = g.out;
+      g_var[j] = g.var_out;
+      g_x[j] = g.x_t;
+    }
+    cuda::store_pack<V>(p.grad_model_output + out_off, g_out);
+    if (kLearned) {
+      cuda::store_pack<V>(p.grad_model_output + out_off + p.sample_numel, g_var);
+    }
+    cuda::store_pack<V>(p.grad_x_t + off, g_x);
+  }
+};
+
+// Launches Op<S, T, mean_is_output, learned> for the runtime modes.
+template <template <typename, typename, bool, bool> class Op, typename S,
+          typename T, typename P>
+void launch_for_modes(const P& p, CudaLaunch launch) {
+  using acc = acc_t<S>;
+  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
+  const bool mean_is_output = p.modes.mean_type == MeanType::kPreviousX;
+  const bool learned = var_type_is_learned(p.modes.var_type);
+  if (mean_is_output && learned) {
+    cuda::launch_elementwise<S>(Op<S, T, true, true>{{p, clip}}, p.batch, p.sample_numel, launch);
+  } else if (mean_is_output) {
+    cuda::launch_elementwise<S>(Op<S, T, true, false>{{p, clip}}, p.batch, p.sample_numel, launch);
+  } else if (learned) {
+    cuda::launch_elementwise<S>(Op<S, T, false, true>{{p, clip}}, p.batch, p.sample_numel, launch);
+  } else {
+    cuda::launch_elementwise<S>(Op<S, T, false, false>{{p, clip}}, p.batch, p.sample_numel, launch);
+  }
+}
+
+}  // namespace
+
+template <typename S, typename T>
+void p_sample_cuda(const PSampleParams<S, T>& p, CudaLaunch launch) {
+  launch_for_modes<PSampleOp, S, T>(p, launch);
+}
+
+template <typename S, typename T>
+void p_sample_backward_cuda(const PSampleBackwardParams<S, T>& p,
+                            CudaLaunch launch) {
+  launch_for_modes<PSampleBackwardOp, S, T>(p, launch);
+}
+
+#define DDPM_INSTANTIATE(S, T)                                                \
+  template void p_sample_cuda<S, T>(const PSampleParams<S, T>&, CudaLaunch);  \
+  template void p_sample_backward_cuda<S, T>(                                 \
+      const PSampleBackwardParams<S, T>&, CudaLaunch);
+DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
+#undef DDPM_INSTANTIATE
+
+}  // namespace ddpm

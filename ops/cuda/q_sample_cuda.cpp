@@ -1,0 +1,36 @@
+// CUDA registrations of q_sample and q_sample_backward.
+#include <torch/library.h>
+
+#include "../q_sample.h"
+#include "cuda_launch.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+at::Tensor q_sample_cuda_op(const at::Tensor& x_start, const at::Tensor& t,
+                            const at::Tensor& noise, const at::Tensor& sa,
+                            const at::Tensor& s1ma) {
+  const c10::cuda::CUDAGuard guard(x_start.device());
+  return q_sample_impl(x_start, t, noise, sa, s1ma,
+                       cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_cuda(p, l); }));
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_backward_cuda_op(
+    const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
+    const at::Tensor& s1ma) {
+  const c10::cuda::CUDAGuard guard(grad.device());
+  return q_sample_backward_impl(
+      grad, t, sa, s1ma,
+      cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_backward_cuda(p, l); }));
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, CUDA, m) {
+  m.impl("q_sample", &q_sample_cuda_op);
+  m.impl("q_sample_backward", &q_sample_backward_cuda_op);
+}
+
+}  // namespace ops
+}  // namespace ddpm
