@@ -37,6 +37,21 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor posterior_log_variance_clipped, Tensor betas, "
       "str model_mean_type, str model_var_type, bool clip_denoised) "
       "-> (Tensor grad_model_output, Tensor grad_x_t)");
+  m.def(
+      "ddim_sample(Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True) -> (Tensor sample, Tensor pred_xstart)");
+  m.def(
+      "ddim_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
+      "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta, "
+      "str model_mean_type, str model_var_type, bool clip_denoised) "
+      "-> (Tensor grad_model_output, Tensor grad_x_t)");
 }
 
 namespace ddpm {
@@ -135,6 +150,55 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward(
                  posterior_mean_coef1, posterior_mean_coef2,
                  posterior_log_variance_clipped, betas, model_mean_type,
                  model_var_type, clip_denoised);
+}
+
+using StepSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, double, c10::string_view,
+    c10::string_view, bool);
+using StepBackwardSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    double, c10::string_view, c10::string_view, bool);
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::ddim_sample", "")
+                       .typed<StepSig>();
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
+                 model_mean_type, model_var_type, clip_denoised);
+}
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::ddim_sample_backward", "")
+                       .typed<StepBackwardSig>();
+  return op.call(grad_sample, grad_pred_xstart, model_output, x_t, t, noise,
+                 sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+                 posterior_mean_coef1, posterior_mean_coef2, alphas_cumprod,
+                 alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised);
 }
 
 }  // namespace ddpm

@@ -39,6 +39,20 @@ std::tuple<at::Tensor, at::Tensor> p_sample(
     const std::string& model_var_type = "fixed_small",
     bool clip_denoised = true);
 
+// One DDIM step (eta = 0: deterministic): (sample, pred_xstart). Passing
+// alphas_cumprod_next as alphas_cumprod_prev with eta = 0 gives the reverse
+// (ODE) step x_t -> x_{t+1} of ddim_reverse_sample.
+std::tuple<at::Tensor, at::Tensor> ddim_sample(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small",
+    bool clip_denoised = true);
+
 // Backward operators (what the autograd functions call); each is an operator
 // of its own with CPU, CUDA and Meta kernels.
 std::tuple<at::Tensor, at::Tensor> q_sample_backward(
@@ -59,6 +73,17 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward(
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2,
     const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised);
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
     const std::string& model_mean_type, const std::string& model_var_type,
     bool clip_denoised);
 

@@ -55,9 +55,11 @@ std::tuple<at::Tensor, at::Tensor> p_sample_meta(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
-  check_p_sample_args(model_output, x_t, t, noise,
-                      {r, rm1, c1, c2, log_var, betas}, std::string(mean_type),
-                      std::string(var_type), clip_denoised);
+  check_step_args(kPSample, model_output, x_t, t, noise,
+                  StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+                  parse_step_modes(kPSample, std::string(mean_type),
+                                   std::string(var_type), clip_denoised, false,
+                                   0.0));
   return {contiguous_like(x_t), contiguous_like(x_t)};
 }
 
@@ -68,10 +70,40 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward_meta(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
-  check_p_sample_backward_args(grad_sample, grad_pred_xstart, model_output,
-                               x_t, t, noise, {r, rm1, c1, c2, log_var, betas},
-                               std::string(mean_type), std::string(var_type),
-                               clip_denoised);
+  check_step_backward_args(
+      kPSampleBackward, grad_sample, grad_pred_xstart, model_output, x_t, t,
+      noise, StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+      parse_step_modes(kPSampleBackward, std::string(mean_type),
+                       std::string(var_type), clip_denoised, false, 0.0));
+  return {contiguous_like(model_output), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_step_args(kDdimSample, model_output, x_t, t, noise,
+                  StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+                  parse_step_modes(kDdimSample, std::string(mean_type),
+                                   std::string(var_type), clip_denoised, true,
+                                   eta));
+  return {contiguous_like(x_t), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_backward_meta(
+    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_step_backward_args(
+      kDdimSampleBackward, grad_sample, grad_pred_xstart, model_output, x_t, t,
+      noise, StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+      parse_step_modes(kDdimSampleBackward, std::string(mean_type),
+                       std::string(var_type), clip_denoised, true, eta));
   return {contiguous_like(model_output), contiguous_like(x_t)};
 }
 
@@ -85,6 +117,8 @@ TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
          &posterior_mean_variance_backward_meta);
   m.impl("p_sample", &p_sample_meta);
   m.impl("p_sample_backward", &p_sample_backward_meta);
+  m.impl("ddim_sample", &ddim_sample_meta);
+  m.impl("ddim_sample_backward", &ddim_sample_backward_meta);
 }
 
 }  // namespace ops

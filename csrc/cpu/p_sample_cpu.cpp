@@ -41,6 +41,10 @@ void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
     if (kLearnedVar) store(grad_var_out + i, g.var_out);
     store(grad_x_t + i, g.x_t);
   }
+  // A DDIM step ignores the variance half: its gradient is zero.
+  if (!kLearnedVar && grad_var_out != nullptr) {
+    for (int64_t i = 0; i < n; ++i) store(grad_var_out + i, acc(0));
+  }
 }
 
 // Calls fn(std::integral_constant<bool, mean_is_output>{},
@@ -50,8 +54,8 @@ template <typename Fn>
 void dispatch_modes(const PSampleModes& modes, const Fn& fn) {
   using F = std::false_type;
   using T = std::true_type;
-  const bool mean_is_output = modes.mean_type == MeanType::kPreviousX;
-  const bool learned = var_type_is_learned(modes.var_type);
+  const bool mean_is_output = step_mean_is_output(modes);
+  const bool learned = reads_var_channels(modes);
   if (mean_is_output) {
     learned ? fn(T{}, T{}) : fn(T{}, F{});
   } else {
@@ -62,8 +66,7 @@ void dispatch_modes(const PSampleModes& modes, const Fn& fn) {
 template <typename acc, typename P>
 int64_t gather_p_sample(const P& p, std::vector<PSampleCoef<acc>>& coefs) {
   return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
-    return p_sample_coef<acc>(p.tables, t, p.modes.mean_type,
-                              p.modes.var_type);
+    return p_sample_coef<acc>(p.tables, t, p.modes);
   });
 }
 
@@ -80,7 +83,7 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
     constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
     constexpr bool kLearned = decltype(learned)::value;
-    const int64_t out_stride = kLearned ? 2 * n : n;
+    const int64_t out_stride = has_var_channels(p.modes) ? 2 * n : n;
     cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0,
                                              int64_t i1) {
       const int64_t off = b * n + i0;
@@ -104,7 +107,8 @@ int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
     constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
     constexpr bool kLearned = decltype(learned)::value;
-    const int64_t out_stride = kLearned ? 2 * n : n;
+    const bool var_channels = has_var_channels(p.modes);
+    const int64_t out_stride = var_channels ? 2 * n : n;
     cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0,
                                              int64_t i1) {
       const int64_t off = b * n + i0;
@@ -113,7 +117,8 @@ int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
           coefs[b], clip, p.grad_sample + off, p.grad_pred_xstart + off,
           p.model_output + out_off, p.model_output + out_off + n,
           p.x_t + off, p.noise + off, p.grad_model_output + out_off,
-          p.grad_model_output + out_off + n, p.grad_x_t + off, i1 - i0);
+          var_channels ? p.grad_model_output + out_off + n : nullptr,
+          p.grad_x_t + off, i1 - i0);
     });
   });
   return -1;

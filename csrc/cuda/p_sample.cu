@@ -17,9 +17,11 @@ struct PSampleOpBase {
 
   __device__ Coef coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
-    return t < 0 ? nan_coef<acc, Coef>()
-                 : p_sample_coef<acc>(p.tables, t, p.modes.mean_type,
-                                      p.modes.var_type);
+    return t < 0 ? nan_coef<acc, Coef>() : p_sample_coef<acc>(p.tables, t, p.modes);
+  }
+  // Elements per sample of the model output: 2*sample_numel with a variance half.
+  __device__ int64_t out_stride() const {
+    return has_var_channels(p.modes) ? 2 * p.sample_numel : p.sample_numel;
   }
 };
 
@@ -32,7 +34,7 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
   __device__ bool aligned(int64_t b, int64_t i) const {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
-    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    const int64_t out_off = b * this->out_stride() + i;
     return cuda::aligned16(p.model_output + out_off) &&
            (!kLearned || cuda::aligned16(p.model_output + out_off + p.sample_numel)) &&
            cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
@@ -42,7 +44,7 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
-    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    const int64_t out_off = b * this->out_stride() + i;
     acc out[V], var_out[V], x[V], z[V], sample[V], pred[V];
     cuda::load_pack<V>(p.model_output + out_off, out);
     if (kLearned) {
@@ -74,8 +76,8 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
   __device__ bool aligned(int64_t b, int64_t i) const {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
-    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
-    const int64_t var_off = out_off + (kLearned ? p.sample_numel : 0);
+    const int64_t out_off = b * this->out_stride() + i;
+    const int64_t var_off = out_off + (has_var_channels(p.modes) ? p.sample_numel : 0);
     return cuda::aligned16(p.grad_sample + off) &&
            cuda::aligned16(p.grad_pred_xstart + off) &&
            cuda::aligned16(p.model_output + out_off) &&
@@ -89,7 +91,7 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
-    const int64_t out_off = b * p.sample_numel * (kLearned ? 2 : 1) + i;
+    const int64_t out_off = b * this->out_stride() + i;
     acc gs[V], gp[V], out[V], var_out[V], x[V], z[V], g_out[V], g_var[V], g_x[V];
     cuda::load_pack<V>(p.grad_sample + off, gs);
     cuda::load_pack<V>(p.grad_pred_xstart + off, gp);
@@ -111,7 +113,7 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
       g_x[j] = g.x_t;
     }
     cuda::store_pack<V>(p.grad_model_output + out_off, g_out);
-    if (kLearned) {
+    if (has_var_channels(p.modes)) {  // zero for a DDIM step, which ignores it
       cuda::store_pack<V>(p.grad_model_output + out_off + p.sample_numel, g_var);
     }
     cuda::store_pack<V>(p.grad_x_t + off, g_x);
@@ -124,8 +126,8 @@ template <template <typename, typename, bool, bool> class Op, typename S,
 void launch_for_modes(const P& p, CudaLaunch launch) {
   using acc = acc_t<S>;
   const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
-  const bool mean_is_output = p.modes.mean_type == MeanType::kPreviousX;
-  const bool learned = var_type_is_learned(p.modes.var_type);
+  const bool mean_is_output = step_mean_is_output(p.modes);
+  const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
     cuda::launch_elementwise<S>(Op<S, T, true, true>{{p, clip}}, p.batch, p.sample_numel, launch);
   } else if (mean_is_output) {

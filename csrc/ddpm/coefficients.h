@@ -48,6 +48,9 @@ struct PosteriorTables {
   const table_t* posterior_log_variance_clipped;
 };
 
+// Tables of a reverse step. p_sample reads the first six; a DDIM step reads
+// the first four and the last two (alphas_cumprod_target is abar_{t-1} for a
+// step back, abar_{t+1} for ddim_reverse_sample). Unused ones are null.
 template <typename table_t>
 struct PSampleTables {
   const table_t* sqrt_recip_alphas_cumprod;    // 1/sqrt(abar_t)
@@ -56,7 +59,28 @@ struct PSampleTables {
   const table_t* posterior_mean_coef2;
   const table_t* posterior_log_variance_clipped;
   const table_t* betas;
+  const table_t* alphas_cumprod;
+  const table_t* alphas_cumprod_target;
 };
+
+// What the model predicts, how the step's variance is formed, and whether
+// this is a DDIM step (eta scales its noise) rather than an ancestral one.
+struct StepModes {
+  MeanType mean_type;
+  VarType var_type;
+  bool clip_denoised;
+  bool ddim;
+  double eta;
+};
+
+// The model output carries a variance half (2C channels).
+DDPM_HD bool has_var_channels(const StepModes& m) {
+  return var_type_is_learned(m.var_type);
+}
+// The step reads that variance half (a DDIM step ignores it).
+DDPM_HD bool reads_var_channels(const StepModes& m) {
+  return has_var_channels(m) && !m.ddim;
+}
 
 // x_t = a*x_0 + b*noise
 template <typename acc>
@@ -91,6 +115,13 @@ DDPM_HD PosteriorCoef<acc> posterior_coef(const PosteriorTables<table_t>& tab,
 //           = nz*exp(0.5*(lv_a + lv_b*v))   (learned: v is the variance half)
 //   sample  = mean + sigma*noise
 // nz is 0 at t = 0, so no noise is added there.
+//
+// A DDIM step has the same form. With eps = (r*x_t - pred_x0)/rm1 and
+// d = sqrt(1 - abar_tgt - sigma^2),
+//   sample = sqrt(abar_tgt)*pred_x0 + d*eps + nz*sigma*noise
+//          = (sqrt(abar_tgt) - d/rm1)*pred_x0 + (d*r/rm1)*x_t + nz*sigma*noise,
+// so c1 = sqrt(abar_tgt) - d/rm1, c2 = d*r/rm1, sigma_fixed = nz*sigma, where
+// sigma = eta*sqrt((1-abar_tgt)/(1-abar))*sqrt(1-abar/abar_tgt).
 template <typename acc>
 struct PSampleCoef {
   acc A, Bm;            // pred_x0 = A*x_t + Bm*model_out
@@ -103,15 +134,13 @@ struct PSampleCoef {
 
 template <typename acc, typename table_t>
 DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
-                                       int64_t t, MeanType mean_type,
-                                       VarType var_type) {
+                                       int64_t t, const StepModes& modes) {
+  const MeanType mean_type = modes.mean_type;
+  const VarType var_type = modes.var_type;
   const double r = static_cast<double>(tab.sqrt_recip_alphas_cumprod[t]);
   const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
   const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
   const double c2 = static_cast<double>(tab.posterior_mean_coef2[t]);
-  const double min_log =
-      static_cast<double>(tab.posterior_log_variance_clipped[t]);
-  const double max_log = ::log(static_cast<double>(tab.betas[t]));
 
   double A = 0.0, Bm = 1.0;
   switch (mean_type) {
@@ -133,6 +162,34 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
       break;
   }
 
+  const double nz = t != 0 ? 1.0 : 0.0;
+  PSampleCoef<acc> k;
+  k.A = static_cast<acc>(A);
+  k.Bm = static_cast<acc>(Bm);
+  k.nz = static_cast<acc>(nz);
+  k.lv_a = acc(0);
+  k.lv_b = acc(1);
+  k.log_var_fixed = acc(0);
+
+  if (modes.ddim) {
+    const double abar = static_cast<double>(tab.alphas_cumprod[t]);
+    const double abar_tgt = static_cast<double>(tab.alphas_cumprod_target[t]);
+    // eta = 0 must give exactly 0, also for a reverse step (abar_tgt < abar)
+    // where the square roots below are NaN.
+    const double sigma =
+        modes.eta == 0.0 ? 0.0
+                         : modes.eta * ::sqrt((1.0 - abar_tgt) / (1.0 - abar)) *
+                               ::sqrt(1.0 - abar / abar_tgt);
+    const double d = ::sqrt(1.0 - abar_tgt - sigma * sigma);
+    k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
+    k.c2 = static_cast<acc>(d * r / rm1);
+    k.sigma_fixed = static_cast<acc>(nz * sigma);
+    return k;
+  }
+
+  const double min_log =
+      static_cast<double>(tab.posterior_log_variance_clipped[t]);
+  const double max_log = ::log(static_cast<double>(tab.betas[t]));
   double log_var = min_log;  // fixed_small
   if (var_type == VarType::kFixedLarge) {
     // improved-diffusion: log(append(posterior_variance[1], betas[1:])); the
@@ -145,17 +202,11 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
     lv_a = 0.5 * (max_log + min_log);
     lv_b = 0.5 * (max_log - min_log);
   }
-  const double nz = t != 0 ? 1.0 : 0.0;
-
-  PSampleCoef<acc> k;
-  k.A = static_cast<acc>(A);
-  k.Bm = static_cast<acc>(Bm);
   k.c1 = static_cast<acc>(c1);
   k.c2 = static_cast<acc>(c2);
   k.sigma_fixed = static_cast<acc>(nz * ::exp(0.5 * log_var));
   k.lv_a = static_cast<acc>(lv_a);
   k.lv_b = static_cast<acc>(lv_b);
-  k.nz = static_cast<acc>(nz);
   k.log_var_fixed = static_cast<acc>(log_var);
   return k;
 }

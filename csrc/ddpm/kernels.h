@@ -65,12 +65,14 @@ struct PosteriorBackwardParams {
   int64_t batch, sample_numel;
 };
 
-struct PSampleModes {
-  MeanType mean_type;
-  VarType var_type;
-  bool clip_denoised;
-};
+using PSampleModes = StepModes;
 
+// Compile-time shape of a step's inner loop, from its runtime modes.
+DDPM_HD bool step_mean_is_output(const StepModes& m) {
+  return m.mean_type == MeanType::kPreviousX && !m.ddim;
+}
+
+// p_sample and the DDIM step (modes.ddim) share these parameters and kernels.
 template <typename scalar_t, typename table_t>
 struct PSampleParams {
   const scalar_t* model_output;  // [batch, 1 or 2, sample_numel]

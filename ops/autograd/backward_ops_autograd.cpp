@@ -11,4 +11,6 @@ TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   m.impl("posterior_mean_variance_backward",
          torch::autograd::autogradNotImplementedFallback());
   m.impl("p_sample_backward", torch::autograd::autogradNotImplementedFallback());
+  m.impl("ddim_sample_backward",
+         torch::autograd::autogradNotImplementedFallback());
 }

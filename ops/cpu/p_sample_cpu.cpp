@@ -1,44 +1,29 @@
-// CPU registrations of the fused p_sample and its backward.
+// CPU registrations of the fused steps (p_sample, ddim_sample) and their
+// backward operators.
 #include <torch/library.h>
 
-#include "../p_sample.h"
+#include "../step_kernels.h"
 
 namespace ddpm {
 namespace ops {
 namespace {
 
-std::tuple<at::Tensor, at::Tensor> p_sample_cpu_op(
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
-    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
-    const at::Tensor& betas, c10::string_view mean_type,
-    c10::string_view var_type, bool clip_denoised) {
-  return p_sample_impl(model_output, x_t, t, noise,
-                       {r, rm1, c1, c2, log_var, betas}, std::string(mean_type),
-                       std::string(var_type), clip_denoised,
-                       [](const auto& p) { return p_sample_cpu(p); });
-}
-
-std::tuple<at::Tensor, at::Tensor> p_sample_backward_cpu_op(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
-    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
-    const at::Tensor& betas, c10::string_view mean_type,
-    c10::string_view var_type, bool clip_denoised) {
-  return p_sample_backward_impl(
-      grad_sample, grad_pred_xstart, model_output, x_t, t, noise,
-      {r, rm1, c1, c2, log_var, betas}, std::string(mean_type),
-      std::string(var_type), clip_denoised,
-      [](const auto& p) { return p_sample_backward_cpu(p); });
-}
+struct CpuStep {
+  struct NoGuard {};
+  static NoGuard guard(const at::Device&) { return {}; }
+  template <typename P>
+  static int64_t forward(const P& p) {
+    return p_sample_cpu(p);
+  }
+  template <typename P>
+  static int64_t backward(const P& p) {
+    return p_sample_backward_cpu(p);
+  }
+};
 
 }  // namespace
 
-TORCH_LIBRARY_IMPL(ddpm, CPU, m) {
-  m.impl("p_sample", &p_sample_cpu_op);
-  m.impl("p_sample_backward", &p_sample_backward_cpu_op);
-}
+TORCH_LIBRARY_IMPL(ddpm, CPU, m) { StepKernels<CpuStep>::register_all(m); }
 
 }  // namespace ops
 }  // namespace ddpm

@@ -11,11 +11,21 @@ load_library()
 from . import schedules  # noqa: E402
 from .ops import mode_name, p_sample, posterior_mean_variance, q_sample  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
+from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
+from .respace import SpacedDiffusion, space_timesteps  # noqa: E402
+from .patching import patch  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DiffusionSchedule",
+    "GaussianDiffusion",
+    "LossType",
+    "ModelMeanType",
+    "ModelVarType",
+    "SpacedDiffusion",
+    "patch",
+    "space_timesteps",
     "get_named_beta_schedule",
     "library_path",
     "mode_name",

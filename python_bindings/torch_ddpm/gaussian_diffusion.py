@@ -1,0 +1,489 @@
+"""A drop-in GaussianDiffusion backed by the ddpm operators.
+
+Same constructor, methods, argument names, return values and random-number
+consumption as improved-diffusion's GaussianDiffusion (and guided-diffusion's
+cond_fn hooks), so a script changes one import:
+
+    from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ...
+
+q_sample, q_posterior_mean_variance, p_sample and ddim_sample/ddim_reverse_sample
+run the fused operators; the schedule tables live on each device once (float64),
+so no step copies anything from the host. A denoised_fn or cond_fn (Python
+callbacks that act between the prediction of x_0 and the mean) takes the
+unfused path, with the same formulas.
+"""
+import enum
+import math
+
+import numpy as np
+import torch
+
+from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
+from .ops import mode_name
+from .schedules import betas_for_alpha_bar, schedule_tables
+
+__all__ = ["GaussianDiffusion", "ModelMeanType", "ModelVarType", "LossType",
+           "get_named_beta_schedule", "betas_for_alpha_bar"]
+
+
+def get_named_beta_schedule(schedule_name, num_diffusion_timesteps):
+    """'linear' or 'cosine' betas as a float64 numpy array (as improved-diffusion)."""
+    from .schedules import get_named_beta_schedule as _named
+
+    return _named(schedule_name, num_diffusion_timesteps).numpy()
+
+
+class ModelMeanType(enum.Enum):
+    PREVIOUS_X = enum.auto()  # the model predicts x_{t-1}
+    START_X = enum.auto()  # the model predicts x_0
+    EPSILON = enum.auto()  # the model predicts epsilon
+    V = enum.auto()  # the model predicts v = sqrt(abar) eps - sqrt(1 - abar) x_0
+
+
+class ModelVarType(enum.Enum):
+    LEARNED = enum.auto()
+    FIXED_SMALL = enum.auto()
+    FIXED_LARGE = enum.auto()
+    LEARNED_RANGE = enum.auto()
+
+
+class LossType(enum.Enum):
+    MSE = enum.auto()  # raw MSE loss (and KL when learning variances)
+    RESCALED_MSE = enum.auto()  # MSE with the KL term rescaled as in the RESCALED_KL case
+    KL = enum.auto()  # the variational lower bound
+    RESCALED_KL = enum.auto()  # like KL, scaled to estimate the full bound
+
+    def is_vb(self):
+        return self == LossType.KL or self == LossType.RESCALED_KL
+
+
+_TABLES = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "alphas_cumprod_next",
+           "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+           "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
+           "sqrt_recipm1_alphas_cumprod", "posterior_variance",
+           "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2")
+
+
+def _is_learned(var_type):
+    return mode_name(var_type) in ("learned", "learned_range")
+
+
+class GaussianDiffusion:
+    """Utilities for training and sampling diffusion models (improved-diffusion API).
+
+    :param betas: a 1-D array of betas for each diffusion timestep, from T to 1.
+    :param model_mean_type: a ModelMeanType (what the model outputs).
+    :param model_var_type: a ModelVarType (how the variance is output).
+    :param loss_type: a LossType.
+    :param rescale_timesteps: pass floating point timesteps scaled to [0, 1000) to the model.
+    """
+
+    def __init__(self, *, betas, model_mean_type, model_var_type, loss_type,
+                 rescale_timesteps=False):
+        self.model_mean_type = model_mean_type
+        self.model_var_type = model_var_type
+        self.loss_type = loss_type
+        self.rescale_timesteps = rescale_timesteps
+        tables = schedule_tables(np.asarray(betas, dtype=np.float64))
+        for name in _TABLES:  # numpy float64 attributes, as improved-diffusion has
+            setattr(self, name, tables[name].numpy())
+        self.alphas = 1.0 - self.betas
+        self.sqrt_one_minus_alphas_cumprod = tables["sqrt_one_minus_alphas_cumprod"].numpy()
+        self.num_timesteps = int(self.betas.shape[0])
+        self._ddpm_cache = {}
+
+    # ---- tables on the device, cached --------------------------------------------
+    def _ddpm_tables(self, device):
+        """Every table as float64 on `device`, moved there once."""
+        cache = self.__dict__.setdefault("_ddpm_cache", {})
+        key = str(device)
+        if key not in cache:
+            tables = schedule_tables(np.asarray(self.betas, dtype=np.float64))
+            cache[key] = {k: v.to(device) for k, v in tables.items()}
+        return cache[key]
+
+    def _extract(self, name, t, shape):
+        """table[t] as float32 broadcast to shape (improved-diffusion's _extract_into_tensor)."""
+        res = self._ddpm_tables(t.device)[name][t].float()
+        return res.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+
+    def _step_tables(self, device):
+        tab = self._ddpm_tables(device)
+        return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
+                tab["posterior_mean_coef1"], tab["posterior_mean_coef2"])
+
+    def _modes(self):
+        return mode_name(self.model_mean_type), mode_name(self.model_var_type)
+
+    def _model_output(self, model, x, t, model_kwargs):
+        wrap = getattr(self, "_wrap_model", None)
+        if wrap is not None:
+            model = wrap(model)
+        out = model(x, self._scale_timesteps(t), **(model_kwargs or {}))
+        channels = x.shape[1] * (2 if _is_learned(self.model_var_type) else 1)
+        assert out.shape == (x.shape[0], channels, *x.shape[2:]), (
+            f"model output of shape {tuple(out.shape)}, expected "
+            f"{(x.shape[0], channels, *x.shape[2:])}")
+        return out
+
+    def _scale_timesteps(self, t):
+        if self.rescale_timesteps:
+            return t.float() * (1000.0 / self.num_timesteps)
+        return t
+
+    # ---- forward process -----------------------------------------------------------
+    def q_mean_variance(self, x_start, t):
+        """(mean, variance, log_variance) of q(x_t | x_0)."""
+        tab = self._ddpm_tables(x_start.device)
+        mean = torch.ops.ddpm.q_sample(x_start, t, torch.zeros_like(x_start),
+                                       tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
+        variance = self._extract("alphas_cumprod", t, x_start.shape)
+        variance = 1.0 - variance
+        log_variance = self._extract("log_one_minus_alphas_cumprod", t, x_start.shape)
+        return mean, variance, log_variance
+
+    def q_sample(self, x_start, t, noise=None):
+        """Diffuse the data: a sample of q(x_t | x_0). noise ~ randn_like(x_start) if None."""
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        tab = self._ddpm_tables(x_start.device)
+        return torch.ops.ddpm.q_sample(x_start, t, noise, tab["sqrt_alphas_cumprod"],
+                                       tab["sqrt_one_minus_alphas_cumprod"])
+
+    def q_posterior_mean_variance(self, x_start, x_t, t):
+        """(posterior_mean, posterior_variance, posterior_log_variance_clipped)."""
+        tab = self._ddpm_tables(x_t.device)
+        return torch.ops.ddpm.posterior_mean_variance(
+            x_start, x_t, t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+            tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+
+    # ---- the reverse step ----------------------------------------------------------------
+    def _fused_step(self, model_output, x, t, noise, clip_denoised):
+        tab = self._ddpm_tables(x.device)
+        mean_type, var_type = self._modes()
+        return torch.ops.ddpm.p_sample(
+            model_output, x, t, noise, *self._step_tables(x.device),
+            tab["posterior_log_variance_clipped"], tab["betas"],
+            mean_type, var_type, bool(clip_denoised))
+
+    def _variance(self, model_output, x, t):
+        """(variance, log_variance) for the configured variance type."""
+        var_type = mode_name(self.model_var_type)
+        if var_type in ("learned", "learned_range"):
+            var_values = model_output[:, x.shape[1]:]
+            if var_type == "learned":
+                log_variance = var_values
+            else:
+                min_log = self._extract("posterior_log_variance_clipped", t, x.shape)
+                max_log = torch.log(self._extract("betas", t, x.shape))
+                frac = (var_values + 1) / 2
+                log_variance = frac * max_log + (1 - frac) * min_log
+            return torch.exp(log_variance), log_variance
+        if var_type == "fixed_large":
+            tab = self._ddpm_tables(t.device)
+            variance = torch.cat([tab["posterior_variance"][1:2], tab["betas"][1:]])
+            log_variance = torch.log(variance)
+            shape = (-1,) + (1,) * (x.dim() - 1)
+            return (variance[t].float().view(shape).expand(x.shape),
+                    log_variance[t].float().view(shape).expand(x.shape))
+        return (self._extract("posterior_variance", t, x.shape),
+                self._extract("posterior_log_variance_clipped", t, x.shape))
+
+    def p_mean_variance(self, model, x, t, clip_denoised=True, denoised_fn=None, model_kwargs=None):
+        """Apply the model: dict of mean, variance, log_variance, pred_xstart of p(x_{t-1} | x_t)."""
+        model_output = self._model_output(model, x, t, model_kwargs)
+        return self._mean_variance_from_output(model_output, x, t, clip_denoised, denoised_fn)
+
+    def _mean_variance_from_output(self, model_output, x, t, clip_denoised, denoised_fn):
+        zeros = torch.zeros_like(x)
+        if denoised_fn is None:
+            # With zero noise the fused step's sample is the mean itself.
+            mean, pred_xstart = self._fused_step(model_output, x, t, zeros, clip_denoised)
+        else:
+            _, pred_xstart = self._fused_step(model_output, x, t, zeros, False)
+            pred_xstart = denoised_fn(pred_xstart)
+            if clip_denoised:
+                pred_xstart = pred_xstart.clamp(-1, 1)
+            if mode_name(self.model_mean_type) == "previous_x":
+                mean = model_output[:, : x.shape[1]]
+            else:
+                mean, _, _ = self.q_posterior_mean_variance(pred_xstart, x, t)
+        variance, log_variance = self._variance(model_output, x, t)
+        return {"mean": mean, "variance": variance, "log_variance": log_variance,
+                "pred_xstart": pred_xstart}
+
+    def _predict_xstart_from_eps(self, x_t, t, eps):
+        return (self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t
+                - self._extract("sqrt_recipm1_alphas_cumprod", t, x_t.shape) * eps)
+
+    def _predict_xstart_from_xprev(self, x_t, t, xprev):
+        c1 = self._extract("posterior_mean_coef1", t, x_t.shape)
+        c2 = self._extract("posterior_mean_coef2", t, x_t.shape)
+        return xprev / c1 - (c2 / c1) * x_t
+
+    def _predict_eps_from_xstart(self, x_t, t, pred_xstart):
+        return ((self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - pred_xstart)
+                / self._extract("sqrt_recipm1_alphas_cumprod", t, x_t.shape))
+
+    def condition_mean(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
+        """guided-diffusion's classifier guidance on the mean: mean + variance * grad."""
+        gradient = cond_fn(x, self._scale_timesteps(t), **(model_kwargs or {}))
+        return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
+
+    def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
+        """guided-diffusion's score-based conditioning (for DDIM)."""
+        alpha_bar = self._extract("alphas_cumprod", t, x.shape)
+        eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
+        eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self._scale_timesteps(t), **(model_kwargs or {}))
+        out = p_mean_var.copy()
+        out["pred_xstart"] = self._predict_xstart_from_eps(x, t, eps)
+        out["mean"], _, _ = self.q_posterior_mean_variance(out["pred_xstart"], x, t)
+        return out
+
+    def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
+                 model_kwargs=None):
+        """Sample x_{t-1}: dict of sample and pred_xstart. Noise is randn_like(x), drawn after the model."""
+        if denoised_fn is None and cond_fn is None:
+            model_output = self._model_output(model, x, t, model_kwargs)
+            noise = torch.randn_like(x)
+            sample, pred_xstart = self._fused_step(model_output, x, t, noise, clip_denoised)
+            return {"sample": sample, "pred_xstart": pred_xstart}
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        noise = torch.randn_like(x)
+        nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
+        if cond_fn is not None:
+            out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs)
+        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
+
+    def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                      cond_fn=None, model_kwargs=None, device=None, progress=False):
+        """Generate samples: the final x_0 of the reverse chain."""
+        final = None
+        for sample in self.p_sample_loop_progressive(
+                model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress):
+            final = sample
+        return final["sample"]
+
+    def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
+                                  denoised_fn=None, cond_fn=None, model_kwargs=None,
+                                  device=None, progress=False):
+        """Yield the dict of every step's p_sample, from t = T-1 down to 0."""
+        if device is None:
+            device = next(model.parameters()).device
+        assert isinstance(shape, (tuple, list))
+        img = noise if noise is not None else torch.randn(*shape, device=device)
+        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
+            t = torch.tensor([i] * shape[0], device=device)
+            with torch.no_grad():
+                out = self.p_sample(model, img, t, clip_denoised=clip_denoised,
+                                    denoised_fn=denoised_fn, cond_fn=cond_fn,
+                                    model_kwargs=model_kwargs)
+                yield out
+                img = out["sample"]
+
+    # ---- DDIM -------------------------------------------------------------------------
+    def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target):
+        tab = self._ddpm_tables(x.device)
+        mean_type, var_type = self._modes()
+        return torch.ops.ddpm.ddim_sample(
+            model_output, x, t, noise, *self._step_tables(x.device), tab["alphas_cumprod"],
+            tab[target], float(eta), mean_type, var_type, bool(clip_denoised))
+
+    def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
+                    model_kwargs=None, eta=0.0):
+        """Sample x_{t-1} with DDIM: dict of sample and pred_xstart."""
+        if denoised_fn is None and cond_fn is None:
+            model_output = self._model_output(model, x, t, model_kwargs)
+            noise = torch.randn_like(x)
+            sample, pred_xstart = self._fused_ddim(model_output, x, t, noise, clip_denoised, eta,
+                                                   "alphas_cumprod_prev")
+            return {"sample": sample, "pred_xstart": pred_xstart}
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        if cond_fn is not None:
+            out = self.condition_score(cond_fn, out, x, t, model_kwargs)
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar = self._extract("alphas_cumprod", t, x.shape)
+        alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x.shape)
+        sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
+                 * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
+        noise = torch.randn_like(x)
+        mean_pred = (out["pred_xstart"] * torch.sqrt(alpha_bar_prev)
+                     + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
+        nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
+        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_reverse_sample(self, model, x, t, clip_denoised=True, denoised_fn=None,
+                            model_kwargs=None, eta=0.0):
+        """x_{t+1} from x_t with the DDIM reverse ODE (eta must be 0)."""
+        assert eta == 0.0, "Reverse ODE only for deterministic path"
+        if denoised_fn is None:
+            model_output = self._model_output(model, x, t, model_kwargs)
+            # sigma is 0, so the noise argument is never used: pass x itself.
+            sample, pred_xstart = self._fused_ddim(model_output, x, t, x, clip_denoised, 0.0,
+                                                   "alphas_cumprod_next")
+            return {"sample": sample, "pred_xstart": pred_xstart}
+        out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
+        eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
+        alpha_bar_next = self._extract("alphas_cumprod_next", t, x.shape)
+        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
+        return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
+
+    def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
+                         cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
+        """Generate samples with DDIM: the final x_0."""
+        final = None
+        for sample in self.ddim_sample_loop_progressive(
+                model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
+                eta=eta):
+            final = sample
+        return final["sample"]
+
+    def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
+                                     denoised_fn=None, cond_fn=None, model_kwargs=None,
+                                     device=None, progress=False, eta=0.0):
+        """Yield the dict of every DDIM step, from t = T-1 down to 0."""
+        if device is None:
+            device = next(model.parameters()).device
+        assert isinstance(shape, (tuple, list))
+        img = noise if noise is not None else torch.randn(*shape, device=device)
+        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
+            t = torch.tensor([i] * shape[0], device=device)
+            with torch.no_grad():
+                out = self.ddim_sample(model, img, t, clip_denoised=clip_denoised,
+                                       denoised_fn=denoised_fn, cond_fn=cond_fn,
+                                       model_kwargs=model_kwargs, eta=eta)
+                yield out
+                img = out["sample"]
+
+    # ---- losses -----------------------------------------------------------------------------
+    def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
+        """The variational bound term of step t in bits per dimension (decoder NLL at t = 0)."""
+        true_mean, _, true_log_variance_clipped = self.q_posterior_mean_variance(x_start, x_t, t)
+        out = self.p_mean_variance(model, x_t, t, clip_denoised=clip_denoised, model_kwargs=model_kwargs)
+        kl = normal_kl(true_mean, true_log_variance_clipped, out["mean"], out["log_variance"])
+        kl = mean_flat(kl) / math.log(2.0)
+        decoder_nll = -discretized_gaussian_log_likelihood(
+            x_start, means=out["mean"], log_scales=0.5 * out["log_variance"])
+        assert decoder_nll.shape == x_start.shape
+        decoder_nll = mean_flat(decoder_nll) / math.log(2.0)
+        output = torch.where((t == 0), decoder_nll, kl)
+        return {"output": output, "pred_xstart": out["pred_xstart"]}
+
+    def training_losses(self, model, x_start, t, model_kwargs=None, noise=None):
+        """Training losses for one step: dict with "loss" (and "mse", "vb" when used)."""
+        if model_kwargs is None:
+            model_kwargs = {}
+        if noise is None:
+            noise = torch.randn_like(x_start)
+        x_t = self.q_sample(x_start, t, noise=noise)
+        terms = {}
+        loss_type = mode_name(self.loss_type)
+        if loss_type in ("kl", "rescaled_kl"):
+            terms["loss"] = self._vb_terms_bpd(model, x_start, x_t, t, clip_denoised=False,
+                                               model_kwargs=model_kwargs)["output"]
+            if loss_type == "rescaled_kl":
+                terms["loss"] *= self.num_timesteps
+        elif loss_type in ("mse", "rescaled_mse"):
+            model_output = self._model_output(model, x_t, t, model_kwargs)
+            if _is_learned(self.model_var_type):
+                channels = x_t.shape[1]
+                model_output, model_var_values = torch.split(model_output, channels, dim=1)
+                # The vb term learns the variance only: the mean is frozen.
+                frozen_out = torch.cat([model_output.detach(), model_var_values], dim=1)
+                terms["vb"] = self._vb_terms_bpd(
+                    _Frozen(frozen_out), x_start, x_t, t, clip_denoised=False)["output"]
+                if loss_type == "rescaled_mse":
+                    terms["vb"] *= self.num_timesteps / 1000.0
+            mean_type = mode_name(self.model_mean_type)
+            if mean_type == "previous_x":
+                target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
+            elif mean_type == "start_x":
+                target = x_start
+            elif mean_type == "epsilon":
+                target = noise
+            else:  # v
+                target = self._extract("sqrt_alphas_cumprod", t, x_start.shape) * noise \
+                    - self._extract("sqrt_one_minus_alphas_cumprod", t, x_start.shape) * x_start
+            assert model_output.shape == target.shape == x_start.shape
+            terms["mse"] = mean_flat((target - model_output) ** 2)
+            terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
+        else:
+            raise NotImplementedError(self.loss_type)
+        return terms
+
+    def _prior_bpd(self, x_start):
+        """KL of q(x_T | x_0) from N(0, I), in bits per dimension."""
+        batch_size = x_start.shape[0]
+        t = torch.tensor([self.num_timesteps - 1] * batch_size, device=x_start.device)
+        qt_mean, _, qt_log_variance = self.q_mean_variance(x_start, t)
+        kl_prior = normal_kl(mean1=qt_mean, logvar1=qt_log_variance, mean2=0.0, logvar2=0.0)
+        return mean_flat(kl_prior) / math.log(2.0)
+
+    def calc_bpd_loop(self, model, x_start, clip_denoised=True, model_kwargs=None):
+        """The whole variational bound, in bits per dimension, with its terms."""
+        device = x_start.device
+        batch_size = x_start.shape[0]
+        vb, xstart_mse, mse = [], [], []
+        for t in list(range(self.num_timesteps))[::-1]:
+            t_batch = torch.tensor([t] * batch_size, device=device)
+            noise = torch.randn_like(x_start)
+            x_t = self.q_sample(x_start=x_start, t=t_batch, noise=noise)
+            with torch.no_grad():
+                out = self._vb_terms_bpd(model, x_start=x_start, x_t=x_t, t=t_batch,
+                                         clip_denoised=clip_denoised, model_kwargs=model_kwargs)
+            vb.append(out["output"])
+            xstart_mse.append(mean_flat((out["pred_xstart"] - x_start) ** 2))
+            eps = self._predict_eps_from_xstart(x_t, t_batch, out["pred_xstart"])
+            mse.append(mean_flat((eps - noise) ** 2))
+        vb = torch.stack(vb, dim=1)
+        xstart_mse = torch.stack(xstart_mse, dim=1)
+        mse = torch.stack(mse, dim=1)
+        prior_bpd = self._prior_bpd(x_start)
+        total_bpd = vb.sum(dim=1) + prior_bpd
+        return {"total_bpd": total_bpd, "prior_bpd": prior_bpd, "vb": vb,
+                "xstart_mse": xstart_mse, "mse": mse}
+
+
+class _Frozen:
+    """A 'model' that returns a fixed output (the frozen mean for the vb term)."""
+
+    def __init__(self, output):
+        self.output = output
+
+    def __call__(self, *args, **kwargs):
+        return self.output
+
+
+def _progress(indices, progress):
+    if not progress:
+        return indices
+    try:
+        from tqdm.auto import tqdm
+
+        return tqdm(indices)
+    except ImportError:
+        return _PlainProgress(indices)
+
+
+class _PlainProgress:
+    """A progress line on stderr when tqdm is not installed."""
+
+    def __init__(self, items):
+        self.items = items
+
+    def __iter__(self):
+        import sys
+        import time
+
+        n = len(self.items)
+        start = time.perf_counter()
+        for k, item in enumerate(self.items):
+            yield item
+            if (k + 1) % max(1, n // 20) == 0 or k + 1 == n:
+                rate = (k + 1) / max(time.perf_counter() - start, 1e-9)
+                sys.stderr.write(f"\r{k + 1}/{n} steps, {rate:.1f} it/s")
+                sys.stderr.flush()
+        sys.stderr.write("\n")

@@ -1,0 +1,242 @@
+"""torch_ddpm.GaussianDiffusion / SpacedDiffusion / patch() against the eager
+improved-diffusion formulas (torch_ddpm.eager): same seed, same samples,
+losses and gradients, same random numbers consumed."""
+import enum
+
+import pytest
+import torch
+
+import torch_ddpm
+from torch_ddpm.eager import EagerGaussianDiffusion
+from torch_ddpm.gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType,
+                                           ModelVarType, get_named_beta_schedule)
+from torch_ddpm.respace import SpacedDiffusion, space_timesteps
+
+T = 40
+
+
+class TinyModel(torch.nn.Module):
+    """A small conv net with a timestep embedding; 2C outputs for learned variances."""
+
+    def __init__(self, channels=2, learned=False):
+        super().__init__()
+        out = channels * (2 if learned else 1)
+        self.conv = torch.nn.Conv2d(channels, out, 3, padding=1)
+        self.emb = torch.nn.Linear(1, out)
+        self.learned = learned
+        self.seen_t = []
+
+    def forward(self, x, t, **kwargs):
+        self.seen_t.append(t.detach().clone())
+        h = self.conv(x) + self.emb(t.float().view(-1, 1) / 1000.0)[..., None, None]
+        if self.learned:
+            c = x.shape[1]
+            return torch.cat([1.5 * torch.tanh(h[:, :c]), torch.tanh(h[:, c:])], dim=1)
+        return 1.5 * torch.tanh(h)
+
+
+def make(cls, mean_type, var_type, loss_type=LossType.MSE, rescale=False, spacing=None):
+    kwargs = dict(betas=get_named_beta_schedule("cosine", T), model_mean_type=mean_type,
+                  model_var_type=var_type, loss_type=loss_type, rescale_timesteps=rescale)
+    if spacing is None:
+        return cls(**kwargs)
+    spaced = type("Spaced" + cls.__name__, (SpacedDiffusion, cls), {})
+    return spaced(space_timesteps(T, spacing), **kwargs)
+
+
+def run_both(fn, mean_type, var_type, seed=0, **kw):
+    learned = var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)
+    torch.manual_seed(123)
+    model = TinyModel(learned=learned)
+    results = []
+    for cls in (GaussianDiffusion, EagerGaussianDiffusion):
+        diffusion = make(cls, mean_type, var_type, **kw)
+        torch.manual_seed(seed)
+        out = fn(diffusion, model)
+        after = torch.randn(4)  # the generator must have advanced equally
+        results.append((out, after))
+    return results
+
+
+def assert_same(a, b, atol=2e-5):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert_same(a[k], b[k], atol)
+    else:
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=atol)
+
+
+MODES = [(m, v) for m in ModelMeanType for v in ModelVarType]
+
+
+@pytest.mark.parametrize("mean_type,var_type", MODES)
+@pytest.mark.parametrize("clip", [True, False])
+def test_p_sample_loop_same_samples(mean_type, var_type, clip):
+    shape = (3, 2, 5, 5)
+    (ours, r1), (eager, r2) = run_both(
+        lambda d, m: d.p_sample_loop(m, shape, clip_denoised=clip, device="cpu"), mean_type, var_type)
+    assert_same(ours, eager, atol=1e-4)
+    assert torch.equal(r1, r2)
+
+
+@pytest.mark.parametrize("mean_type,var_type", MODES)
+def test_p_mean_variance_and_posterior(mean_type, var_type):
+    x = torch.randn(4, 2, 5, 5)
+    t = torch.tensor([0, 1, T // 2, T - 1])
+
+    def fn(d, m):
+        out = d.p_mean_variance(m, x, t, clip_denoised=True)
+        post = d.q_posterior_mean_variance(out["pred_xstart"], x, t)
+        q = d.q_mean_variance(x, t)
+        return {**out, "post_mean": post[0], "post_var": post[1], "post_log_var": post[2],
+                "q_mean": q[0], "q_var": q[1], "q_log_var": q[2]}
+
+    (ours, _), (eager, _) = run_both(fn, mean_type, var_type)
+    assert_same(ours, eager)
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+@pytest.mark.parametrize("mean_type,var_type", [(ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL),
+                                                (ModelMeanType.START_X, ModelVarType.LEARNED_RANGE),
+                                                (ModelMeanType.V, ModelVarType.FIXED_LARGE),
+                                                (ModelMeanType.PREVIOUS_X, ModelVarType.LEARNED)])
+def test_ddim_loop_and_reverse(eta, mean_type, var_type):
+    shape = (3, 2, 5, 5)
+    (ours, r1), (eager, r2) = run_both(
+        lambda d, m: d.ddim_sample_loop(m, shape, device="cpu", eta=eta), mean_type, var_type)
+    assert_same(ours, eager, atol=1e-4)
+    assert torch.equal(r1, r2)
+    x = torch.randn(shape)
+    t = torch.tensor([0, 5, T - 2])
+    (ours, _), (eager, _) = run_both(lambda d, m: d.ddim_reverse_sample(m, x, t), mean_type, var_type)
+    assert_same(ours, eager)
+
+
+@pytest.mark.parametrize("loss_type", list(LossType))
+@pytest.mark.parametrize("mean_type,var_type", [(ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL),
+                                                (ModelMeanType.EPSILON, ModelVarType.LEARNED_RANGE),
+                                                (ModelMeanType.START_X, ModelVarType.LEARNED),
+                                                (ModelMeanType.PREVIOUS_X, ModelVarType.FIXED_LARGE),
+                                                (ModelMeanType.V, ModelVarType.LEARNED_RANGE)])
+def test_training_losses_and_gradients(loss_type, mean_type, var_type):
+    x0 = torch.rand(4, 2, 5, 5) * 2 - 1
+    t = torch.tensor([0, 1, T // 2, T - 1])
+
+    def fn(d, m):
+        m.zero_grad()
+        terms = d.training_losses(m, x0, t)
+        terms["loss"].mean().backward()
+        return {**{k: v.detach() for k, v in terms.items()},
+                **{f"grad_{n}": p.grad.clone() for n, p in m.named_parameters()}}
+
+    (ours, r1), (eager, r2) = run_both(fn, mean_type, var_type, loss_type=loss_type)
+    assert_same(ours, eager, atol=1e-4)
+    assert torch.equal(r1, r2)
+
+
+def test_calc_bpd_loop():
+    x0 = torch.rand(2, 2, 4, 4) * 2 - 1
+    (ours, _), (eager, _) = run_both(lambda d, m: d.calc_bpd_loop(m, x0),
+                                     ModelMeanType.EPSILON, ModelVarType.LEARNED_RANGE)
+    assert_same(ours, eager, atol=1e-4)
+
+
+@pytest.mark.parametrize("spacing", ["ddim8", "10,5", [4, 3, 2]])
+@pytest.mark.parametrize("rescale", [False, True])
+def test_spaced_diffusion(spacing, rescale):
+    shape = (2, 2, 4, 4)
+    def fn(d, m):
+        m.seen_t.clear()
+        return (d.p_sample_loop(m, shape, device="cpu"), d.ddim_sample_loop(m, shape, device="cpu"),
+                torch.stack(m.seen_t))
+
+    (ours, r1), (eager, r2) = run_both(fn,
+        ModelMeanType.EPSILON, ModelVarType.LEARNED_RANGE, rescale=rescale, spacing=spacing)
+    assert_same(ours[0], eager[0], atol=1e-4)
+    assert_same(ours[1], eager[1], atol=1e-4)
+    assert torch.equal(ours[2], eager[2])  # the model saw the original timesteps
+    assert torch.equal(r1, r2)
+
+
+def test_space_timesteps():
+    assert space_timesteps(1000, "ddim50") == set(range(0, 1000, 20))
+    steps = sorted(space_timesteps(100, "10,5"))
+    assert len(steps) == 15 and steps[0] == 0 and steps[9] == 49 and steps[10] == 50 and steps[-1] == 99
+    with pytest.raises(ValueError):
+        space_timesteps(10, "ddim7")
+
+
+def test_denoised_fn_and_cond_fn_paths():
+    shape = (2, 2, 4, 4)
+    denoised = lambda x: 0.9 * x  # noqa: E731
+
+    def cond_fn(x, t, **kw):
+        return -0.1 * x
+
+    (ours, r1), (eager, r2) = run_both(
+        lambda d, m: (d.p_sample_loop(m, shape, denoised_fn=denoised, device="cpu"),
+                      d.p_sample_loop(m, shape, cond_fn=cond_fn, device="cpu"),
+                      d.ddim_sample_loop(m, shape, cond_fn=cond_fn, device="cpu", eta=0.3)),
+        ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL)
+    for a, b in zip(ours, eager):
+        assert_same(a, b, atol=1e-4)
+    assert torch.equal(r1, r2)
+
+
+def test_progress_bar(capsys):
+    model = TinyModel()
+    d = make(GaussianDiffusion, ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL)
+    d.p_sample_loop(model, (1, 2, 4, 4), device="cpu", progress=True)
+    err = capsys.readouterr().err
+    assert f"{T}/{T}" in err or "it/s" in err
+
+
+class ForeignMean(enum.Enum):  # another codebase's enums: matched by name
+    PREVIOUS_X = 1
+    START_X = 2
+    EPSILON = 3
+
+
+class ForeignVar(enum.Enum):
+    LEARNED = 1
+    FIXED_SMALL = 2
+    FIXED_LARGE = 3
+    LEARNED_RANGE = 4
+
+
+class ForeignLoss(enum.Enum):
+    MSE = 1
+    RESCALED_MSE = 2
+    KL = 3
+    RESCALED_KL = 4
+
+
+@pytest.mark.parametrize("spacing", [None, "ddim10"])
+def test_patch_existing_instance(spacing):
+    def fresh():
+        return make(EagerGaussianDiffusion, ForeignMean.EPSILON, ForeignVar.LEARNED_RANGE,
+                    loss_type=ForeignLoss.RESCALED_MSE, spacing=spacing)
+
+    torch.manual_seed(0)
+    model = TinyModel(learned=True)
+    x0 = torch.rand(3, 2, 4, 4) * 2 - 1
+    t = torch.tensor([0, 3, 7])
+    results = []
+    for patch in (False, True):
+        d = fresh()
+        if patch:
+            assert torch_ddpm.patch(d) is d
+            assert d.p_sample.__func__ is GaussianDiffusion.p_sample
+        torch.manual_seed(1)
+        losses = d.training_losses(model, x0, t)["loss"].detach()
+        sample = d.p_sample_loop(model, (3, 2, 4, 4), device="cpu")
+        results.append((losses, sample, torch.randn(3)))
+    assert_same(results[0][0], results[1][0], atol=1e-4)
+    assert_same(results[0][1], results[1][1], atol=1e-4)
+    assert torch.equal(results[0][2], results[1][2])
+
+
+def test_patch_rejects_other_objects():
+    with pytest.raises(TypeError, match="lacks"):
+        torch_ddpm.patch(object())
