@@ -1,0 +1,219 @@
+"""A diffusers-style DDPMScheduler on the fused operators.
+
+Same constructor options, attributes and methods as diffusers' DDPMScheduler
+(add_noise, step returning prev_sample and pred_original_sample,
+get_velocity, set_timesteps with "linspace" / "leading" / "trailing"
+spacing), and the tables are built the way diffusers builds them (float32
+betas and alphas_cumprod), so the same inputs and noise give the same outputs.
+Unlike the usual one, `step` also accepts a per-sample timestep tensor [B].
+
+Covered: prediction_type epsilon / sample / v_prediction; variance_type
+fixed_small, fixed_small_log, fixed_large, learned_range; clip_sample with
+clip_sample_range 1.0; beta_schedule linear, scaled_linear, squaredcos_cap_v2
+or trained_betas. Not covered (NotImplementedError): thresholding, other clip
+ranges, variance_type learned (diffusers reads it as a variance, not a
+log-variance) and fixed_large_log, rescale_betas_zero_snr, other schedules.
+"""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .schedules import betas_for_alpha_bar
+
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
+
+_MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
+_VAR_TYPES = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small",
+              "fixed_large": "fixed_large", "learned_range": "learned_range"}
+
+
+@dataclass
+class DDPMSchedulerOutput:
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+class _Config(dict):
+    __getattr__ = dict.__getitem__
+
+
+class DDPMScheduler:
+    order = 1
+
+    def __init__(self, num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                 beta_schedule="linear", trained_betas=None, variance_type="fixed_small",
+                 clip_sample=True, prediction_type="epsilon", thresholding=False,
+                 dynamic_thresholding_ratio=0.995, clip_sample_range=1.0, sample_max_value=1.0,
+                 timestep_spacing="leading", steps_offset=0, rescale_betas_zero_snr=False):
+        self.config = _Config(
+            num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+            beta_schedule=beta_schedule, trained_betas=trained_betas, variance_type=variance_type,
+            clip_sample=clip_sample, prediction_type=prediction_type, thresholding=thresholding,
+            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+            clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
+            timestep_spacing=timestep_spacing, steps_offset=steps_offset,
+            rescale_betas_zero_snr=rescale_betas_zero_snr)
+        unsupported = []
+        if thresholding:
+            unsupported.append("thresholding=True")
+        if clip_sample and clip_sample_range != 1.0:
+            unsupported.append(f"clip_sample_range={clip_sample_range}")
+        if variance_type not in _VAR_TYPES:
+            unsupported.append(f"variance_type={variance_type!r}")
+        if prediction_type not in _MEAN_TYPES:
+            unsupported.append(f"prediction_type={prediction_type!r}")
+        if rescale_betas_zero_snr:
+            unsupported.append("rescale_betas_zero_snr=True")
+        if unsupported:
+            raise NotImplementedError("torch_ddpm.DDPMScheduler does not cover " + ", ".join(unsupported))
+
+        if trained_betas is not None:
+            self.betas = torch.tensor(trained_betas, dtype=torch.float32)
+        elif beta_schedule == "linear":
+            self.betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+        elif beta_schedule == "scaled_linear":
+            self.betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps,
+                                        dtype=torch.float32) ** 2
+        elif beta_schedule == "squaredcos_cap_v2":
+            self.betas = betas_for_alpha_bar(
+                num_train_timesteps,
+                lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2).float()
+        else:
+            raise NotImplementedError(f"beta_schedule={beta_schedule!r} is not covered")
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self.one = torch.tensor(1.0)
+        self.init_noise_sigma = 1.0
+        self.custom_timesteps = False
+        self.num_inference_steps = None
+        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
+        self.variance_type = variance_type
+        self._build_tables()
+
+    def __len__(self):
+        return self.config.num_train_timesteps
+
+    def scale_model_input(self, sample, timestep=None):
+        return sample
+
+    def set_timesteps(self, num_inference_steps=None, device=None, timesteps=None):
+        """The timesteps of the sampling chain, as diffusers chooses them."""
+        T = self.config.num_train_timesteps
+        if num_inference_steps is not None and timesteps is not None:
+            raise ValueError("Can only pass one of `num_inference_steps` or `custom_timesteps`.")
+        if timesteps is not None:
+            if any(timesteps[i] >= timesteps[i - 1] for i in range(1, len(timesteps))):
+                raise ValueError("`custom_timesteps` must be in descending order.")
+            if timesteps[0] >= T:
+                raise ValueError("`timesteps` must start before `self.config.train_timesteps`")
+            timesteps = np.array(timesteps, dtype=np.int64)
+            self.custom_timesteps = True
+        else:
+            if num_inference_steps > T:
+                raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than {T}")
+            self.num_inference_steps = num_inference_steps
+            self.custom_timesteps = False
+            spacing = self.config.timestep_spacing
+            if spacing == "linspace":
+                timesteps = np.linspace(0, T - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+            elif spacing == "leading":
+                step_ratio = T // num_inference_steps
+                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
+                timesteps += self.config.steps_offset
+            elif spacing == "trailing":
+                step_ratio = T / num_inference_steps
+                timesteps = np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
+            else:
+                raise ValueError(f"{spacing} is not supported")
+        self.timesteps = torch.from_numpy(timesteps).to(device)
+        self._build_tables()
+
+    def previous_timestep(self, timestep):
+        if self.custom_timesteps or self.num_inference_steps:
+            index = (self.timesteps == timestep).nonzero(as_tuple=True)[0][0]
+            if index == self.timesteps.shape[0] - 1:
+                return torch.tensor(-1)
+            return self.timesteps[index + 1]
+        return timestep - 1
+
+    def _build_tables(self):
+        """Per-train-timestep tables for the step t -> previous_timestep(t), in float64
+        from diffusers' float32 alphas_cumprod; indexed by t in the kernels."""
+        T = self.config.num_train_timesteps
+        prev = torch.arange(T, dtype=torch.long) - 1
+        if self.custom_timesteps or self.num_inference_steps:
+            ts = self.timesteps.cpu().long()
+            prev[ts[:-1]] = ts[1:]
+            prev[ts[-1]] = -1
+        ab = self.alphas_cumprod.double()
+        ab_prev = torch.where(prev >= 0, ab[prev.clamp(min=0)], torch.ones_like(ab))
+        current_alpha = ab / ab_prev
+        current_beta = 1 - current_alpha
+        variance = ((1 - ab_prev) / (1 - ab) * current_beta).clamp(min=1e-20)
+        self._tables_cpu = {
+            "sqrt_recip_alphas_cumprod": torch.sqrt(1.0 / ab),
+            "sqrt_recipm1_alphas_cumprod": torch.sqrt(1.0 / ab - 1),
+            "posterior_mean_coef1": ab_prev.sqrt() * current_beta / (1 - ab),
+            "posterior_mean_coef2": current_alpha.sqrt() * (1 - ab_prev) / (1 - ab),
+            "log_variance": torch.log(variance),
+            "current_betas": current_beta,
+            "sqrt_alphas_cumprod": ab.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": (1 - ab).sqrt(),
+            "neg_sqrt_one_minus_alphas_cumprod": -(1 - ab).sqrt(),
+        }
+        self._tables = {}
+
+    def _on(self, device):
+        key = str(device)
+        if key not in self._tables:
+            self._tables[key] = {k: v.to(device) for k, v in self._tables_cpu.items()}
+        return self._tables[key]
+
+    def _timesteps(self, timesteps, batch, device):
+        t = torch.as_tensor(timesteps, device=device).long()
+        if t.dim() == 0:
+            t = t.expand(batch)
+        return t.reshape(batch).contiguous()
+
+    def step(self, model_output, timestep, sample, generator=None, return_dict=True, noise=None):
+        """One reverse step. timestep: an int, a 0-d tensor, or a tensor [B] of
+        per-sample timesteps. noise: optional explicit noise (else drawn as
+        diffusers does: randn of the sample's shape from `generator`, and only
+        when a scalar timestep is > 0)."""
+        tab = self._on(sample.device)
+        t = self._timesteps(timestep, sample.shape[0], sample.device)
+        if noise is None:
+            scalar = not torch.is_tensor(timestep) or timestep.dim() == 0
+            if scalar and int(timestep) <= 0:
+                noise = torch.zeros_like(sample)  # diffusers draws nothing at t = 0
+            else:
+                gen_device = generator.device if generator is not None else sample.device
+                noise = torch.randn(sample.shape, generator=generator, device=gen_device,
+                                    dtype=sample.dtype).to(sample.device)
+        if model_output.shape[1] == 2 * sample.shape[1] and self.variance_type != "learned_range":
+            model_output = model_output[:, : sample.shape[1]]
+        prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
+            model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
+            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
+            tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
+            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type],
+            bool(self.config.clip_sample))
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def add_noise(self, original_samples, noise, timesteps):
+        """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample."""
+        tab = self._on(original_samples.device)
+        t = self._timesteps(timesteps, original_samples.shape[0], original_samples.device)
+        return torch.ops.ddpm.q_sample(original_samples, t, noise, tab["sqrt_alphas_cumprod"],
+                                       tab["sqrt_one_minus_alphas_cumprod"])
+
+    def get_velocity(self, sample, noise, timesteps):
+        """v = sqrt(abar_t) noise - sqrt(1 - abar_t) sample (q_sample with a negated table)."""
+        tab = self._on(sample.device)
+        t = self._timesteps(timesteps, sample.shape[0], sample.device)
+        return torch.ops.ddpm.q_sample(noise, t, sample, tab["sqrt_alphas_cumprod"],
+                                       tab["neg_sqrt_one_minus_alphas_cumprod"])

@@ -1,0 +1,106 @@
+"""torch_ddpm's DDPMScheduler against the real diffusers package: same
+inputs, same noise, same outputs, for every option it covers."""
+import pytest
+import torch
+
+from torch_ddpm.diffusers_scheduler import DDPMScheduler
+
+diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
+
+PREDICTIONS = ["epsilon", "sample", "v_prediction"]
+VARIANCES = ["fixed_small", "fixed_small_log", "fixed_large", "learned_range"]
+
+
+def pair(**kw):
+    return diffusers.DDPMScheduler(**kw), DDPMScheduler(**kw)
+
+
+def close(a, b):
+    # diffusers forms 1 - alphas_cumprod and the step coefficients in float32,
+    # we in float64 from the same float32 alphas_cumprod: near t = 0 the
+    # cancellation in 1 - abar makes that ~1e-4 relative, so the two agree to
+    # that, not to float32's last bit.
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-4)
+
+
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+@pytest.mark.parametrize("variance_type", VARIANCES)
+@pytest.mark.parametrize("clip_sample", [True, False])
+@pytest.mark.parametrize("inference_steps", [None, 50])
+def test_step_matches_diffusers(prediction_type, variance_type, clip_sample, inference_steps):
+    kw = dict(prediction_type=prediction_type, variance_type=variance_type, clip_sample=clip_sample,
+              beta_schedule="linear")
+    theirs, ours = pair(**kw)
+    if inference_steps:
+        theirs.set_timesteps(inference_steps)
+        ours.set_timesteps(inference_steps)
+        assert torch.equal(theirs.timesteps, ours.timesteps)
+    sample = torch.randn(2, 3, 8, 8)
+    channels = 6 if variance_type == "learned_range" else 3
+    for t in [int(theirs.timesteps[0]), int(theirs.timesteps[len(theirs.timesteps) // 2]),
+              int(theirs.timesteps[-2]), int(theirs.timesteps[-1])]:
+        out = torch.randn(2, channels, 8, 8) * 1.5
+        if variance_type == "learned_range":
+            out[:, 3:].uniform_(-1, 1)
+        a = theirs.step(out, t, sample, generator=torch.Generator().manual_seed(t))
+        b = ours.step(out, t, sample, generator=torch.Generator().manual_seed(t))
+        close(b.pred_original_sample, a.pred_original_sample)
+        close(b.prev_sample, a.prev_sample)
+        # a per-sample timestep tensor of equal values is the same step
+        c = ours.step(out, torch.tensor([t, t]), sample, generator=torch.Generator().manual_seed(t),
+                      return_dict=False)
+        if t > 0:
+            close(c[0], a.prev_sample)
+        sample = a.prev_sample
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+@pytest.mark.parametrize("spacing", ["leading", "trailing", "linspace"])
+def test_per_sample_timesteps(schedule, spacing):
+    theirs, ours = pair(beta_schedule=schedule, timestep_spacing=spacing)
+    theirs.set_timesteps(20)
+    ours.set_timesteps(20)
+    ts = [int(theirs.timesteps[i]) for i in (0, 7, 13, 19)]
+    sample = torch.randn(4, 3, 6, 6)
+    out = torch.randn(4, 3, 6, 6)
+    noises, expected = [], []
+    for j, t in enumerate(ts):
+        gen = torch.Generator().manual_seed(j)
+        noises.append(torch.randn(1, 3, 6, 6, generator=torch.Generator().manual_seed(j)))
+        expected.append(theirs.step(out[j:j + 1], t, sample[j:j + 1], generator=gen).prev_sample)
+        if t == 0:
+            noises[-1].zero_()
+    got = ours.step(out, torch.tensor(ts), sample, noise=torch.cat(noises)).prev_sample
+    close(got, torch.cat(expected))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
+def test_add_noise_and_velocity(schedule):
+    theirs, ours = pair(beta_schedule=schedule)
+    x = torch.randn(5, 3, 4, 4)
+    noise = torch.randn_like(x)
+    t = torch.tensor([0, 1, 500, 998, 999])
+    close(ours.add_noise(x, noise, t), theirs.add_noise(x, noise, t))
+    close(ours.get_velocity(x, noise, t), theirs.get_velocity(x, noise, t))
+
+
+def test_full_sampling_loop_matches():
+    theirs, ours = pair(variance_type="fixed_small", prediction_type="epsilon")
+    theirs.set_timesteps(25)
+    ours.set_timesteps(25)
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x_a = x_b = torch.randn(2, 3, 8, 8)
+    gen_a, gen_b = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for t in theirs.timesteps:
+            x_a = theirs.step(net(x_a), t, x_a, generator=gen_a).prev_sample
+            x_b = ours.step(net(x_b), t, x_b, generator=gen_b).prev_sample
+    close(x_b, x_a)
+
+
+def test_unsupported_options_are_refused():
+    for kw in (dict(thresholding=True), dict(clip_sample_range=2.0), dict(variance_type="learned"),
+               dict(prediction_type="flow")):
+        with pytest.raises(NotImplementedError, match="does not cover"):
+            DDPMScheduler(**kw)
+
