@@ -25,6 +25,7 @@ if [ "$WHAT" = cmake ] || [ "$WHAT" = all ]; then
   cmake -S . -B "build/$TAG/cmake" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_INSTALL_PREFIX="$PWD/build/$TAG/install" >"build/$TAG.cmake.log" 2>&1 \
     || { tail -50 "build/$TAG.cmake.log"; exit 1; }
+  echo "$prefix" >"build/$TAG/cmake/torch_prefix"
   cmake --build "build/$TAG/cmake" -j "$JOBS" >>"build/$TAG.cmake.log" 2>&1 \
     || { grep -E "error|FAILED" -A5 "build/$TAG.cmake.log" | head -80; exit 1; }
 fi

@@ -21,9 +21,15 @@ for tag in $TORCHES; do
   bash scripts/build.sh "$py" "$tag" all
   echo "== [$tag] GoogleTest (ctest)"
   (cd "build/$tag/cmake" && ctest --output-on-failure)
+  echo "== [$tag] install, then find_package(torch_ddpm) from a consumer project"
+  cmake --install "build/$tag/cmake" >/dev/null
+  cmake -S tests/cmake_consumer -B "build/$tag/consumer" -G Ninja \
+    -DCMAKE_PREFIX_PATH="$PWD/build/$tag/install;$(cat "build/$tag/cmake/torch_prefix")" >/dev/null
+  cmake --build "build/$tag/consumer" >/dev/null
+  "build/$tag/consumer/consumer"
   echo "== [$tag] pytest"
   lib=$(ls "build/$tag"/lib/torch_ddpm/_C*.so)
-  TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" \
+  TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
     "$py" -m pytest tests/python -q -rs -p no:cacheprovider
 done
 
