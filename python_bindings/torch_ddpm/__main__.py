@@ -1,5 +1,7 @@
 """Command-line entry points: python3 -m torch_ddpm <command> [options].
 
+  bench   the benchmark: fused operators vs improved-diffusion's chain, a
+          lean eager chain, torch.compile of it, and a plain copy
   steps   the operators end to end: q_sample for training batches and a full
           fused p_sample chain driven by the exact denoiser of Gaussian data,
           whose samples must come out with the data's standard deviation.
@@ -77,9 +79,18 @@ def main(argv=None):
     steps.add_argument("--data-std", type=float, default=0.5, help="std of the Gaussian data (default: 0.5)")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
+    from . import bench
+
+    bench_parser = sub.add_parser("bench", help="benchmark the operators (see --help)",
+                                  description=bench.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_arguments(bench_parser)
     args = parser.parse_args(argv)
     if args.command == "steps":
         return run_steps(args)
+    if args.command == "bench":
+        bench.run(args)
+        return 0
     return 2
 
 

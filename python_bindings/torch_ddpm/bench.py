@@ -1,0 +1,350 @@
+"""python3 -m torch_ddpm bench: the fused operators against what people run today.
+
+For every case it times, side by side in one run and on the same inputs:
+  fused     the ddpm operator (forward, or forward+backward through autograd)
+  improved  the same math as improved-diffusion writes it (numpy tables
+            gathered and broadcast per call, a chain of tensor ops)
+  lean      the leanest eager version a careful user writes (per-sample
+            coefficients [B, 1, ...], in-place fused multiply-adds)
+  compiled  torch.compile of `lean` (torch 2.x)
+  copy      a plain copy of the same number of bytes: the memory ceiling
+It reports the median time and its spread (interquartile range), the fewest
+bytes the op must move, the achieved GB/s and the ratios. Inputs larger than
+the last-level cache are used once per repetition (no warm-cache flattery):
+small cases rotate through enough input sets to exceed the cache.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from .eager import EagerGaussianDiffusion
+from .gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType, LossType
+from .gaussian_diffusion import get_named_beta_schedule
+
+SHAPES = {
+    "64x3x32x32": (64, 3, 32, 32),
+    "16x3x64x64": (16, 3, 64, 64),
+    "8x3x256x256": (8, 3, 256, 256),
+    "latent4x4x64x64": (4, 4, 64, 64),
+    "64M": (16, 4, 1024, 1024),
+}
+P_MODES = [("epsilon", "fixed_small"), ("start_x", "fixed_large"), ("previous_x", "fixed_small"),
+           ("v", "fixed_small"), ("epsilon", "learned"), ("epsilon", "learned_range")]
+CACHE_BYTES = 64 << 20  # rotate inputs until a round exceeds this
+
+
+def _enum(mean_type, var_type):
+    mean = {"epsilon": ModelMeanType.EPSILON, "start_x": ModelMeanType.START_X,
+            "previous_x": ModelMeanType.PREVIOUS_X, "v": ModelMeanType.V}[mean_type]
+    var = {"fixed_small": ModelVarType.FIXED_SMALL, "fixed_large": ModelVarType.FIXED_LARGE,
+           "learned": ModelVarType.LEARNED, "learned_range": ModelVarType.LEARNED_RANGE}[var_type]
+    return mean, var
+
+
+class Case:
+    """One operator in one mode: builds inputs and the callables to compare."""
+
+    def __init__(self, op, shape, dtype, device, mean_type="epsilon", var_type="fixed_small",
+                 backward=False):
+        self.op, self.shape, self.dtype, self.device = op, shape, dtype, device
+        self.mean_type, self.var_type, self.backward = mean_type, var_type, backward
+        mean, var = _enum(mean_type, var_type)
+        betas = get_named_beta_schedule("linear", 1000)
+        kw = dict(betas=betas, model_mean_type=mean, model_var_type=var, loss_type=LossType.MSE)
+        self.ours = GaussianDiffusion(**kw)
+        self.eager = EagerGaussianDiffusion(**kw)
+        self.tab = self.ours._ddpm_tables(device)
+        self.learned = var_type in ("learned", "learned_range")
+
+    @property
+    def name(self):
+        base = self.op if self.op != "p_sample" else f"p_sample[{self.mean_type},{self.var_type}]"
+        return base + (" fwd+bwd" if self.backward else "")
+
+    def make_inputs(self, gen):
+        B = self.shape[0]
+        x = torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)
+        other = torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)
+        noise = torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)
+        t = torch.randint(1, 1000, (B,), generator=gen).to(self.device)
+        if self.op == "p_sample":
+            c = self.shape[1] * (2 if self.learned else 1)
+            out = torch.randn((B, c) + tuple(self.shape[2:]), generator=gen)
+            if self.learned:
+                out[:, self.shape[1]:].uniform_(-1, 1, generator=gen)
+            other = out.to(self.dtype).to(self.device)
+        if self.backward:
+            other.requires_grad_(True)
+            x.requires_grad_(True)
+        return {"x": x, "other": other, "noise": noise, "t": t,
+                "g1": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device),
+                "g2": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)}
+
+    def min_bytes(self):
+        """Each input read once, each output written once (tables and t ignored)."""
+        n = int(np.prod(self.shape)) * torch.tensor([], dtype=self.dtype).element_size()
+        out_n = n * (2 if self.learned else 1)
+        fwd = {"q_sample": 3 * n, "posterior_mean_variance": 3 * n,
+               "p_sample": out_n + 2 * n + 2 * n}[self.op]
+        if not self.backward:
+            return fwd
+        # backward reads the output grads (and the saved inputs), writes the input grads
+        bwd = {"q_sample": 3 * n, "posterior_mean_variance": 3 * n,
+               "p_sample": 2 * n + out_n + 2 * n + out_n + n}[self.op]
+        return fwd + bwd
+
+    # -- the variants -------------------------------------------------------------------
+    def fused(self, i):
+        d, tab = self.ours, self.tab
+        if self.op == "q_sample":
+            return torch.ops.ddpm.q_sample(i["x"], i["t"], i["noise"], tab["sqrt_alphas_cumprod"],
+                                           tab["sqrt_one_minus_alphas_cumprod"]), (i["x"], i["noise"])
+        if self.op == "posterior_mean_variance":
+            return d.q_posterior_mean_variance(i["other"], i["x"], i["t"])[0], (i["other"], i["x"])
+        sample, pred = d._fused_step(i["other"], i["x"], i["t"], i["noise"], True)
+        return (sample, pred), (i["other"], i["x"])
+
+    def improved(self, i):
+        d = self.eager
+        if self.op == "q_sample":
+            return d.q_sample(i["x"], i["t"], i["noise"]), (i["x"], i["noise"])
+        if self.op == "posterior_mean_variance":
+            return d.q_posterior_mean_variance(i["other"], i["x"], i["t"])[0], (i["other"], i["x"])
+        out = d.mean_variance_from_output(i["other"], i["x"], i["t"], True)
+        r = d.sample_from(out, i["x"], i["t"], i["noise"])
+        return (r["sample"], r["pred_xstart"]), (i["other"], i["x"])
+
+    def lean_coefs(self, t):
+        """Per-sample coefficients [B, 1, ...] in float32, gathered from device tables."""
+        tab = self.tab
+        shape = (-1,) + (1,) * (len(self.shape) - 1)
+        g = lambda name: tab[name][t].float().view(shape)  # noqa: E731
+        if self.op == "q_sample":
+            return g("sqrt_alphas_cumprod"), g("sqrt_one_minus_alphas_cumprod")
+        if self.op == "posterior_mean_variance":
+            return g("posterior_mean_coef1"), g("posterior_mean_coef2")
+        r, rm1 = g("sqrt_recip_alphas_cumprod"), g("sqrt_recipm1_alphas_cumprod")
+        c1, c2 = g("posterior_mean_coef1"), g("posterior_mean_coef2")
+        A, Bm = {"epsilon": (r, -rm1), "start_x": (torch.zeros_like(r), torch.ones_like(r)),
+                 "previous_x": (-c2 / c1, 1 / c1), "v": (1 / r, -rm1 / r)}[self.mean_type]
+        nz = (t != 0).float().view(shape)
+        lv_min, lv_max = g("posterior_log_variance_clipped"), torch.log(g("betas"))
+        return A, Bm, c1, c2, nz, lv_min, lv_max
+
+    def lean(self, i):
+        out = self.lean_math(i["x"], i["other"], i["noise"], *self.lean_coefs(i["t"]))
+        return out, self.wrt(i)
+
+    def wrt(self, i):
+        """The inputs gradients flow to."""
+        return (i["x"], i["noise"]) if self.op == "q_sample" else (i["other"], i["x"])
+
+    def lean_math(self, x, other, noise, *coefs):
+        if self.op == "q_sample":
+            a, b = coefs
+            return torch.mul(x, a).addcmul_(noise, b)
+        if self.op == "posterior_mean_variance":
+            c1, c2 = coefs
+            return torch.mul(other, c1).addcmul_(x, c2)
+        A, Bm, c1, c2, nz, lv_min, lv_max = coefs
+        C = self.shape[1]
+        out = other[:, :C] if self.learned else other
+        pred = torch.mul(x, A).addcmul_(out, Bm).clamp_(-1, 1)
+        if self.mean_type == "previous_x":
+            mean = out.clone()
+        else:
+            mean = torch.mul(pred, c1).addcmul_(x, c2)
+        if self.var_type == "learned":
+            sigma = torch.exp(0.5 * other[:, C:]) * nz
+        elif self.var_type == "learned_range":
+            v = other[:, C:]
+            sigma = torch.exp(0.5 * (lv_min + (v + 1) * 0.5 * (lv_max - lv_min))) * nz
+        elif self.var_type == "fixed_large":
+            sigma = torch.exp(0.5 * lv_max) * nz
+        else:
+            sigma = torch.exp(0.5 * lv_min) * nz
+        return mean.addcmul_(noise, sigma), pred
+
+
+def _run(case, variant, inputs, compiled_fn=None):
+    """One call of a variant; with backward, forward then autograd.grad."""
+    if variant == "compiled":
+        coefs = case.lean_coefs(inputs["t"])
+        outs = compiled_fn(inputs["x"], inputs["other"], inputs["noise"], *coefs)
+        wrt = case.wrt(inputs)
+    else:
+        outs, wrt = getattr(case, variant)(inputs)
+    if case.backward:
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        grads = (inputs["g1"], inputs["g2"])[: len(outs)]
+        wrt = tuple(w for w in wrt if w.requires_grad)
+        torch.autograd.grad(outs, wrt, grads)
+
+
+def _timer(device):
+    if device.startswith("cuda"):
+        def measure(fn):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3
+    else:
+        def measure(fn):
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+    return measure
+
+
+def bench_case(case, variants, reps, warmup, compiled_fns):
+    gen = torch.Generator().manual_seed(0)
+    per_set = case.min_bytes()
+    sets = max(1, min(16, -(-CACHE_BYTES // max(per_set, 1))))
+    inputs = [case.make_inputs(gen) for _ in range(sets)]
+    measure = _timer(case.device)
+    times = {v: [] for v in variants}
+    for v in variants:  # warm up (and compile)
+        for k in range(warmup):
+            _run(case, v, inputs[k % sets], compiled_fns.get(v))
+    for rep in range(reps):  # interleave variants so drift hits all alike
+        for v in variants:
+            i = inputs[(rep * len(variants) + variants.index(v)) % sets]
+            times[v].append(measure(lambda: _run(case, v, i, compiled_fns.get(v))))
+    return times
+
+
+def copy_ceiling(nbytes, device, reps, warmup):
+    """GB/s of a plain copy moving nbytes (read nbytes/2, write nbytes/2)."""
+    n = max(1, nbytes // 2 // 4)
+    sets = max(1, min(16, -(-CACHE_BYTES // nbytes)))
+    src = [torch.randn(n, device=device) for _ in range(sets)]
+    dst = [torch.empty(n, device=device) for _ in range(sets)]
+    measure = _timer(device)
+    for k in range(warmup):
+        dst[k % sets].copy_(src[k % sets])
+    times = [measure(lambda: dst[r % sets].copy_(src[r % sets])) for r in range(reps)]
+    return times
+
+
+def summarize(times):
+    times = sorted(times)
+    med = statistics.median(times)
+    q1, q3 = times[len(times) // 4], times[(3 * len(times)) // 4]
+    return med, q3 - q1
+
+
+def cases_for(args):
+    dtypes = [getattr(torch, d) for d in args.dtypes]
+    for shape_name in args.shapes:
+        shape = SHAPES[shape_name]
+        for dtype in dtypes:
+            for backward in ([False, True] if args.backward else [False]):
+                yield Case("q_sample", shape, dtype, args.device, backward=backward)
+                yield Case("posterior_mean_variance", shape, dtype, args.device, backward=backward)
+                modes = P_MODES if (not backward and args.all_modes) else P_MODES[:1] + P_MODES[-1:]
+                for mean_type, var_type in modes:
+                    yield Case("p_sample", shape, dtype, args.device, mean_type, var_type, backward)
+
+
+def run(args):
+    torch.manual_seed(0)
+    threads_list = args.threads or [torch.get_num_threads()]
+    compile_ok = hasattr(torch, "compile") and not args.no_compile
+    variants = ["fused", "improved", "lean"] + (["compiled"] if compile_ok else [])
+    rows = []
+    env = {"torch": torch.__version__, "device": args.device, "python": platform.python_version(),
+           "machine": platform.node(), "processor": platform.processor() or platform.machine(),
+           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+           "command": " ".join(sys.argv)}
+    if args.device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    print(f"# torch-ddpm bench: {env}", flush=True)
+    for threads in threads_list:
+        if not args.device.startswith("cuda"):
+            torch.set_num_threads(threads)
+        compiled_fns = {}
+        for case in cases_for(args):
+            if compile_ok:
+                compiled_fns = {"compiled": _compiled(case)}
+            times = bench_case(case, variants, args.reps, args.warmup, compiled_fns)
+            nbytes = case.min_bytes()
+            copy = summarize(copy_ceiling(nbytes, args.device, args.reps, args.warmup))
+            row = {"op": case.name, "shape": "x".join(map(str, case.shape)),
+                   "dtype": str(case.dtype).replace("torch.", ""), "threads": threads,
+                   "min_bytes": nbytes, "copy_s": copy[0], "copy_iqr_s": copy[1],
+                   "copy_GBps": nbytes / copy[0] / 1e9}
+            for v in variants:
+                med, iqr = summarize(times[v])
+                row[f"{v}_s"], row[f"{v}_iqr_s"], row[f"{v}_GBps"] = med, iqr, nbytes / med / 1e9
+            for v in variants[1:]:
+                row[f"speedup_vs_{v}"] = row[f"{v}_s"] / row["fused_s"]
+            row["fused_over_copy_bw"] = row["fused_GBps"] / row["copy_GBps"]
+            rows.append(row)
+            print(format_row(row, variants), flush=True)
+    result = {"env": env, "variants": variants, "rows": rows}
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump(result, f, indent=1)
+        print(f"# wrote {args.output}")
+    print()
+    print(table(rows, variants))
+    return result
+
+
+def _compiled(case):
+    def fn(x, other, noise, *coefs):
+        return case.lean_math(x, other, noise, *coefs)
+    return torch.compile(fn, dynamic=False)
+
+
+def format_row(r, variants):
+    parts = [f"{r['op']:44s} {r['shape']:>14s} {r['dtype']:>8s} thr={r['threads']}",
+             f"fused {r['fused_s'] * 1e3:8.3f}ms ±{r['fused_iqr_s'] * 1e3:.3f} {r['fused_GBps']:6.1f}GB/s"]
+    parts += [f"x{r[f'speedup_vs_{v}']:.1f} vs {v}" for v in variants[1:]]
+    parts.append(f"{100 * r['fused_over_copy_bw']:.0f}% of copy")
+    return " | ".join(parts)
+
+
+def table(rows, variants):
+    head = ("| op | shape | dtype | thr | fused ms (IQR) | GB/s | copy GB/s | fused/copy | "
+            + " | ".join(f"vs {v}" for v in variants[1:]) + " |")
+    lines = [head, "|" + "---|" * (8 + len(variants) - 1)]
+    for r in rows:
+        lines.append(
+            f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
+            f"{r['fused_s'] * 1e3:.3f} ({r['fused_iqr_s'] * 1e3:.3f}) | {r['fused_GBps']:.1f} | "
+            f"{r['copy_GBps']:.1f} | {100 * r['fused_over_copy_bw']:.0f}% | "
+            + " | ".join(f"{r[f'speedup_vs_{v}']:.1f}x" for v in variants[1:]) + " |")
+    return "\n".join(lines)
+
+
+def add_arguments(p):
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES),
+                   help="shape names (default: all)")
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"],
+                   choices=["float32", "bfloat16", "float16", "float64"])
+    p.add_argument("--threads", nargs="+", type=int, default=None,
+                   help="CPU thread counts to run with (default: the current count)")
+    p.add_argument("--reps", type=int, default=15, help="timed repetitions per variant")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--backward", action="store_true", help="also time forward+backward")
+    p.add_argument("--all-modes", action="store_true", help="every p_sample mode, not two")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--output", default="bench.json", help="machine-readable results (JSON)")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python3 -m torch_ddpm bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
