@@ -1,5 +1,8 @@
 """Command-line entry points: python3 -m torch_ddpm <command> [options].
 
+  demo    the main job: train a diffusion model on scikit-learn's digits and
+          sample from it (full chain and DDIM), with a check that the samples
+          look like the data; writes PNGs and metrics
   bench   the benchmark: fused operators vs improved-diffusion's chain, a
           lean eager chain, torch.compile of it, and a plain copy
   steps   the operators end to end: q_sample for training batches and a full
@@ -79,7 +82,12 @@ def main(argv=None):
     steps.add_argument("--data-std", type=float, default=0.5, help="std of the Gaussian data (default: 0.5)")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
-    from . import bench
+    from . import bench, demo
+
+    demo_parser = sub.add_parser("demo", help="train and sample a small diffusion model (see --help)",
+                                 description=demo.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    demo.add_arguments(demo_parser)
 
     bench_parser = sub.add_parser("bench", help="benchmark the operators (see --help)",
                                   description=bench.__doc__,
@@ -88,6 +96,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "steps":
         return run_steps(args)
+    if args.command == "demo":
+        return demo.run(args)
     if args.command == "bench":
         bench.run(args)
         return 0

@@ -212,8 +212,8 @@ def bench_case(case, variants, reps, warmup, compiled_fns):
     inputs = [case.make_inputs(gen) for _ in range(sets)]
     measure = _timer(case.device)
     times = {v: [] for v in variants}
-    for v in variants:  # warm up (and compile)
-        for k in range(warmup):
+    for v in variants:  # warm up (and compile), touching every input set
+        for k in range(max(warmup, sets)):
             _run(case, v, inputs[k % sets], compiled_fns.get(v))
     for rep in range(reps):  # interleave variants so drift hits all alike
         for v in variants:
@@ -229,7 +229,7 @@ def copy_ceiling(nbytes, device, reps, warmup):
     src = [torch.randn(n, device=device) for _ in range(sets)]
     dst = [torch.empty(n, device=device) for _ in range(sets)]
     measure = _timer(device)
-    for k in range(warmup):
+    for k in range(max(warmup, sets)):
         dst[k % sets].copy_(src[k % sets])
     times = [measure(lambda: dst[r % sets].copy_(src[r % sets])) for r in range(reps)]
     return times
