@@ -215,9 +215,8 @@ def run(args):
         log(f"verdict: {verdict} (frechet well under pure noise's, confidence above it)")
 
         columns = 16
-        real = (test_x[:columns * 4, 0] + 1) / 2
-        panels = [image_grid(real, columns), image_grid((ddpm[:columns * 4, 0].cpu() + 1) / 2, columns),
-                  image_grid((ddim[:columns * 4, 0].cpu() + 1) / 2, columns)]
+        shown = min(n, columns * 4, len(test_x))
+        panels = [image_grid((imgs[:shown, 0].cpu() + 1) / 2, columns) for imgs in (test_x, ddpm, ddim)]
         sep = torch.full((panels[0].shape[0], 12), 255, dtype=torch.uint8)
         write_png(os.path.join(args.out, "samples.png"),
                   torch.cat([panels[0], sep, panels[1], sep, panels[2]], dim=1))
