@@ -1,5 +1,7 @@
 #include "checks.h"
 
+#include <ATen/MemoryOverlap.h>
+
 #include <algorithm>
 #include <cctype>
 
@@ -114,6 +116,19 @@ void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
   TORCH_CHECK(false, op, ": expected every t in [0, ", num_timesteps,
               ") (the schedule length), got t[", index,
               "] = ", t[index].item<int64_t>());
+}
+
+at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
+                       const at::Tensor& ref,
+                       std::initializer_list<const at::Tensor*> inputs) {
+  if (given == nullptr) return at::empty_like(ref, at::MemoryFormat::Contiguous);
+  check_like(op, {name, given}, {"the result", &ref});
+  TORCH_CHECK(given->is_contiguous(), op, ": expected ", name,
+              " (an out= argument) to be contiguous");
+  for (const at::Tensor* input : inputs) {
+    if (input->defined()) at::assert_no_partial_overlap(*given, *input);
+  }
+  return *given;
 }
 
 std::vector<int64_t> per_sample_shape(const at::Tensor& x) {

@@ -37,6 +37,14 @@ VarType parse_var_type(const char* op, const std::string& name);
 void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
                        int64_t num_timesteps);
 
+// The output `name` of an op: `given` when the caller passed one (an out=
+// variant), checked to have ref's shape, dtype and device, to be contiguous,
+// and to overlap no input except exactly (in place); else a new contiguous
+// tensor like ref.
+at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
+                       const at::Tensor& ref,
+                       std::initializer_list<const at::Tensor*> inputs);
+
 // Elements per sample: numel / batch (0 for an empty batch).
 inline int64_t sample_numel(const at::Tensor& x) {
   return x.size(0) == 0 ? 0 : x.numel() / x.size(0);

@@ -10,6 +10,10 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
       "-> Tensor");
   m.def(
+      "q_sample.out(Tensor x_start, Tensor t, Tensor noise, "
+      "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod, *, "
+      "Tensor(a!) out) -> Tensor(a!)");
+  m.def(
       "q_sample_backward(Tensor grad, Tensor t, Tensor sqrt_alphas_cumprod, "
       "Tensor sqrt_one_minus_alphas_cumprod) "
       "-> (Tensor grad_x_start, Tensor grad_noise)");
@@ -30,6 +34,14 @@ TORCH_LIBRARY(ddpm, m) {
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True) -> (Tensor sample, Tensor pred_xstart)");
   m.def(
+      "p_sample.out(Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor posterior_log_variance_clipped, Tensor betas, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
+      "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  m.def(
       "p_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
       "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
       "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
@@ -44,6 +56,14 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta=0.0, "
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True) -> (Tensor sample, Tensor pred_xstart)");
+  m.def(
+      "ddim_sample.out(Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
+      "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
   m.def(
       "ddim_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
       "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "

@@ -23,6 +23,14 @@ at::Tensor q_sample_meta(const at::Tensor& x_start, const at::Tensor& t,
   return contiguous_like(x_start);
 }
 
+at::Tensor& q_sample_out_meta(const at::Tensor& x_start, const at::Tensor& t,
+                              const at::Tensor& noise, const at::Tensor& sa,
+                              const at::Tensor& s1ma, at::Tensor& out) {
+  check_q_sample(x_start, t, noise, sa, s1ma);
+  output_like(kQSample, "out", &out, x_start, {});
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> q_sample_backward_meta(
     const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
     const at::Tensor& s1ma) {
@@ -78,6 +86,20 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward_meta(
   return {contiguous_like(model_output), contiguous_like(x_t)};
 }
 
+std::tuple<at::Tensor&, at::Tensor&> p_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
+    at::Tensor& pred_xstart) {
+  p_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas,
+                mean_type, var_type, clip_denoised);
+  output_like(kPSample, "sample", &sample, x_t, {});
+  output_like(kPSample, "pred_xstart", &pred_xstart, x_t, {});
+  return {sample, pred_xstart};
+}
+
 std::tuple<at::Tensor, at::Tensor> ddim_sample_meta(
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
     const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
@@ -90,6 +112,20 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_meta(
                                    std::string(var_type), clip_denoised, true,
                                    eta));
   return {contiguous_like(x_t), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor&, at::Tensor&> ddim_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
+    at::Tensor& pred_xstart) {
+  ddim_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev,
+                   eta, mean_type, var_type, clip_denoised);
+  output_like(kDdimSample, "sample", &sample, x_t, {});
+  output_like(kDdimSample, "pred_xstart", &pred_xstart, x_t, {});
+  return {sample, pred_xstart};
 }
 
 std::tuple<at::Tensor, at::Tensor> ddim_sample_backward_meta(
@@ -111,6 +147,9 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_backward_meta(
 
 TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
   m.impl("q_sample", &q_sample_meta);
+  m.impl("q_sample.out", &q_sample_out_meta);
+  m.impl("p_sample.out", &p_sample_out_meta);
+  m.impl("ddim_sample.out", &ddim_sample_out_meta);
   m.impl("q_sample_backward", &q_sample_backward_meta);
   m.impl("posterior_mean_variance", &posterior_mean_variance_meta);
   m.impl("posterior_mean_variance_backward",

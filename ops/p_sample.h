@@ -143,7 +143,8 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
     const char* op, const at::Tensor& model_output_in, const at::Tensor& x_t_in,
     const at::Tensor& t_in, const at::Tensor& noise_in,
     const StepTableArgs& tables_in, const StepModes& modes_in,
-    const Launch& launch) {
+    const Launch& launch, const at::Tensor* sample_given = nullptr,
+    const at::Tensor* pred_xstart_given = nullptr) {
   const StepChecked checked = check_step_args(
       op, model_output_in, x_t_in, t_in, noise_in, tables_in, modes_in);
   const int64_t T = checked.num_timesteps;
@@ -152,8 +153,14 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
   const at::Tensor noise = noise_in.contiguous();
   const at::Tensor t = t_in.contiguous();
   const StepTablesContig tables(tables_in);
-  at::Tensor sample = at::empty_like(x_t, at::MemoryFormat::Contiguous);
-  at::Tensor pred_xstart = at::empty_like(x_t, at::MemoryFormat::Contiguous);
+  at::Tensor sample = output_like(op, "sample", sample_given, x_t,
+                                  {&model_output_in, &x_t_in, &noise_in});
+  at::Tensor pred_xstart =
+      output_like(op, "pred_xstart", pred_xstart_given, x_t,
+                  {&model_output_in, &x_t_in, &noise_in, &sample});
+  TORCH_CHECK(!sample.defined() || sample.numel() == 0 ||
+                  sample.data_ptr() != pred_xstart.data_ptr(),
+              op, ": expected sample and pred_xstart to be different tensors");
   if (x_t.size(0) == 0) return {sample, pred_xstart};
   dispatch_types(x_t.scalar_type(), tables.dtype(), [&](auto s, auto tb) {
     using S = decltype(s);

@@ -41,14 +41,16 @@ inline int64_t check_q_sample_backward(const at::Tensor& grad,
 template <typename Launch>
 at::Tensor q_sample_impl(const at::Tensor& x_start_in, const at::Tensor& t_in,
                          const at::Tensor& noise_in, const at::Tensor& sa_in,
-                         const at::Tensor& s1ma_in, const Launch& launch) {
+                         const at::Tensor& s1ma_in, const Launch& launch,
+                         const at::Tensor* out_given = nullptr) {
   const int64_t T = check_q_sample(x_start_in, t_in, noise_in, sa_in, s1ma_in);
   const at::Tensor x_start = x_start_in.contiguous();
   const at::Tensor noise = noise_in.contiguous();
   const at::Tensor t = t_in.contiguous();
   const at::Tensor sa = sa_in.contiguous();
   const at::Tensor s1ma = s1ma_in.contiguous();
-  at::Tensor out = at::empty_like(x_start, at::MemoryFormat::Contiguous);
+  at::Tensor out = output_like(kQSample, "out", out_given, x_start,
+                               {&x_start_in, &noise_in});
   if (out.numel() == 0) return out;
   dispatch_types(x_start.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
     using S = decltype(s);

@@ -87,7 +87,45 @@ struct StepKernels {
         backward_launch());
   }
 
+  using OutPair = std::tuple<at::Tensor&, at::Tensor&>;
+
+  static OutPair p_sample_out(const Tensor& model_output, const Tensor& x_t,
+                              const Tensor& t, const Tensor& noise,
+                              const Tensor& r, const Tensor& rm1,
+                              const Tensor& c1, const Tensor& c2,
+                              const Tensor& log_var, const Tensor& betas,
+                              c10::string_view mean_type,
+                              c10::string_view var_type, bool clip_denoised,
+                              at::Tensor& sample, at::Tensor& pred_xstart) {
+    const auto guard = Backend::guard(x_t.device());
+    step_impl(kPSample, model_output, x_t, t, noise,
+              StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+              parse_step_modes(kPSample, std::string(mean_type),
+                               std::string(var_type), clip_denoised, false, 0.0),
+              forward_launch(), &sample, &pred_xstart);
+    return {sample, pred_xstart};
+  }
+
+  static OutPair ddim_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& alphas_cumprod,
+      const Tensor& alphas_cumprod_prev, double eta, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
+      at::Tensor& pred_xstart) {
+    const auto guard = Backend::guard(x_t.device());
+    step_impl(
+        kDdimSample, model_output, x_t, t, noise,
+        StepTableArgs(true, r, rm1, c1, c2, alphas_cumprod, alphas_cumprod_prev),
+        parse_step_modes(kDdimSample, std::string(mean_type),
+                         std::string(var_type), clip_denoised, true, eta),
+        forward_launch(), &sample, &pred_xstart);
+    return {sample, pred_xstart};
+  }
+
   static void register_all(torch::Library& m) {
+    m.impl("p_sample.out", &p_sample_out);
+    m.impl("ddim_sample.out", &ddim_sample_out);
     m.impl("p_sample", &p_sample);
     m.impl("p_sample_backward", &p_sample_backward);
     m.impl("ddim_sample", &ddim_sample);

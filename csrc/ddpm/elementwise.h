@@ -34,6 +34,40 @@ DDPM_HD ClipRange<acc> clip_range(bool clip_denoised) {
                        : ClipRange<acc>{-inf, inf};
 }
 
+// exp for the learned variances. On the CPU, float uses a branch-free
+// Cody-Waite reduction and a degree-7 polynomial (under 2 ulp on the range
+// that matters, |x| < 80; beyond it it saturates to 0 or inf like expf) so
+// that the loop vectorizes; libm's expf is a call that stops vectorization.
+// Double data and the GPU use the library exp.
+DDPM_HD double exp_vectorizable(double x) { return ::exp(x); }
+DDPM_HD float exp_vectorizable(float x) {
+#if defined(__CUDA_ARCH__)
+  return ::expf(x);
+#else
+  const float clamped = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  // n = round(x / ln 2); adding and removing 1.5*2^23 rounds to nearest
+  // without a libm call (|x / ln 2| < 128 here)
+  const float n = (clamped * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  // r = x - n*ln2 in two parts, exact enough for float
+  float r = clamped - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  // exp(r) on |r| <= ln2/2
+  float p = 1.0f / 5040.0f;
+  p = p * r + 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  // scale by 2^n through the exponent bits
+  const int32_t e = static_cast<int32_t>(n) + 127;
+  const float scale = bits_to_float(static_cast<uint32_t>(e) << 23);
+  const float y = p * scale;
+  return x < -87.0f ? 0.0f : (x > 88.0f ? std::numeric_limits<float>::infinity() : y);
+#endif
+}
+
 template <typename acc>
 struct PSampleOut {
   acc sample, pred_xstart, mean, log_variance;
@@ -52,7 +86,7 @@ DDPM_HD PSampleOut<acc> p_sample_elem(const PSampleCoef<acc>& k,
   r.log_variance = k.log_var_fixed;
   if (kLearnedVar) {
     r.log_variance = k.lv_a + k.lv_b * var_out;
-    sigma = k.nz * ::exp(acc(0.5) * r.log_variance);
+    sigma = k.nz * exp_vectorizable(acc(0.5) * r.log_variance);
   }
   r.sample = r.mean + sigma * noise;
   return r;
@@ -71,7 +105,8 @@ DDPM_HD PSampleGrad<acc> p_sample_backward_elem(
     const PSampleCoef<acc>& k, const ClipRange<acc>& clip, acc grad_sample,
     acc grad_pred_xstart, acc out, acc var_out, acc x_t, acc noise) {
   const acc x0 = k.A * x_t + k.Bm * out;
-  const bool inside = x0 >= clip.lo && x0 <= clip.hi;
+  // & rather than &&: no branch, so the loop stays vectorizable
+  const bool inside = (x0 >= clip.lo) & (x0 <= clip.hi);
   acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
   grad_x0 = inside ? grad_x0 : acc(0);
   PSampleGrad<acc> g;
@@ -80,7 +115,8 @@ DDPM_HD PSampleGrad<acc> p_sample_backward_elem(
   g.var_out = acc(0);
   if (kLearnedVar) {
     // d sample / d v = noise * sigma * 0.5 * lv_b
-    const acc sigma = k.nz * ::exp(acc(0.5) * (k.lv_a + k.lv_b * var_out));
+    const acc sigma =
+        k.nz * exp_vectorizable(acc(0.5) * (k.lv_a + k.lv_b * var_out));
     g.var_out = grad_sample * noise * sigma * acc(0.5) * k.lv_b;
   }
   return g;

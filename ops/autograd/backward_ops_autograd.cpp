@@ -1,5 +1,5 @@
 // The backward operators are not differentiable themselves (no double
-// backward). Registering PyTorch's not-implemented kernel at Autograd makes
+// backward), and neither are the out= variants (as PyTorch's own). Registering PyTorch's not-implemented kernel at Autograd makes
 // that an error ("derivative for ... is not implemented") instead of a
 // silently detached result, and lets them run on meta tensors under torch
 // 1.13, whose AutogradMeta key has no fallthrough.
@@ -13,4 +13,7 @@ TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   m.impl("p_sample_backward", torch::autograd::autogradNotImplementedFallback());
   m.impl("ddim_sample_backward",
          torch::autograd::autogradNotImplementedFallback());
+  m.impl("q_sample.out", torch::autograd::autogradNotImplementedFallback());
+  m.impl("p_sample.out", torch::autograd::autogradNotImplementedFallback());
+  m.impl("ddim_sample.out", torch::autograd::autogradNotImplementedFallback());
 }

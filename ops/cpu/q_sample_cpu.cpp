@@ -14,6 +14,14 @@ at::Tensor q_sample_cpu_op(const at::Tensor& x_start, const at::Tensor& t,
                        [](const auto& p) { return q_sample_cpu(p); });
 }
 
+at::Tensor& q_sample_out_cpu_op(const at::Tensor& x_start, const at::Tensor& t,
+                                const at::Tensor& noise, const at::Tensor& sa,
+                                const at::Tensor& s1ma, at::Tensor& out) {
+  q_sample_impl(x_start, t, noise, sa, s1ma,
+                [](const auto& p) { return q_sample_cpu(p); }, &out);
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu_op(
     const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
     const at::Tensor& s1ma) {
@@ -25,6 +33,7 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu_op(
 
 TORCH_LIBRARY_IMPL(ddpm, CPU, m) {
   m.impl("q_sample", &q_sample_cpu_op);
+  m.impl("q_sample.out", &q_sample_out_cpu_op);
   m.impl("q_sample_backward", &q_sample_backward_cpu_op);
 }
 

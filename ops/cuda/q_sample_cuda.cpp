@@ -16,6 +16,16 @@ at::Tensor q_sample_cuda_op(const at::Tensor& x_start, const at::Tensor& t,
                        cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_cuda(p, l); }));
 }
 
+at::Tensor& q_sample_out_cuda_op(const at::Tensor& x_start, const at::Tensor& t,
+                                 const at::Tensor& noise, const at::Tensor& sa,
+                                 const at::Tensor& s1ma, at::Tensor& out) {
+  const c10::cuda::CUDAGuard guard(x_start.device());
+  q_sample_impl(x_start, t, noise, sa, s1ma,
+                cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_cuda(p, l); }),
+                &out);
+  return out;
+}
+
 std::tuple<at::Tensor, at::Tensor> q_sample_backward_cuda_op(
     const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
     const at::Tensor& s1ma) {
@@ -29,6 +39,7 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_cuda_op(
 
 TORCH_LIBRARY_IMPL(ddpm, CUDA, m) {
   m.impl("q_sample", &q_sample_cuda_op);
+  m.impl("q_sample.out", &q_sample_out_cuda_op);
   m.impl("q_sample_backward", &q_sample_backward_cuda_op);
 }
 

@@ -9,6 +9,7 @@
 #include <random>
 
 #include "ddpm/common.h"
+#include "ddpm/elementwise.h"
 
 namespace {
 
@@ -48,6 +49,22 @@ TEST(HalfConversions, FloatToHalfRoundsLikeC10) {
       ASSERT_EQ(ours_bf, theirs_bf.x) << "float " << f;
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The vectorizable expf of the learned-variance path against libm.
+TEST(ExpVectorizable, WithinTwoUlpOfLibm) {
+  for (float x = -87.0f; x <= 88.0f; x += 0.001953125f) {
+    const float ours = ddpm::exp_vectorizable(x);
+    const float theirs = std::exp(x);
+    const float ulp = std::nextafter(theirs, INFINITY) - theirs;
+    ASSERT_LE(std::fabs(ours - theirs), 2 * ulp) << "x = " << x;
+  }
+  EXPECT_EQ(ddpm::exp_vectorizable(-100.0f), 0.0f);
+  EXPECT_TRUE(std::isinf(ddpm::exp_vectorizable(100.0f)));
 }
 
 }  // namespace
