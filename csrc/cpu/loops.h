@@ -10,6 +10,16 @@
 
 #include "ddpm/kernels.h"
 
+// The inner loops are compiled twice, for x86-64's baseline (SSE2) and for
+// Haswell-class CPUs (AVX2, FMA, F16C), and the loader picks one per CPU
+// (GCC function multiversioning): twice the vector width where available,
+// which the 16-bit types need to keep up with memory.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DDPM_CPU_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#else
+#define DDPM_CPU_CLONES
+#endif
+
 namespace ddpm {
 namespace cpu {
 

@@ -10,7 +10,7 @@ namespace ddpm {
 namespace {
 
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
-void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                   const S* __restrict out, const S* __restrict var_out,
                   const S* __restrict x_t, const S* __restrict noise,
                   S* __restrict sample, S* __restrict pred_xstart, int64_t n) {
@@ -24,7 +24,7 @@ void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
 }
 
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
-void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                            const S* __restrict grad_sample,
                            const S* __restrict grad_pred_xstart,
                            const S* __restrict out, const S* __restrict var_out,

@@ -10,7 +10,7 @@ namespace ddpm {
 namespace {
 
 template <typename S, typename acc>
-void posterior_mean_run(PosteriorCoef<acc> k, const S* __restrict x_start,
+DDPM_CPU_CLONES void posterior_mean_run(PosteriorCoef<acc> k, const S* __restrict x_start,
                         const S* __restrict x_t, S* __restrict mean,
                         int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -19,7 +19,7 @@ void posterior_mean_run(PosteriorCoef<acc> k, const S* __restrict x_start,
 }
 
 template <typename S, typename acc>
-void posterior_backward_run(PosteriorCoef<acc> k, const S* __restrict grad,
+DDPM_CPU_CLONES void posterior_backward_run(PosteriorCoef<acc> k, const S* __restrict grad,
                             S* __restrict grad_x_start, S* __restrict grad_x_t,
                             int64_t n) {
   for (int64_t i = 0; i < n; ++i) {

@@ -9,7 +9,7 @@ namespace ddpm {
 namespace {
 
 template <typename S, typename acc>
-void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_start,
+DDPM_CPU_CLONES void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_start,
                   const S* __restrict noise, S* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     store(out + i, q_sample_elem(k, load(x_start + i), load(noise + i)));
@@ -17,7 +17,7 @@ void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_start,
 }
 
 template <typename S, typename acc>
-void q_sample_backward_run(QSampleCoef<acc> k, const S* __restrict grad,
+DDPM_CPU_CLONES void q_sample_backward_run(QSampleCoef<acc> k, const S* __restrict grad,
                            S* __restrict grad_x_start, S* __restrict grad_noise,
                            int64_t n) {
   for (int64_t i = 0; i < n; ++i) {

@@ -2,6 +2,9 @@
 
 For every case it times, side by side in one run and on the same inputs:
   fused     the ddpm operator (forward, or forward+backward through autograd)
+  fused_out the out= variant writing into preallocated outputs (q_sample,
+            p_sample): what the kernel does without the allocator's page
+            faults, which a fresh large CPU tensor costs on every call
   improved  the same math as improved-diffusion writes it (numpy tables
             gathered and broadcast per call, a chain of tensor ops)
   lean      the leanest eager version a careful user writes (per-sample
@@ -84,6 +87,8 @@ class Case:
             other.requires_grad_(True)
             x.requires_grad_(True)
         return {"x": x, "other": other, "noise": noise, "t": t,
+                "out1": torch.zeros(self.shape, dtype=self.dtype, device=self.device),
+                "out2": torch.zeros(self.shape, dtype=self.dtype, device=self.device),
                 "g1": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device),
                 "g2": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)}
 
@@ -110,6 +115,25 @@ class Case:
             return d.q_posterior_mean_variance(i["other"], i["x"], i["t"])[0], (i["other"], i["x"])
         sample, pred = d._fused_step(i["other"], i["x"], i["t"], i["noise"], True)
         return (sample, pred), (i["other"], i["x"])
+
+    def fused_out(self, i):
+        tab = self.tab
+        if self.op == "q_sample":
+            return torch.ops.ddpm.q_sample.out(
+                i["x"], i["t"], i["noise"], tab["sqrt_alphas_cumprod"],
+                tab["sqrt_one_minus_alphas_cumprod"], out=i["out1"]), ()
+        mean_type, var_type = self.mean_type, self.var_type
+        return torch.ops.ddpm.p_sample.out(
+            i["other"], i["x"], i["t"], i["noise"], *self.ours._step_tables(self.device),
+            tab["posterior_log_variance_clipped"], tab["betas"], mean_type, var_type, True,
+            sample=i["out1"], pred_xstart=i["out2"]), ()
+
+    def variants(self, compiled):
+        v = ["fused"]
+        if not self.backward and self.op != "posterior_mean_variance":
+            v.append("fused_out")
+        v += ["improved", "lean"] + (["compiled"] if compiled else [])
+        return v
 
     def improved(self, i):
         d = self.eager
@@ -259,7 +283,7 @@ def run(args):
     torch.manual_seed(0)
     threads_list = args.threads or [torch.get_num_threads()]
     compile_ok = hasattr(torch, "compile") and not args.no_compile
-    variants = ["fused", "improved", "lean"] + (["compiled"] if compile_ok else [])
+    all_variants = ["fused", "fused_out", "improved", "lean"] + (["compiled"] if compile_ok else [])
     rows = []
     env = {"torch": torch.__version__, "device": args.device, "python": platform.python_version(),
            "machine": platform.node(), "processor": platform.processor() or platform.machine(),
@@ -275,6 +299,7 @@ def run(args):
         for case in cases_for(args):
             if compile_ok:
                 compiled_fns = {"compiled": _compiled(case)}
+            variants = case.variants(compile_ok)
             times = bench_case(case, variants, args.reps, args.warmup, compiled_fns)
             nbytes = case.min_bytes()
             copy = summarize(copy_ceiling(nbytes, args.device, args.reps, args.warmup))
@@ -285,11 +310,15 @@ def run(args):
             for v in variants:
                 med, iqr = summarize(times[v])
                 row[f"{v}_s"], row[f"{v}_iqr_s"], row[f"{v}_GBps"] = med, iqr, nbytes / med / 1e9
-            for v in variants[1:]:
-                row[f"speedup_vs_{v}"] = row[f"{v}_s"] / row["fused_s"]
+            for v in ("improved", "lean", "compiled"):
+                if v in variants:
+                    row[f"speedup_vs_{v}"] = row[f"{v}_s"] / row["fused_s"]
+            best = "fused_out" if "fused_out" in variants else "fused"
             row["fused_over_copy_bw"] = row["fused_GBps"] / row["copy_GBps"]
+            row["best_fused_over_copy_bw"] = row[f"{best}_GBps"] / row["copy_GBps"]
             rows.append(row)
-            print(format_row(row, variants), flush=True)
+            print(format_row(row, all_variants), flush=True)
+    variants = all_variants
     result = {"env": env, "variants": variants, "rows": rows}
     if args.output:
         with open(args.output, "w") as f:
@@ -306,24 +335,36 @@ def _compiled(case):
     return torch.compile(fn, dynamic=False)
 
 
+def _ratio(r, v):
+    key = f"speedup_vs_{v}"
+    return f"{r[key]:.1f}x" if key in r else "-"
+
+
 def format_row(r, variants):
-    parts = [f"{r['op']:44s} {r['shape']:>14s} {r['dtype']:>8s} thr={r['threads']}",
+    parts = [f"{r['op']:40s} {r['shape']:>14s} {r['dtype']:>8s} thr={r['threads']}",
              f"fused {r['fused_s'] * 1e3:8.3f}ms ±{r['fused_iqr_s'] * 1e3:.3f} {r['fused_GBps']:6.1f}GB/s"]
-    parts += [f"x{r[f'speedup_vs_{v}']:.1f} vs {v}" for v in variants[1:]]
-    parts.append(f"{100 * r['fused_over_copy_bw']:.0f}% of copy")
+    if "fused_out_s" in r:
+        parts.append(f"out= {r['fused_out_s'] * 1e3:8.3f}ms {r['fused_out_GBps']:6.1f}GB/s")
+    parts += [f"{_ratio(r, v)} vs {v}" for v in ("improved", "lean", "compiled") if v in variants]
+    parts.append(f"copy {r['copy_GBps']:.1f}GB/s: fused {100 * r['fused_over_copy_bw']:.0f}%, "
+                 f"best {100 * r['best_fused_over_copy_bw']:.0f}%")
     return " | ".join(parts)
 
 
 def table(rows, variants):
-    head = ("| op | shape | dtype | thr | fused ms (IQR) | GB/s | copy GB/s | fused/copy | "
-            + " | ".join(f"vs {v}" for v in variants[1:]) + " |")
-    lines = [head, "|" + "---|" * (8 + len(variants) - 1)]
+    others = [v for v in ("improved", "lean", "compiled") if v in variants]
+    head = ("| op | shape | dtype | thr | fused ms (IQR) | out= ms | fused GB/s | out= GB/s | copy GB/s "
+            "| fused/copy | out=/copy | " + " | ".join(f"fused vs {v}" for v in others) + " |")
+    lines = [head, "|" + "---|" * (11 + len(others))]
     for r in rows:
+        out_ms = f"{r['fused_out_s'] * 1e3:.3f}" if "fused_out_s" in r else "-"
+        out_bw = f"{r['fused_out_GBps']:.1f}" if "fused_out_s" in r else "-"
+        out_ratio = f"{100 * r['best_fused_over_copy_bw']:.0f}%" if "fused_out_s" in r else "-"
         lines.append(
             f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
-            f"{r['fused_s'] * 1e3:.3f} ({r['fused_iqr_s'] * 1e3:.3f}) | {r['fused_GBps']:.1f} | "
-            f"{r['copy_GBps']:.1f} | {100 * r['fused_over_copy_bw']:.0f}% | "
-            + " | ".join(f"{r[f'speedup_vs_{v}']:.1f}x" for v in variants[1:]) + " |")
+            f"{r['fused_s'] * 1e3:.3f} ({r['fused_iqr_s'] * 1e3:.3f}) | {out_ms} | {r['fused_GBps']:.1f} | "
+            f"{out_bw} | {r['copy_GBps']:.1f} | {100 * r['fused_over_copy_bw']:.0f}% | {out_ratio} | "
+            + " | ".join(_ratio(r, v) for v in others) + " |")
     return "\n".join(lines)
 
 
