@@ -2,7 +2,7 @@
 # Installs what building and testing torch-ddpm needs on Debian 12, and skips
 # whatever is already there: the toolchain and GoogleTest, Debian's torch
 # 1.13 (python3-torch, libtorch-dev) for /usr/bin/python3, and torch 2.11
-# from PyPI (with diffusers, for the scheduler tests) for the default python3.
+# from PyPI (with diffusers and scikit-learn) for the default python3.
 set -euo pipefail
 
 PY=${PYTHON:-python3}
@@ -23,8 +23,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null \
-   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers" 2>/dev/null; then
+   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers, sklearn" 2>/dev/null; then
   echo "== pip install torch==$TORCH_VERSION (PyPI) and the test tools into $("$PY" -c 'import sys; print(sys.executable)')"
-  # diffusers: the scheduler tests hold torch_ddpm's DDPMScheduler against it.
-  "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools diffusers
+  # diffusers: the scheduler tests hold torch_ddpm's DDPMScheduler against it;
+  # scikit-learn: the demo trains on the digits it ships.
+  "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools diffusers scikit-learn
 fi

@@ -244,7 +244,7 @@ def run(args):
 def add_arguments(p):
     p.add_argument("--out", default="ddpm_demo_out", help="output folder (default: ddpm_demo_out)")
     p.add_argument("--device", default="cpu", help="cpu, or cuda to train and sample on the GPU")
-    p.add_argument("--steps", type=int, default=4000, help="training steps (default: 4000)")
+    p.add_argument("--steps", type=int, default=8000, help="training steps (default: 8000)")
     p.add_argument("--batch", type=int, default=128, help="batch size per process (default: 128)")
     p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default: 1e-3)")
     p.add_argument("--timesteps", type=int, default=500, help="diffusion steps T (default: 500)")

@@ -259,17 +259,20 @@ class GaussianDiffusion:
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
                       cond_fn=None, model_kwargs=None, device=None, progress=False):
         """Generate samples: the final x_0 of the reverse chain."""
-        final = None
-        for sample in self.p_sample_loop_progressive(
-                model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress):
-            final = sample
-        return final["sample"]
+        return _last(self.p_sample_loop_progressive(
+            model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+            cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress))["sample"]
 
     def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
                                   denoised_fn=None, cond_fn=None, model_kwargs=None,
                                   device=None, progress=False):
         """Yield the dict of every step's p_sample, from t = T-1 down to 0."""
+        return self._progressive(self.p_sample, model, shape, noise, device, progress,
+                                 clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                 cond_fn=cond_fn, model_kwargs=model_kwargs)
+
+    def _progressive(self, step, model, shape, noise, device, progress, **step_kwargs):
+        """The reverse chain from x_T (noise, or randn(*shape)) with `step`, yielding each result."""
         if device is None:
             device = next(model.parameters()).device
         assert isinstance(shape, (tuple, list))
@@ -277,9 +280,7 @@ class GaussianDiffusion:
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
             t = torch.tensor([i] * shape[0], device=device)
             with torch.no_grad():
-                out = self.p_sample(model, img, t, clip_denoised=clip_denoised,
-                                    denoised_fn=denoised_fn, cond_fn=cond_fn,
-                                    model_kwargs=model_kwargs)
+                out = step(model, img, t, **step_kwargs)
                 yield out
                 img = out["sample"]
 
@@ -333,30 +334,18 @@ class GaussianDiffusion:
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
                          cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
         """Generate samples with DDIM: the final x_0."""
-        final = None
-        for sample in self.ddim_sample_loop_progressive(
-                model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
-                eta=eta):
-            final = sample
-        return final["sample"]
+        return _last(self.ddim_sample_loop_progressive(
+            model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+            cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
+            eta=eta))["sample"]
 
     def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
                                      denoised_fn=None, cond_fn=None, model_kwargs=None,
                                      device=None, progress=False, eta=0.0):
         """Yield the dict of every DDIM step, from t = T-1 down to 0."""
-        if device is None:
-            device = next(model.parameters()).device
-        assert isinstance(shape, (tuple, list))
-        img = noise if noise is not None else torch.randn(*shape, device=device)
-        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
-            t = torch.tensor([i] * shape[0], device=device)
-            with torch.no_grad():
-                out = self.ddim_sample(model, img, t, clip_denoised=clip_denoised,
-                                       denoised_fn=denoised_fn, cond_fn=cond_fn,
-                                       model_kwargs=model_kwargs, eta=eta)
-                yield out
-                img = out["sample"]
+        return self._progressive(self.ddim_sample, model, shape, noise, device, progress,
+                                 clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                 cond_fn=cond_fn, model_kwargs=model_kwargs, eta=eta)
 
     # ---- losses -----------------------------------------------------------------------------
     def _vb_terms_bpd(self, model, x_start, x_t, t, clip_denoised=True, model_kwargs=None):
@@ -455,6 +444,13 @@ class _Frozen:
 
     def __call__(self, *args, **kwargs):
         return self.output
+
+
+def _last(iterable):
+    final = None
+    for final in iterable:
+        pass
+    return final
 
 
 def _progress(indices, progress):

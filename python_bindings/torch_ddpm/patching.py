@@ -17,7 +17,7 @@ PATCHED_METHODS = (
     "q_mean_variance", "q_sample", "q_posterior_mean_variance", "p_mean_variance",
     "_predict_xstart_from_eps", "_predict_xstart_from_xprev", "_predict_eps_from_xstart",
     "condition_mean", "condition_score", "p_sample", "p_sample_loop",
-    "p_sample_loop_progressive", "ddim_sample", "ddim_reverse_sample", "ddim_sample_loop",
+    "p_sample_loop_progressive", "_progressive", "ddim_sample", "ddim_reverse_sample", "ddim_sample_loop",
     "ddim_sample_loop_progressive", "_vb_terms_bpd", "training_losses", "_prior_bpd",
     "calc_bpd_loop",
 )
