@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU runs behind benchmarks/RESULTS.md: every shape, float32 and
-# bfloat16, 1 and 2 threads, forward and forward+backward, without
-# torch.compile; then torch.compile of the lean chain at 2 threads (forward).
+# bfloat16, 2 threads (THREADS to change), forward and forward+backward,
+# without torch.compile; then torch.compile of the lean chain (forward).
 # Needs a build (scripts/build.sh python3 torch2 python) or an installed package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,7 @@ lib=$(ls build/torch2/lib/torch_ddpm/_C*.so 2>/dev/null | head -1 || true)
 [ -n "$lib" ] && export TORCH_DDPM_LIBRARY="$PWD/$lib"
 export PYTHONPATH="$PWD/python_bindings${PYTHONPATH:+:$PYTHONPATH}"
 out=${OUT:-benchmarks}
-python3 benchmarks/bench.py --threads 1 2 --backward --reps 9 --no-compile \
+python3 benchmarks/bench.py --threads ${THREADS:-2} --backward --reps 7 --no-compile \
   --output "$out/cpu-eager.json" | tee "$out/cpu-eager.txt"
-python3 benchmarks/bench.py --threads 2 --reps 9 --shapes 16x3x64x64 8x3x256x256 64M \
+python3 benchmarks/bench.py --threads ${THREADS:-2} --reps 7 --shapes 16x3x64x64 64M \
   --output "$out/cpu-compile.json" | tee "$out/cpu-compile.txt"

@@ -318,6 +318,9 @@ def run(args):
             row["best_fused_over_copy_bw"] = row[f"{best}_GBps"] / row["copy_GBps"]
             rows.append(row)
             print(format_row(row, all_variants), flush=True)
+            if args.output:  # after every row, so a cut-short run keeps what it measured
+                with open(args.output, "w") as f:
+                    json.dump({"env": env, "variants": all_variants, "rows": rows}, f, indent=1)
     variants = all_variants
     result = {"env": env, "variants": variants, "rows": rows}
     if args.output:
@@ -330,6 +333,10 @@ def run(args):
 
 
 def _compiled(case):
+    # A fresh dynamo cache per case: each case recompiles the same function,
+    # and past torch._dynamo's recompile limit it would silently run eagerly.
+    torch._dynamo.reset()
+
     def fn(x, other, noise, *coefs):
         return case.lean_math(x, other, noise, *coefs)
     return torch.compile(fn, dynamic=False)
