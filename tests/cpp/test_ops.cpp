@@ -229,21 +229,26 @@ TEST(TorchScript, OperatorsVisibleAndRunnable) {
        {"ddpm::q_sample", "ddpm::q_sample_backward",
         "ddpm::posterior_mean_variance",
         "ddpm::posterior_mean_variance_backward", "ddpm::p_sample",
-        "ddpm::p_sample_backward"}) {
+        "ddpm::p_sample_backward", "ddpm::ddim_sample",
+        "ddpm::ddim_sample_backward"}) {
     EXPECT_FALSE(
         torch::jit::getAllOperatorsFor(c10::Symbol::fromQualString(name))
             .empty())
         << name;
   }
-  const auto ops = torch::jit::getAllOperatorsFor(
-      c10::Symbol::fromQualString("ddpm::q_sample"));
-  ASSERT_EQ(ops.size(), 1u);
+  // the functional overload (q_sample.out is the other one)
+  std::shared_ptr<torch::jit::Operator> q_sample_op;
+  for (const auto& op : torch::jit::getAllOperatorsFor(
+           c10::Symbol::fromQualString("ddpm::q_sample"))) {
+    if (op->schema().overload_name().empty()) q_sample_op = op;
+  }
+  ASSERT_TRUE(q_sample_op != nullptr);
   const Tables tb = make_tables(kT);
   const auto x0 = at::randn({5, 3});
   const auto noise = at::randn({5, 3});
   torch::jit::Stack stack{x0, kTimesteps, noise, tb.sqrt_alphas_cumprod,
                           tb.sqrt_one_minus_alphas_cumprod};
-  ops[0]->getOperation()(stack);
+  q_sample_op->getOperation()(stack);
   ASSERT_EQ(stack.size(), 1u);
   EXPECT_TRUE(at::equal(stack[0].toTensor(),
                         ddpm::q_sample(x0, kTimesteps, noise,
