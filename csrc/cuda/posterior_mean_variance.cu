@@ -9,23 +9,34 @@
 namespace ddpm {
 namespace {
 
-template <typename S, typename T>
-struct PosteriorOp {
+// The per-sample coefficients both kernels of this file use (t checked).
+template <typename S, typename T, typename P>
+struct PosteriorOpBase {
   using acc = acc_t<S>;
   using Coef = PosteriorCoef<acc>;
-  PosteriorParams<S, T> p;
+  P p;
 
   __device__ Coef coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
     return t < 0 ? nan_coef<acc, Coef>() : posterior_coef<acc>(p.tables, t);
   }
+};
+
+template <typename S, typename T>
+struct PosteriorOp : PosteriorOpBase<S, T, PosteriorParams<S, T>> {
+  using Base = PosteriorOpBase<S, T, PosteriorParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
+
   __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     return cuda::aligned16(p.x_start + off) && cuda::aligned16(p.x_t + off) &&
            cuda::aligned16(p.mean + off);
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     acc x0[V], xt[V], m[V];
     cuda::load_pack<V>(p.x_start + off, x0);
@@ -46,22 +57,20 @@ struct PosteriorOp {
 };
 
 template <typename S, typename T>
-struct PosteriorBackwardOp {
-  using acc = acc_t<S>;
-  using Coef = PosteriorCoef<acc>;
-  PosteriorBackwardParams<S, T> p;
+struct PosteriorBackwardOp : PosteriorOpBase<S, T, PosteriorBackwardParams<S, T>> {
+  using Base = PosteriorOpBase<S, T, PosteriorBackwardParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
 
-  __device__ Coef coef(int64_t b) const {
-    const int64_t t = cuda::checked_timestep(p.timesteps, b);
-    return t < 0 ? nan_coef<acc, Coef>() : posterior_coef<acc>(p.tables, t);
-  }
   __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     return cuda::aligned16(p.grad_mean + off) &&
            cuda::aligned16(p.grad_x_start + off) && cuda::aligned16(p.grad_x_t + off);
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     acc g[V], g0[V], gt[V];
     cuda::load_pack<V>(p.grad_mean + off, g);
@@ -80,14 +89,14 @@ struct PosteriorBackwardOp {
 template <typename S, typename T>
 void posterior_mean_variance_cuda(const PosteriorParams<S, T>& p,
                                   CudaLaunch launch) {
-  cuda::launch_elementwise<S>(PosteriorOp<S, T>{p}, p.batch, p.sample_numel,
+  cuda::launch_elementwise<S>(PosteriorOp<S, T>{{p}}, p.batch, p.sample_numel,
                               launch);
 }
 
 template <typename S, typename T>
 void posterior_mean_variance_backward_cuda(
     const PosteriorBackwardParams<S, T>& p, CudaLaunch launch) {
-  cuda::launch_elementwise<S>(PosteriorBackwardOp<S, T>{p}, p.batch,
+  cuda::launch_elementwise<S>(PosteriorBackwardOp<S, T>{{p}}, p.batch,
                               p.sample_numel, launch);
 }
 

@@ -8,23 +8,34 @@
 namespace ddpm {
 namespace {
 
-template <typename S, typename T>
-struct QSampleOp {
+// The per-sample coefficients both kernels of this file use (t checked).
+template <typename S, typename T, typename P>
+struct QSampleOpBase {
   using acc = acc_t<S>;
   using Coef = QSampleCoef<acc>;
-  QSampleParams<S, T> p;
+  P p;
 
   __device__ Coef coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
     return t < 0 ? nan_coef<acc, Coef>() : q_sample_coef<acc>(p.tables, t);
   }
+};
+
+template <typename S, typename T>
+struct QSampleOp : QSampleOpBase<S, T, QSampleParams<S, T>> {
+  using Base = QSampleOpBase<S, T, QSampleParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
+
   __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     return cuda::aligned16(p.x_start + off) && cuda::aligned16(p.noise + off) &&
            cuda::aligned16(p.out + off);
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     acc x[V], n[V], o[V];
     cuda::load_pack<V>(p.x_start + off, x);
@@ -36,22 +47,20 @@ struct QSampleOp {
 };
 
 template <typename S, typename T>
-struct QSampleBackwardOp {
-  using acc = acc_t<S>;
-  using Coef = QSampleCoef<acc>;
-  QSampleBackwardParams<S, T> p;
+struct QSampleBackwardOp : QSampleOpBase<S, T, QSampleBackwardParams<S, T>> {
+  using Base = QSampleOpBase<S, T, QSampleBackwardParams<S, T>>;
+  using typename Base::acc;
+  using typename Base::Coef;
 
-  __device__ Coef coef(int64_t b) const {
-    const int64_t t = cuda::checked_timestep(p.timesteps, b);
-    return t < 0 ? nan_coef<acc, Coef>() : q_sample_coef<acc>(p.tables, t);
-  }
   __device__ bool aligned(int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     return cuda::aligned16(p.grad + off) && cuda::aligned16(p.grad_x_start + off) &&
            cuda::aligned16(p.grad_noise + off);
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     acc g[V], gx[V], gn[V];
     cuda::load_pack<V>(p.grad + off, g);
@@ -69,13 +78,13 @@ struct QSampleBackwardOp {
 
 template <typename S, typename T>
 void q_sample_cuda(const QSampleParams<S, T>& p, CudaLaunch launch) {
-  cuda::launch_elementwise<S>(QSampleOp<S, T>{p}, p.batch, p.sample_numel, launch);
+  cuda::launch_elementwise<S>(QSampleOp<S, T>{{p}}, p.batch, p.sample_numel, launch);
 }
 
 template <typename S, typename T>
 void q_sample_backward_cuda(const QSampleBackwardParams<S, T>& p,
                             CudaLaunch launch) {
-  cuda::launch_elementwise<S>(QSampleBackwardOp<S, T>{p}, p.batch,
+  cuda::launch_elementwise<S>(QSampleBackwardOp<S, T>{{p}}, p.batch,
                               p.sample_numel, launch);
 }
 

@@ -88,7 +88,6 @@ class GaussianDiffusion:
         for name in _TABLES:  # numpy float64 attributes, as improved-diffusion has
             setattr(self, name, tables[name].numpy())
         self.alphas = 1.0 - self.betas
-        self.sqrt_one_minus_alphas_cumprod = tables["sqrt_one_minus_alphas_cumprod"].numpy()
         self.num_timesteps = int(self.betas.shape[0])
         self._ddpm_cache = {}
 
