@@ -32,7 +32,11 @@ def extension():
     )
     # -fno-trapping-math lets GCC vectorize the loops' comparisons (clamp,
     # clip mask); results are unchanged, only FP exception flags may differ.
-    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math"]
+    # -ffp-contract=off: the in-kernel noise (csrc/ddpm/philox.h) rounds every
+    # operation like CUDA's _rn intrinsics; a fused multiply-add in the AVX2
+    # clone would change its bits. -fno-math-errno lets sqrt vectorize.
+    cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math",
+                 "-ffp-contract=off", "-fno-math-errno"]
     kwargs = dict(
         name="torch_ddpm._C",
         include_dirs=[os.path.join(ROOT, "csrc"), os.path.join(ROOT, "ops")],

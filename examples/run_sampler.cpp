@@ -1,33 +1,43 @@
 // Runs a sampler scripted and saved in Python (torch_ddpm.Sampler) from C++:
 //
-//   ddpm_run_sampler sampler.pt SEED OUT.bin B C H W
+//   ddpm_run_sampler sampler.pt SEED OUT.bin B C H W [philox]
 //
 // seeds the CPU generator, draws x_T = randn(B, C, H, W), runs the module's
 // forward (the full reverse chain on the ddpm operators, which this program
 // gets by linking libddpm_ops) and writes x_0 as raw little-endian float32.
+// With "philox" the noise is drawn in the kernels instead: x_T =
+// ddpm::philox_normal(..., SEED, 0) and forward(x_T, SEED), as in Python.
 #include <torch/script.h>
 #include <torch/torch.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <string>
 #include <vector>
 
+#include "ddpm_ops.h"
+
 int main(int argc, char** argv) {
-  if (argc != 8) {
-    std::cerr << "usage: " << argv[0] << " sampler.pt SEED OUT.bin B C H W\n";
+  const bool philox = argc == 9 && std::string(argv[8]) == "philox";
+  if (argc != 8 && !philox) {
+    std::cerr << "usage: " << argv[0] << " sampler.pt SEED OUT.bin B C H W [philox]\n";
     return 2;
   }
   try {
     torch::jit::Module sampler = torch::jit::load(argv[1]);
     sampler.eval();
-    torch::manual_seed(std::strtoll(argv[2], nullptr, 10));
+    const int64_t seed = std::strtoll(argv[2], nullptr, 10);
+    torch::manual_seed(seed);
     std::vector<int64_t> shape;
     for (int i = 4; i < 8; ++i) shape.push_back(std::strtoll(argv[i], nullptr, 10));
     torch::NoGradGuard no_grad;
-    const torch::Tensor x_T = torch::randn(shape);
+    const torch::Tensor x_T =
+        philox ? ddpm::philox_normal(torch::empty(shape), seed, 0) : torch::randn(shape);
+    std::vector<torch::jit::IValue> inputs{x_T};
+    if (philox) inputs.emplace_back(seed);
     const torch::Tensor x_0 =
-        sampler.forward({x_T}).toTensor().to(torch::kFloat).contiguous();
+        sampler.forward(inputs).toTensor().to(torch::kFloat).contiguous();
     std::ofstream out(argv[3], std::ios::binary);
     out.write(reinterpret_cast<const char*>(x_0.data_ptr<float>()),
               static_cast<std::streamsize>(x_0.numel() * sizeof(float)));

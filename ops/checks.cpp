@@ -20,6 +20,14 @@ void check_data_tensor(const char* op, const char* name, const at::Tensor& x) {
               " to have shape [B, ...] (at least 1-D), got a 0-D tensor");
 }
 
+NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset) {
+  TORCH_CHECK(offset >= 0 && offset % 4 == 0, op,
+              ": expected offset to be a multiple of 4 and >= 0 (it counts "
+              "32-bit Philox draws per subsequence; each call uses 4), got ",
+              offset);
+  return {static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+}
+
 void check_like(const char* op, const NamedTensor& other,
                 const NamedTensor& ref) {
   const at::Tensor& o = *other.second;

@@ -30,6 +30,19 @@ void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x);
 int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
                      const at::Tensor& x);
 
+// (seed, offset) of in-kernel noise: any 64-bit seed (a negative int64 is
+// its two's complement), offset >= 0 and a multiple of 4 (it counts 32-bit
+// draws per Philox subsequence; see ddpm/philox.h).
+NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset);
+
+// The noise of a step: a tensor, or (tensor == nullptr) drawn in the kernel.
+struct NoiseArg {
+  const at::Tensor* tensor;
+  NoiseKey key;
+};
+inline NoiseArg explicit_noise(const at::Tensor& noise) { return {&noise, {0, 0}}; }
+inline NoiseArg generated_noise(const NoiseKey& key) { return {nullptr, key}; }
+
 MeanType parse_mean_type(const char* op, const std::string& name);
 VarType parse_var_type(const char* op, const std::string& name);
 

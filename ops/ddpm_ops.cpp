@@ -72,6 +72,47 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta, "
       "str model_mean_type, str model_var_type, bool clip_denoised) "
       "-> (Tensor grad_model_output, Tensor grad_x_t)");
+  // In-kernel noise (csrc/ddpm/philox.h): the noise is Philox-4x32-10 normals
+  // keyed by (seed, offset, element index), the same on CPU and CUDA.
+  m.def("philox_normal(Tensor input, int seed, int offset) -> Tensor");
+  m.def(
+      "q_sample_philox(Tensor x_start, Tensor t, int seed, int offset, "
+      "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
+      "-> (Tensor x_t, Tensor noise)");
+  m.def(
+      "p_sample_philox(Tensor model_output, Tensor x_t, Tensor t, int seed, "
+      "int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor posterior_log_variance_clipped, "
+      "Tensor betas, str model_mean_type=\"epsilon\", "
+      "str model_var_type=\"fixed_small\", bool clip_denoised=True) "
+      "-> (Tensor sample, Tensor pred_xstart)");
+  m.def(
+      "p_sample_philox.out(Tensor model_output, Tensor x_t, Tensor t, int seed, "
+      "int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor posterior_log_variance_clipped, "
+      "Tensor betas, str model_mean_type=\"epsilon\", "
+      "str model_var_type=\"fixed_small\", bool clip_denoised=True, *, "
+      "Tensor(a!) sample, Tensor(b!) pred_xstart) "
+      "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  m.def(
+      "ddim_sample_philox(Tensor model_output, Tensor x_t, Tensor t, int seed, "
+      "int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor alphas_cumprod, "
+      "Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True) -> (Tensor sample, Tensor pred_xstart)");
+  m.def(
+      "ddim_sample_philox.out(Tensor model_output, Tensor x_t, Tensor t, "
+      "int seed, int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor alphas_cumprod, "
+      "Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
+      "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
 }
 
 namespace ddpm {
@@ -219,6 +260,71 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
                  posterior_mean_coef1, posterior_mean_coef2, alphas_cumprod,
                  alphas_cumprod_prev, eta, model_mean_type, model_var_type,
                  clip_denoised);
+}
+
+at::Tensor philox_normal(const at::Tensor& input, int64_t seed, int64_t offset) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::philox_normal", "")
+                       .typed<decltype(philox_normal)>();
+  return op.call(input, seed, offset);
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_philox(
+    const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
+    int64_t offset, const at::Tensor& sqrt_alphas_cumprod,
+    const at::Tensor& sqrt_one_minus_alphas_cumprod) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::q_sample_philox", "")
+                       .typed<decltype(q_sample_philox)>();
+  return op.call(x_start, t, seed, offset, sqrt_alphas_cumprod,
+                 sqrt_one_minus_alphas_cumprod);
+}
+
+using PhiloxStepSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, c10::string_view, c10::string_view,
+    bool);
+using PhiloxDdimSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, double, c10::string_view,
+    c10::string_view, bool);
+
+std::tuple<at::Tensor, at::Tensor> p_sample_philox(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::p_sample_philox", "")
+                       .typed<PhiloxStepSig>();
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, posterior_log_variance_clipped, betas,
+                 model_mean_type, model_var_type, clip_denoised);
+}
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_philox(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::ddim_sample_philox", "")
+                       .typed<PhiloxDdimSig>();
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
+                 model_mean_type, model_var_type, clip_denoised);
 }
 
 }  // namespace ddpm

@@ -87,4 +87,45 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
     const std::string& model_mean_type, const std::string& model_var_type,
     bool clip_denoised);
 
+// ---- In-kernel noise (see csrc/ddpm/philox.h). The noise of element e (the
+// flat index in the data) is the Philox-4x32-10 normal keyed by (seed,
+// offset, e): bit for bit the same on CPU and CUDA, for any thread count.
+// offset is a multiple of 4; advance it by 4 per call for fresh noise.
+
+// A contiguous tensor shaped like input (same dtype and device) holding the
+// noise that the operators below draw for (seed, offset).
+at::Tensor philox_normal(const at::Tensor& input, int64_t seed, int64_t offset);
+
+// q_sample with noise = philox_normal(x_start, seed, offset); returns
+// (x_t, noise). Differentiable in x_start.
+std::tuple<at::Tensor, at::Tensor> q_sample_philox(
+    const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
+    int64_t offset, const at::Tensor& sqrt_alphas_cumprod,
+    const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+// p_sample with noise = philox_normal(x_t, seed, offset), computed in float32
+// in the kernel (never rounded to a 16-bit dtype before use).
+std::tuple<at::Tensor, at::Tensor> p_sample_philox(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small",
+    bool clip_denoised = true);
+
+// ddim_sample with noise = philox_normal(x_t, seed, offset).
+std::tuple<at::Tensor, at::Tensor> ddim_sample_philox(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small",
+    bool clip_denoised = true);
+
 }  // namespace ddpm

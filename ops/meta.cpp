@@ -7,6 +7,7 @@
 #include "p_sample.h"
 #include "posterior_mean_variance.h"
 #include "q_sample.h"
+#include "step_kernels.h"
 
 namespace ddpm {
 namespace ops {
@@ -63,7 +64,7 @@ std::tuple<at::Tensor, at::Tensor> p_sample_meta(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
-  check_step_args(kPSample, model_output, x_t, t, noise,
+  check_step_args(kPSample, model_output, x_t, t, explicit_noise(noise),
                   StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
                   parse_step_modes(kPSample, std::string(mean_type),
                                    std::string(var_type), clip_denoised, false,
@@ -106,7 +107,7 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_meta(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
     const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
-  check_step_args(kDdimSample, model_output, x_t, t, noise,
+  check_step_args(kDdimSample, model_output, x_t, t, explicit_noise(noise),
                   StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
                   parse_step_modes(kDdimSample, std::string(mean_type),
                                    std::string(var_type), clip_denoised, true,
@@ -143,9 +144,86 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_backward_meta(
   return {contiguous_like(model_output), contiguous_like(x_t)};
 }
 
+at::Tensor philox_normal_meta(const at::Tensor& input, int64_t seed,
+                              int64_t offset) {
+  check_philox_normal(input);
+  check_noise_key(kPhiloxNormal, seed, offset);
+  return contiguous_like(input);
+}
+
+std::tuple<at::Tensor, at::Tensor> q_sample_philox_meta(
+    const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
+    int64_t offset, const at::Tensor& sa, const at::Tensor& s1ma) {
+  check_q_sample_philox(x_start, t, sa, s1ma);
+  check_noise_key(kQSamplePhilox, seed, offset);
+  return {contiguous_like(x_start), contiguous_like(x_start)};
+}
+
+std::tuple<at::Tensor, at::Tensor> p_sample_philox_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_step_args(kPSamplePhilox, model_output, x_t, t,
+                  generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
+                  StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+                  p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised));
+  return {contiguous_like(x_t), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor&, at::Tensor&> p_sample_philox_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
+    at::Tensor& pred_xstart) {
+  p_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
+                       log_var, betas, mean_type, var_type, clip_denoised);
+  output_like(kPSamplePhilox, "sample", &sample, x_t, {});
+  output_like(kPSamplePhilox, "pred_xstart", &pred_xstart, x_t, {});
+  return {sample, pred_xstart};
+}
+
+std::tuple<at::Tensor, at::Tensor> ddim_sample_philox_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised) {
+  check_step_args(kDdimSamplePhilox, model_output, x_t, t,
+                  generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
+                  StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+                  ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type,
+                             clip_denoised));
+  return {contiguous_like(x_t), contiguous_like(x_t)};
+}
+
+std::tuple<at::Tensor&, at::Tensor&> ddim_sample_philox_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
+    at::Tensor& pred_xstart) {
+  ddim_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
+                          abar, abar_prev, eta, mean_type, var_type,
+                          clip_denoised);
+  output_like(kDdimSamplePhilox, "sample", &sample, x_t, {});
+  output_like(kDdimSamplePhilox, "pred_xstart", &pred_xstart, x_t, {});
+  return {sample, pred_xstart};
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
+  m.impl("philox_normal", &philox_normal_meta);
+  m.impl("q_sample_philox", &q_sample_philox_meta);
+  m.impl("p_sample_philox", &p_sample_philox_meta);
+  m.impl("p_sample_philox.out", &p_sample_philox_out_meta);
+  m.impl("ddim_sample_philox", &ddim_sample_philox_meta);
+  m.impl("ddim_sample_philox.out", &ddim_sample_philox_out_meta);
   m.impl("q_sample", &q_sample_meta);
   m.impl("q_sample.out", &q_sample_out_meta);
   m.impl("p_sample.out", &p_sample_out_meta);

@@ -16,6 +16,8 @@ constexpr const char* kPSample = "ddpm.p_sample";
 constexpr const char* kPSampleBackward = "ddpm.p_sample_backward";
 constexpr const char* kDdimSample = "ddpm.ddim_sample";
 constexpr const char* kDdimSampleBackward = "ddpm.ddim_sample_backward";
+constexpr const char* kPSamplePhilox = "ddpm.p_sample_philox";
+constexpr const char* kDdimSamplePhilox = "ddpm.ddim_sample_philox";
 
 // The six schedule tables of a step, in schema order, with their names:
 // p_sample:    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
@@ -113,15 +115,28 @@ inline StepModes parse_step_modes(const char* op, const std::string& mean_type,
           clip_denoised, ddim, eta};
 }
 
+// The modes of a p_sample / ddim_sample schema, parsed and checked.
+inline StepModes p_sample_modes(const char* op, c10::string_view mean_type,
+                                c10::string_view var_type, bool clip_denoised) {
+  return parse_step_modes(op, std::string(mean_type), std::string(var_type),
+                          clip_denoised, false, 0.0);
+}
+inline StepModes ddim_modes(const char* op, double eta,
+                            c10::string_view mean_type,
+                            c10::string_view var_type, bool clip_denoised) {
+  return parse_step_modes(op, std::string(mean_type), std::string(var_type),
+                          clip_denoised, true, eta);
+}
+
 // Every check of a forward step's arguments (shared with the Meta kernel).
 inline StepChecked check_step_args(const char* op,
                                    const at::Tensor& model_output,
                                    const at::Tensor& x_t, const at::Tensor& t,
-                                   const at::Tensor& noise,
+                                   const NoiseArg& noise,
                                    const StepTableArgs& tables,
                                    const StepModes& modes) {
   const int64_t T = check_step_layout(op, model_output, x_t, t, tables, modes);
-  check_like(op, {"noise", &noise}, {"x_t", &x_t});
+  if (noise.tensor != nullptr) check_like(op, {"noise", noise.tensor}, {"x_t", &x_t});
   return {modes, T};
 }
 
@@ -131,8 +146,8 @@ inline StepChecked check_step_backward_args(
     const at::Tensor& grad_pred_xstart, const at::Tensor& model_output,
     const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& noise,
     const StepTableArgs& tables, const StepModes& modes) {
-  const StepChecked checked =
-      check_step_args(op, model_output, x_t, t, noise, tables, modes);
+  const StepChecked checked = check_step_args(
+      op, model_output, x_t, t, explicit_noise(noise), tables, modes);
   check_like(op, {"grad_sample", &grad_sample}, {"x_t", &x_t});
   check_like(op, {"grad_pred_xstart", &grad_pred_xstart}, {"x_t", &x_t});
   return checked;
@@ -141,7 +156,7 @@ inline StepChecked check_step_backward_args(
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> step_impl(
     const char* op, const at::Tensor& model_output_in, const at::Tensor& x_t_in,
-    const at::Tensor& t_in, const at::Tensor& noise_in,
+    const at::Tensor& t_in, const NoiseArg& noise_in,
     const StepTableArgs& tables_in, const StepModes& modes_in,
     const Launch& launch, const at::Tensor* sample_given = nullptr,
     const at::Tensor* pred_xstart_given = nullptr) {
@@ -150,14 +165,17 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
   const int64_t T = checked.num_timesteps;
   const at::Tensor model_output = model_output_in.contiguous();
   const at::Tensor x_t = x_t_in.contiguous();
-  const at::Tensor noise = noise_in.contiguous();
+  const bool generate_noise = noise_in.tensor == nullptr;
+  const at::Tensor noise = generate_noise ? at::Tensor() : noise_in.tensor->contiguous();
+  // the inputs an out= tensor may not overlap (x_t again when noise is drawn)
+  const at::Tensor* noise_input = generate_noise ? &x_t_in : noise_in.tensor;
   const at::Tensor t = t_in.contiguous();
   const StepTablesContig tables(tables_in);
   at::Tensor sample = output_like(op, "sample", sample_given, x_t,
-                                  {&model_output_in, &x_t_in, &noise_in});
+                                  {&model_output_in, &x_t_in, noise_input});
   at::Tensor pred_xstart =
       output_like(op, "pred_xstart", pred_xstart_given, x_t,
-                  {&model_output_in, &x_t_in, &noise_in, &sample});
+                  {&model_output_in, &x_t_in, noise_input, &sample});
   TORCH_CHECK(!sample.defined() || sample.numel() == 0 ||
                   sample.data_ptr() != pred_xstart.data_ptr(),
               op, ": expected sample and pred_xstart to be different tensors");
@@ -168,7 +186,9 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
     PSampleParams<S, Tab> p;
     p.model_output = data_of<S>(model_output);
     p.x_t = data_of<S>(x_t);
-    p.noise = data_of<S>(noise);
+    p.noise = generate_noise ? nullptr : data_of<S>(noise);
+    p.generate_noise = generate_noise;
+    p.noise_key = noise_in.key;
     p.sample = mutable_data_of<S>(sample);
     p.pred_xstart = mutable_data_of<S>(pred_xstart);
     p.timesteps = {t.data_ptr<int64_t>(), T};

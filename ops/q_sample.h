@@ -10,6 +10,8 @@ namespace ops {
 
 constexpr const char* kQSample = "ddpm.q_sample";
 constexpr const char* kQSampleBackward = "ddpm.q_sample_backward";
+constexpr const char* kQSamplePhilox = "ddpm.q_sample_philox";
+constexpr const char* kPhiloxNormal = "ddpm.philox_normal";
 
 inline int64_t check_q_sample_tables(const char* op, const at::Tensor& x,
                                     const at::Tensor& sa,
@@ -27,6 +29,27 @@ inline int64_t check_q_sample(const at::Tensor& x_start, const at::Tensor& t,
   check_like(kQSample, {"noise", &noise}, {"x_start", &x_start});
   check_timesteps(kQSample, t, x_start);
   return check_q_sample_tables(kQSample, x_start, sa, s1ma);
+}
+
+// q_sample_philox: x_start, t and the tables; the noise is drawn.
+inline int64_t check_q_sample_philox(const at::Tensor& x_start,
+                                     const at::Tensor& t, const at::Tensor& sa,
+                                     const at::Tensor& s1ma) {
+  check_data_tensor(kQSamplePhilox, "x_start", x_start);
+  check_timesteps(kQSamplePhilox, t, x_start);
+  return check_q_sample_tables(kQSamplePhilox, x_start, sa, s1ma);
+}
+
+inline void check_philox_normal(const at::Tensor& input) {
+  TORCH_CHECK(input.defined(), kPhiloxNormal,
+              ": expected input to be a tensor, got None");
+  const auto dtype = input.scalar_type();
+  TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble ||
+                  dtype == at::kHalf || dtype == at::kBFloat16,
+              kPhiloxNormal,
+              ": expected input to have dtype float32, float64, float16 or "
+              "bfloat16, got ",
+              dtype);
 }
 
 inline int64_t check_q_sample_backward(const at::Tensor& grad,
@@ -65,6 +88,56 @@ at::Tensor q_sample_impl(const at::Tensor& x_start_in, const at::Tensor& t_in,
     p.sample_numel = sample_numel(x_start);
     const int64_t bad = launch(p);
     if (bad >= 0) fail_bad_timestep(kQSample, t, bad, T);
+  });
+  return out;
+}
+
+// (x_t, noise) with the noise drawn in the kernel from (seed, offset).
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> q_sample_philox_impl(
+    const at::Tensor& x_start_in, const at::Tensor& t_in, int64_t seed,
+    int64_t offset, const at::Tensor& sa_in, const at::Tensor& s1ma_in,
+    const Launch& launch) {
+  const int64_t T = check_q_sample_philox(x_start_in, t_in, sa_in, s1ma_in);
+  const NoiseKey key = check_noise_key(kQSamplePhilox, seed, offset);
+  const at::Tensor x_start = x_start_in.contiguous();
+  const at::Tensor t = t_in.contiguous();
+  const at::Tensor sa = sa_in.contiguous();
+  const at::Tensor s1ma = s1ma_in.contiguous();
+  at::Tensor out = at::empty_like(x_start, at::MemoryFormat::Contiguous);
+  at::Tensor noise = at::empty_like(x_start, at::MemoryFormat::Contiguous);
+  if (out.numel() == 0) return {out, noise};
+  dispatch_types(x_start.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
+    using S = decltype(s);
+    using Tab = decltype(tb);
+    QSampleParams<S, Tab> p;
+    p.x_start = data_of<S>(x_start);
+    p.noise = nullptr;
+    p.out = mutable_data_of<S>(out);
+    p.timesteps = {t.data_ptr<int64_t>(), T};
+    p.tables = {sa.data_ptr<Tab>(), s1ma.data_ptr<Tab>()};
+    p.batch = x_start.size(0);
+    p.sample_numel = sample_numel(x_start);
+    p.generate_noise = true;
+    p.noise_key = key;
+    p.noise_out = mutable_data_of<S>(noise);
+    const int64_t bad = launch(p);
+    if (bad >= 0) fail_bad_timestep(kQSamplePhilox, t, bad, T);
+  });
+  return {out, noise};
+}
+
+// A contiguous tensor like input holding the Philox normals of (seed, offset).
+template <typename Launch>
+at::Tensor philox_normal_impl(const at::Tensor& input, int64_t seed,
+                              int64_t offset, const Launch& launch) {
+  check_philox_normal(input);
+  const NoiseKey key = check_noise_key(kPhiloxNormal, seed, offset);
+  at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
+  if (out.numel() == 0) return out;
+  dispatch_types(out.scalar_type(), at::kFloat, [&](auto s, auto) {
+    using S = decltype(s);
+    launch(PhiloxNormalParams<S>{mutable_data_of<S>(out), out.numel(), key});
   });
   return out;
 }

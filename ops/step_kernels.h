@@ -1,5 +1,6 @@
-// Kernels with the schema signatures of p_sample, ddim_sample and their
-// backward operators, for one backend. Backend supplies
+// Kernels with the schema signatures of p_sample, ddim_sample, their
+// in-kernel-noise variants (*_philox), out= variants and backward operators,
+// for one backend. Backend supplies
 //   static auto guard(const at::Device&);        // e.g. a CUDA device guard
 //   template <class P> static int64_t forward(const P&);   // -1 or bad index
 //   template <class P> static int64_t backward(const P&);
@@ -12,6 +13,7 @@ namespace ops {
 
 using Tensor = at::Tensor;
 using Pair = std::tuple<at::Tensor, at::Tensor>;
+using OutPair = std::tuple<at::Tensor&, at::Tensor&>;
 
 template <typename Backend>
 struct StepKernels {
@@ -22,19 +24,120 @@ struct StepKernels {
     return [](const auto& p) { return Backend::backward(p); };
   }
 
+  // The forward step of every schema below, out= or not.
+  static Pair run(const char* op, const Tensor& model_output, const Tensor& x_t,
+                  const Tensor& t, const NoiseArg& noise,
+                  const StepTableArgs& tables, const StepModes& modes,
+                  Tensor* sample = nullptr, Tensor* pred_xstart = nullptr) {
+    const auto guard = Backend::guard(x_t.device());
+    return step_impl(op, model_output, x_t, t, noise, tables, modes,
+                     forward_launch(), sample, pred_xstart);
+  }
+
   static Pair p_sample(const Tensor& model_output, const Tensor& x_t,
                        const Tensor& t, const Tensor& noise, const Tensor& r,
                        const Tensor& rm1, const Tensor& c1, const Tensor& c2,
                        const Tensor& log_var, const Tensor& betas,
                        c10::string_view mean_type, c10::string_view var_type,
                        bool clip_denoised) {
-    const auto guard = Backend::guard(x_t.device());
-    return step_impl(kPSample, model_output, x_t, t, noise,
-                     StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-                     parse_step_modes(kPSample, std::string(mean_type),
-                                      std::string(var_type), clip_denoised,
-                                      false, 0.0),
-                     forward_launch());
+    return run(kPSample, model_output, x_t, t, explicit_noise(noise),
+               StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+               p_sample_modes(kPSample, mean_type, var_type, clip_denoised));
+  }
+
+  static OutPair p_sample_out(const Tensor& model_output, const Tensor& x_t,
+                              const Tensor& t, const Tensor& noise,
+                              const Tensor& r, const Tensor& rm1,
+                              const Tensor& c1, const Tensor& c2,
+                              const Tensor& log_var, const Tensor& betas,
+                              c10::string_view mean_type,
+                              c10::string_view var_type, bool clip_denoised,
+                              Tensor& sample, Tensor& pred_xstart) {
+    run(kPSample, model_output, x_t, t, explicit_noise(noise),
+        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+        p_sample_modes(kPSample, mean_type, var_type, clip_denoised), &sample,
+        &pred_xstart);
+    return {sample, pred_xstart};
+  }
+
+  static Pair p_sample_philox(const Tensor& model_output, const Tensor& x_t,
+                              const Tensor& t, int64_t seed, int64_t offset,
+                              const Tensor& r, const Tensor& rm1,
+                              const Tensor& c1, const Tensor& c2,
+                              const Tensor& log_var, const Tensor& betas,
+                              c10::string_view mean_type,
+                              c10::string_view var_type, bool clip_denoised) {
+    return run(kPSamplePhilox, model_output, x_t, t,
+               generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
+               StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+               p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised));
+  }
+
+  static OutPair p_sample_philox_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& log_var,
+      const Tensor& betas, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, Tensor& sample,
+      Tensor& pred_xstart) {
+    run(kPSamplePhilox, model_output, x_t, t,
+        generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
+        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+        p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised),
+        &sample, &pred_xstart);
+    return {sample, pred_xstart};
+  }
+
+  static Pair ddim_sample(const Tensor& model_output, const Tensor& x_t,
+                          const Tensor& t, const Tensor& noise, const Tensor& r,
+                          const Tensor& rm1, const Tensor& c1, const Tensor& c2,
+                          const Tensor& abar, const Tensor& abar_prev,
+                          double eta, c10::string_view mean_type,
+                          c10::string_view var_type, bool clip_denoised) {
+    return run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
+               StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+               ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised));
+  }
+
+  static OutPair ddim_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
+      c10::string_view mean_type, c10::string_view var_type,
+      bool clip_denoised, Tensor& sample, Tensor& pred_xstart) {
+    run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
+        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+        ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised),
+        &sample, &pred_xstart);
+    return {sample, pred_xstart};
+  }
+
+  static Pair ddim_sample_philox(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& abar,
+      const Tensor& abar_prev, double eta, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised) {
+    return run(kDdimSamplePhilox, model_output, x_t, t,
+               generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
+               StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+               ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type,
+                          clip_denoised));
+  }
+
+  static OutPair ddim_sample_philox_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& abar,
+      const Tensor& abar_prev, double eta, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, Tensor& sample,
+      Tensor& pred_xstart) {
+    run(kDdimSamplePhilox, model_output, x_t, t,
+        generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
+        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+        ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type, clip_denoised),
+        &sample, &pred_xstart);
+    return {sample, pred_xstart};
   }
 
   static Pair p_sample_backward(
@@ -48,87 +151,35 @@ struct StepKernels {
     return step_backward_impl(
         kPSampleBackward, grad_sample, grad_pred_xstart, model_output, x_t, t,
         noise, StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        parse_step_modes(kPSampleBackward, std::string(mean_type),
-                         std::string(var_type), clip_denoised, false, 0.0),
+        p_sample_modes(kPSampleBackward, mean_type, var_type, clip_denoised),
         backward_launch());
-  }
-
-  static Pair ddim_sample(const Tensor& model_output, const Tensor& x_t,
-                          const Tensor& t, const Tensor& noise, const Tensor& r,
-                          const Tensor& rm1, const Tensor& c1, const Tensor& c2,
-                          const Tensor& alphas_cumprod,
-                          const Tensor& alphas_cumprod_prev, double eta,
-                          c10::string_view mean_type, c10::string_view var_type,
-                          bool clip_denoised) {
-    const auto guard = Backend::guard(x_t.device());
-    return step_impl(
-        kDdimSample, model_output, x_t, t, noise,
-        StepTableArgs(true, r, rm1, c1, c2, alphas_cumprod, alphas_cumprod_prev),
-        parse_step_modes(kDdimSample, std::string(mean_type),
-                         std::string(var_type), clip_denoised, true, eta),
-        forward_launch());
   }
 
   static Pair ddim_sample_backward(
       const Tensor& grad_sample, const Tensor& grad_pred_xstart,
       const Tensor& model_output, const Tensor& x_t, const Tensor& t,
       const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
-      const Tensor& c2, const Tensor& alphas_cumprod,
-      const Tensor& alphas_cumprod_prev, double eta,
+      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
       c10::string_view mean_type, c10::string_view var_type,
       bool clip_denoised) {
     const auto guard = Backend::guard(x_t.device());
     return step_backward_impl(
         kDdimSampleBackward, grad_sample, grad_pred_xstart, model_output, x_t,
-        t, noise,
-        StepTableArgs(true, r, rm1, c1, c2, alphas_cumprod, alphas_cumprod_prev),
-        parse_step_modes(kDdimSampleBackward, std::string(mean_type),
-                         std::string(var_type), clip_denoised, true, eta),
+        t, noise, StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+        ddim_modes(kDdimSampleBackward, eta, mean_type, var_type, clip_denoised),
         backward_launch());
   }
 
-  using OutPair = std::tuple<at::Tensor&, at::Tensor&>;
-
-  static OutPair p_sample_out(const Tensor& model_output, const Tensor& x_t,
-                              const Tensor& t, const Tensor& noise,
-                              const Tensor& r, const Tensor& rm1,
-                              const Tensor& c1, const Tensor& c2,
-                              const Tensor& log_var, const Tensor& betas,
-                              c10::string_view mean_type,
-                              c10::string_view var_type, bool clip_denoised,
-                              at::Tensor& sample, at::Tensor& pred_xstart) {
-    const auto guard = Backend::guard(x_t.device());
-    step_impl(kPSample, model_output, x_t, t, noise,
-              StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-              parse_step_modes(kPSample, std::string(mean_type),
-                               std::string(var_type), clip_denoised, false, 0.0),
-              forward_launch(), &sample, &pred_xstart);
-    return {sample, pred_xstart};
-  }
-
-  static OutPair ddim_sample_out(
-      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
-      const Tensor& c2, const Tensor& alphas_cumprod,
-      const Tensor& alphas_cumprod_prev, double eta, c10::string_view mean_type,
-      c10::string_view var_type, bool clip_denoised, at::Tensor& sample,
-      at::Tensor& pred_xstart) {
-    const auto guard = Backend::guard(x_t.device());
-    step_impl(
-        kDdimSample, model_output, x_t, t, noise,
-        StepTableArgs(true, r, rm1, c1, c2, alphas_cumprod, alphas_cumprod_prev),
-        parse_step_modes(kDdimSample, std::string(mean_type),
-                         std::string(var_type), clip_denoised, true, eta),
-        forward_launch(), &sample, &pred_xstart);
-    return {sample, pred_xstart};
-  }
-
   static void register_all(torch::Library& m) {
-    m.impl("p_sample.out", &p_sample_out);
-    m.impl("ddim_sample.out", &ddim_sample_out);
     m.impl("p_sample", &p_sample);
+    m.impl("p_sample.out", &p_sample_out);
+    m.impl("p_sample_philox", &p_sample_philox);
+    m.impl("p_sample_philox.out", &p_sample_philox_out);
     m.impl("p_sample_backward", &p_sample_backward);
     m.impl("ddim_sample", &ddim_sample);
+    m.impl("ddim_sample.out", &ddim_sample_out);
+    m.impl("ddim_sample_philox", &ddim_sample_philox);
+    m.impl("ddim_sample_philox.out", &ddim_sample_philox_out);
     m.impl("ddim_sample_backward", &ddim_sample_backward);
   }
 };

@@ -3,21 +3,27 @@
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
 //   pred_x0 = clamp(A_t*x_t + B_t*out), mean = c1_t*pred_x0 + c2_t*x_t,
 //   sample = mean + [t>0]*exp(log_var/2)*noise  (see ddpm/elementwise.h)
+//   with in-kernel noise the noise is a float Philox block (noise.h) instead
+//   of a tensor: still one pass, reading model_output and x_t only
 #include "ddpm/elementwise.h"
 #include "loops.h"
+#include "noise.h"
 
 namespace ddpm {
 namespace {
 
-template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
+// N: S for a noise tensor, float for in-kernel noise.
+template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename N,
+          typename acc>
 DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                   const S* __restrict out, const S* __restrict var_out,
-                  const S* __restrict x_t, const S* __restrict noise,
+                  const S* __restrict x_t, const N* __restrict noise,
                   S* __restrict sample, S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
     const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearnedVar>(
-        k, clip, load(out + i), v, load(x_t + i), load(noise + i));
+        k, clip, load(out + i), v, load(x_t + i),
+        static_cast<acc>(load(noise + i)));
     store(sample + i, r.sample);
     store(pred_xstart + i, r.pred_xstart);
   }
@@ -84,6 +90,18 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
     constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
     constexpr bool kLearned = decltype(learned)::value;
     const int64_t out_stride = has_var_channels(p.modes) ? 2 * n : n;
+    if (p.generate_noise) {
+      cpu::for_each_noise_run(
+          p.batch, n, p.noise_key,
+          [&](int64_t b, int64_t i0, int64_t i1, const float* z) {
+            const int64_t off = b * n + i0;
+            const S* out = p.model_output + b * out_stride + i0;
+            p_sample_run<kMeanIsOutput, kLearned>(
+                coefs[b], clip, out, out + n, p.x_t + off, z, p.sample + off,
+                p.pred_xstart + off, i1 - i0);
+          });
+      return;
+    }
     cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0,
                                              int64_t i1) {
       const int64_t off = b * n + i0;

@@ -2,8 +2,11 @@
 //   x_start, noise, out: [batch, sample_numel]
 //   out = sqrt(abar_t)*x_start + sqrt(1-abar_t)*noise
 //   backward: grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
+//   with in-kernel noise: noise = Philox normals (noise.h), written to
+//   noise_out as well, still one pass over memory
 #include "ddpm/elementwise.h"
 #include "loops.h"
+#include "noise.h"
 
 namespace ddpm {
 namespace {
@@ -13,6 +16,20 @@ DDPM_CPU_CLONES void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_star
                   const S* __restrict noise, S* __restrict out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     store(out + i, q_sample_elem(k, load(x_start + i), load(noise + i)));
+  }
+}
+
+// noise: float normals drawn by the caller; noise_out gets them rounded to S.
+template <typename S, typename acc>
+DDPM_CPU_CLONES void q_sample_generated_run(QSampleCoef<acc> k,
+                                            const S* __restrict x_start,
+                                            const float* __restrict noise,
+                                            S* __restrict out,
+                                            S* __restrict noise_out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc z = static_cast<acc>(noise[i]);
+    store(out + i, q_sample_elem(k, load(x_start + i), z));
+    store(noise_out + i, z);
   }
 }
 
@@ -38,6 +55,16 @@ int64_t q_sample_cpu(const QSampleParams<S, T>& p) {
       [&](int64_t t) { return q_sample_coef<acc>(p.tables, t); });
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
+  if (p.generate_noise) {
+    cpu::for_each_noise_run(
+        p.batch, n, p.noise_key,
+        [&](int64_t b, int64_t i0, int64_t i1, const float* z) {
+          const int64_t off = b * n + i0;
+          q_sample_generated_run(coefs[b], p.x_start + off, z, p.out + off,
+                                 p.noise_out + off, i1 - i0);
+        });
+    return -1;
+  }
   cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
     const int64_t off = b * n + i0;
     q_sample_run(coefs[b], p.x_start + off, p.noise + off, p.out + off,

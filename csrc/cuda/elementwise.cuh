@@ -17,6 +17,8 @@
 //   __device__ Coef coef(int64_t b) const;          // NaN coefs for a bad t
 //   __device__ bool aligned(int64_t b, int64_t i) const;  // every pointer at (b, i)
 //   template <int V> __device__ void apply(const Coef&, int64_t b, int64_t i) const;
+// and, for in-kernel noise (noise_kernel below),
+//   __device__ void apply_noise(const Coef&, int64_t b, int64_t i, float noise) const;
 #pragma once
 
 #include <cuda_runtime.h>
@@ -25,6 +27,7 @@
 #include <cstdint>
 
 #include "ddpm/kernels.h"
+#include "ddpm/philox.h"
 
 namespace ddpm {
 namespace cuda {
@@ -73,6 +76,24 @@ __device__ __forceinline__ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
+// Fills shared_coefs with the coefficients of the samples that elements
+// [chunk, chunk_end) touch; false (nothing stored) when they are more than
+// kMaxSharedSamples. Every thread of the block calls it.
+template <typename Op>
+__device__ __forceinline__ bool load_chunk_coefs(
+    const Op& op, typename Op::Coef* shared_coefs, int64_t chunk,
+    int64_t chunk_end, int64_t sample_numel) {
+  const int64_t b_first = chunk / sample_numel;
+  const int64_t num_samples = (chunk_end - 1) / sample_numel - b_first + 1;
+  const bool use_shared = num_samples <= kMaxSharedSamples;
+  __syncthreads();  // the previous chunk is done reading shared_coefs
+  if (use_shared && threadIdx.x < num_samples) {
+    shared_coefs[threadIdx.x] = op.coef(b_first + threadIdx.x);
+  }
+  __syncthreads();
+  return use_shared;
+}
+
 template <typename Op, int VEC>
 __global__ void __launch_bounds__(kThreads)
     elementwise_kernel(const Op op, int64_t batch, int64_t sample_numel) {
@@ -86,13 +107,8 @@ __global__ void __launch_bounds__(kThreads)
        chunk += stride) {
     const int64_t chunk_end = chunk + kChunk < total ? chunk + kChunk : total;
     const int64_t b_first = chunk / sample_numel;
-    const int64_t num_samples = (chunk_end - 1) / sample_numel - b_first + 1;
-    const bool use_shared = num_samples <= kMaxSharedSamples;
-    __syncthreads();  // the previous chunk is done reading shared_coefs
-    if (use_shared && threadIdx.x < num_samples) {
-      shared_coefs[threadIdx.x] = op.coef(b_first + threadIdx.x);
-    }
-    __syncthreads();
+    const bool use_shared =
+        load_chunk_coefs(op, shared_coefs, chunk, chunk_end, sample_numel);
 
     const int64_t e = chunk + static_cast<int64_t>(threadIdx.x) * VEC;
     if (e >= total) continue;
@@ -129,6 +145,54 @@ void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
   elementwise_kernel<Op, VEC><<<grid, kThreads, 0,
                                 static_cast<cudaStream_t>(launch.stream)>>>(
       op, batch, sample_numel);
+}
+
+// The same loop with the noise drawn in the kernel (ddpm/philox.h): a chunk
+// is one noise block of 1024 elements, thread c draws the Philox output of
+// subsequence block*256 + c and applies its four normals to elements
+// chunk + l*256 + c, l = 0..3: four coalesced rows per block.
+static_assert(kThreads == kNoiseRowLength, "one noise subsequence per thread");
+
+template <typename Op>
+__global__ void __launch_bounds__(kThreads)
+    noise_kernel(const Op op, int64_t batch, int64_t sample_numel,
+                 NoiseKey key) {
+  using Coef = typename Op::Coef;
+  __shared__ Coef shared_coefs[kMaxSharedSamples];
+  const int64_t total = batch * sample_numel;
+  const int64_t num_blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
+  for (int64_t block = blockIdx.x; block < num_blocks; block += gridDim.x) {
+    const int64_t chunk = block * kNoiseBlockSize;
+    const int64_t chunk_end =
+        chunk + kNoiseBlockSize < total ? chunk + kNoiseBlockSize : total;
+    const int64_t b_first = chunk / sample_numel;
+    const bool use_shared =
+        load_chunk_coefs(op, shared_coefs, chunk, chunk_end, sample_numel);
+    const Normal4 z = normals_for_subsequence(
+        key, static_cast<uint64_t>(block) * kNoiseRowLength + threadIdx.x);
+#pragma unroll
+    for (int lane = 0; lane < kNoiseLanes; ++lane) {
+      const int64_t e = chunk + lane * kNoiseRowLength + threadIdx.x;
+      if (e < chunk_end) {
+        const int64_t b = e / sample_numel;
+        const int64_t i = e - b * sample_numel;
+        op.apply_noise(use_shared ? shared_coefs[b - b_first] : op.coef(b), b,
+                       i, z.lane[lane]);
+      }
+    }
+  }
+}
+
+template <typename Op>
+void launch_noise(const Op& op, int64_t batch, int64_t sample_numel,
+                  const NoiseKey& key, CudaLaunch launch) {
+  const int64_t total = batch * sample_numel;
+  if (total == 0) return;
+  const int64_t blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
+  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) * kBlocksPerSm;
+  const unsigned grid = static_cast<unsigned>(std::min(blocks, max_blocks));
+  noise_kernel<Op><<<grid, kThreads, 0, static_cast<cudaStream_t>(launch.stream)>>>(
+      op, batch, sample_numel, key);
 }
 
 // t[b], or -1 when outside [0, T): callers then use NaN coefficients.

@@ -2,6 +2,7 @@
 // memory, the mode branches compiled away (see ddpm/elementwise.h).
 //   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
+//   with in-kernel noise (noise_kernel) the noise is drawn, not read
 #include "ddpm/elementwise.h"
 #include "elementwise.cuh"
 
@@ -65,6 +66,18 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
     cuda::store_pack<V>(p.sample + off, sample);
     cuda::store_pack<V>(p.pred_xstart + off, pred);
   }
+  // In-kernel noise: one element, its normal drawn by noise_kernel.
+  __device__ void apply_noise(const Coef& k, int64_t b, int64_t i, float z) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const int64_t out_off = b * this->out_stride() + i;
+    const acc v = kLearned ? acc(load(p.model_output + out_off + p.sample_numel)) : acc(0);
+    const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearned>(
+        k, this->clip, acc(load(p.model_output + out_off)), v,
+        acc(load(p.x_t + off)), static_cast<acc>(z));
+    store(p.sample + off, r.sample);
+    store(p.pred_xstart + off, r.pred_xstart);
+  }
 };
 
 template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
@@ -120,6 +133,21 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
   }
 };
 
+// The forward step draws its noise in the kernel when asked to.
+template <typename S, typename Op, typename T>
+void launch_op(const Op& op, const PSampleParams<S, T>& p, CudaLaunch launch) {
+  if (p.generate_noise) {
+    cuda::launch_noise(op, p.batch, p.sample_numel, p.noise_key, launch);
+  } else {
+    cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
+  }
+}
+template <typename S, typename Op, typename T>
+void launch_op(const Op& op, const PSampleBackwardParams<S, T>& p,
+               CudaLaunch launch) {
+  cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
+}
+
 // Launches Op<S, T, mean_is_output, learned> for the runtime modes.
 template <template <typename, typename, bool, bool> class Op, typename S,
           typename T, typename P>
@@ -129,13 +157,13 @@ void launch_for_modes(const P& p, CudaLaunch launch) {
   const bool mean_is_output = step_mean_is_output(p.modes);
   const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
-    cuda::launch_elementwise<S>(Op<S, T, true, true>{{p, clip}}, p.batch, p.sample_numel, launch);
+    launch_op<S>(Op<S, T, true, true>{{p, clip}}, p, launch);
   } else if (mean_is_output) {
-    cuda::launch_elementwise<S>(Op<S, T, true, false>{{p, clip}}, p.batch, p.sample_numel, launch);
+    launch_op<S>(Op<S, T, true, false>{{p, clip}}, p, launch);
   } else if (learned) {
-    cuda::launch_elementwise<S>(Op<S, T, false, true>{{p, clip}}, p.batch, p.sample_numel, launch);
+    launch_op<S>(Op<S, T, false, true>{{p, clip}}, p, launch);
   } else {
-    cuda::launch_elementwise<S>(Op<S, T, false, false>{{p, clip}}, p.batch, p.sample_numel, launch);
+    launch_op<S>(Op<S, T, false, false>{{p, clip}}, p, launch);
   }
 }
 

@@ -2,6 +2,8 @@
 //   x_start, noise, out: [batch, sample_numel]
 //   out = sqrt(abar_t)*x_start + sqrt(1-abar_t)*noise
 //   backward: grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
+//   with in-kernel noise (noise_kernel): the noise is drawn, not read, and
+//   written next to x_t
 #include "ddpm/elementwise.h"
 #include "elementwise.cuh"
 
@@ -44,6 +46,14 @@ struct QSampleOp : QSampleOpBase<S, T, QSampleParams<S, T>> {
     for (int j = 0; j < V; ++j) o[j] = q_sample_elem(k, x[j], n[j]);
     cuda::store_pack<V>(p.out + off, o);
   }
+  // In-kernel noise: write x_t and the noise itself (the training target).
+  __device__ void apply_noise(const Coef& k, int64_t b, int64_t i, float z) const {
+    const auto& p = this->p;
+    const int64_t off = b * p.sample_numel + i;
+    const acc noise = static_cast<acc>(z);
+    store(p.out + off, q_sample_elem(k, load(p.x_start + off), noise));
+    store(p.noise_out + off, noise);
+  }
 };
 
 template <typename S, typename T>
@@ -78,6 +88,10 @@ struct QSampleBackwardOp : QSampleOpBase<S, T, QSampleBackwardParams<S, T>> {
 
 template <typename S, typename T>
 void q_sample_cuda(const QSampleParams<S, T>& p, CudaLaunch launch) {
+  if (p.generate_noise) {
+    cuda::launch_noise(QSampleOp<S, T>{{p}}, p.batch, p.sample_numel, p.noise_key, launch);
+    return;
+  }
   cuda::launch_elementwise<S>(QSampleOp<S, T>{{p}}, p.batch, p.sample_numel, launch);
 }
 

@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "coefficients.h"
+#include "philox.h"
 
 namespace ddpm {
 
@@ -21,6 +22,8 @@ struct Timesteps {
   int64_t num_timesteps;  // T, the length of every table
 };
 
+// With generate_noise the noise is drawn in the kernel from noise_key (noise
+// is then unused) and written to noise_out; otherwise it is read from noise.
 template <typename scalar_t, typename table_t>
 struct QSampleParams {
   const scalar_t* x_start;
@@ -29,6 +32,9 @@ struct QSampleParams {
   Timesteps timesteps;
   QSampleTables<table_t> tables;
   int64_t batch, sample_numel;
+  bool generate_noise = false;
+  NoiseKey noise_key = {0, 0};
+  scalar_t* noise_out = nullptr;
 };
 
 // grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
@@ -67,12 +73,22 @@ struct PosteriorBackwardParams {
 
 using PSampleModes = StepModes;
 
+// out[e] = the Philox normal of element e (ddpm/philox.h), e in [0, numel).
+template <typename scalar_t>
+struct PhiloxNormalParams {
+  scalar_t* out;
+  int64_t numel;
+  NoiseKey key;
+};
+
 // Compile-time shape of a step's inner loop, from its runtime modes.
 DDPM_HD bool step_mean_is_output(const StepModes& m) {
   return m.mean_type == MeanType::kPreviousX && !m.ddim;
 }
 
 // p_sample and the DDIM step (modes.ddim) share these parameters and kernels.
+// With generate_noise the noise is drawn in the kernel from noise_key and
+// noise is unused.
 template <typename scalar_t, typename table_t>
 struct PSampleParams {
   const scalar_t* model_output;  // [batch, 1 or 2, sample_numel]
@@ -84,6 +100,8 @@ struct PSampleParams {
   PSampleTables<table_t> tables;
   PSampleModes modes;
   int64_t batch, sample_numel;
+  bool generate_noise = false;
+  NoiseKey noise_key = {0, 0};
 };
 
 template <typename scalar_t, typename table_t>
@@ -116,6 +134,8 @@ template <typename S, typename T>
 int64_t p_sample_cpu(const PSampleParams<S, T>& p);
 template <typename S, typename T>
 int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p);
+template <typename S>
+void philox_normal_cpu(const PhiloxNormalParams<S>& p);
 
 // ---- CUDA (csrc/cuda): one launch on `stream` (a cudaStream_t), grid sized
 // from the device's multiprocessor count. The caller checks the launch.
@@ -139,6 +159,8 @@ void p_sample_cuda(const PSampleParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
 void p_sample_backward_cuda(const PSampleBackwardParams<S, T>& p,
                             CudaLaunch launch);
+template <typename S>
+void philox_normal_cuda(const PhiloxNormalParams<S>& p, CudaLaunch launch);
 
 }  // namespace ddpm
 

@@ -16,4 +16,8 @@ TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   m.impl("q_sample.out", torch::autograd::autogradNotImplementedFallback());
   m.impl("p_sample.out", torch::autograd::autogradNotImplementedFallback());
   m.impl("ddim_sample.out", torch::autograd::autogradNotImplementedFallback());
+  m.impl("p_sample_philox.out",
+         torch::autograd::autogradNotImplementedFallback());
+  m.impl("ddim_sample_philox.out",
+         torch::autograd::autogradNotImplementedFallback());
 }

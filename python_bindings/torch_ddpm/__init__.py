@@ -2,14 +2,17 @@
 
 Importing the package loads the compiled library, which registers
 torch.ops.ddpm.q_sample, .posterior_mean_variance and .p_sample (and their
-backward operators) for CPU, Meta and, when built with WITH_CUDA=1, CUDA.
+backward operators, and the in-kernel-noise variants *_philox and
+philox_normal) for CPU, Meta and, when built with WITH_CUDA=1, CUDA.
 """
 from ._load import library_path, load_library
 
 load_library()
 
 from . import schedules  # noqa: E402
-from .ops import mode_name, p_sample, posterior_mean_variance, q_sample  # noqa: E402
+from .ops import (mode_name, p_sample, p_sample_philox, posterior_mean_variance,  # noqa: E402
+                  q_sample, q_sample_philox)
+from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
 from .respace import SpacedDiffusion, space_timesteps  # noqa: E402
@@ -19,6 +22,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DiffusionSchedule",
+    "PhiloxStream",
+    "philox_normal",
+    "philox_seed_offset",
+    "p_sample_philox",
+    "q_sample_philox",
     "GaussianDiffusion",
     "LossType",
     "ModelMeanType",

@@ -20,6 +20,7 @@ import torch
 
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 from .ops import mode_name
+from .noise import as_philox_stream
 from .schedules import betas_for_alpha_bar, schedule_tables
 
 __all__ = ["GaussianDiffusion", "ModelMeanType", "ModelVarType", "LossType",
@@ -141,11 +142,24 @@ class GaussianDiffusion:
         log_variance = self._extract("log_one_minus_alphas_cumprod", t, x_start.shape)
         return mean, variance, log_variance
 
-    def q_sample(self, x_start, t, noise=None):
-        """Diffuse the data: a sample of q(x_t | x_0). noise ~ randn_like(x_start) if None."""
+    def q_sample(self, x_start, t, noise=None, philox=None):
+        """Diffuse the data: a sample of q(x_t | x_0). noise ~ randn_like(x_start) if None.
+
+        philox (an int seed, a torch.Generator or a PhiloxStream): draw the
+        noise inside the kernel instead; returns (x_t, noise) then, the noise
+        being the training target.
+        """
+        tab = self._ddpm_tables(x_start.device)
+        stream = as_philox_stream(philox)
+        if stream is not None:
+            if noise is not None:
+                raise ValueError("q_sample: pass noise or philox, not both")
+            seed, offset = stream.take(x_start.device)
+            return torch.ops.ddpm.q_sample_philox(
+                x_start, t, seed, offset, tab["sqrt_alphas_cumprod"],
+                tab["sqrt_one_minus_alphas_cumprod"])
         if noise is None:
             noise = torch.randn_like(x_start)
-        tab = self._ddpm_tables(x_start.device)
         return torch.ops.ddpm.q_sample(x_start, t, noise, tab["sqrt_alphas_cumprod"],
                                        tab["sqrt_one_minus_alphas_cumprod"])
 
@@ -157,13 +171,17 @@ class GaussianDiffusion:
             tab["posterior_variance"], tab["posterior_log_variance_clipped"])
 
     # ---- the reverse step ----------------------------------------------------------------
-    def _fused_step(self, model_output, x, t, noise, clip_denoised):
+    def _fused_step(self, model_output, x, t, noise, clip_denoised, stream=None):
+        """The fused reverse step; with a PhiloxStream the noise is drawn in the kernel."""
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
-        return torch.ops.ddpm.p_sample(
-            model_output, x, t, noise, *self._step_tables(x.device),
-            tab["posterior_log_variance_clipped"], tab["betas"],
-            mean_type, var_type, bool(clip_denoised))
+        tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
+        if stream is not None:
+            seed, offset = stream.take(x.device)
+            return torch.ops.ddpm.p_sample_philox(model_output, x, t, seed, offset, *tables,
+                                                  mean_type, var_type, bool(clip_denoised))
+        return torch.ops.ddpm.p_sample(model_output, x, t, noise, *tables,
+                                       mean_type, var_type, bool(clip_denoised))
 
     def _variance(self, model_output, x, t):
         """(variance, log_variance) for the configured variance type."""
@@ -240,15 +258,20 @@ class GaussianDiffusion:
         return out
 
     def p_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
-                 model_kwargs=None):
-        """Sample x_{t-1}: dict of sample and pred_xstart. Noise is randn_like(x), drawn after the model."""
+                 model_kwargs=None, philox=None):
+        """Sample x_{t-1}: dict of sample and pred_xstart. Noise is randn_like(x), drawn after the model.
+
+        philox (an int seed, a torch.Generator or a PhiloxStream): draw the
+        noise in the kernel instead (torch_ddpm.noise), the same on CPU and CUDA.
+        """
+        stream = as_philox_stream(philox)
         if denoised_fn is None and cond_fn is None:
             model_output = self._model_output(model, x, t, model_kwargs)
-            noise = torch.randn_like(x)
-            sample, pred_xstart = self._fused_step(model_output, x, t, noise, clip_denoised)
+            noise = torch.randn_like(x) if stream is None else None
+            sample, pred_xstart = self._fused_step(model_output, x, t, noise, clip_denoised, stream)
             return {"sample": sample, "pred_xstart": pred_xstart}
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
-        noise = torch.randn_like(x)
+        noise = torch.randn_like(x) if stream is None else stream.normal(x)
         nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
         if cond_fn is not None:
             out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs)
@@ -256,26 +279,42 @@ class GaussianDiffusion:
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                      cond_fn=None, model_kwargs=None, device=None, progress=False):
-        """Generate samples: the final x_0 of the reverse chain."""
+                      cond_fn=None, model_kwargs=None, device=None, progress=False, philox=None):
+        """Generate samples: the final x_0 of the reverse chain.
+
+        philox (an int seed, a torch.Generator or a PhiloxStream): x_T (when
+        noise is None) and every step's noise are drawn in the kernels, one
+        Philox offset after another: the same samples on CPU and CUDA.
+        """
         return _last(self.p_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-            cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress))["sample"]
+            cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
+            philox=philox))["sample"]
 
     def p_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
                                   denoised_fn=None, cond_fn=None, model_kwargs=None,
-                                  device=None, progress=False):
+                                  device=None, progress=False, philox=None):
         """Yield the dict of every step's p_sample, from t = T-1 down to 0."""
         return self._progressive(self.p_sample, model, shape, noise, device, progress,
-                                 clip_denoised=clip_denoised, denoised_fn=denoised_fn,
-                                 cond_fn=cond_fn, model_kwargs=model_kwargs)
+                                 philox=philox, clip_denoised=clip_denoised,
+                                 denoised_fn=denoised_fn, cond_fn=cond_fn,
+                                 model_kwargs=model_kwargs)
 
-    def _progressive(self, step, model, shape, noise, device, progress, **step_kwargs):
+    def _progressive(self, step, model, shape, noise, device, progress, philox=None,
+                     **step_kwargs):
         """The reverse chain from x_T (noise, or randn(*shape)) with `step`, yielding each result."""
         if device is None:
             device = next(model.parameters()).device
         assert isinstance(shape, (tuple, list))
-        img = noise if noise is not None else torch.randn(*shape, device=device)
+        stream = as_philox_stream(philox)
+        if noise is not None:
+            img = noise
+        elif stream is not None:
+            img = stream.normal(torch.empty(*shape, device=device))
+        else:
+            img = torch.randn(*shape, device=device)
+        if stream is not None:
+            step_kwargs["philox"] = stream
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
             t = torch.tensor([i] * shape[0], device=device)
             with torch.no_grad():
@@ -284,21 +323,28 @@ class GaussianDiffusion:
                 img = out["sample"]
 
     # ---- DDIM -------------------------------------------------------------------------
-    def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target):
+    def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None):
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
+        tables = (*self._step_tables(x.device), tab["alphas_cumprod"], tab[target])
+        if stream is not None:
+            seed, offset = stream.take(x.device)
+            return torch.ops.ddpm.ddim_sample_philox(
+                model_output, x, t, seed, offset, *tables, float(eta), mean_type, var_type,
+                bool(clip_denoised))
         return torch.ops.ddpm.ddim_sample(
-            model_output, x, t, noise, *self._step_tables(x.device), tab["alphas_cumprod"],
-            tab[target], float(eta), mean_type, var_type, bool(clip_denoised))
+            model_output, x, t, noise, *tables, float(eta), mean_type, var_type,
+            bool(clip_denoised))
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
-                    model_kwargs=None, eta=0.0):
-        """Sample x_{t-1} with DDIM: dict of sample and pred_xstart."""
+                    model_kwargs=None, eta=0.0, philox=None):
+        """Sample x_{t-1} with DDIM: dict of sample and pred_xstart (philox: as p_sample)."""
+        stream = as_philox_stream(philox)
         if denoised_fn is None and cond_fn is None:
             model_output = self._model_output(model, x, t, model_kwargs)
-            noise = torch.randn_like(x)
+            noise = torch.randn_like(x) if stream is None else None
             sample, pred_xstart = self._fused_ddim(model_output, x, t, noise, clip_denoised, eta,
-                                                   "alphas_cumprod_prev")
+                                                   "alphas_cumprod_prev", stream)
             return {"sample": sample, "pred_xstart": pred_xstart}
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         if cond_fn is not None:
@@ -308,7 +354,7 @@ class GaussianDiffusion:
         alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x.shape)
         sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
                  * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
-        noise = torch.randn_like(x)
+        noise = torch.randn_like(x) if stream is None else stream.normal(x)
         mean_pred = (out["pred_xstart"] * torch.sqrt(alpha_bar_prev)
                      + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
         nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
@@ -331,19 +377,20 @@ class GaussianDiffusion:
         return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
 
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                         cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0):
-        """Generate samples with DDIM: the final x_0."""
+                         cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
+                         philox=None):
+        """Generate samples with DDIM: the final x_0 (philox: as p_sample_loop)."""
         return _last(self.ddim_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
             cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
-            eta=eta))["sample"]
+            eta=eta, philox=philox))["sample"]
 
     def ddim_sample_loop_progressive(self, model, shape, noise=None, clip_denoised=True,
                                      denoised_fn=None, cond_fn=None, model_kwargs=None,
-                                     device=None, progress=False, eta=0.0):
+                                     device=None, progress=False, eta=0.0, philox=None):
         """Yield the dict of every DDIM step, from t = T-1 down to 0."""
         return self._progressive(self.ddim_sample, model, shape, noise, device, progress,
-                                 clip_denoised=clip_denoised, denoised_fn=denoised_fn,
+                                 philox=philox, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
                                  cond_fn=cond_fn, model_kwargs=model_kwargs, eta=eta)
 
     # ---- losses -----------------------------------------------------------------------------

@@ -14,7 +14,10 @@ from typing import Tuple
 
 import torch
 
-__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "mode_name"]
+from .noise import _as_int64
+
+__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "mode_name",
+           "q_sample_philox", "p_sample_philox"]
 
 
 def mode_name(mode) -> str:
@@ -74,3 +77,31 @@ def p_sample(
     )
 
 
+
+
+def q_sample_philox(x_start, t, seed, offset, sqrt_alphas_cumprod,
+                    sqrt_one_minus_alphas_cumprod) -> Tuple[torch.Tensor, torch.Tensor]:
+    """q_sample with the noise drawn in the kernel: returns (x_t, noise), the
+    noise being philox_normal(x_start, seed, offset) (the training target)."""
+    return torch.ops.ddpm.q_sample_philox(
+        x_start, t, _as_int64(seed), int(offset), sqrt_alphas_cumprod,
+        sqrt_one_minus_alphas_cumprod)
+
+
+def p_sample_philox(
+    model_output, x_t, t, seed, offset,
+    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+    posterior_mean_coef1, posterior_mean_coef2,
+    posterior_log_variance_clipped, betas,
+    model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """p_sample with noise = philox_normal(x_t, seed, offset) drawn in the
+    kernel (in float32, also for 16-bit data): reads model_output and x_t,
+    writes sample and pred_xstart, nothing else."""
+    return torch.ops.ddpm.p_sample_philox(
+        model_output, x_t, t, _as_int64(seed), int(offset),
+        sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+        posterior_mean_coef1, posterior_mean_coef2,
+        posterior_log_variance_clipped, betas,
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+    )

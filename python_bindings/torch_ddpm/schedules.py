@@ -170,3 +170,24 @@ class DiffusionSchedule(torch.nn.Module):
             self.posterior_log_variance_clipped, self.betas,
             model_mean_type, model_var_type, clip_denoised,
         )
+
+    def p_sample_philox(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        seed: int,
+        offset: int,
+        model_mean_type: str = "epsilon",
+        model_var_type: str = "fixed_small",
+        clip_denoised: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """p_sample with the noise drawn in the kernel from (seed, offset)
+        (torch_ddpm.noise): the same bits on CPU and CUDA."""
+        return torch.ops.ddpm.p_sample_philox(
+            model_output, x_t, t, seed, offset,
+            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
+            self.posterior_mean_coef1, self.posterior_mean_coef2,
+            self.posterior_log_variance_clipped, self.betas,
+            model_mean_type, model_var_type, clip_denoised,
+        )
