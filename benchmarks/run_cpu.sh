@@ -13,3 +13,5 @@ python3 benchmarks/bench.py --threads ${THREADS:-2} --backward --reps 7 --no-com
   --output "$out/cpu-eager.json" | tee "$out/cpu-eager.txt"
 python3 benchmarks/bench.py --threads ${THREADS:-2} --reps 7 --shapes 16x3x64x64 64M \
   --output "$out/cpu-compile.json" | tee "$out/cpu-compile.txt"
+# In-kernel noise: the whole step with its noise, 1 and 2 threads.
+python3 benchmarks/bench_noise.py --threads 2 1 --output "$out/cpu-noise.json" | tee "$out/cpu-noise.txt"

@@ -13,3 +13,7 @@ export PYTHONPATH="$PWD/python_bindings"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu-device.txt"
 python3 benchmarks/bench.py --device cuda --backward --all-modes --reps 50 --warmup 10 \
   --output "$out/gpu.json" | tee "$out/gpu.txt"
+# In-kernel noise: the whole step with its noise (CPU/CUDA bit identity is a
+# test: scripts/gpu_check.sh).
+python3 benchmarks/bench_noise.py --device cuda --reps 50 --warmup 10 \
+  --output "$out/gpu-noise.json" | tee "$out/gpu-noise.txt"

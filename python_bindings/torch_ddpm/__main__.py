@@ -5,6 +5,8 @@
           look like the data; writes PNGs and metrics
   bench   the benchmark: fused operators vs improved-diffusion's chain, a
           lean eager chain, torch.compile of it, and a plain copy
+  bench-noise  a whole step with its noise: in-kernel Philox noise vs
+          randn_like plus the fused operator vs improved-diffusion's chain
   steps   the operators end to end: q_sample for training batches and a full
           fused p_sample chain driven by the exact denoiser of Gaussian data,
           whose samples must come out with the data's standard deviation.
@@ -82,7 +84,7 @@ def main(argv=None):
     steps.add_argument("--data-std", type=float, default=0.5, help="std of the Gaussian data (default: 0.5)")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
-    from . import bench, demo
+    from . import bench, bench_noise, demo
 
     demo_parser = sub.add_parser("demo", help="train and sample a small diffusion model (see --help)",
                                  description=demo.__doc__,
@@ -93,6 +95,10 @@ def main(argv=None):
                                   description=bench.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_arguments(bench_parser)
+    noise_parser = sub.add_parser("bench-noise", help="benchmark in-kernel noise (see --help)",
+                                  description=bench_noise.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_noise.add_arguments(noise_parser)
     args = parser.parse_args(argv)
     if args.command == "steps":
         return run_steps(args)
@@ -100,6 +106,9 @@ def main(argv=None):
         return demo.run(args)
     if args.command == "bench":
         bench.run(args)
+        return 0
+    if args.command == "bench-noise":
+        bench_noise.run(args)
         return 0
     return 2
 
