@@ -41,26 +41,36 @@ int64_t gather_coefficients(const Timesteps& ts, int64_t batch,
 // (ATen's own element-wise loops use the same figure).
 constexpr int64_t kGrainSize = 32768;
 
+// Splits flat elements [begin, end) into runs inside one sample: calls
+// run(b, i0, i1, flat0) for elements [i0, i1) of sample b, flat0 being the
+// flat index of (b, i0).
+template <typename Run>
+void for_each_run_in(int64_t begin, int64_t end, int64_t sample_numel,
+                     const Run& run) {
+  int64_t b = begin / sample_numel;
+  int64_t i = begin - b * sample_numel;
+  int64_t flat = begin;
+  while (flat < end) {
+    const int64_t stop = std::min(sample_numel, i + (end - flat));
+    run(b, i, stop, flat);
+    flat += stop - i;
+    ++b;
+    i = 0;
+  }
+}
+
 // Calls run(b, begin, end) over [0, batch*sample_numel) in parallel, each
 // call covering elements [begin, end) of sample b.
 template <typename Run>
 void for_each_sample_run(int64_t batch, int64_t sample_numel, const Run& run) {
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
-  at::parallel_for(0, total, kGrainSize,
-                   [&](int64_t begin, int64_t end) {
-                     int64_t b = begin / sample_numel;
-                     int64_t i = begin - b * sample_numel;
-                     int64_t flat = begin;
-                     while (flat < end) {
-                       const int64_t stop =
-                           std::min(sample_numel, i + (end - flat));
-                       run(b, i, stop);
-                       flat += stop - i;
-                       ++b;
-                       i = 0;
-                     }
-                   });
+  at::parallel_for(0, total, kGrainSize, [&](int64_t begin, int64_t end) {
+    for_each_run_in(begin, end, sample_numel,
+                    [&](int64_t b, int64_t i0, int64_t i1, int64_t) {
+                      run(b, i0, i1);
+                    });
+  });
 }
 
 }  // namespace cpu

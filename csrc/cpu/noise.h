@@ -17,10 +17,6 @@ namespace cpu {
 // buf[l*256 + c] = lane l of subsequence block*256 + c: the normals of
 // elements [block*1024, block*1024 + 1024) in order.
 void philox_normal_block(const NoiseKey& key, int64_t block, float* buf);
-// The same with the portable (baseline x86-64, unvectorized-Philox) code, on
-// any CPU: tests compare the two bit for bit.
-void philox_normal_block_portable(const NoiseKey& key, int64_t block,
-                                  float* buf);
 
 // Calls run(b, begin, end, noise) over [0, batch*sample_numel) in parallel,
 // each call covering elements [begin, end) of sample b, with noise[j] the
@@ -39,16 +35,10 @@ void for_each_noise_run(int64_t batch, int64_t sample_numel,
           philox_normal_block(key, block, noise);
           const int64_t begin = block * kNoiseBlockSize;
           const int64_t end = std::min(begin + kNoiseBlockSize, total);
-          int64_t b = begin / sample_numel;
-          int64_t i = begin - b * sample_numel;
-          int64_t flat = begin;
-          while (flat < end) {
-            const int64_t stop = std::min(sample_numel, i + (end - flat));
-            run(b, i, stop, noise + (flat - begin));
-            flat += stop - i;
-            ++b;
-            i = 0;
-          }
+          for_each_run_in(begin, end, sample_numel,
+                          [&](int64_t b, int64_t i0, int64_t i1, int64_t flat) {
+                            run(b, i0, i1, noise + (flat - begin));
+                          });
         }
       });
 }

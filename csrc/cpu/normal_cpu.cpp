@@ -195,21 +195,6 @@ void philox_normal_block(const NoiseKey& key, int64_t block, float* buf) {
   box_muller_rows(words, buf);
 }
 
-// The portable path on any CPU, for tests that compare it with the fast one.
-void philox_normal_block_portable(const NoiseKey& key, int64_t block,
-                                  float* buf) {
-  alignas(64) uint32_t words[kNoiseBlockSize];
-  philox_rows_portable(key, static_cast<uint64_t>(block) * kRow, words);
-  for (int c = 0; c < kRow; ++c) {
-    const NormalPair p01 = box_muller(words[c], words[kRow + c]);
-    const NormalPair p23 = box_muller(words[2 * kRow + c], words[3 * kRow + c]);
-    buf[c] = p01.first;
-    buf[kRow + c] = p01.second;
-    buf[2 * kRow + c] = p23.first;
-    buf[3 * kRow + c] = p23.second;
-  }
-}
-
 }  // namespace cpu
 
 namespace {

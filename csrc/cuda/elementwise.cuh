@@ -132,6 +132,13 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// Blocks for `chunks` chunks of work: one each, at most kBlocksPerSm per SM
+// (the kernels are grid-stride loops).
+inline unsigned grid_size(int64_t chunks, CudaLaunch launch) {
+  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) * kBlocksPerSm;
+  return static_cast<unsigned>(std::min(chunks, max_blocks));
+}
+
 // One launch of Op over [batch, sample_numel] on the given stream.
 template <typename S, typename Op>
 void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
@@ -139,9 +146,7 @@ void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
   constexpr int VEC = VecWidth<S>::value;
-  const int64_t chunks = (total + kThreads * VEC - 1) / (kThreads * VEC);
-  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) * kBlocksPerSm;
-  const unsigned grid = static_cast<unsigned>(std::min(chunks, max_blocks));
+  const unsigned grid = grid_size((total + kThreads * VEC - 1) / (kThreads * VEC), launch);
   elementwise_kernel<Op, VEC><<<grid, kThreads, 0,
                                 static_cast<cudaStream_t>(launch.stream)>>>(
       op, batch, sample_numel);
@@ -188,9 +193,7 @@ void launch_noise(const Op& op, int64_t batch, int64_t sample_numel,
                   const NoiseKey& key, CudaLaunch launch) {
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
-  const int64_t blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
-  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) * kBlocksPerSm;
-  const unsigned grid = static_cast<unsigned>(std::min(blocks, max_blocks));
+  const unsigned grid = grid_size((total + kNoiseBlockSize - 1) / kNoiseBlockSize, launch);
   noise_kernel<Op><<<grid, kThreads, 0, static_cast<cudaStream_t>(launch.stream)>>>(
       op, batch, sample_numel, key);
 }

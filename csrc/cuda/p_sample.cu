@@ -43,10 +43,22 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
+    acc z[V];
+    cuda::load_pack<V>(this->p.noise + b * this->p.sample_numel + i, z);
+    step<V>(b, i, k, z);
+  }
+  // In-kernel noise: one element, its normal drawn by noise_kernel.
+  __device__ void apply_noise(const Coef& k, int64_t b, int64_t i, float z) const {
+    const acc noise[1] = {static_cast<acc>(z)};
+    step<1>(b, i, k, noise);
+  }
+  // V elements from (b, i) given their noise: the rest is loaded and stored here.
+  template <int V>
+  __device__ void step(int64_t b, int64_t i, const Coef& k, const acc (&z)[V]) const {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     const int64_t out_off = b * this->out_stride() + i;
-    acc out[V], var_out[V], x[V], z[V], sample[V], pred[V];
+    acc out[V], var_out[V], x[V], sample[V], pred[V];
     cuda::load_pack<V>(p.model_output + out_off, out);
     if (kLearned) {
       cuda::load_pack<V>(p.model_output + out_off + p.sample_numel, var_out);
@@ -55,7 +67,6 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
       for (int j = 0; j < V; ++j) var_out[j] = acc(0);
     }
     cuda::load_pack<V>(p.x_t + off, x);
-    cuda::load_pack<V>(p.noise + off, z);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearned>(
@@ -65,18 +76,6 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
     }
     cuda::store_pack<V>(p.sample + off, sample);
     cuda::store_pack<V>(p.pred_xstart + off, pred);
-  }
-  // In-kernel noise: one element, its normal drawn by noise_kernel.
-  __device__ void apply_noise(const Coef& k, int64_t b, int64_t i, float z) const {
-    const auto& p = this->p;
-    const int64_t off = b * p.sample_numel + i;
-    const int64_t out_off = b * this->out_stride() + i;
-    const acc v = kLearned ? acc(load(p.model_output + out_off + p.sample_numel)) : acc(0);
-    const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearned>(
-        k, this->clip, acc(load(p.model_output + out_off)), v,
-        acc(load(p.x_t + off)), static_cast<acc>(z));
-    store(p.sample + off, r.sample);
-    store(p.pred_xstart + off, r.pred_xstart);
   }
 };
 
