@@ -33,8 +33,9 @@ def extension():
     # -fno-trapping-math lets GCC vectorize the loops' comparisons (clamp,
     # clip mask); results are unchanged, only FP exception flags may differ.
     # -ffp-contract=off: the in-kernel noise (csrc/ddpm/philox.h) rounds every
-    # operation like CUDA's _rn intrinsics; a fused multiply-add in the AVX2
-    # clone would change its bits. -fno-math-errno lets sqrt vectorize.
+    # operation like CUDA's _rn intrinsics and writes its fused multiply-adds
+    # out; one the compiler added in a clone would change its bits.
+    # -fno-math-errno lets sqrt vectorize.
     cxx_flags = ["-O3", "-std=c++17", "-fopenmp", "-fno-trapping-math",
                  "-ffp-contract=off", "-fno-math-errno"]
     kwargs = dict(

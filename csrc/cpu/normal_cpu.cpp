@@ -1,16 +1,17 @@
 // Philox normals on the CPU: the block generator every in-kernel-noise loop
 // uses, and the operator that only writes the noise (philox_normal).
-//   words: [4, 256] Philox outputs (rows x, y, z, w) of subsequences
-//          block*256 + c; buf: [1024] normals, lane l of subsequence c at
-//          buf[l*256 + c] (ddpm/philox.h)
+//   buf: [1024] normals, lane l of subsequence block*256 + c at
+//        buf[l*256 + c] (ddpm/philox.h); words (AVX2 and portable paths):
+//        [4, 256] Philox outputs, rows x, y, z, w
 //   philox_normal: out[e] = the normal of element e for (seed, offset)
 //
-// Two stages per block, each in the widest vectors the CPU has, picked once
-// at run time: Philox (integers, so any implementation gives the same bits;
-// AVX2/AVX-512 intrinsics, since GCC vectorizes the 32x32->64 multiplies with
-// a shuffle per use) and Box-Muller (the header's float code, compiled
-// per ISA by GCC; the files are built with -ffp-contract=off, so no clone
-// fuses what the baseline clone and CUDA round twice).
+// Philox, then Box-Muller, in the widest vectors the CPU has, picked once at
+// run time. AVX-512: both in registers, hand-written (GCC vectorizes the
+// 32x32->64 multiplies with a shuffle per use) and following the header's
+// float code operation by operation; AVX2: Philox intrinsics, the header's
+// Box-Muller compiled for Haswell. All files are built with -ffp-contract=off
+// and the header writes every fused multiply-add out, so every path (and
+// CUDA) rounds alike.
 #include "ddpm/kernels.h"
 #include "noise.h"
 
@@ -41,29 +42,19 @@ void philox_rows_portable(const NoiseKey& key, uint64_t first,
 }
 
 // Box-Muller of the pairs (x, y) -> lanes 0, 1 and (z, w) -> lanes 2, 3.
-#define DDPM_BOX_MULLER_ROWS_BODY                                       \
-  for (int c = 0; c < kRow; ++c) {                                      \
-    const NormalPair p01 = box_muller(words[c], words[kRow + c]);       \
-    const NormalPair p23 =                                              \
-        box_muller(words[2 * kRow + c], words[3 * kRow + c]);           \
-    buf[c] = p01.first;                                                 \
-    buf[kRow + c] = p01.second;                                         \
-    buf[2 * kRow + c] = p23.first;                                      \
-    buf[3 * kRow + c] = p23.second;                                     \
-  }
-
 DDPM_CPU_CLONES void box_muller_rows(const uint32_t* __restrict words,
                                      float* __restrict buf) {
-  DDPM_BOX_MULLER_ROWS_BODY
+  for (int c = 0; c < kRow; ++c) {
+    const NormalPair p01 = box_muller(words[c], words[kRow + c]);
+    const NormalPair p23 = box_muller(words[2 * kRow + c], words[3 * kRow + c]);
+    buf[c] = p01.first;
+    buf[kRow + c] = p01.second;
+    buf[2 * kRow + c] = p23.first;
+    buf[3 * kRow + c] = p23.second;
+  }
 }
 
 #if defined(DDPM_X86_DISPATCH)
-
-__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,prefer-vector-width=512")))
-void box_muller_rows_avx512(const uint32_t* __restrict words,
-                            float* __restrict buf) {
-  DDPM_BOX_MULLER_ROWS_BODY
-}
 
 // hi and lo halves of a*m for each 32-bit lane: vpmuludq multiplies the even
 // lanes, so the odd ones are shifted down, multiplied and blended back.
@@ -112,48 +103,138 @@ __attribute__((target("avx2"))) void philox_rows_avx2(
   }
 }
 
-__attribute__((target("avx512f"))) inline void mulhilo_avx512(__m512i a,
-                                                              __m512i m,
-                                                              __m512i& hi,
-                                                              __m512i& lo) {
-  const __m512i even = _mm512_mul_epu32(a, m);
-  const __m512i odd = _mm512_mul_epu32(_mm512_srli_epi64(a, 32), m);
-  lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
-  hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+#define DDPM_AVX512 \
+  __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,fma,prfchw")))
+
+// Philox-4x32-10 for 8 subsequences per vector, each 32-bit word in the low
+// half of a 64-bit lane (vpmuludq reads only that half, so the high halves
+// may hold anything): one multiply gives both halves of a product, and no
+// shuffles are needed to split even and odd lanes. G groups run interleaved.
+template <int G>
+DDPM_AVX512 inline void philox_rounds_avx512(__m512i* x, __m512i* y,
+                                             __m512i* z, __m512i* w,
+                                             uint32_t k0, uint32_t k1) {
+  const __m512i mul0 = _mm512_set1_epi64(0xD2511F53u);
+  const __m512i mul1 = _mm512_set1_epi64(0xCD9E8D57u);
+  for (int round = 0; round < 10; ++round) {
+    const __m512i key0 = _mm512_set1_epi32(static_cast<int>(k0));
+    const __m512i key1 = _mm512_set1_epi32(static_cast<int>(k1));
+    for (int g = 0; g < G; ++g) {
+      const __m512i p0 = _mm512_mul_epu32(x[g], mul0);
+      const __m512i p1 = _mm512_mul_epu32(z[g], mul1);
+      // 0x96: three-way xor; the high halves are moved down by a shuffle
+      // (port 5) rather than a shift (port 0, where the multiplies go)
+      x[g] = _mm512_ternarylogic_epi32(
+          _mm512_shuffle_epi32(p1, _MM_PERM_DDBB), y[g], key0, 0x96);
+      y[g] = p1;
+      z[g] = _mm512_ternarylogic_epi32(
+          _mm512_shuffle_epi32(p0, _MM_PERM_DDBB), w[g], key1, 0x96);
+      w[g] = p0;
+    }
+    k0 += 0x9E3779B9u;
+    k1 += 0xBB67AE85u;
+  }
 }
 
-__attribute__((target("avx512f"))) void philox_rows_avx512(
-    const NoiseKey& key, uint64_t first, uint32_t* __restrict words) {
+// box_muller (ddpm/philox.h) for 16 pairs, operation for operation: the same
+// roundings in the same order, so the bits are the header's.
+struct NormalPair16 {
+  __m512 first, second;
+};
+
+DDPM_AVX512 inline NormalPair16 box_muller_avx512(__m512i a, __m512i b) {
+  using namespace noise_const;
+  const __m512 u = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(a, 1)),
+                                   _mm512_set1_ps(0x1.0p-31f),
+                                   _mm512_set1_ps(0x1.0p-32f));
+  // minus_two_log
+  const __m512i bits = _mm512_castps_si512(u);
+  const __m512i mantissa = _mm512_and_si512(bits, _mm512_set1_epi32(0x007FFFFF));
+  const __mmask16 above = _mm512_cmpgt_epu32_mask(
+      mantissa, _mm512_set1_epi32(static_cast<int>(kSqrt2Mantissa)));
+  const __m512 m = _mm512_castsi512_ps(_mm512_or_si512(
+      mantissa, _mm512_mask_mov_epi32(_mm512_set1_epi32(0x3F800000), above,
+                                      _mm512_set1_epi32(0x3F000000))));
+  const __m512i e127 = _mm512_srli_epi32(bits, 23);
+  const __m512i e = _mm512_mask_sub_epi32(
+      _mm512_sub_epi32(e127, _mm512_set1_epi32(127)), above,
+      _mm512_sub_epi32(e127, _mm512_set1_epi32(127)), _mm512_set1_epi32(-1));
+  const __m512 one = _mm512_set1_ps(1.0f);
+  const __m512 w = _mm512_div_ps(
+      _mm512_fmadd_ps(m, _mm512_set1_ps(-4.0f), _mm512_set1_ps(4.0f)),
+      _mm512_add_ps(m, one));
+  const __m512 w2 = _mm512_mul_ps(w, w);
+  const __m512 p = _mm512_fmadd_ps(
+      _mm512_fmadd_ps(_mm512_set1_ps(kLogP2), w2, _mm512_set1_ps(kLogP1)), w2,
+      _mm512_set1_ps(kLogP0));
+  const __m512 log_m = _mm512_fmadd_ps(_mm512_mul_ps(w, w2), p, w);
+  const __m512 ef = _mm512_cvtepi32_ps(e);
+  const __m512 x = _mm512_fmadd_ps(
+      ef, _mm512_set1_ps(kMinusTwoLn2Hi),
+      _mm512_fmadd_ps(ef, _mm512_set1_ps(kMinusTwoLn2Lo), log_m));
+  const __m512 r = _mm512_sqrt_ps(x);
+  // sincos_quadrant
+  const __m512i c = _mm512_add_epi32(b, _mm512_set1_epi32(0x20000000));
+  const __m512i low = _mm512_sub_epi32(
+      _mm512_and_si512(c, _mm512_set1_epi32(0x3FFFFFFF)),
+      _mm512_set1_epi32(0x20000000));
+  const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(low), _mm512_set1_ps(0x1.0p-31f));
+  const __m512 f2 = _mm512_mul_ps(f, f);
+  __m512 ps = _mm512_fmadd_ps(_mm512_set1_ps(kSin3), f2, _mm512_set1_ps(kSin2));
+  ps = _mm512_fmadd_ps(ps, f2, _mm512_set1_ps(kSin1));
+  ps = _mm512_fmadd_ps(ps, f2, _mm512_set1_ps(kSin0));
+  const __m512 sin_f = _mm512_mul_ps(ps, f);
+  __m512 pc = _mm512_fmadd_ps(_mm512_set1_ps(kCos3), f2, _mm512_set1_ps(kCos2));
+  pc = _mm512_fmadd_ps(pc, f2, _mm512_set1_ps(kCos1));
+  pc = _mm512_fmadd_ps(pc, f2, _mm512_set1_ps(kCos0));
+  const __m512 cos_f = _mm512_fmadd_ps(pc, f2, one);
+  const __mmask16 swap = _mm512_test_epi32_mask(c, _mm512_set1_epi32(0x40000000));
+  const __m512 s = _mm512_mask_mov_ps(sin_f, swap, cos_f);
+  const __m512 co = _mm512_mask_mov_ps(cos_f, swap, sin_f);
+  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  // 0x6A: (A & B) ^ C, the sign bit of c (or of c + 2^30) flipped into C
+  const __m512 sin_v = _mm512_castsi512_ps(
+      _mm512_ternarylogic_epi32(c, sign, _mm512_castps_si512(s), 0x6A));
+  const __m512 cos_v = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(
+      _mm512_add_epi32(c, _mm512_set1_epi32(0x40000000)), sign,
+      _mm512_castps_si512(co), 0x6A));
+  return {_mm512_mul_ps(r, cos_v), _mm512_mul_ps(r, sin_v)};
+}
+
+// Philox and Box-Muller in registers, 16 subsequences at a time.
+DDPM_AVX512 void philox_normal_rows_avx512(const NoiseKey& key, uint64_t first,
+                                           float* __restrict buf,
+                                           const NoisePrefetch& next) {
+  constexpr int G = 2;
   const uint64_t block = key.offset >> 2;
-  const __m512i mul0 = _mm512_set1_epi32(static_cast<int>(0xD2511F53u));
-  const __m512i mul1 = _mm512_set1_epi32(static_cast<int>(0xCD9E8D57u));
-  const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                         12, 13, 14, 15);
-  for (int c = 0; c < kRow; c += 16) {
-    const uint64_t sub = first + static_cast<uint64_t>(c);
-    __m512i x = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(block)));
-    __m512i y = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(block >> 32)));
-    __m512i z = _mm512_add_epi32(
-        _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(sub))), lane);
-    __m512i w = _mm512_set1_epi32(static_cast<int>(static_cast<uint32_t>(sub >> 32)));
-    uint32_t k0 = static_cast<uint32_t>(key.seed);
-    uint32_t k1 = static_cast<uint32_t>(key.seed >> 32);
-    for (int round = 0; round < 10; ++round) {
-      __m512i hi0, lo0, hi1, lo1;
-      mulhilo_avx512(x, mul0, hi0, lo0);
-      mulhilo_avx512(z, mul1, hi1, lo1);
-      // 0x96: three-way xor
-      x = _mm512_ternarylogic_epi32(hi1, y, _mm512_set1_epi32(static_cast<int>(k0)), 0x96);
-      y = lo1;
-      z = _mm512_ternarylogic_epi32(hi0, w, _mm512_set1_epi32(static_cast<int>(k1)), 0x96);
-      w = lo0;
-      k0 += 0x9E3779B9u;
-      k1 += 0xBB67AE85u;
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  // the low halves of two 64-bit-lane vectors as 16 dwords
+  const __m512i pack = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+                                         22, 24, 26, 28, 30);
+  const uint32_t k0 = static_cast<uint32_t>(key.seed);
+  const uint32_t k1 = static_cast<uint32_t>(key.seed >> 32);
+  for (int c = 0; c < kRow; c += 8 * G) {
+    __m512i x[G], y[G], z[G], w[G];
+    for (int g = 0; g < G; ++g) {
+      // first is a multiple of 256, so first + c never carries into the high word
+      const uint64_t sub = first + static_cast<uint64_t>(c + 8 * g);
+      x[g] = _mm512_set1_epi64(static_cast<uint32_t>(block));
+      y[g] = _mm512_set1_epi64(static_cast<uint32_t>(block >> 32));
+      z[g] = _mm512_add_epi64(_mm512_set1_epi64(static_cast<uint32_t>(sub)), lane);
+      w[g] = _mm512_set1_epi64(static_cast<uint32_t>(sub >> 32));
     }
-    _mm512_storeu_si512(words + c, x);
-    _mm512_storeu_si512(words + kRow + c, y);
-    _mm512_storeu_si512(words + 2 * kRow + c, z);
-    _mm512_storeu_si512(words + 3 * kRow + c, w);
+    next.fetch_slice(c / (8 * G), kRow / (8 * G));
+    philox_rounds_avx512<G>(x, y, z, w, k0, k1);
+    const NormalPair16 p01 =
+        box_muller_avx512(_mm512_permutex2var_epi32(x[0], pack, x[1]),
+                          _mm512_permutex2var_epi32(y[0], pack, y[1]));
+    const NormalPair16 p23 =
+        box_muller_avx512(_mm512_permutex2var_epi32(z[0], pack, z[1]),
+                          _mm512_permutex2var_epi32(w[0], pack, w[1]));
+    _mm512_storeu_ps(buf + c, p01.first);
+    _mm512_storeu_ps(buf + kRow + c, p01.second);
+    _mm512_storeu_ps(buf + 2 * kRow + c, p23.first);
+    _mm512_storeu_ps(buf + 3 * kRow + c, p23.second);
   }
 }
 
@@ -162,7 +243,8 @@ enum class NoiseIsa { kPortable, kAvx2, kAvx512 };
 NoiseIsa detect_noise_isa() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl")) {
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("fma")) {
     return NoiseIsa::kAvx512;
   }
   if (__builtin_cpu_supports("avx2")) return NoiseIsa::kAvx2;
@@ -173,17 +255,18 @@ NoiseIsa detect_noise_isa() {
 
 }  // namespace
 
-void philox_normal_block(const NoiseKey& key, int64_t block, float* buf) {
+void philox_normal_block(const NoiseKey& key, int64_t block, float* buf,
+                         const NoisePrefetch& next) {
   alignas(64) uint32_t words[kNoiseBlockSize];
   const uint64_t first = static_cast<uint64_t>(block) * kRow;
 #if defined(DDPM_X86_DISPATCH)
   static const NoiseIsa isa = detect_noise_isa();
   switch (isa) {
     case NoiseIsa::kAvx512:
-      philox_rows_avx512(key, first, words);
-      box_muller_rows_avx512(words, buf);
+      philox_normal_rows_avx512(key, first, buf, next);
       return;
     case NoiseIsa::kAvx2:
+      next.fetch_slice(0, 1);
       philox_rows_avx2(key, first, words);
       box_muller_rows(words, buf);
       return;
@@ -191,6 +274,7 @@ void philox_normal_block(const NoiseKey& key, int64_t block, float* buf) {
       break;
   }
 #endif
+  next.fetch_slice(0, 1);
   philox_rows_portable(key, first, words);
   box_muller_rows(words, buf);
 }
@@ -209,10 +293,14 @@ DDPM_CPU_CLONES void store_run(const float* __restrict noise, S* __restrict out,
 
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p) {
-  cpu::for_each_noise_run(1, p.numel, p.key,
-                          [&](int64_t, int64_t i0, int64_t i1, const float* z) {
-                            store_run(z, p.out + i0, i1 - i0);
-                          });
+  cpu::for_each_noise_run(
+      1, p.numel, p.key,
+      [&](int64_t, int64_t i0, int64_t i1, const float* z) {
+        store_run(z, p.out + i0, i1 - i0);
+      },
+      [&](int64_t, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
+        next.add(p.out + i0, i1 - i0, true);
+      });
 }
 
 template void philox_normal_cpu<float>(const PhiloxNormalParams<float>&);

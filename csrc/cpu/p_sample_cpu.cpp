@@ -99,6 +99,16 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
             p_sample_run<kMeanIsOutput, kLearned>(
                 coefs[b], clip, out, out + n, p.x_t + off, z, p.sample + off,
                 p.pred_xstart + off, i1 - i0);
+          },
+          [&](int64_t b, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
+            const int64_t off = b * n + i0;
+            const S* out = p.model_output + b * out_stride + i0;
+            const int64_t len = i1 - i0;
+            next.add(out, len, false);
+            if (kLearned) next.add(out + n, len, false);
+            next.add(p.x_t + off, len, false);
+            next.add(p.sample + off, len, true);
+            next.add(p.pred_xstart + off, len, true);
           });
       return;
     }

@@ -62,6 +62,12 @@ int64_t q_sample_cpu(const QSampleParams<S, T>& p) {
           const int64_t off = b * n + i0;
           q_sample_generated_run(coefs[b], p.x_start + off, z, p.out + off,
                                  p.noise_out + off, i1 - i0);
+        },
+        [&](int64_t b, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
+          const int64_t off = b * n + i0;
+          next.add(p.x_start + off, i1 - i0, false);
+          next.add(p.out + off, i1 - i0, true);
+          if (p.noise_out != nullptr) next.add(p.noise_out + off, i1 - i0, true);
         });
     return -1;
   }

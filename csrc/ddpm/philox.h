@@ -20,13 +20,14 @@
 //
 // The transform: lanes (0, 1) and (2, 3) are pairs (a, b) of 32-bit integers;
 //   u = float(a >> 1) * 2^-31 + 2^-32     in [2^-32, 1]
-//   v = float(int32(b)) * 2^-31           in [-1, 1)
-//   r = sqrt(-2 log u);  first = r cos(pi v),  second = r sin(pi v)
-// log and sincospi are polynomials below, evaluated with correctly rounded
-// +, -, *, /, sqrt only and no fused multiply-adds (CUDA: the _rn intrinsics,
-// which the compiler never contracts; CPU: built with -ffp-contract=off), so
-// every IEEE-conforming backend gets the same bits. The largest |value| is
-// sqrt(64 ln 2) = 6.66, as with curand's Box-Muller on 32-bit uniforms.
+//   theta = pi (q/2 + f): b's top two bits (after adding 2^29) give the
+//           quadrant q, the other 30 the offset f in [-1/4, 1/4)
+//   r = sqrt(-2 log u);  first = r cos(theta),  second = r sin(theta)
+// log, sin and cos are polynomials below, evaluated with correctly rounded
+// +, *, /, sqrt and fused multiply-adds only, each written out (the compiler
+// contracts nothing), so every IEEE-conforming backend gets the same bits.
+// The largest |value| is sqrt(64 ln 2) = 6.66, as with curand's Box-Muller
+// on 32-bit uniforms.
 //
 // Noise is computed in float32 for every data dtype; float64 data see those
 // values exactly, float16/bfloat16 data round them once with the result.
@@ -103,7 +104,11 @@ DDPM_NOISE_HD Philox4 philox_for_subsequence(const NoiseKey& key,
                        static_cast<uint32_t>(key.seed >> 32));
 }
 
-// Correctly rounded float operations that are never fused with each other.
+// Correctly rounded float operations. Contraction is never left to the
+// compiler (CUDA: the _rn intrinsics, which it never fuses; CPU: built with
+// -ffp-contract=off); where a fused multiply-add is wanted it is written as
+// ffma_rn, which every backend rounds once (CUDA __fmaf_rn, the CPU's FMA
+// instruction, or libm's correctly rounded fmaf where the CPU has none).
 DDPM_NOISE_HD float fmul_rn(float a, float b) {
 #if defined(__CUDA_ARCH__)
   return __fmul_rn(a, b);
@@ -118,11 +123,11 @@ DDPM_NOISE_HD float fadd_rn(float a, float b) {
   return a + b;
 #endif
 }
-DDPM_NOISE_HD float fsub_rn(float a, float b) {
+DDPM_NOISE_HD float ffma_rn(float a, float b, float c) {
 #if defined(__CUDA_ARCH__)
-  return __fsub_rn(a, b);
+  return __fmaf_rn(a, b, c);
 #else
-  return a - b;
+  return __builtin_fmaf(a, b, c);
 #endif
 }
 DDPM_NOISE_HD float fdiv_rn(float a, float b) {
@@ -147,77 +152,91 @@ DDPM_NOISE_HD float int_to_float_rn(int32_t i) {
 #endif
 }
 
+// The transform's constants, shared with the CPU's vector code
+// (csrc/cpu/normal_cpu.cpp), which must round exactly as the code below.
+namespace noise_const {
+constexpr uint32_t kSqrt2Mantissa = 0x3504F3u;  // mantissa bits of sqrt(2)
+// -2 log m = w + w^3 (P0 + P1 w^2 + P2 w^4), w = 4(1-m)/(1+m)
+// (= -4 atanh((m-1)/(m+1)); near-minimax for |w| <= 0.687)
+constexpr float kLogP0 = 0x1.55557ap-6f;
+constexpr float kLogP1 = 0x1.995ebap-11f;
+constexpr float kLogP2 = 0x1.31e2f8p-15f;
+constexpr float kMinusTwoLn2Hi = -0x1.62e43p+0f;  // -2 ln 2 = hi + lo
+constexpr float kMinusTwoLn2Lo = 0x1.05c61p-28f;
+// sin(pi f) = f (S0 + S1 f^2 + S2 f^4 + S3 f^6),
+// cos(pi f) = 1 + f^2 (C0 + C1 f^2 + C2 f^4 + C3 f^6), near-minimax on |f| <= 1/4
+constexpr float kSin0 = 0x1.921fb6p+1f;
+constexpr float kSin1 = -0x1.4abbbap+2f;
+constexpr float kSin2 = 0x1.465ec6p+1f;
+constexpr float kSin3 = -0x1.2d9bb6p-1f;
+constexpr float kCos0 = -0x1.3bd3ccp+2f;
+constexpr float kCos1 = 0x1.03c1dep+2f;
+constexpr float kCos2 = -0x1.55c664p+0f;
+constexpr float kCos3 = 0x1.d9f7b8p-3f;
+}  // namespace noise_const
+
 // -2*log(u) for u in [2^-32, 1] (normal floats). u = m*2^e with m in
-// [sqrt(1/2), sqrt(2)); log m = 2 atanh(s), s = (m-1)/(m+1), |s| < 0.172,
-// by its odd series to s^9 (truncation < 2^-27 relative).
+// [sqrt(1/2), sqrt(2)); 4(1-m) and 1+m are exact, one division, a degree-3
+// polynomial in w^2 and e*(-2 ln 2) in two parts. Within 2 float ulps.
 DDPM_NOISE_HD float minus_two_log(float u) {
+  using namespace noise_const;
   const uint32_t bits = float_to_bits(u);
-  int32_t e = static_cast<int32_t>(bits >> 23) - 127;
-  float m = bits_to_float((bits & 0x007FFFFFu) | 0x3F800000u);  // [1, 2)
-  const bool above = m > 0x1.6a09e6p+0f;                          // sqrt(2)
-  m = above ? fmul_rn(m, 0.5f) : m;
-  e += above ? 1 : 0;
-  const float s = fdiv_rn(fsub_rn(m, 1.0f), fadd_rn(m, 1.0f));  // m-1 exact
-  const float s2 = fmul_rn(s, s);
-  float p = 0x1.c71c72p-3f;                       // 2/9
-  p = fadd_rn(fmul_rn(p, s2), 0x1.24924ap-2f);    // 2/7
-  p = fadd_rn(fmul_rn(p, s2), 0x1.99999ap-2f);    // 2/5
-  p = fadd_rn(fmul_rn(p, s2), 0x1.555556p-1f);    // 2/3
-  const float log_m = fadd_rn(fmul_rn(s, 2.0f), fmul_rn(fmul_rn(s, s2), p));
-  // e*ln2 in two parts: ln2_hi has 17 significant bits, so e*ln2_hi is exact
+  const uint32_t mantissa = bits & 0x007FFFFFu;
+  const bool above = mantissa > kSqrt2Mantissa;
+  const float m = bits_to_float(mantissa | (above ? 0x3F000000u : 0x3F800000u));
+  const int32_t e = static_cast<int32_t>(bits >> 23) - 127 + (above ? 1 : 0);
+  const float w = fdiv_rn(ffma_rn(m, -4.0f, 4.0f), fadd_rn(m, 1.0f));
+  const float w2 = fmul_rn(w, w);
+  const float p = ffma_rn(ffma_rn(kLogP2, w2, kLogP1), w2, kLogP0);
+  const float log_m = ffma_rn(fmul_rn(w, w2), p, w);
   const float ef = int_to_float_rn(e);
-  const float log_u = fadd_rn(fmul_rn(ef, 0x1.62e4p-1f),
-                              fadd_rn(fmul_rn(ef, 0x1.7f7d1cp-20f), log_m));
-  return fmul_rn(log_u, -2.0f);
+  return ffma_rn(ef, kMinusTwoLn2Hi, ffma_rn(ef, kMinusTwoLn2Lo, log_m));
 }
 
 struct SinCos {
   float sin, cos;
 };
 
-// sin(pi*v) and cos(pi*v) for v in [-1, 1]. v = n/2 + f with n an integer
-// and |f| <= 1/4, both exact; Taylor polynomials of sin(pi f), cos(pi f)
-// (truncation < 1e-9), then the quadrant n mod 4 by swaps and signs.
-DDPM_NOISE_HD SinCos sincospi(float v) {
-  // round(2v) without a library call: adding 1.5*2^23 rounds to an integer
-  const float n = fsub_rn(fadd_rn(fmul_rn(v, 2.0f), 12582912.0f), 12582912.0f);
-  const float f = fsub_rn(v, fmul_rn(n, 0.5f));
+// cos and sin of the angle pi*(q/2 + f) that a 32-bit integer b encodes:
+// with c = b + 2^29, q = c >> 30 is the quadrant and
+// f = (c mod 2^30 - 2^29) * 2^-31 in [-1/4, 1/4) (as a float, rounded once).
+// The polynomials give sin(pi f), cos(pi f) within 2 ulps; the quadrant is a
+// swap and two sign flips (exact).
+DDPM_NOISE_HD SinCos sincos_quadrant(uint32_t b) {
+  using namespace noise_const;
+  const uint32_t c = b + 0x20000000u;
+  const int32_t low = static_cast<int32_t>(c & 0x3FFFFFFFu) - 0x20000000;
+  const float f = fmul_rn(int_to_float_rn(low), 0x1.0p-31f);
   const float f2 = fmul_rn(f, f);
-  float ps = 0x1.507834p-4f;                     //  pi^9/9!
-  ps = fadd_rn(fmul_rn(ps, f2), -0x1.32d2ccp-1f);  // -pi^7/7!
-  ps = fadd_rn(fmul_rn(ps, f2), 0x1.466bc6p+1f);   //  pi^5/5!
-  ps = fadd_rn(fmul_rn(ps, f2), -0x1.4abbcep+2f);  // -pi^3/3!
-  ps = fadd_rn(fmul_rn(ps, f2), 0x1.921fb6p+1f);   //  pi
-  const float sin_f = fmul_rn(ps, f);
-  float pc = -0x1.a6d1f2p-6f;                      // -pi^10/10!
-  pc = fadd_rn(fmul_rn(pc, f2), 0x1.e1f506p-3f);   //  pi^8/8!
-  pc = fadd_rn(fmul_rn(pc, f2), -0x1.55d3c8p+0f);  // -pi^6/6!
-  pc = fadd_rn(fmul_rn(pc, f2), 0x1.03c1f0p+2f);   //  pi^4/4!
-  pc = fadd_rn(fmul_rn(pc, f2), -0x1.3bd3ccp+2f);  // -pi^2/2!
-  const float cos_f = fadd_rn(fmul_rn(pc, f2), 1.0f);
-  const uint32_t quadrant = static_cast<uint32_t>(static_cast<int32_t>(n)) & 3u;
-  const bool swap = (quadrant & 1u) != 0;
+  const float sin_f = fmul_rn(
+      ffma_rn(ffma_rn(ffma_rn(kSin3, f2, kSin2), f2, kSin1), f2, kSin0), f);
+  const float cos_f = ffma_rn(
+      ffma_rn(ffma_rn(ffma_rn(kCos3, f2, kCos2), f2, kCos1), f2, kCos0), f2,
+      1.0f);
+  const bool swap = (c & 0x40000000u) != 0;  // odd quadrant
   const float s = swap ? cos_f : sin_f;
-  const float c = swap ? sin_f : cos_f;
-  // negation is exact: flip the sign bit
-  const uint32_t sin_sign = (quadrant & 2u) << 30;
-  const uint32_t cos_sign = ((quadrant + 1u) & 2u) << 30;
+  const float co = swap ? sin_f : cos_f;
+  const uint32_t sin_sign = c & 0x80000000u;                  // q in {2, 3}
+  const uint32_t cos_sign = (c + 0x40000000u) & 0x80000000u;  // q in {1, 2}
   return {bits_to_float(float_to_bits(s) ^ sin_sign),
-          bits_to_float(float_to_bits(c) ^ cos_sign)};
+          bits_to_float(float_to_bits(co) ^ cos_sign)};
 }
 
 struct NormalPair {
   float first, second;
 };
 
+// The uniform in (0, 1] that Box-Muller takes the log of:
+// (a >> 1) * 2^-31 + 2^-32, the product exact, so the sum is rounded once.
+DDPM_NOISE_HD float box_muller_uniform(uint32_t a) {
+  return ffma_rn(int_to_float_rn(static_cast<int32_t>(a >> 1)), 0x1.0p-31f,
+                 0x1.0p-32f);
+}
+
 // Box-Muller: two independent N(0, 1) values from two 32-bit integers.
 DDPM_NOISE_HD NormalPair box_muller(uint32_t a, uint32_t b) {
-  const float u = fadd_rn(
-      fmul_rn(int_to_float_rn(static_cast<int32_t>(a >> 1)), 0x1.0p-31f),
-      0x1.0p-32f);
-  const float v = fmul_rn(int_to_float_rn(static_cast<int32_t>(b)), 0x1.0p-31f);
-  const float r = fsqrt_rn(minus_two_log(u));
-  const SinCos sc = sincospi(v);
+  const float r = fsqrt_rn(minus_two_log(box_muller_uniform(a)));
+  const SinCos sc = sincos_quadrant(b);
   return {fmul_rn(r, sc.cos), fmul_rn(r, sc.sin)};
 }
 

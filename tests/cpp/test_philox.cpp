@@ -1,8 +1,9 @@
 // In-kernel noise (csrc/ddpm/philox.h): Random123's known answers, the
 // transform's accuracy against libm, and the operator (whichever ISA path
 // the CPU dispatches to: AVX-512, AVX2 or baseline) against the header's
-// scalar code compiled here for baseline x86-64 without fused multiply-adds:
-// the same bits, which is what CUDA's _rn arithmetic also gives.
+// scalar code compiled here for baseline x86-64, where its fused
+// multiply-adds are libm's fmaf: the same bits, which is what CUDA's _rn
+// arithmetic also gives.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -36,12 +37,18 @@ TEST(Philox, Random123KnownAnswers) {
 }
 
 TEST(Philox, TransformAccuracy) {
-  // sincospi and -2 log u within a few float ulps of libm in double
-  for (int i = -100000; i <= 100000; ++i) {
-    const float v = static_cast<float>(i) / 100000.0f;
-    const ddpm::SinCos sc = ddpm::sincospi(v);
-    EXPECT_NEAR(sc.sin, std::sin(M_PI * v), 3e-7) << v;
-    EXPECT_NEAR(sc.cos, std::cos(M_PI * v), 3e-7) << v;
+  // the angle's cos and sin and -2 log u within a few float ulps of libm in
+  // double; the angle pi*(q/2 + f) recomputed here from the integer
+  for (uint64_t i = 0; i < (1ull << 32); i += 21473ull) {
+    const uint32_t b = static_cast<uint32_t>(i);
+    const uint32_t c = b + 0x20000000u;
+    const double f = static_cast<double>(static_cast<float>(
+                         static_cast<int32_t>(c & 0x3FFFFFFFu) - 0x20000000)) *
+                     std::ldexp(1.0, -31);
+    const double theta = M_PI * (static_cast<double>(c >> 30) / 2.0 + f);
+    const ddpm::SinCos sc = ddpm::sincos_quadrant(b);
+    EXPECT_NEAR(sc.sin, std::sin(theta), 2.5e-7) << b;
+    EXPECT_NEAR(sc.cos, std::cos(theta), 2.5e-7) << b;
   }
   for (int e = -32; e <= 0; ++e) {
     for (int j = 0; j < 1000; ++j) {

@@ -19,7 +19,7 @@ import reference as ref
 import torch_ddpm
 from conftest import CUDA, DEVICES, requires_cuda, requires_torch2
 from helpers import MEAN_TYPES, VAR_TYPES
-from philox_reference import philox4x32_10, philox_normal_f32, philox_normal_f64
+from philox_reference import fma32, philox4x32_10, philox_normal_f32, philox_normal_f64
 
 T = 100
 KEYS = [(0, 0), (1234, 8), (-5, 4 * 10**9), (2**62 + 7, 123456), (-(2**63), 2**40)]
@@ -48,6 +48,30 @@ def test_reference_model_matches_random123_known_answers():
     for ctr, key, want in cases:
         got = philox4x32_10([[c] for c in ctr], key)
         assert tuple(int(g[0]) for g in got) == want
+
+
+def test_fma32_model_rounds_once():
+    # The model's fused multiply-add against exact rational arithmetic, on
+    # random operands with cancellation and on a case that rounding to float64
+    # first gets wrong: a*b = 2^-24 (1 - 2^-30), c = 1 + 2^-23, so a*b + c lies
+    # just below a float32 halfway point that float64 cannot tell from it.
+    from fractions import Fraction
+    a = np.float32(2.0 ** -12 * (1 + 2.0 ** -15))
+    b = np.float32(2.0 ** -12 * (1 - 2.0 ** -15))
+    c = np.float32(1 + 2.0 ** -23)
+    assert fma32(a, b, c) == c
+    assert np.float32(np.float64(a) * np.float64(b) + np.float64(c)) != c  # the trap
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(3000).astype(np.float32)
+    y = rng.standard_normal(3000).astype(np.float32)
+    z = (-(x.astype(np.float64) * y) * (1 + 1e-7 * rng.standard_normal(3000))).astype(np.float32)
+    got = fma32(x, y, z)
+    for i in range(3000):
+        exact = Fraction(float(x[i])) * Fraction(float(y[i])) + Fraction(float(z[i]))
+        g = Fraction(float(got[i]))
+        for neighbour in (np.nextafter(got[i], np.float32(np.inf)),
+                          np.nextafter(got[i], np.float32(-np.inf))):
+            assert abs(g - exact) <= abs(Fraction(float(neighbour)) - exact), i
 
 
 @pytest.mark.parametrize("seed,offset", KEYS)
