@@ -58,10 +58,25 @@ struct NoisePrefetch {
   }
 };
 
+// Told when columns [c0, c1) of a block are drawn: buf[l*256 + c] for every
+// lane l and c0 <= c < c1.
+struct NoiseColumnsReady {
+  void (*fn)(void* ctx, int c0, int c1);
+  void* ctx;
+};
+
+// Columns per call of NoiseColumnsReady: the element loop runs on each
+// quarter of the block as soon as it is drawn, so that its loads and stores
+// sit in the out-of-order window next to the generator's arithmetic (a whole
+// block of generation, then a whole block of memory traffic, do not overlap).
+constexpr int kNoiseColumnsPerCall = 64;
+
 // buf[l*256 + c] = lane l of subsequence block*256 + c: the normals of
-// elements [block*1024, block*1024 + 1024) in order; fetches `next` meanwhile.
+// elements [block*1024, block*1024 + 1024) in order; fetches `next` meanwhile
+// and calls `ready` on every kNoiseColumnsPerCall columns drawn.
 void philox_normal_block(const NoiseKey& key, int64_t block, float* buf,
-                         const NoisePrefetch& next);
+                         const NoisePrefetch& next,
+                         const NoiseColumnsReady& ready);
 
 // Calls run(b, begin, end, noise) over [0, batch*sample_numel) in parallel,
 // each call covering elements [begin, end) of sample b, with noise[j] the
@@ -78,6 +93,26 @@ void for_each_noise_run(int64_t batch, int64_t sample_numel,
       0, num_blocks, std::max<int64_t>(1, kGrainSize / kNoiseBlockSize),
       [&](int64_t block_begin, int64_t block_end) {
         alignas(64) float noise[kNoiseBlockSize];
+        struct Columns {
+          const Run* run;
+          const float* noise;
+          int64_t begin, end, sample_numel;
+        } columns{&run, noise, 0, 0, sample_numel};
+        // elements begin + l*256 + [c0, c1) of the block, for each lane l
+        const NoiseColumnsReady ready{
+            [](void* ctx, int c0, int c1) {
+              const Columns& k = *static_cast<const Columns*>(ctx);
+              for (int lane = 0; lane < kNoiseLanes; ++lane) {
+                const int64_t lo = k.begin + lane * kNoiseRowLength + c0;
+                const int64_t hi = std::min(k.begin + lane * kNoiseRowLength + c1, k.end);
+                if (lo >= hi) continue;
+                for_each_run_in(lo, hi, k.sample_numel,
+                                [&](int64_t b, int64_t i0, int64_t i1, int64_t flat) {
+                                  (*k.run)(b, i0, i1, k.noise + (flat - k.begin));
+                                });
+              }
+            },
+            &columns};
         for (int64_t block = block_begin; block < block_end; ++block) {
           const int64_t begin = block * kNoiseBlockSize;
           const int64_t end = std::min(begin + kNoiseBlockSize, total);
@@ -91,11 +126,9 @@ void for_each_noise_run(int64_t batch, int64_t sample_numel,
             touch_block(end, std::min(end + kNoiseBlockSize, total),
                         sample_numel, touch, next);
           }
-          philox_normal_block(key, block, noise, next);
-          for_each_run_in(begin, end, sample_numel,
-                          [&](int64_t b, int64_t i0, int64_t i1, int64_t flat) {
-                            run(b, i0, i1, noise + (flat - begin));
-                          });
+          columns.begin = begin;
+          columns.end = end;
+          philox_normal_block(key, block, noise, next, ready);
         }
       });
 }

@@ -29,6 +29,8 @@ namespace cpu {
 namespace {
 
 constexpr int kRow = kNoiseRowLength;
+static_assert(kRow % kNoiseColumnsPerCall == 0 && kNoiseColumnsPerCall % 16 == 0,
+              "the AVX-512 loop draws 16 columns per iteration");
 
 void philox_rows_portable(const NoiseKey& key, uint64_t first,
                           uint32_t* __restrict words) {
@@ -204,7 +206,8 @@ DDPM_AVX512 inline NormalPair16 box_muller_avx512(__m512i a, __m512i b) {
 // Philox and Box-Muller in registers, 16 subsequences at a time.
 DDPM_AVX512 void philox_normal_rows_avx512(const NoiseKey& key, uint64_t first,
                                            float* __restrict buf,
-                                           const NoisePrefetch& next) {
+                                           const NoisePrefetch& next,
+                                           const NoiseColumnsReady& ready) {
   constexpr int G = 2;
   const uint64_t block = key.offset >> 2;
   const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
@@ -235,6 +238,10 @@ DDPM_AVX512 void philox_normal_rows_avx512(const NoiseKey& key, uint64_t first,
     _mm512_storeu_ps(buf + kRow + c, p01.second);
     _mm512_storeu_ps(buf + 2 * kRow + c, p23.first);
     _mm512_storeu_ps(buf + 3 * kRow + c, p23.second);
+    const int drawn = c + 8 * G;
+    if (drawn % kNoiseColumnsPerCall == 0) {
+      ready.fn(ready.ctx, drawn - kNoiseColumnsPerCall, drawn);
+    }
   }
 }
 
@@ -256,19 +263,21 @@ NoiseIsa detect_noise_isa() {
 }  // namespace
 
 void philox_normal_block(const NoiseKey& key, int64_t block, float* buf,
-                         const NoisePrefetch& next) {
+                         const NoisePrefetch& next,
+                         const NoiseColumnsReady& ready) {
   alignas(64) uint32_t words[kNoiseBlockSize];
   const uint64_t first = static_cast<uint64_t>(block) * kRow;
 #if defined(DDPM_X86_DISPATCH)
   static const NoiseIsa isa = detect_noise_isa();
   switch (isa) {
     case NoiseIsa::kAvx512:
-      philox_normal_rows_avx512(key, first, buf, next);
+      philox_normal_rows_avx512(key, first, buf, next, ready);
       return;
     case NoiseIsa::kAvx2:
       next.fetch_slice(0, 1);
       philox_rows_avx2(key, first, words);
       box_muller_rows(words, buf);
+      ready.fn(ready.ctx, 0, kRow);
       return;
     case NoiseIsa::kPortable:
       break;
@@ -277,6 +286,7 @@ void philox_normal_block(const NoiseKey& key, int64_t block, float* buf,
   next.fetch_slice(0, 1);
   philox_rows_portable(key, first, words);
   box_muller_rows(words, buf);
+  ready.fn(ready.ctx, 0, kRow);
 }
 
 }  // namespace cpu

@@ -171,6 +171,33 @@ def test_same_for_thread_counts_shapes_and_dtypes():
     assert torch.equal(one, noise((5, 3, 41, 37), 11, 12))
 
 
+def test_steps_same_for_thread_counts_across_chunks_and_samples():
+    # large enough for several parallel chunks (32 blocks of 1024 each), with
+    # sample boundaries inside noise blocks: the CPU loop runs the step on each
+    # quarter of a block as it is drawn, split at those boundaries
+    tab = ref.make_tables(T)
+    x = torch.randn(9, 3, 61, 67)
+    out = torch.randn(9, 3, 61, 67)
+    t = torch.tensor([0, 1, 50, 99, 7, 98, 3, 60, 20])
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            results.append(torch.ops.ddpm.p_sample_philox(out, x, t, 21, 8, *step_tables(tab)))
+            results.append(torch.ops.ddpm.q_sample_philox(x, t, 21, 8, tab["sqrt_alphas_cumprod"],
+                                                          tab["sqrt_one_minus_alphas_cumprod"]))
+    finally:
+        torch.set_num_threads(threads)
+    z = torch.ops.ddpm.philox_normal(x, 21, 8)
+    want_p = torch.ops.ddpm.p_sample(out, x, t, z, *step_tables(tab))
+    for k in range(0, len(results), 2):
+        assert all(torch.equal(a, b) for a, b in zip(results[k], want_p))
+        assert torch.equal(results[k + 1][1], z)
+        assert torch.equal(results[k + 1][0], torch.ops.ddpm.q_sample(
+            x, t, z, tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"]))
+
+
 def test_philox_normal_result_is_plain_data():
     x = torch.randn(3, 4, requires_grad=True)
     z = torch.ops.ddpm.philox_normal(x, 1, 0)
