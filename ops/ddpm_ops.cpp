@@ -22,6 +22,13 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
       "Tensor posterior_variance, Tensor posterior_log_variance_clipped) "
       "-> (Tensor mean, Tensor variance, Tensor log_variance)");
+  // out=: the mean into a given tensor (x_t itself allowed); variance and
+  // log_variance are per-sample values viewed at x's shape, as above
+  m.def(
+      "posterior_mean_variance.out(Tensor x_start, Tensor x_t, Tensor t, "
+      "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
+      "Tensor posterior_variance, Tensor posterior_log_variance_clipped, *, "
+      "Tensor(a!) mean) -> (Tensor(a!) mean, Tensor variance, Tensor log_variance)");
   m.def(
       "posterior_mean_variance_backward(Tensor grad_mean, Tensor t, "
       "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2) "

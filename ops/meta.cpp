@@ -51,6 +51,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_meta(
                            per_sample());
 }
 
+std::tuple<at::Tensor&, at::Tensor, at::Tensor> posterior_mean_variance_out_meta(
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& coef1, const at::Tensor& coef2,
+    const at::Tensor& variance, const at::Tensor& log_variance,
+    at::Tensor& mean) {
+  check_posterior(x_start, x_t, t, coef1, coef2, variance, log_variance);
+  output_like(kPosterior, "mean", &mean, x_start, {});
+  const auto per_sample = [&] {
+    return at::empty({x_start.size(0)}, x_start.options());
+  };
+  auto r = posterior_outputs(x_start, mean, per_sample(), per_sample());
+  return {mean, std::get<1>(r), std::get<2>(r)};
+}
+
 std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward_meta(
     const at::Tensor& grad_mean, const at::Tensor& t, const at::Tensor& coef1,
     const at::Tensor& coef2) {
@@ -230,6 +244,7 @@ TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
   m.impl("ddim_sample.out", &ddim_sample_out_meta);
   m.impl("q_sample_backward", &q_sample_backward_meta);
   m.impl("posterior_mean_variance", &posterior_mean_variance_meta);
+  m.impl("posterior_mean_variance.out", &posterior_mean_variance_out_meta);
   m.impl("posterior_mean_variance_backward",
          &posterior_mean_variance_backward_meta);
   m.impl("p_sample", &p_sample_meta);

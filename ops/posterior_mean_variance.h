@@ -56,7 +56,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_impl(
     const at::Tensor& x_start_in, const at::Tensor& x_t_in,
     const at::Tensor& t_in, const at::Tensor& coef1_in,
     const at::Tensor& coef2_in, const at::Tensor& variance_in,
-    const at::Tensor& log_variance_in, const Launch& launch) {
+    const at::Tensor& log_variance_in, const Launch& launch,
+    const at::Tensor* mean_given = nullptr) {
   const int64_t T = check_posterior(x_start_in, x_t_in, t_in, coef1_in,
                                     coef2_in, variance_in, log_variance_in);
   const at::Tensor x_start = x_start_in.contiguous();
@@ -66,7 +67,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_impl(
   const at::Tensor coef2 = coef2_in.contiguous();
   const at::Tensor var_table = variance_in.contiguous();
   const at::Tensor log_var_table = log_variance_in.contiguous();
-  at::Tensor mean = at::empty_like(x_start, at::MemoryFormat::Contiguous);
+  at::Tensor mean = output_like(kPosterior, "mean", mean_given, x_start,
+                                {&x_start_in, &x_t_in});
   at::Tensor variance = at::empty({x_start.size(0)}, x_start.options());
   at::Tensor log_variance = at::empty({x_start.size(0)}, x_start.options());
   if (x_start.size(0) > 0) {

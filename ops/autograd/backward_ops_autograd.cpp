@@ -15,6 +15,8 @@ TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
          torch::autograd::autogradNotImplementedFallback());
   m.impl("q_sample.out", torch::autograd::autogradNotImplementedFallback());
   m.impl("p_sample.out", torch::autograd::autogradNotImplementedFallback());
+  m.impl("posterior_mean_variance.out",
+         torch::autograd::autogradNotImplementedFallback());
   m.impl("ddim_sample.out", torch::autograd::autogradNotImplementedFallback());
   m.impl("p_sample_philox.out",
          torch::autograd::autogradNotImplementedFallback());

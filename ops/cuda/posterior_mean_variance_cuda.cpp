@@ -18,6 +18,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_cuda_op(
       cuda_launcher([](const auto& p, CudaLaunch l) { posterior_mean_variance_cuda(p, l); }));
 }
 
+std::tuple<at::Tensor&, at::Tensor, at::Tensor> posterior_mean_variance_out_cuda_op(
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& coef1, const at::Tensor& coef2,
+    const at::Tensor& variance, const at::Tensor& log_variance,
+    at::Tensor& mean) {
+  const c10::cuda::CUDAGuard guard(x_start.device());
+  auto r = posterior_mean_variance_impl(
+      x_start, x_t, t, coef1, coef2, variance, log_variance,
+      cuda_launcher([](const auto& p, CudaLaunch l) { posterior_mean_variance_cuda(p, l); }),
+      &mean);
+  return {mean, std::get<1>(r), std::get<2>(r)};
+}
+
 std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward_cuda_op(
     const at::Tensor& grad_mean, const at::Tensor& t, const at::Tensor& coef1,
     const at::Tensor& coef2) {
@@ -33,6 +46,7 @@ std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward_cuda_op(
 
 TORCH_LIBRARY_IMPL(ddpm, CUDA, m) {
   m.impl("posterior_mean_variance", &posterior_mean_variance_cuda_op);
+  m.impl("posterior_mean_variance.out", &posterior_mean_variance_out_cuda_op);
   m.impl("posterior_mean_variance_backward",
          &posterior_mean_variance_backward_cuda_op);
 }

@@ -3,7 +3,7 @@
 For every case it times, side by side in one run and on the same inputs:
   fused     the ddpm operator (forward, or forward+backward through autograd)
   fused_out the out= variant writing into preallocated outputs (q_sample,
-            p_sample): what the kernel does without the allocator's page
+            posterior_mean_variance, p_sample): what the kernel does without the allocator's page
             faults, which a fresh large CPU tensor costs on every call
   improved  the same math as improved-diffusion writes it (numpy tables
             gathered and broadcast per call, a chain of tensor ops)
@@ -122,6 +122,10 @@ class Case:
             return torch.ops.ddpm.q_sample.out(
                 i["x"], i["t"], i["noise"], tab["sqrt_alphas_cumprod"],
                 tab["sqrt_one_minus_alphas_cumprod"], out=i["out1"]), ()
+        if self.op == "posterior_mean_variance":
+            return torch.ops.ddpm.posterior_mean_variance.out(
+                i["other"], i["x"], i["t"], tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+                tab["posterior_variance"], tab["posterior_log_variance_clipped"], mean=i["out1"])[0], ()
         mean_type, var_type = self.mean_type, self.var_type
         return torch.ops.ddpm.p_sample.out(
             i["other"], i["x"], i["t"], i["noise"], *self.ours._step_tables(self.device),
@@ -130,7 +134,7 @@ class Case:
 
     def variants(self, compiled):
         v = ["fused"]
-        if not self.backward and self.op != "posterior_mean_variance":
+        if not self.backward:
             v.append("fused_out")
         v += ["improved", "lean"] + (["compiled"] if compiled else [])
         return v

@@ -38,6 +38,17 @@ def test_out_matches_functional_and_in_place(device, dtype):
                                 sample=x_in_place, pred_xstart=p)
     assert torch.equal(x_in_place, fs)
 
+    post_args = (tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+                 tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+    fm, fv, flv = torch.ops.ddpm.posterior_mean_variance(eps, x, t, *post_args)
+    mean = torch.full_like(x, float("nan"))
+    m, v, lv = torch.ops.ddpm.posterior_mean_variance.out(eps, x, t, *post_args, mean=mean)
+    assert m.data_ptr() == mean.data_ptr() and torch.equal(mean, fm)
+    assert torch.equal(v, fv) and torch.equal(lv, flv) and v.shape == x.shape
+    x_in_place = x.clone()
+    torch.ops.ddpm.posterior_mean_variance.out(eps, x_in_place, t, *post_args, mean=x_in_place)
+    assert torch.equal(x_in_place, fm)
+
     d_args = (*step_tables(tab), tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
     ds, dp = torch.ops.ddpm.ddim_sample(eps, x, t, noise, *d_args, 0.3)
     torch.ops.ddpm.ddim_sample.out(eps, x, t, noise, *d_args, 0.3, sample=s, pred_xstart=p)
@@ -58,6 +69,12 @@ def test_bad_outputs_refused():
     with pytest.raises(RuntimeError, match="refer to a single memory location"):
         big = torch.randn(5, 6)
         torch.ops.ddpm.q_sample.out(big[:4], t, x, sa, s1ma, out=big[1:])
+    post_args = (tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+                 tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+    with pytest.raises(RuntimeError, match=r"posterior_mean_variance: expected mean to have shape \[4, 6\]"):
+        torch.ops.ddpm.posterior_mean_variance.out(x, x, t, *post_args, mean=torch.empty(4, 5))
+    with pytest.raises(RuntimeError, match=r"expected mean \(an out= argument\) to be contiguous"):
+        torch.ops.ddpm.posterior_mean_variance.out(x, x, t, *post_args, mean=torch.empty(6, 4).t())
     p_args = (*step_tables(tab), tab["posterior_log_variance_clipped"], tab["betas"])
     s = torch.empty_like(x)
     with pytest.raises(RuntimeError, match="sample and pred_xstart to be different tensors"):
@@ -82,3 +99,7 @@ def test_out_on_meta():
     res = torch.ops.ddpm.q_sample.out(x, t, x, tab["sqrt_alphas_cumprod"],
                                       tab["sqrt_one_minus_alphas_cumprod"], out=out)
     assert res.shape == (4, 6) and res.device.type == "meta"
+    m, v, lv = torch.ops.ddpm.posterior_mean_variance.out(
+        x, x, t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"], tab["posterior_variance"],
+        tab["posterior_log_variance_clipped"], mean=out)
+    assert m.shape == v.shape == lv.shape == (4, 6) and v.device.type == "meta"
