@@ -56,12 +56,9 @@ std::tuple<at::Tensor&, at::Tensor, at::Tensor> posterior_mean_variance_out_meta
     const at::Tensor& coef1, const at::Tensor& coef2,
     const at::Tensor& variance, const at::Tensor& log_variance,
     at::Tensor& mean) {
-  check_posterior(x_start, x_t, t, coef1, coef2, variance, log_variance);
+  auto r = posterior_mean_variance_meta(x_start, x_t, t, coef1, coef2,
+                                        variance, log_variance);
   output_like(kPosterior, "mean", &mean, x_start, {});
-  const auto per_sample = [&] {
-    return at::empty({x_start.size(0)}, x_start.options());
-  };
-  auto r = posterior_outputs(x_start, mean, per_sample(), per_sample());
   return {mean, std::get<1>(r), std::get<2>(r)};
 }
 

@@ -116,12 +116,12 @@ void for_each_noise_run(int64_t batch, int64_t sample_numel,
         for (int64_t block = block_begin; block < block_end; ++block) {
           const int64_t begin = block * kNoiseBlockSize;
           const int64_t end = std::min(begin + kNoiseBlockSize, total);
-          NoisePrefetch next;
-          if (block == block_begin) {
-            touch_block(begin, end, sample_numel, touch, next);
-            next.fetch_slice(0, 1);  // the first block's own data
-            next.count = 0;
+          if (block == block_begin) {  // the first block's own data
+            NoisePrefetch first;
+            touch_block(begin, end, sample_numel, touch, first);
+            first.fetch_slice(0, 1);
           }
+          NoisePrefetch next;
           if (block + 1 < block_end) {
             touch_block(end, std::min(end + kNoiseBlockSize, total),
                         sample_numel, touch, next);

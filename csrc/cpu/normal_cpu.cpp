@@ -157,10 +157,11 @@ DDPM_AVX512 inline NormalPair16 box_muller_avx512(__m512i a, __m512i b) {
   const __m512 m = _mm512_castsi512_ps(_mm512_or_si512(
       mantissa, _mm512_mask_mov_epi32(_mm512_set1_epi32(0x3F800000), above,
                                       _mm512_set1_epi32(0x3F000000))));
-  const __m512i e127 = _mm512_srli_epi32(bits, 23);
-  const __m512i e = _mm512_mask_sub_epi32(
-      _mm512_sub_epi32(e127, _mm512_set1_epi32(127)), above,
-      _mm512_sub_epi32(e127, _mm512_set1_epi32(127)), _mm512_set1_epi32(-1));
+  const __m512i e_unbiased =
+      _mm512_sub_epi32(_mm512_srli_epi32(bits, 23), _mm512_set1_epi32(127));
+  // + 1 where the mantissa was halved
+  const __m512i e = _mm512_mask_sub_epi32(e_unbiased, above, e_unbiased,
+                                          _mm512_set1_epi32(-1));
   const __m512 one = _mm512_set1_ps(1.0f);
   const __m512 w = _mm512_div_ps(
       _mm512_fmadd_ps(m, _mm512_set1_ps(-4.0f), _mm512_set1_ps(4.0f)),

@@ -6,6 +6,7 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "step_autograd.h"
 
 namespace ddpm {
 namespace ops {
@@ -14,26 +15,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::Variable;
 using torch::autograd::variable_list;
-
-// Saves what every step's backward needs: the ten tensors in schema order and
-// the modes.
-void save_step(AutogradContext* ctx, const variable_list& tensors,
-               const std::string& mean_type, const std::string& var_type,
-               bool clip_denoised) {
-  ctx->save_for_backward(tensors);
-  ctx->saved_data["mean_type"] = mean_type;
-  ctx->saved_data["var_type"] = var_type;
-  ctx->saved_data["clip_denoised"] = clip_denoised;
-}
-
-// Gradients for the 13 or 14 inputs: model_output and x_t, nothing else.
-variable_list step_grads(std::tuple<at::Tensor, at::Tensor> g,
-                         size_t num_inputs) {
-  variable_list result(num_inputs);
-  result[0] = std::get<0>(g);
-  result[1] = std::get<1>(g);
-  return result;
-}
 
 class PSampleFunction : public torch::autograd::Function<PSampleFunction> {
  public:

@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "step_autograd.h"
 
 namespace ddpm {
 namespace ops {
@@ -55,32 +56,21 @@ std::tuple<at::Tensor, at::Tensor> q_sample_philox_autograd(
   return {out[0], out[1]};
 }
 
-// Saves the eight tensors (model_output, x_t, t, six tables), the noise key
+// Saves the nine tensors (model_output, x_t, t, six tables), the noise key
 // and the modes of a step.
 void save_philox_step(AutogradContext* ctx, const variable_list& tensors,
                       int64_t seed, int64_t offset,
                       const std::string& mean_type, const std::string& var_type,
                       bool clip_denoised) {
-  ctx->save_for_backward(tensors);
+  save_step(ctx, tensors, mean_type, var_type, clip_denoised);
   ctx->saved_data["seed"] = seed;
   ctx->saved_data["offset"] = offset;
-  ctx->saved_data["mean_type"] = mean_type;
-  ctx->saved_data["var_type"] = var_type;
-  ctx->saved_data["clip_denoised"] = clip_denoised;
 }
 
 // The noise the forward drew, redrawn like x_t.
 at::Tensor redraw_noise(AutogradContext* ctx, const at::Tensor& x_t) {
   return ddpm::philox_normal(x_t, ctx->saved_data["seed"].toInt(),
                              ctx->saved_data["offset"].toInt());
-}
-
-variable_list philox_step_grads(std::tuple<at::Tensor, at::Tensor> g,
-                                size_t num_inputs) {
-  variable_list result(num_inputs);
-  result[0] = std::get<0>(g);
-  result[1] = std::get<1>(g);
-  return result;
 }
 
 class PSamplePhiloxFunction
@@ -104,7 +94,7 @@ class PSamplePhiloxFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    return philox_step_grads(
+    return step_grads(
         ddpm::p_sample_backward(
             grads[0], grads[1], s[0], s[1], s[2], redraw_noise(ctx, s[1]), s[3],
             s[4], s[5], s[6], s[7], s[8],
@@ -136,7 +126,7 @@ class DdimPhiloxFunction : public torch::autograd::Function<DdimPhiloxFunction> 
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    return philox_step_grads(
+    return step_grads(
         ddpm::ddim_sample_backward(
             grads[0], grads[1], s[0], s[1], s[2], redraw_noise(ctx, s[1]), s[3],
             s[4], s[5], s[6], s[7], s[8], ctx->saved_data["eta"].toDouble(),

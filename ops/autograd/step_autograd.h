@@ -1,0 +1,35 @@
+// What the autograd Functions of the fused steps share (p_sample_autograd.cpp
+// and philox_autograd.cpp): saving the step's tensors and modes, and the
+// gradient list, which is non-empty for model_output and x_t only.
+#pragma once
+
+#include <torch/autograd.h>
+
+#include <string>
+#include <tuple>
+
+namespace ddpm {
+namespace ops {
+
+// Saves the step's tensors in schema order and its modes.
+inline void save_step(torch::autograd::AutogradContext* ctx,
+                      const torch::autograd::variable_list& tensors,
+                      const std::string& mean_type, const std::string& var_type,
+                      bool clip_denoised) {
+  ctx->save_for_backward(tensors);
+  ctx->saved_data["mean_type"] = mean_type;
+  ctx->saved_data["var_type"] = var_type;
+  ctx->saved_data["clip_denoised"] = clip_denoised;
+}
+
+// Gradients for the num_inputs inputs: model_output and x_t, nothing else.
+inline torch::autograd::variable_list step_grads(
+    std::tuple<at::Tensor, at::Tensor> g, size_t num_inputs) {
+  torch::autograd::variable_list result(num_inputs);
+  result[0] = std::get<0>(g);
+  result[1] = std::get<1>(g);
+  return result;
+}
+
+}  // namespace ops
+}  // namespace ddpm
