@@ -204,42 +204,60 @@ DDPM_AVX512 inline NormalPair16 box_muller_avx512(__m512i a, __m512i b) {
   return {_mm512_mul_ps(r, cos_v), _mm512_mul_ps(r, sin_v)};
 }
 
-// Philox and Box-Muller in registers, 16 subsequences at a time.
+// Counters of the 8*G subsequences first + c + [0, 8*G), one per 64-bit lane.
+template <int G>
+DDPM_AVX512 inline void philox_counters_avx512(uint64_t block, uint64_t first,
+                                               int c, __m512i* x, __m512i* y,
+                                               __m512i* z, __m512i* w) {
+  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+  for (int g = 0; g < G; ++g) {
+    // first is a multiple of 256, so first + c never carries into the high word
+    const uint64_t sub = first + static_cast<uint64_t>(c + 8 * g);
+    x[g] = _mm512_set1_epi64(static_cast<uint32_t>(block));
+    y[g] = _mm512_set1_epi64(static_cast<uint32_t>(block >> 32));
+    z[g] = _mm512_add_epi64(_mm512_set1_epi64(static_cast<uint32_t>(sub)), lane);
+    w[g] = _mm512_set1_epi64(static_cast<uint32_t>(sub >> 32));
+  }
+}
+
+// Philox and Box-Muller in registers, 16 subsequences at a time, software
+// pipelined: the Philox rounds of the next 16 columns come before the
+// Box-Muller of the current ones in program order, so the out-of-order core
+// overlaps two long dependency chains (the rounds' multiplies, the divider's
+// division and square root) instead of waiting on each in turn (measured:
+// 1.48 -> 1.24 ns/element on one core).
 DDPM_AVX512 void philox_normal_rows_avx512(const NoiseKey& key, uint64_t first,
                                            float* __restrict buf,
                                            const NoisePrefetch& next,
                                            const NoiseColumnsReady& ready) {
   constexpr int G = 2;
+  constexpr int kColumnsPerStep = 8 * G;
   const uint64_t block = key.offset >> 2;
-  const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
   // the low halves of two 64-bit-lane vectors as 16 dwords
   const __m512i pack = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
                                          22, 24, 26, 28, 30);
   const uint32_t k0 = static_cast<uint32_t>(key.seed);
   const uint32_t k1 = static_cast<uint32_t>(key.seed >> 32);
-  for (int c = 0; c < kRow; c += 8 * G) {
-    __m512i x[G], y[G], z[G], w[G];
-    for (int g = 0; g < G; ++g) {
-      // first is a multiple of 256, so first + c never carries into the high word
-      const uint64_t sub = first + static_cast<uint64_t>(c + 8 * g);
-      x[g] = _mm512_set1_epi64(static_cast<uint32_t>(block));
-      y[g] = _mm512_set1_epi64(static_cast<uint32_t>(block >> 32));
-      z[g] = _mm512_add_epi64(_mm512_set1_epi64(static_cast<uint32_t>(sub)), lane);
-      w[g] = _mm512_set1_epi64(static_cast<uint32_t>(sub >> 32));
+  __m512i x[G], y[G], z[G], w[G];
+  philox_counters_avx512<G>(block, first, 0, x, y, z, w);
+  philox_rounds_avx512<G>(x, y, z, w, k0, k1);
+  for (int c = 0; c < kRow; c += kColumnsPerStep) {
+    const __m512i x16 = _mm512_permutex2var_epi32(x[0], pack, x[1]);
+    const __m512i y16 = _mm512_permutex2var_epi32(y[0], pack, y[1]);
+    const __m512i z16 = _mm512_permutex2var_epi32(z[0], pack, z[1]);
+    const __m512i w16 = _mm512_permutex2var_epi32(w[0], pack, w[1]);
+    next.fetch_slice(c / kColumnsPerStep, kRow / kColumnsPerStep);
+    if (c + kColumnsPerStep < kRow) {
+      philox_counters_avx512<G>(block, first, c + kColumnsPerStep, x, y, z, w);
+      philox_rounds_avx512<G>(x, y, z, w, k0, k1);
     }
-    next.fetch_slice(c / (8 * G), kRow / (8 * G));
-    philox_rounds_avx512<G>(x, y, z, w, k0, k1);
-    const NormalPair16 p01 =
-        box_muller_avx512(_mm512_permutex2var_epi32(x[0], pack, x[1]),
-                          _mm512_permutex2var_epi32(y[0], pack, y[1]));
-    const NormalPair16 p23 =
-        box_muller_avx512(_mm512_permutex2var_epi32(z[0], pack, z[1]),
-                          _mm512_permutex2var_epi32(w[0], pack, w[1]));
+    const NormalPair16 p01 = box_muller_avx512(x16, y16);
+    const NormalPair16 p23 = box_muller_avx512(z16, w16);
     _mm512_storeu_ps(buf + c, p01.first);
     _mm512_storeu_ps(buf + kRow + c, p01.second);
     _mm512_storeu_ps(buf + 2 * kRow + c, p23.first);
     _mm512_storeu_ps(buf + 3 * kRow + c, p23.second);
-    const int drawn = c + 8 * G;
+    const int drawn = c + kColumnsPerStep;
     if (drawn % kNoiseColumnsPerCall == 0) {
       ready.fn(ready.ctx, drawn - kNoiseColumnsPerCall, drawn);
     }
