@@ -4,6 +4,10 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/library.h>
 
+#include <string>
+
+#include "ddpm/kernels.h"
+
 TORCH_LIBRARY(ddpm, m) {
   m.def(
       "q_sample(Tensor x_start, Tensor t, Tensor noise, "
@@ -120,6 +124,10 @@ TORCH_LIBRARY(ddpm, m) {
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  // Which CPU noise generator runs here: "avx512", "avx2" or "default" (set
+  // TORCH_DDPM_CPU_CAPABILITY=avx2|default to cap it). For tests and reports.
+  m.def("_cpu_noise_generator() -> str",
+        [] { return std::string(ddpm::cpu_noise_generator()); });
 }
 
 namespace ddpm {

@@ -25,6 +25,15 @@
 #define DDPM_CPU_CLONES
 #endif
 
+// For loops that must be compiled inside their caller, for the caller's
+// instruction set (target-specific passes such as noise.h's); a lambda takes
+// it after its parameter list.
+#if defined(__GNUC__)
+#define DDPM_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define DDPM_ALWAYS_INLINE
+#endif
+
 namespace ddpm {
 namespace cpu {
 

@@ -12,13 +12,15 @@
 namespace ddpm {
 namespace {
 
-// N: S for a noise tensor, float for in-kernel noise.
+// N: S for a noise tensor, float for in-kernel noise (inlined into the noise
+// pass, see noise.h).
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename N,
           typename acc>
-DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
-                  const S* __restrict out, const S* __restrict var_out,
-                  const S* __restrict x_t, const N* __restrict noise,
-                  S* __restrict sample, S* __restrict pred_xstart, int64_t n) {
+DDPM_ALWAYS_INLINE inline void p_sample_loop(
+    PSampleCoef<acc> k, ClipRange<acc> clip, const S* __restrict out,
+    const S* __restrict var_out, const S* __restrict x_t,
+    const N* __restrict noise, S* __restrict sample,
+    S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
     const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearnedVar>(
@@ -27,6 +29,18 @@ DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
     store(sample + i, r.sample);
     store(pred_xstart + i, r.pred_xstart);
   }
+}
+
+template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
+DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+                                  const S* __restrict out,
+                                  const S* __restrict var_out,
+                                  const S* __restrict x_t,
+                                  const S* __restrict noise,
+                                  S* __restrict sample,
+                                  S* __restrict pred_xstart, int64_t n) {
+  p_sample_loop<kMeanIsOutput, kLearnedVar>(k, clip, out, var_out, x_t, noise,
+                                            sample, pred_xstart, n);
 }
 
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
@@ -93,10 +107,11 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
     if (p.generate_noise) {
       cpu::for_each_noise_run(
           p.batch, n, p.noise_key,
-          [&](int64_t b, int64_t i0, int64_t i1, const float* z) {
+          [&](int64_t b, int64_t i0, int64_t i1, const float* z)
+              DDPM_ALWAYS_INLINE {
             const int64_t off = b * n + i0;
             const S* out = p.model_output + b * out_stride + i0;
-            p_sample_run<kMeanIsOutput, kLearned>(
+            p_sample_loop<kMeanIsOutput, kLearned>(
                 coefs[b], clip, out, out + n, p.x_t + off, z, p.sample + off,
                 p.pred_xstart + off, i1 - i0);
           },

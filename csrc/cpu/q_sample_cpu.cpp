@@ -19,9 +19,10 @@ DDPM_CPU_CLONES void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_star
   }
 }
 
-// noise: float normals drawn by the caller; noise_out gets them rounded to S.
+// noise: float normals drawn by the noise pass (noise.h), which inlines this
+// loop; noise_out gets them rounded to S.
 template <typename S, typename acc>
-DDPM_CPU_CLONES void q_sample_generated_run(QSampleCoef<acc> k,
+DDPM_ALWAYS_INLINE inline void q_sample_generated_loop(QSampleCoef<acc> k,
                                             const S* __restrict x_start,
                                             const float* __restrict noise,
                                             S* __restrict out,
@@ -58,9 +59,10 @@ int64_t q_sample_cpu(const QSampleParams<S, T>& p) {
   if (p.generate_noise) {
     cpu::for_each_noise_run(
         p.batch, n, p.noise_key,
-        [&](int64_t b, int64_t i0, int64_t i1, const float* z) {
+        [&](int64_t b, int64_t i0, int64_t i1, const float* z)
+            DDPM_ALWAYS_INLINE {
           const int64_t off = b * n + i0;
-          q_sample_generated_run(coefs[b], p.x_start + off, z, p.out + off,
+          q_sample_generated_loop(coefs[b], p.x_start + off, z, p.out + off,
                                  p.noise_out + off, i1 - i0);
         },
         [&](int64_t b, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {

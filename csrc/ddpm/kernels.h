@@ -136,6 +136,9 @@ template <typename S, typename T>
 int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p);
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p);
+// The CPU noise generator in use: "avx512", "avx2" or "default" (all give the
+// same bits; TORCH_DDPM_CPU_CAPABILITY=avx2|default caps the choice).
+const char* cpu_noise_generator();
 
 // ---- CUDA (csrc/cuda): one launch on `stream` (a cudaStream_t), grid sized
 // from the device's multiprocessor count. The caller checks the launch.

@@ -10,6 +10,9 @@ noise, with gradients, out= variants, meta kernels, errors, the Python
 sampling loops and the CPU/CUDA identity (run wherever CUDA is present).
 """
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -196,6 +199,32 @@ def test_steps_same_for_thread_counts_across_chunks_and_samples():
         assert torch.equal(results[k + 1][1], z)
         assert torch.equal(results[k + 1][0], torch.ops.ddpm.q_sample(
             x, t, z, tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"]))
+
+
+@pytest.mark.parametrize("capability", ["avx2", "default"])
+def test_every_cpu_generator_gives_the_same_bits(capability, tmp_path):
+    # The CPU picks its widest generator (AVX-512, AVX2 or the header as
+    # written), each with its own noise pass; TORCH_DDPM_CPU_CAPABILITY caps
+    # the choice, so every narrower one runs here too and must match this
+    # process's bit for bit.
+    import noise_paths
+    mine = torch.ops.ddpm._cpu_noise_generator()
+    order = ["default", "avx2", "avx512"]
+    if order.index(capability) >= order.index(mine):
+        pytest.skip(f"this CPU's generator is {mine}: nothing narrower than it to compare")
+    path = tmp_path / "noise.pt"
+    env = dict(os.environ, TORCH_DDPM_CPU_CAPABILITY=capability)
+    subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "noise_paths.py"),
+                    str(path)], env=env, check=True, cwd=os.path.dirname(__file__))
+    theirs = torch.load(path)
+    assert theirs["generator"] == capability
+    want = noise_paths.compute()
+    assert sorted(theirs["results"]) == sorted(want)
+    for name, got in theirs["results"].items():
+        expected = want[name] if isinstance(want[name], tuple) else (want[name],)
+        got = got if isinstance(got, tuple) else (got,)
+        for a, b in zip(got, expected):
+            assert torch.equal(a, b), f"{name}: the {capability} generator differs from {mine}"
 
 
 def test_philox_normal_result_is_plain_data():
