@@ -21,6 +21,10 @@ TORCH_LIBRARY(ddpm, m) {
       "q_sample_backward(Tensor grad, Tensor t, Tensor sqrt_alphas_cumprod, "
       "Tensor sqrt_one_minus_alphas_cumprod) "
       "-> (Tensor grad_x_start, Tensor grad_noise)");
+  // One input's gradient where a backward needs only one: out[b] =
+  // table[t[b]] * input[b] (q_sample's and the posterior's are this, with
+  // each of their two tables); one read and one write instead of two writes.
+  m.def("scale_by_timestep(Tensor input, Tensor t, Tensor table) -> Tensor");
   m.def(
       "posterior_mean_variance(Tensor x_start, Tensor x_t, Tensor t, "
       "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
@@ -188,6 +192,14 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward(
                        .findSchemaOrThrow("ddpm::q_sample_backward", "")
                        .typed<decltype(q_sample_backward)>();
   return op.call(grad, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod);
+}
+
+at::Tensor scale_by_timestep(const at::Tensor& input, const at::Tensor& t,
+                             const at::Tensor& table) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::scale_by_timestep", "")
+                       .typed<decltype(scale_by_timestep)>();
+  return op.call(input, t, table);
 }
 
 std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(

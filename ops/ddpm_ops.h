@@ -65,6 +65,11 @@ std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2);
 
+// table[t[b]] * input[b] per sample: the one gradient a backward writes when
+// only one of its inputs needs it.
+at::Tensor scale_by_timestep(const at::Tensor& input, const at::Tensor& t,
+                             const at::Tensor& table);
+
 std::tuple<at::Tensor, at::Tensor> p_sample_backward(
     const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,

@@ -39,6 +39,12 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_meta(
   return {contiguous_like(grad), contiguous_like(grad)};
 }
 
+at::Tensor scale_by_timestep_meta(const at::Tensor& input, const at::Tensor& t,
+                                  const at::Tensor& table) {
+  check_scale_by_timestep(input, t, table);
+  return contiguous_like(input);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_meta(
     const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
     const at::Tensor& coef1, const at::Tensor& coef2,
@@ -240,6 +246,7 @@ TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
   m.impl("p_sample.out", &p_sample_out_meta);
   m.impl("ddim_sample.out", &ddim_sample_out_meta);
   m.impl("q_sample_backward", &q_sample_backward_meta);
+  m.impl("scale_by_timestep", &scale_by_timestep_meta);
   m.impl("posterior_mean_variance", &posterior_mean_variance_meta);
   m.impl("posterior_mean_variance.out", &posterior_mean_variance_out_meta);
   m.impl("posterior_mean_variance_backward",

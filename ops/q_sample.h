@@ -12,6 +12,7 @@ constexpr const char* kQSample = "ddpm.q_sample";
 constexpr const char* kQSampleBackward = "ddpm.q_sample_backward";
 constexpr const char* kQSamplePhilox = "ddpm.q_sample_philox";
 constexpr const char* kPhiloxNormal = "ddpm.philox_normal";
+constexpr const char* kScaleByTimestep = "ddpm.scale_by_timestep";
 
 inline int64_t check_q_sample_tables(const char* op, const at::Tensor& x,
                                     const at::Tensor& sa,
@@ -59,6 +60,14 @@ inline int64_t check_q_sample_backward(const at::Tensor& grad,
   check_data_tensor(kQSampleBackward, "grad", grad);
   check_timesteps(kQSampleBackward, t, grad);
   return check_q_sample_tables(kQSampleBackward, grad, sa, s1ma);
+}
+
+inline int64_t check_scale_by_timestep(const at::Tensor& input,
+                                       const at::Tensor& t,
+                                       const at::Tensor& table) {
+  check_data_tensor(kScaleByTimestep, "input", input);
+  check_timesteps(kScaleByTimestep, t, input);
+  return check_tables(kScaleByTimestep, {{"table", &table}}, input);
 }
 
 template <typename Launch>
@@ -169,6 +178,36 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_impl(
     if (bad >= 0) fail_bad_timestep(kQSampleBackward, t, bad, T);
   });
   return {grad_x_start, grad_noise};
+}
+
+// scale_by_timestep runs q_sample's backward kernel with only its first
+// output (grad_noise == nullptr): out = table[t] * input.
+template <typename Launch>
+at::Tensor scale_by_timestep_impl(const at::Tensor& input_in,
+                                  const at::Tensor& t_in,
+                                  const at::Tensor& table_in,
+                                  const Launch& launch) {
+  const int64_t T = check_scale_by_timestep(input_in, t_in, table_in);
+  const at::Tensor input = input_in.contiguous();
+  const at::Tensor t = t_in.contiguous();
+  const at::Tensor table = table_in.contiguous();
+  at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
+  if (input.numel() == 0) return out;
+  dispatch_types(input.scalar_type(), table.scalar_type(), [&](auto s, auto tb) {
+    using S = decltype(s);
+    using Tab = decltype(tb);
+    QSampleBackwardParams<S, Tab> p;
+    p.grad = data_of<S>(input);
+    p.grad_x_start = mutable_data_of<S>(out);
+    p.grad_noise = nullptr;
+    p.timesteps = {t.data_ptr<int64_t>(), T};
+    p.tables = {table.data_ptr<Tab>(), table.data_ptr<Tab>()};
+    p.batch = input.size(0);
+    p.sample_numel = sample_numel(input);
+    const int64_t bad = launch(p);
+    if (bad >= 0) fail_bad_timestep(kScaleByTimestep, t, bad, T);
+  });
+  return out;
 }
 
 }  // namespace ops

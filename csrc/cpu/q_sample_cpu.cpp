@@ -2,6 +2,7 @@
 //   x_start, noise, out: [batch, sample_numel]
 //   out = sqrt(abar_t)*x_start + sqrt(1-abar_t)*noise
 //   backward: grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
+//   (grad_noise null: the first only, which is scale_by_timestep)
 //   with in-kernel noise: noise = Philox normals (noise.h), written to
 //   noise_out as well, still one pass over memory
 #include "ddpm/elementwise.h"
@@ -43,6 +44,12 @@ DDPM_CPU_CLONES void q_sample_backward_run(QSampleCoef<acc> k, const S* __restri
     store(grad_x_start + i, k.a * g);
     store(grad_noise + i, k.b * g);
   }
+}
+
+template <typename S, typename acc>
+DDPM_CPU_CLONES void scale_run(acc a, const S* __restrict in,
+                               S* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store(out + i, a * load(in + i));
 }
 
 }  // namespace
@@ -90,6 +97,13 @@ int64_t q_sample_backward_cpu(const QSampleBackwardParams<S, T>& p) {
       [&](int64_t t) { return q_sample_coef<acc>(p.tables, t); });
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
+  if (p.grad_noise == nullptr) {  // only grad_x_start = a_t * grad
+    cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
+      const int64_t off = b * n + i0;
+      scale_run(coefs[b].a, p.grad + off, p.grad_x_start + off, i1 - i0);
+    });
+    return -1;
+  }
   cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
     const int64_t off = b * n + i0;
     q_sample_backward_run(coefs[b], p.grad + off, p.grad_x_start + off,

@@ -2,6 +2,7 @@
 //   x_start, noise, out: [batch, sample_numel]
 //   out = sqrt(abar_t)*x_start + sqrt(1-abar_t)*noise
 //   backward: grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
+//   (grad_noise null: the first only, which is scale_by_timestep)
 //   with in-kernel noise (noise_kernel): the noise is drawn, not read, and
 //   written next to x_t
 #include "ddpm/elementwise.h"
@@ -66,7 +67,7 @@ struct QSampleBackwardOp : QSampleOpBase<S, T, QSampleBackwardParams<S, T>> {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     return cuda::aligned16(p.grad + off) && cuda::aligned16(p.grad_x_start + off) &&
-           cuda::aligned16(p.grad_noise + off);
+           (p.grad_noise == nullptr || cuda::aligned16(p.grad_noise + off));
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
@@ -80,7 +81,8 @@ struct QSampleBackwardOp : QSampleOpBase<S, T, QSampleBackwardParams<S, T>> {
       gn[j] = k.b * g[j];
     }
     cuda::store_pack<V>(p.grad_x_start + off, gx);
-    cuda::store_pack<V>(p.grad_noise + off, gn);
+    // uniform across the grid: scale_by_timestep writes grad_x_start only
+    if (p.grad_noise != nullptr) cuda::store_pack<V>(p.grad_noise + off, gn);
   }
 };
 

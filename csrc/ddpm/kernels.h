@@ -37,7 +37,8 @@ struct QSampleParams {
   scalar_t* noise_out = nullptr;
 };
 
-// grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad
+// grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad;
+// grad_noise == nullptr: grad_x_start only (scale_by_timestep)
 template <typename scalar_t, typename table_t>
 struct QSampleBackwardParams {
   const scalar_t* grad;

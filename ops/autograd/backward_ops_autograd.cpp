@@ -8,6 +8,7 @@
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   m.impl("q_sample_backward", torch::autograd::autogradNotImplementedFallback());
+  m.impl("scale_by_timestep", torch::autograd::autogradNotImplementedFallback());
   m.impl("posterior_mean_variance_backward",
          torch::autograd::autogradNotImplementedFallback());
   m.impl("p_sample_backward", torch::autograd::autogradNotImplementedFallback());

@@ -43,9 +43,9 @@ class QSamplePhiloxFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto g = ddpm::q_sample_backward(grads[0], saved[0], saved[1], saved[2]);
-    return {std::get<0>(g), Variable(), Variable(), Variable(), Variable(),
-            Variable()};
+    // the drawn noise is not an input: only x_start has a gradient
+    return {ddpm::scale_by_timestep(grads[0], saved[0], saved[1]), Variable(),
+            Variable(), Variable(), Variable(), Variable()};
   }
 };
 

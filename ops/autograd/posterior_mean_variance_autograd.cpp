@@ -30,10 +30,18 @@ class PosteriorFunction : public torch::autograd::Function<PosteriorFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto g = ddpm::posterior_mean_variance_backward(grads[0], saved[0],
-                                                    saved[1], saved[2]);
-    return {std::get<0>(g), std::get<1>(g), Variable(), Variable(),
-            Variable(), Variable(), Variable()};
+    const at::Tensor &t = saved[0], &coef1 = saved[1], &coef2 = saved[2];
+    const bool x_start_needs = ctx->needs_input_grad(0);
+    const bool x_t_needs = ctx->needs_input_grad(1);
+    if (x_start_needs && x_t_needs) {
+      auto g = ddpm::posterior_mean_variance_backward(grads[0], t, coef1, coef2);
+      return {std::get<0>(g), std::get<1>(g), Variable(), Variable(),
+              Variable(), Variable(), Variable()};
+    }
+    // one gradient: one write instead of two
+    return {x_start_needs ? ddpm::scale_by_timestep(grads[0], t, coef1) : Variable(),
+            x_t_needs ? ddpm::scale_by_timestep(grads[0], t, coef2) : Variable(),
+            Variable(), Variable(), Variable(), Variable(), Variable()};
   }
 };
 

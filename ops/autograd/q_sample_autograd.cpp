@@ -25,9 +25,20 @@ class QSampleFunction : public torch::autograd::Function<QSampleFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    auto g = ddpm::q_sample_backward(grads[0], saved[0], saved[1], saved[2]);
-    return {std::get<0>(g), Variable(), std::get<1>(g), Variable(),
-            Variable()};
+    const at::Tensor &t = saved[0], &sa = saved[1], &s1ma = saved[2];
+    const bool x_start_needs = ctx->needs_input_grad(0);
+    const bool noise_needs = ctx->needs_input_grad(2);
+    if (x_start_needs && noise_needs) {
+      auto g = ddpm::q_sample_backward(grads[0], t, sa, s1ma);
+      return {std::get<0>(g), Variable(), std::get<1>(g), Variable(),
+              Variable()};
+    }
+    // one gradient: one write instead of two (training's usual case, where
+    // the noise is a constant)
+    return {x_start_needs ? ddpm::scale_by_timestep(grads[0], t, sa) : Variable(),
+            Variable(),
+            noise_needs ? ddpm::scale_by_timestep(grads[0], t, s1ma) : Variable(),
+            Variable(), Variable()};
   }
 };
 

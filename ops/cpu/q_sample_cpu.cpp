@@ -38,6 +38,13 @@ at::Tensor philox_normal_cpu_op(const at::Tensor& input, int64_t seed,
   });
 }
 
+at::Tensor scale_by_timestep_cpu_op(const at::Tensor& input,
+                                   const at::Tensor& t,
+                                   const at::Tensor& table) {
+  return scale_by_timestep_impl(
+      input, t, table, [](const auto& p) { return q_sample_backward_cpu(p); });
+}
+
 std::tuple<at::Tensor, at::Tensor> q_sample_backward_cpu_op(
     const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
     const at::Tensor& s1ma) {
@@ -51,6 +58,7 @@ TORCH_LIBRARY_IMPL(ddpm, CPU, m) {
   m.impl("q_sample", &q_sample_cpu_op);
   m.impl("q_sample.out", &q_sample_out_cpu_op);
   m.impl("q_sample_backward", &q_sample_backward_cpu_op);
+  m.impl("scale_by_timestep", &scale_by_timestep_cpu_op);
   m.impl("q_sample_philox", &q_sample_philox_cpu_op);
   m.impl("philox_normal", &philox_normal_cpu_op);
 }

@@ -53,12 +53,22 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward_cuda_op(
       cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_backward_cuda(p, l); }));
 }
 
+at::Tensor scale_by_timestep_cuda_op(const at::Tensor& input,
+                                    const at::Tensor& t,
+                                    const at::Tensor& table) {
+  const c10::cuda::CUDAGuard guard(input.device());
+  return scale_by_timestep_impl(
+      input, t, table,
+      cuda_launcher([](const auto& p, CudaLaunch l) { q_sample_backward_cuda(p, l); }));
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, CUDA, m) {
   m.impl("q_sample", &q_sample_cuda_op);
   m.impl("q_sample.out", &q_sample_out_cuda_op);
   m.impl("q_sample_backward", &q_sample_backward_cuda_op);
+  m.impl("scale_by_timestep", &scale_by_timestep_cuda_op);
   m.impl("q_sample_philox", &q_sample_philox_cuda_op);
   m.impl("philox_normal", &philox_normal_cuda_op);
 }

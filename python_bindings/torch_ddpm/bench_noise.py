@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from .bench import CACHE_BYTES, SHAPES, Case, _timer, summarize
+from .bench import CACHE_BYTES, SHAPES, Case, _timer, rotated, summarize
 
 VARIANTS = ["philox", "philox_out", "randn+fused", "randn+fused_out", "randn+improved"]
 
@@ -68,8 +68,8 @@ def bench(case, reps, warmup):
         for k in range(max(warmup, sets)):
             _step(case, v, inputs[k % sets], 4 * k)
     for rep in range(reps):
-        for j, v in enumerate(variants):
-            i = inputs[(rep * len(variants) + j) % sets]
+        for v in rotated(variants, rep):
+            i = inputs[(rep * len(variants) + variants.index(v)) % sets]
             times[v].append(measure(lambda: _step(case, v, i, 4 * rep)))
     return times
 
