@@ -38,14 +38,16 @@ class QSamplePhiloxFunction
     ctx->save_for_backward({t, sa, s1ma});
     auto out = ddpm::q_sample_philox(x_start, t, seed, offset, sa, s1ma);
     ctx->mark_non_differentiable({std::get<1>(out)});
+    ctx->set_materialize_grads(false);  // no zero gradient for the noise
     return {std::get<0>(out), std::get<1>(out)};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     // the drawn noise is not an input: only x_start has a gradient
-    return {ddpm::scale_by_timestep(grads[0], saved[0], saved[1]), Variable(),
-            Variable(), Variable(), Variable(), Variable()};
+    return {grads[0].defined() ? ddpm::scale_by_timestep(grads[0], saved[0], saved[1])
+                               : Variable(),
+            Variable(), Variable(), Variable(), Variable(), Variable()};
   }
 };
 

@@ -130,3 +130,23 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.ddpm.scale_by_timestep.default,
                           (torch.randn(3, 2, 4, device=device), torch.tensor([0, 7, 19], device=device),
                            table))
+
+
+def test_outputs_without_gradient_are_not_filled_with_zeros():
+    # posterior_mean_variance's variance and q_sample_philox's noise have no
+    # gradient: a loss on them alone gives no gradient (not a zero tensor
+    # filled at x's shape), and a loss on the mean is unchanged by them
+    tab = ref.make_tables(T)
+    t = torch.tensor([0, 5, T - 1])
+    x0 = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    xt = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    mean, var, logvar = torch.ops.ddpm.posterior_mean_variance(
+        x0, xt, t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+        tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+    assert not var.requires_grad and not logvar.requires_grad
+    (gx0,) = torch.autograd.grad((mean * 2).sum() + var.sum(), x0)
+    torch.testing.assert_close(gx0, 2 * tab["posterior_mean_coef1"][t].view(-1, 1).expand(3, 4))
+    xt2, noise = torch.ops.ddpm.q_sample_philox(x0.float().detach().requires_grad_(), t, 1, 0,
+                                                tab["sqrt_alphas_cumprod"],
+                                                tab["sqrt_one_minus_alphas_cumprod"])
+    assert not noise.requires_grad and xt2.requires_grad
