@@ -151,62 +151,60 @@ at::Tensor philox_normal_impl(const at::Tensor& input, int64_t seed,
   return out;
 }
 
+// q_sample's backward kernel on checked arguments: grad_x_start =
+// sa[t] * grad and, unless grad_noise is undefined, grad_noise = s1ma[t] *
+// grad (both outputs new contiguous tensors like grad).
 template <typename Launch>
-std::tuple<at::Tensor, at::Tensor> q_sample_backward_impl(
-    const at::Tensor& grad_in, const at::Tensor& t_in, const at::Tensor& sa_in,
-    const at::Tensor& s1ma_in, const Launch& launch) {
-  const int64_t T = check_q_sample_backward(grad_in, t_in, sa_in, s1ma_in);
+void launch_q_sample_backward(const char* op, const at::Tensor& grad_in,
+                              const at::Tensor& t_in, const at::Tensor& sa_in,
+                              const at::Tensor& s1ma_in, int64_t T,
+                              at::Tensor& grad_x_start, at::Tensor& grad_noise,
+                              const Launch& launch) {
   const at::Tensor grad = grad_in.contiguous();
   const at::Tensor t = t_in.contiguous();
   const at::Tensor sa = sa_in.contiguous();
   const at::Tensor s1ma = s1ma_in.contiguous();
-  at::Tensor grad_x_start = at::empty_like(grad, at::MemoryFormat::Contiguous);
-  at::Tensor grad_noise = at::empty_like(grad, at::MemoryFormat::Contiguous);
-  if (grad.numel() == 0) return {grad_x_start, grad_noise};
+  if (grad.numel() == 0) return;
   dispatch_types(grad.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
     using S = decltype(s);
     using Tab = decltype(tb);
     QSampleBackwardParams<S, Tab> p;
     p.grad = data_of<S>(grad);
     p.grad_x_start = mutable_data_of<S>(grad_x_start);
-    p.grad_noise = mutable_data_of<S>(grad_noise);
+    p.grad_noise = grad_noise.defined() ? mutable_data_of<S>(grad_noise) : nullptr;
     p.timesteps = {t.data_ptr<int64_t>(), T};
     p.tables = {sa.data_ptr<Tab>(), s1ma.data_ptr<Tab>()};
     p.batch = grad.size(0);
     p.sample_numel = sample_numel(grad);
     const int64_t bad = launch(p);
-    if (bad >= 0) fail_bad_timestep(kQSampleBackward, t, bad, T);
+    if (bad >= 0) fail_bad_timestep(op, t, bad, T);
   });
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> q_sample_backward_impl(
+    const at::Tensor& grad, const at::Tensor& t, const at::Tensor& sa,
+    const at::Tensor& s1ma, const Launch& launch) {
+  const int64_t T = check_q_sample_backward(grad, t, sa, s1ma);
+  at::Tensor grad_x_start = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  at::Tensor grad_noise = at::empty_like(grad, at::MemoryFormat::Contiguous);
+  launch_q_sample_backward(kQSampleBackward, grad, t, sa, s1ma, T, grad_x_start,
+                           grad_noise, launch);
   return {grad_x_start, grad_noise};
 }
 
-// scale_by_timestep runs q_sample's backward kernel with only its first
-// output (grad_noise == nullptr): out = table[t] * input.
+// scale_by_timestep is q_sample's backward kernel with only its first output:
+// out = table[t] * input.
 template <typename Launch>
-at::Tensor scale_by_timestep_impl(const at::Tensor& input_in,
-                                  const at::Tensor& t_in,
-                                  const at::Tensor& table_in,
+at::Tensor scale_by_timestep_impl(const at::Tensor& input,
+                                  const at::Tensor& t,
+                                  const at::Tensor& table,
                                   const Launch& launch) {
-  const int64_t T = check_scale_by_timestep(input_in, t_in, table_in);
-  const at::Tensor input = input_in.contiguous();
-  const at::Tensor t = t_in.contiguous();
-  const at::Tensor table = table_in.contiguous();
+  const int64_t T = check_scale_by_timestep(input, t, table);
   at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
-  if (input.numel() == 0) return out;
-  dispatch_types(input.scalar_type(), table.scalar_type(), [&](auto s, auto tb) {
-    using S = decltype(s);
-    using Tab = decltype(tb);
-    QSampleBackwardParams<S, Tab> p;
-    p.grad = data_of<S>(input);
-    p.grad_x_start = mutable_data_of<S>(out);
-    p.grad_noise = nullptr;
-    p.timesteps = {t.data_ptr<int64_t>(), T};
-    p.tables = {table.data_ptr<Tab>(), table.data_ptr<Tab>()};
-    p.batch = input.size(0);
-    p.sample_numel = sample_numel(input);
-    const int64_t bad = launch(p);
-    if (bad >= 0) fail_bad_timestep(kScaleByTimestep, t, bad, T);
-  });
+  at::Tensor none;
+  launch_q_sample_backward(kScaleByTimestep, input, t, table, table, T, out,
+                           none, launch);
   return out;
 }
 

@@ -55,22 +55,38 @@ int64_t gather_coefficients(const Timesteps& ts, int64_t batch,
 // (ATen's own element-wise loops use the same figure).
 constexpr int64_t kGrainSize = 32768;
 
+// Splits the len flat elements starting at element i of sample b (i may lie
+// past that sample's end) into runs inside one sample: calls
+// run(b', i0, i1, done) for elements [i0, i1) of sample b', done being the
+// number of elements before that run. No division, for the noise pass's
+// inner loop.
+template <typename Run>
+DDPM_ALWAYS_INLINE inline void for_each_run_from(int64_t b, int64_t i,
+                                                 int64_t len,
+                                                 int64_t sample_numel,
+                                                 const Run& run) {
+  while (i >= sample_numel) {  // a sample boundary before the first element
+    i -= sample_numel;
+    ++b;
+  }
+  for (int64_t done = 0; done < len; ++b, i = 0) {
+    const int64_t take = std::min(sample_numel - i, len - done);
+    run(b, i, i + take, done);
+    done += take;
+  }
+}
+
 // Splits flat elements [begin, end) into runs inside one sample: calls
 // run(b, i0, i1, flat0) for elements [i0, i1) of sample b, flat0 being the
 // flat index of (b, i0).
 template <typename Run>
 void for_each_run_in(int64_t begin, int64_t end, int64_t sample_numel,
                      const Run& run) {
-  int64_t b = begin / sample_numel;
-  int64_t i = begin - b * sample_numel;
-  int64_t flat = begin;
-  while (flat < end) {
-    const int64_t stop = std::min(sample_numel, i + (end - flat));
-    run(b, i, stop, flat);
-    flat += stop - i;
-    ++b;
-    i = 0;
-  }
+  const int64_t b = begin / sample_numel;
+  for_each_run_from(b, begin - b * sample_numel, end - begin, sample_numel,
+                    [&](int64_t sample, int64_t i0, int64_t i1, int64_t done) {
+                      run(sample, i0, i1, begin + done);
+                    });
 }
 
 // Calls run(b, begin, end) over [0, batch*sample_numel) in parallel, each

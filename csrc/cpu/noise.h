@@ -95,26 +95,6 @@ struct WholeBlockGenerator {
   }
 };
 
-// Calls run(b, i, i + len', noise) for flat elements [flat, flat + len) in
-// runs inside one sample, (b, i) being the sample and index of `flat`.
-template <typename Run>
-DDPM_ALWAYS_INLINE void for_each_run_from(int64_t b, int64_t i, int64_t len,
-                                          int64_t sample_numel,
-                                          const float* noise, const Run& run) {
-  while (i >= sample_numel) {  // a sample boundary before `flat`
-    i -= sample_numel;
-    ++b;
-  }
-  while (len > 0) {
-    const int64_t take = std::min(sample_numel - i, len);
-    run(b, i, i + take, noise);
-    noise += take;
-    len -= take;
-    ++b;
-    i = 0;
-  }
-}
-
 // Blocks [block_begin, block_end) of one parallel task.
 template <typename Generator, typename Run, typename Touch>
 DDPM_ALWAYS_INLINE void noise_blocks(int64_t block_begin, int64_t block_end,
@@ -150,9 +130,13 @@ DDPM_ALWAYS_INLINE void noise_blocks(int64_t block_begin, int64_t block_end,
                          const int64_t hi = std::min<int64_t>(
                              lane * kNoiseRowLength + c1, end - begin);
                          if (lo >= hi) continue;
-                         for_each_run_from(block_sample, block_index + lo,
-                                           hi - lo, sample_numel, noise + lo,
-                                           run);
+                         for_each_run_from(
+                             block_sample, block_index + lo, hi - lo,
+                             sample_numel,
+                             [&](int64_t b, int64_t i0, int64_t i1,
+                                 int64_t done) DDPM_ALWAYS_INLINE {
+                               run(b, i0, i1, noise + lo + done);
+                             });
                        }
                      });
   }

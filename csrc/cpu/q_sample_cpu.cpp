@@ -76,7 +76,7 @@ int64_t q_sample_cpu(const QSampleParams<S, T>& p) {
           const int64_t off = b * n + i0;
           next.add(p.x_start + off, i1 - i0, false);
           next.add(p.out + off, i1 - i0, true);
-          if (p.noise_out != nullptr) next.add(p.noise_out + off, i1 - i0, true);
+          next.add(p.noise_out + off, i1 - i0, true);
         });
     return -1;
   }
