@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "per_sample_linear.h"
 
 namespace ddpm {
 namespace ops {
@@ -35,21 +36,13 @@ class PosteriorFunction : public torch::autograd::Function<PosteriorFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &t = saved[0], &coef1 = saved[1], &coef2 = saved[2];
-    const bool x_start_needs = ctx->needs_input_grad(0);
-    const bool x_t_needs = ctx->needs_input_grad(1);
-    if (!grads[0].defined()) {  // the mean was not used
-      return {Variable(), Variable(), Variable(), Variable(),
-              Variable(), Variable(), Variable()};
-    }
-    if (x_start_needs && x_t_needs) {
-      auto g = ddpm::posterior_mean_variance_backward(grads[0], t, coef1, coef2);
-      return {std::get<0>(g), std::get<1>(g), Variable(), Variable(),
-              Variable(), Variable(), Variable()};
-    }
-    // one gradient: one write instead of two
-    return {x_start_needs ? ddpm::scale_by_timestep(grads[0], t, coef1) : Variable(),
-            x_t_needs ? ddpm::scale_by_timestep(grads[0], t, coef2) : Variable(),
-            Variable(), Variable(), Variable(), Variable(), Variable()};
+    auto g = per_sample_linear_grads(
+        grads[0], t, coef1, ctx->needs_input_grad(0), coef2,
+        ctx->needs_input_grad(1), [&] {
+          return ddpm::posterior_mean_variance_backward(grads[0], t, coef1, coef2);
+        });
+    return {g.first, g.second, Variable(), Variable(),
+            Variable(), Variable(), Variable()};
   }
 };
 

@@ -4,6 +4,7 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "per_sample_linear.h"
 
 namespace ddpm {
 namespace ops {
@@ -26,19 +27,11 @@ class QSampleFunction : public torch::autograd::Function<QSampleFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const at::Tensor &t = saved[0], &sa = saved[1], &s1ma = saved[2];
-    const bool x_start_needs = ctx->needs_input_grad(0);
-    const bool noise_needs = ctx->needs_input_grad(2);
-    if (x_start_needs && noise_needs) {
-      auto g = ddpm::q_sample_backward(grads[0], t, sa, s1ma);
-      return {std::get<0>(g), Variable(), std::get<1>(g), Variable(),
-              Variable()};
-    }
-    // one gradient: one write instead of two (training's usual case, where
-    // the noise is a constant)
-    return {x_start_needs ? ddpm::scale_by_timestep(grads[0], t, sa) : Variable(),
-            Variable(),
-            noise_needs ? ddpm::scale_by_timestep(grads[0], t, s1ma) : Variable(),
-            Variable(), Variable()};
+    auto g = per_sample_linear_grads(
+        grads[0], t, sa, ctx->needs_input_grad(0), s1ma,
+        ctx->needs_input_grad(2),
+        [&] { return ddpm::q_sample_backward(grads[0], t, sa, s1ma); });
+    return {g.first, Variable(), g.second, Variable(), Variable()};
   }
 };
 
