@@ -9,11 +9,17 @@ Times side by side in one run, on the same inputs, one p_sample step
   randn+improved   torch.randn_like(x) then improved-diffusion's chain
 and reports medians, spreads and the ratios (randn+fused)/philox and
 (randn+improved)/philox. Inputs rotate through enough sets to leave the cache.
+
+Each ratio is given twice: as the ratio of the two medians, and "paired", the
+median (with quartiles) of the per-repetition ratios. A repetition times every
+variant within a few milliseconds, so the paired ratio cancels the slow and
+fast minutes of a shared machine that the ratio of medians mixes in.
 """
 import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 
@@ -51,6 +57,17 @@ def _step(case, variant, i, offset):
                                            sample=i["out1"], pred_xstart=i["out2"])
     out = case.eager.mean_variance_from_output(i["other"], i["x"], i["t"], True)
     return case.eager.sample_from(out, i["x"], i["t"], noise)
+
+
+# (name, numerator variant, denominator variant) of the per-repetition ratios
+PAIRED_RATIOS = [("randn_fused_over_philox", "randn+fused", "philox"),
+                 ("randn_fused_out_over_philox_out", "randn+fused_out", "philox_out")]
+
+
+def paired_ratio(numerators, denominators):
+    """[first quartile, median, third quartile] of numerators[r] / denominators[r]."""
+    ratios = sorted(n / d for n, d in zip(numerators, denominators))
+    return [ratios[len(ratios) // 4], statistics.median(ratios), ratios[(3 * len(ratios)) // 4]]
 
 
 def variants_for(op):
@@ -99,6 +116,9 @@ def run(args):
                     if "philox_out_s" in row:
                         row["randn_fused_out_over_philox_out"] = (row["randn+fused_out_s"]
                                                                   / row["philox_out_s"])
+                    for name, num, den in PAIRED_RATIOS:
+                        if den in times:
+                            row[name + "_paired"] = paired_ratio(times[num], times[den])
                     rows.append(row)
                     parts = [f"{v} {row[v + '_s'] * 1e6:9.1f}us (+-{row[v + '_iqr_s'] * 5e5:.1f})"
                              for v in times]
@@ -107,7 +127,12 @@ def run(args):
                           + f"  | randn+fused/philox {row['randn_fused_over_philox']:.2f}x"
                           + f"  randn+improved/philox {row['randn_improved_over_philox']:.2f}x"
                           + (f"  out=: {row['randn_fused_out_over_philox_out']:.2f}x"
-                             if "randn_fused_out_over_philox_out" in row else ""), flush=True)
+                             if "randn_fused_out_over_philox_out" in row else "")
+                          + "  | paired: " + "  ".join(
+                              f"{name} {row[name + '_paired'][1]:.2f}x"
+                              f" ({row[name + '_paired'][0]:.2f}-{row[name + '_paired'][2]:.2f})"
+                              for name, _, _ in PAIRED_RATIOS if name + "_paired" in row),
+                          flush=True)
                     with open(args.output, "w") as f:
                         json.dump({"env": env, "rows": rows}, f, indent=1)
     return rows

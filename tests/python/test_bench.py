@@ -1,0 +1,122 @@
+"""The benchmarks compare like with like: every variant that `bench` and
+`bench-noise` time computes the same result (and the same gradients) on the
+same inputs, and both commands run end to end and write what they report."""
+import json
+
+import pytest
+import torch
+
+from conftest import DEVICES, TORCH_2
+from torch_ddpm import bench, bench_noise
+
+SMALL = (3, 4, 6, 5)
+
+
+def _as_tuple(outs):
+    return outs if isinstance(outs, tuple) else (outs,)
+
+
+def _cases(device, backward):
+    for op in ("q_sample", "posterior_mean_variance"):
+        yield bench.Case(op, SMALL, torch.float32, device, backward=backward)
+    for mean_type, var_type in bench.P_MODES:
+        yield bench.Case("p_sample", SMALL, torch.float32, device, mean_type, var_type, backward)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
+def test_bench_variants_compute_the_same_thing(device, backward):
+    checked = 0
+    for case in _cases(device, backward):
+        variants = case.variants(compiled=False)
+        results = {}
+        for v in variants:
+            inputs = case.make_inputs(torch.Generator().manual_seed(7))
+            outs, wrt = getattr(case, v)(inputs)
+            outs = _as_tuple(outs)
+            if backward:
+                wrt = tuple(w for w in wrt if w.requires_grad)
+                grads = torch.autograd.grad(outs, wrt, (inputs["g1"], inputs["g2"])[: len(outs)])
+                outs = outs + grads
+            results[v] = [o.detach().double() for o in outs]
+        for v in variants[1:]:
+            assert len(results[v]) == len(results["fused"]), (case.name, v)
+            for got, want in zip(results[v], results["fused"]):
+                torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5,
+                                           msg=lambda m: f"{case.name} {v}: {m}")
+        assert case.min_bytes() > 0
+        checked += 1
+    assert checked == 2 + len(bench.P_MODES)
+
+
+def test_bench_noise_variants_compute_the_same_step():
+    """randn+fused, randn+fused_out and randn+improved take the same draws
+    from the global generator; philox draws philox_normal(x, 1, offset)."""
+    for op in ("p_sample", "q_sample"):
+        case = bench.Case(op, SMALL, torch.float32, "cpu")
+        inputs = case.make_inputs(torch.Generator().manual_seed(3))
+        results = {}
+        for v in bench_noise.variants_for(op):
+            torch.manual_seed(11)
+            outs = bench_noise._step(case, v, inputs, 8)
+            if isinstance(outs, dict):  # improved-diffusion's p_sample
+                outs = outs["sample"]
+            results[v] = [o.clone() for o in _as_tuple(outs)]
+        for v in ("randn+fused_out", "randn+improved"):
+            if v in results:
+                torch.testing.assert_close(results[v][0], results["randn+fused"][0],
+                                           rtol=1e-5, atol=1e-5)
+        noise = torch.ops.ddpm.philox_normal(inputs["x"], 1, 8)
+        tab = case.tab
+        if op == "q_sample":
+            want = torch.ops.ddpm.q_sample(inputs["x"], inputs["t"], noise,
+                                           tab["sqrt_alphas_cumprod"],
+                                           tab["sqrt_one_minus_alphas_cumprod"])
+        else:
+            want = case.ours._fused_step(inputs["other"], inputs["x"], inputs["t"], noise, True)[0]
+        torch.testing.assert_close(results["philox"][0], want, rtol=1e-6, atol=1e-6)
+        if "philox_out" in results:
+            assert torch.equal(results["philox_out"][0], results["philox"][0])
+
+
+def test_paired_ratio_is_the_median_of_per_repetition_ratios():
+    # repetitions 2 to 4 ran in a minute ten times slower for both variants,
+    # and in 4 the denominator alone was fast: the ratio of the medians
+    # (40 / 2 = 20) mixes minutes, the paired median (4) does not
+    numerators = [4.0, 4.0, 40.0, 40.0, 40.0]
+    denominators = [1.0, 1.0, 10.0, 10.0, 2.0]
+    q1, median, q3 = bench_noise.paired_ratio(numerators, denominators)
+    assert (q1, median, q3) == (4.0, 4.0, 4.0)
+    q1, median, q3 = bench_noise.paired_ratio([1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0])
+    assert q1 <= median <= q3 and median == 2.5 and (q1, q3) == (2.0, 4.0)
+
+
+def test_bench_noise_command_writes_every_ratio(tmp_path):
+    out = tmp_path / "noise.json"
+    rows = bench_noise.main(["--shapes", "latent4x4x64x64", "--dtypes", "float32",
+                             "--reps", "4", "--warmup", "1", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(rows))
+    assert [r["op"] for r in rows] == ["p_sample", "q_sample"]
+    p_row = rows[0]
+    for key in ("randn_fused_over_philox", "randn_fused_over_philox_paired",
+                "randn_fused_out_over_philox_out", "randn_fused_out_over_philox_out_paired"):
+        assert key in p_row, key
+    q1, median, q3 = p_row["randn_fused_over_philox_paired"]
+    assert 0 < q1 <= median <= q3
+    assert "randn_fused_out_over_philox_out_paired" not in rows[1]  # q_sample has no out= row
+
+
+def test_bench_command_writes_every_ratio(tmp_path):
+    out = tmp_path / "bench.json"
+    result = bench.main(["--shapes", "latent4x4x64x64", "--dtypes", "float32", "--reps", "2",
+                         "--warmup", "1", "--backward", "--no-compile", "--output", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    names = [r["op"] for r in result["rows"]]
+    assert "q_sample fwd+bwd" in names and "p_sample[epsilon,fixed_small]" in names
+    for r in result["rows"]:
+        assert r["fused_s"] > 0 and r["copy_GBps"] > 0
+        assert r["speedup_vs_improved"] > 0 and r["speedup_vs_lean"] > 0
+        assert ("fused_out_s" in r) == (not r["op"].endswith("fwd+bwd"))
+    assert TORCH_2 or "compiled" not in result["variants"]
