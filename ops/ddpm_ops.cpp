@@ -57,8 +57,8 @@ TORCH_LIBRARY(ddpm, m) {
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
   m.def(
-      "p_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
-      "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "p_sample_backward(Tensor? grad_sample, Tensor? grad_pred_xstart, "
+      "Tensor model_output, Tensor x_t, Tensor t, Tensor? noise, "
       "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
       "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
       "Tensor posterior_log_variance_clipped, Tensor betas, "
@@ -80,8 +80,8 @@ TORCH_LIBRARY(ddpm, m) {
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
   m.def(
-      "ddim_sample_backward(Tensor grad_sample, Tensor grad_pred_xstart, "
-      "Tensor model_output, Tensor x_t, Tensor t, Tensor noise, "
+      "ddim_sample_backward(Tensor? grad_sample, Tensor? grad_pred_xstart, "
+      "Tensor model_output, Tensor x_t, Tensor t, Tensor? noise, "
       "Tensor sqrt_recip_alphas_cumprod, Tensor sqrt_recipm1_alphas_cumprod, "
       "Tensor posterior_mean_coef1, Tensor posterior_mean_coef2, "
       "Tensor alphas_cumprod, Tensor alphas_cumprod_prev, float eta, "
@@ -214,9 +214,11 @@ std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
 }
 
 std::tuple<at::Tensor, at::Tensor> p_sample_backward(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const c10::optional<at::Tensor>& grad_sample,
+    const c10::optional<at::Tensor>& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const c10::optional<at::Tensor>& noise,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
     const at::Tensor& sqrt_recipm1_alphas_cumprod,
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2,
@@ -226,9 +228,10 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward(
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("ddpm::p_sample_backward", "")
                        .typed<std::tuple<at::Tensor, at::Tensor>(
+                           const c10::optional<at::Tensor>&,
+                           const c10::optional<at::Tensor>&,
                            const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
+                           const at::Tensor&, const c10::optional<at::Tensor>&,
                            const at::Tensor&, const at::Tensor&,
                            const at::Tensor&, const at::Tensor&,
                            const at::Tensor&, const at::Tensor&,
@@ -246,8 +249,9 @@ using StepSig = std::tuple<at::Tensor, at::Tensor>(
     const at::Tensor&, const at::Tensor&, double, c10::string_view,
     c10::string_view, bool);
 using StepBackwardSig = std::tuple<at::Tensor, at::Tensor>(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const c10::optional<at::Tensor>&, const c10::optional<at::Tensor>&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const c10::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&,
     const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
     double, c10::string_view, c10::string_view, bool);
 
@@ -270,9 +274,11 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample(
 }
 
 std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const c10::optional<at::Tensor>& grad_sample,
+    const c10::optional<at::Tensor>& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const c10::optional<at::Tensor>& noise,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
     const at::Tensor& sqrt_recipm1_alphas_cumprod,
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,

@@ -71,9 +71,10 @@ at::Tensor scale_by_timestep(const at::Tensor& input, const at::Tensor& t,
                              const at::Tensor& table);
 
 std::tuple<at::Tensor, at::Tensor> p_sample_backward(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const c10::optional<at::Tensor>& grad_sample,
+    const c10::optional<at::Tensor>& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const c10::optional<at::Tensor>& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
     const at::Tensor& sqrt_recipm1_alphas_cumprod,
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2,
@@ -82,9 +83,10 @@ std::tuple<at::Tensor, at::Tensor> p_sample_backward(
     bool clip_denoised);
 
 std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const c10::optional<at::Tensor>& grad_sample,
+    const c10::optional<at::Tensor>& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+    const c10::optional<at::Tensor>& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
     const at::Tensor& sqrt_recipm1_alphas_cumprod,
     const at::Tensor& posterior_mean_coef1,
     const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,

@@ -90,9 +90,9 @@ std::tuple<at::Tensor, at::Tensor> p_sample_meta(
 }
 
 std::tuple<at::Tensor, at::Tensor> p_sample_backward_meta(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const OptionalTensor& grad_sample, const OptionalTensor& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const OptionalTensor& noise, const at::Tensor& r, const at::Tensor& rm1,
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
@@ -147,9 +147,9 @@ std::tuple<at::Tensor&, at::Tensor&> ddim_sample_out_meta(
 }
 
 std::tuple<at::Tensor, at::Tensor> ddim_sample_backward_meta(
-    const at::Tensor& grad_sample, const at::Tensor& grad_pred_xstart,
+    const OptionalTensor& grad_sample, const OptionalTensor& grad_pred_xstart,
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const OptionalTensor& noise, const at::Tensor& r, const at::Tensor& rm1,
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
     const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {

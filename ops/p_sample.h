@@ -140,16 +140,41 @@ inline StepChecked check_step_args(const char* op,
   return {modes, T};
 }
 
+// A backward step's optional operands: an absent grad_sample or
+// grad_pred_xstart is a zero gradient (autograd's undefined gradient of an
+// output the loss does not use); the noise is needed only where it is read.
+using OptionalTensor = c10::optional<at::Tensor>;
+
+// The noise enters the backward pass only through a learned variance's
+// gradient, which is grad_sample times noise times d sigma.
+inline bool step_backward_reads_noise(const StepModes& modes,
+                                      const OptionalTensor& grad_sample) {
+  return reads_var_channels(modes) && grad_sample.has_value() &&
+         grad_sample->defined();
+}
+
+inline const at::Tensor* defined_or_null(const OptionalTensor& tensor) {
+  return tensor.has_value() && tensor->defined() ? &*tensor : nullptr;
+}
+
 // Every check of a backward step's arguments (shared with the Meta kernel).
 inline StepChecked check_step_backward_args(
-    const char* op, const at::Tensor& grad_sample,
-    const at::Tensor& grad_pred_xstart, const at::Tensor& model_output,
-    const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& noise,
+    const char* op, const OptionalTensor& grad_sample,
+    const OptionalTensor& grad_pred_xstart, const at::Tensor& model_output,
+    const at::Tensor& x_t, const at::Tensor& t, const OptionalTensor& noise,
     const StepTableArgs& tables, const StepModes& modes) {
+  const at::Tensor* noise_tensor = defined_or_null(noise);
   const StepChecked checked = check_step_args(
-      op, model_output, x_t, t, explicit_noise(noise), tables, modes);
-  check_like(op, {"grad_sample", &grad_sample}, {"x_t", &x_t});
-  check_like(op, {"grad_pred_xstart", &grad_pred_xstart}, {"x_t", &x_t});
+      op, model_output, x_t, t, NoiseArg{noise_tensor, {0, 0}}, tables, modes);
+  TORCH_CHECK(noise_tensor != nullptr || !step_backward_reads_noise(modes, grad_sample),
+              op, ": expected a noise tensor like x_t: a learned variance's "
+              "gradient reads the noise when grad_sample is given, got None");
+  if (const at::Tensor* g = defined_or_null(grad_sample)) {
+    check_like(op, {"grad_sample", g}, {"x_t", &x_t});
+  }
+  if (const at::Tensor* g = defined_or_null(grad_pred_xstart)) {
+    check_like(op, {"grad_pred_xstart", g}, {"x_t", &x_t});
+  }
   return checked;
 }
 
@@ -202,22 +227,31 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
   return {sample, pred_xstart};
 }
 
+// Absent gradients are zeros (see check_step_backward_args); the kernels
+// get null pointers for them and never read them.
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> step_backward_impl(
-    const char* op, const at::Tensor& grad_sample_in,
-    const at::Tensor& grad_pred_xstart_in, const at::Tensor& model_output_in,
+    const char* op, const OptionalTensor& grad_sample_in,
+    const OptionalTensor& grad_pred_xstart_in, const at::Tensor& model_output_in,
     const at::Tensor& x_t_in, const at::Tensor& t_in,
-    const at::Tensor& noise_in, const StepTableArgs& tables_in,
+    const OptionalTensor& noise_in, const StepTableArgs& tables_in,
     const StepModes& modes_in, const Launch& launch) {
   const StepChecked checked = check_step_backward_args(
       op, grad_sample_in, grad_pred_xstart_in, model_output_in, x_t_in, t_in,
       noise_in, tables_in, modes_in);
   const int64_t T = checked.num_timesteps;
-  const at::Tensor grad_sample = grad_sample_in.contiguous();
-  const at::Tensor grad_pred_xstart = grad_pred_xstart_in.contiguous();
+  const auto contiguous_or_undefined = [](const at::Tensor* tensor) {
+    return tensor != nullptr ? tensor->contiguous() : at::Tensor();
+  };
+  const at::Tensor grad_sample = contiguous_or_undefined(defined_or_null(grad_sample_in));
+  const at::Tensor grad_pred_xstart =
+      contiguous_or_undefined(defined_or_null(grad_pred_xstart_in));
+  const at::Tensor noise =
+      step_backward_reads_noise(checked.modes, grad_sample_in)
+          ? noise_in->contiguous()
+          : at::Tensor();
   const at::Tensor model_output = model_output_in.contiguous();
   const at::Tensor x_t = x_t_in.contiguous();
-  const at::Tensor noise = noise_in.contiguous();
   const at::Tensor t = t_in.contiguous();
   const StepTablesContig tables(tables_in);
   at::Tensor grad_model_output =
@@ -227,12 +261,15 @@ std::tuple<at::Tensor, at::Tensor> step_backward_impl(
   dispatch_types(x_t.scalar_type(), tables.dtype(), [&](auto s, auto tb) {
     using S = decltype(s);
     using Tab = decltype(tb);
+    const auto data_or_null = [](const at::Tensor& tensor) -> const S* {
+      return tensor.defined() ? data_of<S>(tensor) : nullptr;
+    };
     PSampleBackwardParams<S, Tab> p;
-    p.grad_sample = data_of<S>(grad_sample);
-    p.grad_pred_xstart = data_of<S>(grad_pred_xstart);
+    p.grad_sample = data_or_null(grad_sample);
+    p.grad_pred_xstart = data_or_null(grad_pred_xstart);
     p.model_output = data_of<S>(model_output);
     p.x_t = data_of<S>(x_t);
-    p.noise = data_of<S>(noise);
+    p.noise = data_or_null(noise);
     p.grad_model_output = mutable_data_of<S>(grad_model_output);
     p.grad_x_t = mutable_data_of<S>(grad_x_t);
     p.timesteps = {t.data_ptr<int64_t>(), T};

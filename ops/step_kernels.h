@@ -141,9 +141,9 @@ struct StepKernels {
   }
 
   static Pair p_sample_backward(
-      const Tensor& grad_sample, const Tensor& grad_pred_xstart,
+      const OptionalTensor& grad_sample, const OptionalTensor& grad_pred_xstart,
       const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const OptionalTensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
       const Tensor& c2, const Tensor& log_var, const Tensor& betas,
       c10::string_view mean_type, c10::string_view var_type,
       bool clip_denoised) {
@@ -156,9 +156,9 @@ struct StepKernels {
   }
 
   static Pair ddim_sample_backward(
-      const Tensor& grad_sample, const Tensor& grad_pred_xstart,
+      const OptionalTensor& grad_sample, const OptionalTensor& grad_pred_xstart,
       const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const OptionalTensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
       const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
       c10::string_view mean_type, c10::string_view var_type,
       bool clip_denoised) {

@@ -43,6 +43,31 @@ DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                                             sample, pred_xstart, n);
 }
 
+// kHasGradSample / kHasGradPred false: that gradient is zero (its pointer
+// is null) and is not read. Compile-time, so that each version vectorizes.
+template <bool kMeanIsOutput, bool kLearnedVar, bool kHasGradSample,
+          bool kHasGradPred, typename S, typename acc>
+DDPM_ALWAYS_INLINE inline void p_sample_backward_loop(
+    PSampleCoef<acc> k, ClipRange<acc> clip, const S* __restrict grad_sample,
+    const S* __restrict grad_pred_xstart, const S* __restrict out,
+    const S* __restrict var_out, const S* __restrict x_t,
+    const S* __restrict noise, S* __restrict grad_out,
+    S* __restrict grad_var_out, S* __restrict grad_x_t, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc v = kLearnedVar ? load(var_out + i) : acc(0);
+    const PSampleGrad<acc> g =
+        p_sample_backward_elem<kMeanIsOutput, kLearnedVar>(
+            k, clip, kHasGradSample ? load(grad_sample + i) : acc(0),
+            kHasGradPred ? load(grad_pred_xstart + i) : acc(0), load(out + i),
+            v, load(x_t + i),
+            kLearnedVar && kHasGradSample ? load(noise + i) : acc(0));
+    store(grad_out + i, g.out);
+    if (kLearnedVar) store(grad_var_out + i, g.var_out);
+    store(grad_x_t + i, g.x_t);
+  }
+}
+
+// grad_sample or grad_pred_xstart null: a zero gradient, not read.
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
 DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                            const S* __restrict grad_sample,
@@ -51,15 +76,20 @@ DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> cl
                            const S* __restrict x_t, const S* __restrict noise,
                            S* __restrict grad_out, S* __restrict grad_var_out,
                            S* __restrict grad_x_t, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const acc v = kLearnedVar ? load(var_out + i) : acc(0);
-    const PSampleGrad<acc> g =
-        p_sample_backward_elem<kMeanIsOutput, kLearnedVar>(
-            k, clip, load(grad_sample + i), load(grad_pred_xstart + i),
-            load(out + i), v, load(x_t + i), load(noise + i));
-    store(grad_out + i, g.out);
-    if (kLearnedVar) store(grad_var_out + i, g.var_out);
-    store(grad_x_t + i, g.x_t);
+  const auto loop = [&](auto has_grad_sample, auto has_grad_pred)
+                        DDPM_ALWAYS_INLINE {
+    p_sample_backward_loop<kMeanIsOutput, kLearnedVar,
+                           decltype(has_grad_sample)::value,
+                           decltype(has_grad_pred)::value>(
+        k, clip, grad_sample, grad_pred_xstart, out, var_out, x_t, noise,
+        grad_out, grad_var_out, grad_x_t, n);
+  };
+  using F = std::false_type;
+  using T = std::true_type;
+  if (grad_sample != nullptr) {
+    grad_pred_xstart != nullptr ? loop(T{}, T{}) : loop(T{}, F{});
+  } else {
+    grad_pred_xstart != nullptr ? loop(F{}, T{}) : loop(F{}, F{});
   }
   // A DDIM step ignores the variance half: its gradient is zero.
   if (!kLearnedVar && grad_var_out != nullptr) {
@@ -156,10 +186,13 @@ int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
                                              int64_t i1) {
       const int64_t off = b * n + i0;
       const int64_t out_off = b * out_stride + i0;
+      const auto at = [off](const S* data) {  // a null gradient stays null
+        return data != nullptr ? data + off : nullptr;
+      };
       p_sample_backward_run<kMeanIsOutput, kLearned>(
-          coefs[b], clip, p.grad_sample + off, p.grad_pred_xstart + off,
+          coefs[b], clip, at(p.grad_sample), at(p.grad_pred_xstart),
           p.model_output + out_off, p.model_output + out_off + n,
-          p.x_t + off, p.noise + off, p.grad_model_output + out_off,
+          p.x_t + off, at(p.noise), p.grad_model_output + out_off,
           var_channels ? p.grad_model_output + out_off + n : nullptr,
           p.grad_x_t + off, i1 - i0);
     });

@@ -76,6 +76,24 @@ __device__ __forceinline__ bool aligned16(const void* p) {
   return (reinterpret_cast<uintptr_t>(p) & 15u) == 0;
 }
 
+// For an operand that may be absent (null: an undefined gradient, reading as
+// zeros): p + offset is aligned or p is null; V elements at p + offset, or
+// zeros.
+template <typename S>
+__device__ __forceinline__ bool aligned16_or_null(const S* p, int64_t offset) {
+  return p == nullptr || aligned16(p + offset);
+}
+template <int V, typename S, typename acc>
+__device__ __forceinline__ void load_pack_or_zero(const S* p, int64_t offset,
+                                                  acc (&out)[V]) {
+  if (p == nullptr) {
+#pragma unroll
+    for (int j = 0; j < V; ++j) out[j] = acc(0);
+  } else {
+    load_pack<V>(p + offset, out);
+  }
+}
+
 // Fills shared_coefs with the coefficients of the samples that elements
 // [chunk, chunk_end) touch; false (nothing stored) when they are more than
 // kMaxSharedSamples. Every thread of the block calls it.

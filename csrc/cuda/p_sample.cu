@@ -90,14 +90,19 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
     const int64_t off = b * p.sample_numel + i;
     const int64_t out_off = b * this->out_stride() + i;
     const int64_t var_off = out_off + (has_var_channels(p.modes) ? p.sample_numel : 0);
-    return cuda::aligned16(p.grad_sample + off) &&
-           cuda::aligned16(p.grad_pred_xstart + off) &&
+    return cuda::aligned16_or_null(p.grad_sample, off) &&
+           cuda::aligned16_or_null(p.grad_pred_xstart, off) &&
            cuda::aligned16(p.model_output + out_off) &&
            cuda::aligned16(p.model_output + var_off) &&
            cuda::aligned16(p.grad_model_output + out_off) &&
            cuda::aligned16(p.grad_model_output + var_off) &&
-           cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
+           cuda::aligned16(p.x_t + off) &&
+           (!reads_noise() || cuda::aligned16(p.noise + off)) &&
            cuda::aligned16(p.grad_x_t + off);
+  }
+  // The noise enters only the learned variance's gradient, through grad_sample.
+  __device__ bool reads_noise() const {
+    return kLearned && this->p.grad_sample != nullptr;
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
@@ -105,8 +110,9 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
     const int64_t off = b * p.sample_numel + i;
     const int64_t out_off = b * this->out_stride() + i;
     acc gs[V], gp[V], out[V], var_out[V], x[V], z[V], g_out[V], g_var[V], g_x[V];
-    cuda::load_pack<V>(p.grad_sample + off, gs);
-    cuda::load_pack<V>(p.grad_pred_xstart + off, gp);
+    // absent gradients (null) are zeros
+    cuda::load_pack_or_zero<V>(p.grad_sample, off, gs);
+    cuda::load_pack_or_zero<V>(p.grad_pred_xstart, off, gp);
     cuda::load_pack<V>(p.model_output + out_off, out);
     if (kLearned) {
       cuda::load_pack<V>(p.model_output + out_off + p.sample_numel, var_out);
@@ -115,7 +121,7 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
       for (int j = 0; j < V; ++j) var_out[j] = acc(0);
     }
     cuda::load_pack<V>(p.x_t + off, x);
-    cuda::load_pack<V>(p.noise + off, z);
+    cuda::load_pack_or_zero<V>(reads_noise() ? p.noise : nullptr, off, z);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const PSampleGrad<acc> g = p_sample_backward_elem<kMeanIsOutput, kLearned>(

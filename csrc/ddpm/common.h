@@ -15,6 +15,11 @@
 #define DDPM_HD __host__ __device__ __forceinline__
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#elif defined(__GNUC__)
+// Forced on the host as on the device: the CPU loops vectorize only with the
+// per-element math inlined, and GCC's size heuristics stop inlining once a
+// loop is compiled in several versions (the backward's absent-gradient ones).
+#define DDPM_HD inline __attribute__((always_inline))
 #else
 #define DDPM_HD inline
 #endif

@@ -105,13 +105,17 @@ struct PSampleParams {
   NoiseKey noise_key = {0, 0};
 };
 
+// A null grad_sample or grad_pred_xstart is a zero gradient (autograd's
+// undefined gradient of an output the loss does not use), never read. noise
+// is read only for a learned variance with a grad_sample, and may be null
+// otherwise.
 template <typename scalar_t, typename table_t>
 struct PSampleBackwardParams {
-  const scalar_t* grad_sample;
-  const scalar_t* grad_pred_xstart;
+  const scalar_t* grad_sample;       // or null
+  const scalar_t* grad_pred_xstart;  // or null
   const scalar_t* model_output;
   const scalar_t* x_t;
-  const scalar_t* noise;
+  const scalar_t* noise;  // or null where not read (see above)
   scalar_t* grad_model_output;  // same layout as model_output
   scalar_t* grad_x_t;
   Timesteps timesteps;

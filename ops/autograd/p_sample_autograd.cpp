@@ -26,7 +26,7 @@ class PSampleFunction : public torch::autograd::Function<PSampleFunction> {
       const std::string& mean_type, const std::string& var_type,
       bool clip_denoised) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    save_step(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas},
+    save_step_for_backward(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas},
               mean_type, var_type, clip_denoised);
     auto out = ddpm::p_sample(model_output, x_t, t, noise, r, rm1, c1, c2,
                               log_var, betas, mean_type, var_type,
@@ -38,7 +38,8 @@ class PSampleFunction : public torch::autograd::Function<PSampleFunction> {
     const auto s = ctx->get_saved_variables();
     return step_grads(
         ddpm::p_sample_backward(
-            grads[0], grads[1], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
+            s[3], s[4], s[5], s[6], s[7],
             s[8], s[9], ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),
             ctx->saved_data["clip_denoised"].toBool()),
@@ -56,7 +57,7 @@ class DdimFunction : public torch::autograd::Function<DdimFunction> {
       const std::string& mean_type, const std::string& var_type,
       bool clip_denoised) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    save_step(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev},
+    save_step_for_backward(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev},
               mean_type, var_type, clip_denoised);
     ctx->saved_data["eta"] = eta;
     auto out = ddpm::ddim_sample(model_output, x_t, t, noise, r, rm1, c1, c2,
@@ -69,7 +70,8 @@ class DdimFunction : public torch::autograd::Function<DdimFunction> {
     const auto s = ctx->get_saved_variables();
     return step_grads(
         ddpm::ddim_sample_backward(
-            grads[0], grads[1], s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7],
+            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
+            s[3], s[4], s[5], s[6], s[7],
             s[8], s[9], ctx->saved_data["eta"].toDouble(),
             ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),

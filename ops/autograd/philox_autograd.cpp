@@ -4,13 +4,15 @@
 //   q_sample_philox: x_t differentiable in x_start; the noise output is not
 //                    differentiable (it is data, like randn's result).
 //   p_sample_philox, ddim_sample_philox: as p_sample / ddim_sample, in
-//                    model_output and x_t; the backward operator gets
-//                    philox_normal(x_t, seed, offset) as its noise (rounded
-//                    to a 16-bit dtype there, where the forward used float).
+//                    model_output and x_t; where the backward reads the noise
+//                    (a learned variance's gradient), it gets
+//                    philox_normal(x_t, seed, offset) (rounded to a 16-bit
+//                    dtype there, where the forward used float).
 //   philox_normal:   its result does not require grad.
 #include <torch/autograd.h>
 #include <torch/library.h>
 
+#include "../checks.h"
 #include "../ddpm_ops.h"
 #include "step_autograd.h"
 
@@ -64,13 +66,23 @@ void save_philox_step(AutogradContext* ctx, const variable_list& tensors,
                       int64_t seed, int64_t offset,
                       const std::string& mean_type, const std::string& var_type,
                       bool clip_denoised) {
-  save_step(ctx, tensors, mean_type, var_type, clip_denoised);
+  save_step_for_backward(ctx, tensors, mean_type, var_type, clip_denoised);
   ctx->saved_data["seed"] = seed;
   ctx->saved_data["offset"] = offset;
 }
 
-// The noise the forward drew, redrawn like x_t.
-at::Tensor redraw_noise(AutogradContext* ctx, const at::Tensor& x_t) {
+// The noise the forward drew, redrawn like x_t, where the backward reads it:
+// a p_sample step with a learned variance, when the sample has a gradient
+// (see step_backward_reads_noise); None otherwise, so that nothing is drawn.
+c10::optional<at::Tensor> redraw_noise_if_read(AutogradContext* ctx,
+                                               const at::Tensor& x_t,
+                                               const at::Tensor& grad_sample,
+                                               bool ddim) {
+  const VarType var_type = parse_var_type(
+      "p_sample_philox", ctx->saved_data["var_type"].toStringRef());
+  if (ddim || !var_type_is_learned(var_type) || !grad_sample.defined()) {
+    return c10::nullopt;
+  }
   return ddpm::philox_normal(x_t, ctx->saved_data["seed"].toInt(),
                              ctx->saved_data["offset"].toInt());
 }
@@ -98,9 +110,9 @@ class PSamplePhiloxFunction
     const auto s = ctx->get_saved_variables();
     return step_grads(
         ddpm::p_sample_backward(
-            grads[0], grads[1], s[0], s[1], s[2], redraw_noise(ctx, s[1]), s[3],
-            s[4], s[5], s[6], s[7], s[8],
-            ctx->saved_data["mean_type"].toStringRef(),
+            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
+            redraw_noise_if_read(ctx, s[1], grads[0], false), s[3], s[4], s[5],
+            s[6], s[7], s[8], ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),
             ctx->saved_data["clip_denoised"].toBool()),
         14);
@@ -130,8 +142,9 @@ class DdimPhiloxFunction : public torch::autograd::Function<DdimPhiloxFunction> 
     const auto s = ctx->get_saved_variables();
     return step_grads(
         ddpm::ddim_sample_backward(
-            grads[0], grads[1], s[0], s[1], s[2], redraw_noise(ctx, s[1]), s[3],
-            s[4], s[5], s[6], s[7], s[8], ctx->saved_data["eta"].toDouble(),
+            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
+            redraw_noise_if_read(ctx, s[1], grads[0], true), s[3], s[4], s[5],
+            s[6], s[7], s[8], ctx->saved_data["eta"].toDouble(),
             ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),
             ctx->saved_data["clip_denoised"].toBool()),

@@ -1,6 +1,7 @@
 // What the autograd Functions of the fused steps share (p_sample_autograd.cpp
-// and philox_autograd.cpp): saving the step's tensors and modes, and the
-// gradient list, which is non-empty for model_output and x_t only.
+// and philox_autograd.cpp): saving the step's tensors and modes, passing
+// absent output gradients on as None, and the gradient list, which is
+// non-empty for model_output and x_t only.
 #pragma once
 
 #include <torch/autograd.h>
@@ -20,6 +21,26 @@ inline void save_step(torch::autograd::AutogradContext* ctx,
   ctx->saved_data["mean_type"] = mean_type;
   ctx->saved_data["var_type"] = var_type;
   ctx->saved_data["clip_denoised"] = clip_denoised;
+}
+
+// Saves the step's tensors and modes, and turns off autograd's zero filling
+// of an output's gradient when the loss does not use that output: the
+// backward operators take an absent gradient (see grad_or_none) and never
+// read it, where a materialized one would be a full-size zero tensor written
+// and then read.
+inline void save_step_for_backward(torch::autograd::AutogradContext* ctx,
+                                   const torch::autograd::variable_list& tensors,
+                                   const std::string& mean_type,
+                                   const std::string& var_type,
+                                   bool clip_denoised) {
+  save_step(ctx, tensors, mean_type, var_type, clip_denoised);
+  ctx->set_materialize_grads(false);
+}
+
+// An output's gradient for a backward operator's Tensor? argument: None when
+// autograd left it undefined.
+inline c10::optional<at::Tensor> grad_or_none(const at::Tensor& grad) {
+  return grad.defined() ? c10::optional<at::Tensor>(grad) : c10::nullopt;
 }
 
 // Gradients for the num_inputs inputs: model_output and x_t, nothing else.
