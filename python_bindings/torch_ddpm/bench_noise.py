@@ -8,7 +8,8 @@ Times side by side in one run, on the same inputs, one p_sample step
   randn+fused_out  torch.randn_like(x) then the out= variant
   randn+improved   torch.randn_like(x) then improved-diffusion's chain
 and reports medians, spreads and the ratios (randn+fused)/philox and
-(randn+improved)/philox. Inputs rotate through enough sets to leave the cache.
+(randn+improved)/philox. Inputs rotate through enough sets to span twice the
+last-level cache; with --warm one set is reused, as in a sampling loop.
 
 Each ratio is given twice: as the ratio of the two medians, and "paired", the
 median (with quartiles) of the per-repetition ratios. A repetition times every
@@ -25,7 +26,7 @@ import time
 
 import torch
 
-from .bench import CACHE_BYTES, SHAPES, Case, _timer, rotated, summarize
+from .bench import SHAPES, Case, _timer, input_sets, rotated, rotation_bytes, summarize
 
 VARIANTS = ["philox", "philox_out", "randn+fused", "randn+fused_out", "randn+improved"]
 
@@ -74,9 +75,9 @@ def variants_for(op):
     return [v for v in VARIANTS if not (op == "q_sample" and v == "philox_out")]
 
 
-def bench(case, reps, warmup):
+def bench(case, reps, warmup, warm=False):
     gen = torch.Generator().manual_seed(0)
-    sets = max(1, min(16, -(-CACHE_BYTES // max(case.min_bytes(), 1))))
+    sets = 1 if warm else input_sets(case.min_bytes(), case.device)
     inputs = [case.make_inputs(gen) for _ in range(sets)]
     measure = _timer(case.device)
     variants = variants_for(case.op)
@@ -94,7 +95,8 @@ def bench(case, reps, warmup):
 def run(args):
     env = {"torch": torch.__version__, "device": args.device, "machine": platform.node(),
            "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv)}
+           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv),
+           "rotation_bytes": 0 if args.warm else rotation_bytes(args.device)}
     if args.device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
     print(f"# torch-ddpm bench-noise: {env}", flush=True)
@@ -106,7 +108,7 @@ def run(args):
             for dtype_name in args.dtypes:
                 for op in ("p_sample", "q_sample"):
                     case = Case(op, SHAPES[shape_name], getattr(torch, dtype_name), args.device)
-                    times = bench(case, args.reps, args.warmup)
+                    times = bench(case, args.reps, args.warmup, args.warm)
                     row = {"op": op, "shape": shape_name, "dtype": dtype_name, "threads": threads}
                     for v, ts in times.items():
                         row[v + "_s"], row[v + "_iqr_s"] = summarize(ts)
@@ -148,6 +150,10 @@ def add_arguments(p):
     p.add_argument("--threads", nargs="+", type=int, default=None)
     p.add_argument("--reps", type=int, default=25)
     p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warm", action="store_true",
+                   help="one input set, reused: the cache state of a sampling loop, whose "
+                        "x_t the previous step has just written (default: rotate through "
+                        "twice the last-level cache)")
     p.add_argument("--output", default="bench_noise.json")
 
 

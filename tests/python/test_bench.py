@@ -94,7 +94,7 @@ def test_paired_ratio_is_the_median_of_per_repetition_ratios():
 def test_bench_noise_command_writes_every_ratio(tmp_path):
     out = tmp_path / "noise.json"
     rows = bench_noise.main(["--shapes", "latent4x4x64x64", "--dtypes", "float32",
-                             "--reps", "4", "--warmup", "1", "--output", str(out)])
+                             "--reps", "4", "--warmup", "1", "--warm", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["rows"] == json.loads(json.dumps(rows))
     assert [r["op"] for r in rows] == ["p_sample", "q_sample"]
@@ -120,3 +120,15 @@ def test_bench_command_writes_every_ratio(tmp_path):
         assert r["speedup_vs_improved"] > 0 and r["speedup_vs_lean"] > 0
         assert ("fused_out_s" in r) == (not r["op"].endswith("fwd+bwd"))
     assert TORCH_2 or "compiled" not in result["variants"]
+
+
+def test_rotation_spans_twice_the_last_level_cache():
+    llc = bench.last_level_cache_bytes("cpu")
+    per_set = 5 * 16 * 3 * 64 * 64 * 4  # p_sample at 16x3x64x64, float32
+    sets = bench.input_sets(per_set, "cpu")
+    assert sets * per_set >= min(2 * llc, bench.MAX_INPUT_SETS * per_set)
+    assert sets * per_set >= bench.MIN_ROTATION_BYTES
+    assert bench.input_sets(1 << 40, "cpu") == 1  # one set larger than any cache
+    import glob
+    if glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        assert llc >= 1 << 20  # sysfs read: at least a megabyte
