@@ -26,7 +26,7 @@ class PSampleFunction : public torch::autograd::Function<PSampleFunction> {
       const std::string& mean_type, const std::string& var_type,
       bool clip_denoised) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    save_step_for_backward(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas},
+    save_step(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas},
               mean_type, var_type, clip_denoised);
     auto out = ddpm::p_sample(model_output, x_t, t, noise, r, rm1, c1, c2,
                               log_var, betas, mean_type, var_type,
@@ -57,7 +57,7 @@ class DdimFunction : public torch::autograd::Function<DdimFunction> {
       const std::string& mean_type, const std::string& var_type,
       bool clip_denoised) {
     at::AutoDispatchBelowADInplaceOrView guard;
-    save_step_for_backward(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev},
+    save_step(ctx, {model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev},
               mean_type, var_type, clip_denoised);
     ctx->saved_data["eta"] = eta;
     auto out = ddpm::ddim_sample(model_output, x_t, t, noise, r, rm1, c1, c2,

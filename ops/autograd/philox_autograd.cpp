@@ -12,8 +12,8 @@
 #include <torch/autograd.h>
 #include <torch/library.h>
 
-#include "../checks.h"
 #include "../ddpm_ops.h"
+#include "../p_sample.h"
 #include "step_autograd.h"
 
 namespace ddpm {
@@ -66,23 +66,24 @@ void save_philox_step(AutogradContext* ctx, const variable_list& tensors,
                       int64_t seed, int64_t offset,
                       const std::string& mean_type, const std::string& var_type,
                       bool clip_denoised) {
-  save_step_for_backward(ctx, tensors, mean_type, var_type, clip_denoised);
+  save_step(ctx, tensors, mean_type, var_type, clip_denoised);
   ctx->saved_data["seed"] = seed;
   ctx->saved_data["offset"] = offset;
 }
 
-// The noise the forward drew, redrawn like x_t, where the backward reads it:
-// a p_sample step with a learned variance, when the sample has a gradient
-// (see step_backward_reads_noise); None otherwise, so that nothing is drawn.
-c10::optional<at::Tensor> redraw_noise_if_read(AutogradContext* ctx,
-                                               const at::Tensor& x_t,
-                                               const at::Tensor& grad_sample,
-                                               bool ddim) {
-  const VarType var_type = parse_var_type(
-      "p_sample_philox", ctx->saved_data["var_type"].toStringRef());
-  if (ddim || !var_type_is_learned(var_type) || !grad_sample.defined()) {
-    return c10::nullopt;
-  }
+// The noise the forward drew, redrawn like x_t, where the backward reads it
+// (step_backward_reads_noise: a learned variance's gradient, when the sample
+// has one); None otherwise, so that nothing is drawn.
+c10::optional<at::Tensor> redraw_noise_if_read(
+    AutogradContext* ctx, const at::Tensor& x_t,
+    const c10::optional<at::Tensor>& grad_sample, bool ddim) {
+  const StepModes modes = parse_step_modes(
+      ddim ? kDdimSamplePhilox : kPSamplePhilox,
+      ctx->saved_data["mean_type"].toStringRef(),
+      ctx->saved_data["var_type"].toStringRef(),
+      ctx->saved_data["clip_denoised"].toBool(), ddim,
+      ddim ? ctx->saved_data["eta"].toDouble() : 0.0);
+  if (!step_backward_reads_noise(modes, grad_sample)) return c10::nullopt;
   return ddpm::philox_normal(x_t, ctx->saved_data["seed"].toInt(),
                              ctx->saved_data["offset"].toInt());
 }
@@ -108,10 +109,11 @@ class PSamplePhiloxFunction
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
+    const auto grad_sample = grad_or_none(grads[0]);
     return step_grads(
         ddpm::p_sample_backward(
-            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
-            redraw_noise_if_read(ctx, s[1], grads[0], false), s[3], s[4], s[5],
+            grad_sample, grad_or_none(grads[1]), s[0], s[1], s[2],
+            redraw_noise_if_read(ctx, s[1], grad_sample, false), s[3], s[4], s[5],
             s[6], s[7], s[8], ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),
             ctx->saved_data["clip_denoised"].toBool()),
@@ -140,10 +142,11 @@ class DdimPhiloxFunction : public torch::autograd::Function<DdimPhiloxFunction> 
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
+    const auto grad_sample = grad_or_none(grads[0]);
     return step_grads(
         ddpm::ddim_sample_backward(
-            grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
-            redraw_noise_if_read(ctx, s[1], grads[0], true), s[3], s[4], s[5],
+            grad_sample, grad_or_none(grads[1]), s[0], s[1], s[2],
+            redraw_noise_if_read(ctx, s[1], grad_sample, true), s[3], s[4], s[5],
             s[6], s[7], s[8], ctx->saved_data["eta"].toDouble(),
             ctx->saved_data["mean_type"].toStringRef(),
             ctx->saved_data["var_type"].toStringRef(),

@@ -12,7 +12,11 @@
 namespace ddpm {
 namespace ops {
 
-// Saves the step's tensors in schema order and its modes.
+// Saves the step's tensors in schema order and its modes, and turns off
+// autograd's zero filling of an output's gradient when the loss does not use
+// that output: the backward operators take an absent gradient (see
+// grad_or_none) and never read it, where a materialized one would be a
+// full-size zero tensor written and then read.
 inline void save_step(torch::autograd::AutogradContext* ctx,
                       const torch::autograd::variable_list& tensors,
                       const std::string& mean_type, const std::string& var_type,
@@ -21,19 +25,6 @@ inline void save_step(torch::autograd::AutogradContext* ctx,
   ctx->saved_data["mean_type"] = mean_type;
   ctx->saved_data["var_type"] = var_type;
   ctx->saved_data["clip_denoised"] = clip_denoised;
-}
-
-// Saves the step's tensors and modes, and turns off autograd's zero filling
-// of an output's gradient when the loss does not use that output: the
-// backward operators take an absent gradient (see grad_or_none) and never
-// read it, where a materialized one would be a full-size zero tensor written
-// and then read.
-inline void save_step_for_backward(torch::autograd::AutogradContext* ctx,
-                                   const torch::autograd::variable_list& tensors,
-                                   const std::string& mean_type,
-                                   const std::string& var_type,
-                                   bool clip_denoised) {
-  save_step(ctx, tensors, mean_type, var_type, clip_denoised);
   ctx->set_materialize_grads(false);
 }
 

@@ -18,6 +18,7 @@ small cases rotate through enough input sets to span twice the last-level
 cache (read from sysfs, or the GPU's L2; at least 64 MiB).
 """
 import argparse
+import functools
 import glob
 import json
 import os
@@ -46,6 +47,7 @@ MIN_ROTATION_BYTES = 64 << 20
 MAX_INPUT_SETS = 256
 
 
+@functools.lru_cache(maxsize=None)  # read once per device, not once per case
 def last_level_cache_bytes(device="cpu"):
     """The largest cache in front of memory: the CPU's largest sysfs cache
     level (L3 here: 105 MiB on the 2-vCPU VM, more than the 64 MiB this
@@ -303,10 +305,15 @@ def copy_ceiling(nbytes, device, reps, warmup):
     return times
 
 
+def quartiles(values):
+    """(first quartile, median, third quartile) of values."""
+    values = sorted(values)
+    return (values[len(values) // 4], statistics.median(values),
+            values[(3 * len(values)) // 4])
+
+
 def summarize(times):
-    times = sorted(times)
-    med = statistics.median(times)
-    q1, q3 = times[len(times) // 4], times[(3 * len(times)) // 4]
+    q1, med, q3 = quartiles(times)
     return med, q3 - q1
 
 

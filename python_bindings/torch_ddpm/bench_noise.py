@@ -20,13 +20,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
 import torch
 
-from .bench import SHAPES, Case, _timer, input_sets, rotated, rotation_bytes, summarize
+from .bench import (SHAPES, Case, _timer, input_sets, quartiles, rotated, rotation_bytes,
+                    summarize)
 
 VARIANTS = ["philox", "philox_out", "randn+fused", "randn+fused_out", "randn+improved"]
 
@@ -67,8 +67,7 @@ PAIRED_RATIOS = [("randn_fused_over_philox", "randn+fused", "philox"),
 
 def paired_ratio(numerators, denominators):
     """[first quartile, median, third quartile] of numerators[r] / denominators[r]."""
-    ratios = sorted(n / d for n, d in zip(numerators, denominators))
-    return [ratios[len(ratios) // 4], statistics.median(ratios), ratios[(3 * len(ratios)) // 4]]
+    return list(quartiles(n / d for n, d in zip(numerators, denominators)))
 
 
 def variants_for(op):
