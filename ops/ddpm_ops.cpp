@@ -132,6 +132,9 @@ TORCH_LIBRARY(ddpm, m) {
   // TORCH_DDPM_CPU_CAPABILITY=avx2|default to cap it). For tests and reports.
   m.def("_cpu_noise_generator() -> str",
         [] { return std::string(ddpm::cpu_noise_generator()); });
+  // Which clone of the CPU element loops runs here (see csrc/cpu/loops.h).
+  m.def("_cpu_loop_clone() -> str",
+        [] { return std::string(ddpm::cpu_loop_clone()); });
 }
 
 namespace ddpm {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing torch-ddpm needs on Debian 12, and skips
-# whatever is already there: the toolchain and GoogleTest, Debian's torch
+# whatever is already there: the toolchain, GoogleTest and qemu-user, Debian's torch
 # 1.13 (python3-torch, libtorch-dev) for /usr/bin/python3, and torch 2.11
 # from PyPI (with diffusers and scikit-learn) for the default python3.
 set -euo pipefail
@@ -10,8 +10,9 @@ TORCH_VERSION=${TORCH_VERSION:-2.11.0}
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# qemu-user: test_isa.py runs the AVX2 and SSE2 code on emulated CPUs
 apt_packages=(cmake ninja-build g++ libgtest-dev python3-torch libtorch-dev
-              python3-pytest python3-numpy python3-setuptools python3-dev)
+              python3-pytest python3-numpy python3-setuptools python3-dev qemu-user)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -11,16 +11,27 @@
 #include "ddpm/kernels.h"
 
 // The inner loops are compiled three times, for x86-64's baseline (SSE2),
-// Haswell-class CPUs (AVX2, FMA, F16C) and AVX-512 CPUs (512-bit vectors), and
-// the loader picks one per CPU (GCC function multiversioning). The widest
-// vectors matter even for loops that look memory-bound: on the Xeon this was
-// measured on, a cache-resident p_sample loop ran at 0.6 ns/element in 256-bit
-// vectors and 0.3 in 512-bit ones (fewer load/store instructions); the
-// 16-bit types need the width to keep up with memory. Every clone rounds
+// AVX2-class CPUs (x86-64-v3: AVX2, FMA, F16C, BMI2) and AVX-512 CPUs (512-bit
+// vectors), and the loader picks one per CPU (GCC function multiversioning).
+// The widest vectors matter even for loops that look memory-bound: on the Xeon
+// this was measured on, a cache-resident p_sample loop ran at 0.6 ns/element
+// in 256-bit vectors and 0.3 in 512-bit ones (fewer load/store instructions);
+// the 16-bit types need the width to keep up with memory. Every clone rounds
 // alike: the files are built with -ffp-contract=off.
+// Why "arch=x86-64-v3" and not "arch=haswell": GCC picks an "arch=<cpu>" clone
+// by CPU *model* (__builtin_cpu_is), so a Haswell clone runs on Haswell only;
+// Broadwell, Skylake client and AMD Zen 1-3 got the SSE2 loops. An ISA level
+// (GCC 12+, PR target/101696) is picked by features. tests/python/test_isa.py checks the choice
+// on emulated CPUs (qemu-user); cpu_loop_clone() reports it.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define DDPM_CLONE_AVX512 "avx512f"
+#if __GNUC__ >= 12
+#define DDPM_CLONE_AVX2 "arch=x86-64-v3"
+#else
+#define DDPM_CLONE_AVX2 "arch=haswell"  // GCC 11 dispatches no ISA levels
+#endif
 #define DDPM_CPU_CLONES \
-  __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+  __attribute__((target_clones(DDPM_CLONE_AVX512, DDPM_CLONE_AVX2, "default")))
 #else
 #define DDPM_CPU_CLONES
 #endif

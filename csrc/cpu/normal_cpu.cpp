@@ -158,6 +158,27 @@ const char* cpu_noise_generator() {
   }
 }
 
+namespace cpu {
+// Versions of one function with the targets of DDPM_CPU_CLONES: the same
+// dispatcher and the same rule pick one (called in this file, where every
+// version is visible).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target(DDPM_CLONE_AVX512))) const char* loop_clone_version() {
+  return DDPM_CLONE_AVX512;
+}
+__attribute__((target(DDPM_CLONE_AVX2))) const char* loop_clone_version() {
+  return DDPM_CLONE_AVX2;
+}
+__attribute__((target("default"))) const char* loop_clone_version() {
+  return "default";
+}
+#else
+const char* loop_clone_version() { return "default"; }
+#endif
+}  // namespace cpu
+
+const char* cpu_loop_clone() { return cpu::loop_clone_version(); }
+
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p) {
   cpu::for_each_noise_run(

@@ -144,6 +144,9 @@ void philox_normal_cpu(const PhiloxNormalParams<S>& p);
 // The CPU noise generator in use: "avx512", "avx2" or "default" (all give the
 // same bits; TORCH_DDPM_CPU_CAPABILITY=avx2|default caps the choice).
 const char* cpu_noise_generator();
+// The clone of the CPU element loops the loader picked here: "avx512f",
+// "arch=x86-64-v3" (AVX2, FMA, F16C) or "default" (SSE2).
+const char* cpu_loop_clone();
 
 // ---- CUDA (csrc/cuda): one launch on `stream` (a cudaStream_t), grid sized
 // from the device's multiprocessor count. The caller checks the launch.

@@ -20,9 +20,17 @@ import torch_ddpm  # noqa: E402,F401  (registers torch.ops.ddpm)
 SHAPES = [(1,), (5, 3), (37, 5), (3, 1, 257), (9, 3, 61, 67), (2, 4096 + 13)]
 
 
-def compute():
+def exact_random(shape, g):
+    """Values in [-2, 2) on a 2^-19 grid, drawn as integers: the same on every
+    CPU, unlike torch.randn, whose vectorized kernels differ by instruction set
+    (test_isa.py compares CPUs)."""
+    return torch.randint(-2**20, 2**20, shape, generator=g).double() / 2**19
+
+
+def compute(tab=None):
+    """tab: the schedule tables (default ref.make_tables(100))."""
     g = torch.Generator().manual_seed(5)
-    tab = ref.make_tables(100)
+    tab = ref.make_tables(100) if tab is None else tab
     step = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
             tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
             tab["posterior_log_variance_clipped"], tab["betas"])
@@ -30,9 +38,9 @@ def compute():
     results = {}
     for shape in SHAPES:
         for dtype in (torch.float32, torch.float64, torch.bfloat16):
-            x = torch.randn(shape, generator=g).to(dtype)
+            x = exact_random(shape, g).to(dtype)
             wide = (shape[0], 2 * shape[1]) + shape[2:] if len(shape) > 1 else shape
-            out = torch.randn(wide, generator=g).to(dtype)
+            out = exact_random(wide, g).to(dtype)
             t = torch.randint(0, 100, (shape[0],), generator=g)
             key = f"{shape}-{dtype}"
             results["normal-" + key] = torch.ops.ddpm.philox_normal(x, 11, 4)
