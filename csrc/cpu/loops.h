@@ -21,8 +21,8 @@
 // Why "arch=x86-64-v3" and not "arch=haswell": GCC picks an "arch=<cpu>" clone
 // by CPU *model* (__builtin_cpu_is), so a Haswell clone runs on Haswell only;
 // Broadwell, Skylake client and AMD Zen 1-3 got the SSE2 loops. An ISA level
-// (GCC 12+, PR target/101696) is picked by features. tests/python/test_isa.py checks the choice
-// on emulated CPUs (qemu-user); cpu_loop_clone() reports it.
+// (GCC 12+, PR target/101696) is picked by features. cpu_loop_clone() reports
+// the pick; tests/python/test_isa.py checks it on CPUs emulated by qemu-user.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define DDPM_CLONE_AVX512 "avx512f"
 #if __GNUC__ >= 12
