@@ -330,18 +330,29 @@ def cases_for(args):
                     yield Case("p_sample", shape, dtype, args.device, mean_type, var_type, backward)
 
 
+def run_env(device, rotation):
+    """What a results file records about its run: versions, machine, date, command,
+    the input rotation, and the code that ran: the GPU, or on the CPU the clone of
+    the element loops and the noise generator, which the loader picks per CPU."""
+    env = {"torch": torch.__version__, "device": device, "python": platform.python_version(),
+           "machine": platform.node(), "processor": platform.processor() or platform.machine(),
+           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+           "command": " ".join(sys.argv), "rotation_bytes": rotation}
+    if device.startswith("cuda"):
+        env["gpu"] = torch.cuda.get_device_name()
+    else:
+        env["cpu_loops"] = torch.ops.ddpm._cpu_loop_clone()
+        env["cpu_noise"] = torch.ops.ddpm._cpu_noise_generator()
+    return env
+
+
 def run(args):
     torch.manual_seed(0)
     threads_list = args.threads or [torch.get_num_threads()]
     compile_ok = hasattr(torch, "compile") and not args.no_compile
     all_variants = ["fused", "fused_out", "improved", "lean"] + (["compiled"] if compile_ok else [])
     rows = []
-    env = {"torch": torch.__version__, "device": args.device, "python": platform.python_version(),
-           "machine": platform.node(), "processor": platform.processor() or platform.machine(),
-           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-           "command": " ".join(sys.argv), "rotation_bytes": rotation_bytes(args.device)}
-    if args.device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name()
+    env = run_env(args.device, rotation_bytes(args.device))
     print(f"# torch-ddpm bench: {env}", flush=True)
     for threads in threads_list:
         if not args.device.startswith("cuda"):

@@ -18,14 +18,10 @@ fast minutes of a shared machine that the ratio of medians mixes in.
 """
 import argparse
 import json
-import os
-import platform
-import sys
-import time
 
 import torch
 
-from .bench import (SHAPES, Case, _timer, input_sets, quartiles, rotated, rotation_bytes,
+from .bench import (SHAPES, Case, _timer, input_sets, quartiles, rotated, rotation_bytes, run_env,
                     summarize)
 
 VARIANTS = ["philox", "philox_out", "randn+fused", "randn+fused_out", "randn+improved"]
@@ -92,12 +88,7 @@ def bench(case, reps, warmup, warm=False):
 
 
 def run(args):
-    env = {"torch": torch.__version__, "device": args.device, "machine": platform.node(),
-           "processor": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": " ".join(sys.argv),
-           "rotation_bytes": 0 if args.warm else rotation_bytes(args.device)}
-    if args.device.startswith("cuda"):
-        env["gpu"] = torch.cuda.get_device_name()
+    env = run_env(args.device, 0 if args.warm else rotation_bytes(args.device))
     print(f"# torch-ddpm bench-noise: {env}", flush=True)
     rows = []
     for threads in args.threads or [torch.get_num_threads()]:

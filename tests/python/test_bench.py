@@ -91,12 +91,20 @@ def test_paired_ratio_is_the_median_of_per_repetition_ratios():
     assert q1 <= median <= q3 and median == 2.5 and (q1, q3) == (2.0, 4.0)
 
 
+def _assert_records_the_code_that_ran(env):
+    # the loader picks the loops and the generator per CPU: a results file says which
+    assert env["cpu_loops"] == torch.ops.ddpm._cpu_loop_clone()
+    assert env["cpu_noise"] == torch.ops.ddpm._cpu_noise_generator()
+    assert env["command"] and env["rotation_bytes"] >= 0
+
+
 def test_bench_noise_command_writes_every_ratio(tmp_path):
     out = tmp_path / "noise.json"
     rows = bench_noise.main(["--shapes", "latent4x4x64x64", "--dtypes", "float32",
                              "--reps", "4", "--warmup", "1", "--warm", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["rows"] == json.loads(json.dumps(rows))
+    _assert_records_the_code_that_ran(saved["env"])
     assert [r["op"] for r in rows] == ["p_sample", "q_sample"]
     p_row = rows[0]
     for key in ("randn_fused_over_philox", "randn_fused_over_philox_paired",
@@ -113,6 +121,7 @@ def test_bench_command_writes_every_ratio(tmp_path):
                          "--warmup", "1", "--backward", "--no-compile", "--output", str(out)])
     saved = json.loads(out.read_text())
     assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    _assert_records_the_code_that_ran(saved["env"])
     names = [r["op"] for r in result["rows"]]
     assert "q_sample fwd+bwd" in names and "p_sample[epsilon,fixed_small]" in names
     for r in result["rows"]:
