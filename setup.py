@@ -4,14 +4,17 @@
     WITH_CUDA=1 python3 setup.py build_ext --inplace   # plus the CUDA kernels
 
 The CUDA part is built only when WITH_CUDA=1 is set, never because a GPU
-happens to be visible; the architectures come from TORCH_CUDA_ARCH_LIST
-(default "9.0", the H100/H200). The same sources build with CMakeLists.txt.
+happens to be visible; the architectures come from TORCH_CUDA_ARCH_LIST, or
+when it is unset from the visible GPUs, or without one "9.0" (the H100/H200).
+The kernels compile for sm_75 to sm_100. The same sources build with
+CMakeLists.txt.
 """
 import glob
 import os
 
 from setuptools import setup
 
+import torch
 from torch.utils.cpp_extension import BuildExtension, CppExtension, CUDAExtension
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -47,7 +50,13 @@ def extension():
         return CppExtension(
             sources=cpu_sources, extra_compile_args={"cxx": cxx_flags}, **kwargs
         )
-    os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "9.0")
+    if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+        # No GPU to build for (CI, a login node): the H100/H200. With a GPU
+        # visible, PyTorch builds for it; a forced 9.0 gave an A100 or RTX
+        # user "no kernel image is available" at the first launch.
+        os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
+    print(f"torch_ddpm: CUDA kernels for TORCH_CUDA_ARCH_LIST="
+          f"{os.environ.get('TORCH_CUDA_ARCH_LIST', 'the visible GPUs')}")
     return CUDAExtension(
         sources=cpu_sources + sources("csrc/cuda/*.cu", "ops/cuda/*.cpp"),
         define_macros=[("DDPM_WITH_CUDA", "1")],

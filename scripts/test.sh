@@ -47,8 +47,14 @@ if [ "${CUDA:-1}" = 1 ] && command -v nvcc >/dev/null; then
   for cu in csrc/cuda/*.cu; do
     nvcc -std=c++17 -E -Icsrc "$cu" -o /dev/null
   done
-  echo "== [torch2-cuda] WITH_CUDA=1 setup.py build_ext (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0})"
-  WITH_CUDA=1 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0} bash scripts/build.sh python3 torch2-cuda python
+  echo "== [torch2-cuda] WITH_CUDA=1 setup.py build_ext (TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-unset})"
+  WITH_CUDA=1 bash scripts/build.sh python3 torch2-cuda python
+  if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+    # unset: setup.py builds for the visible GPU, or 9.0 without one (here,
+    # and the H100/H200 is 9.0 too)
+    grep -q "code=sm_90" build/torch2-cuda/temp/build.ninja \
+      || { echo "setup.py's default architecture (sm_90) did not reach nvcc"; exit 1; }
+  fi
   lib=$(ls "build/torch2-cuda"/lib/torch_ddpm/_C*.so)
   TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" python3 - <<'PY'
 import torch, torch_ddpm
