@@ -50,13 +50,14 @@ def extension():
         return CppExtension(
             sources=cpu_sources, extra_compile_args={"cxx": cxx_flags}, **kwargs
         )
-    if "TORCH_CUDA_ARCH_LIST" not in os.environ and not torch.cuda.is_available():
+    # empty counts as unset, as for PyTorch (and scripts/test.sh)
+    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
         # No GPU to build for (CI, a login node): the H100/H200. With a GPU
         # visible, PyTorch builds for it; a forced 9.0 gave an A100 or RTX
         # user "no kernel image is available" at the first launch.
         os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0"
     print(f"torch_ddpm: CUDA kernels for TORCH_CUDA_ARCH_LIST="
-          f"{os.environ.get('TORCH_CUDA_ARCH_LIST', 'the visible GPUs')}")
+          f"{os.environ.get('TORCH_CUDA_ARCH_LIST') or 'the visible GPUs'}")
     return CUDAExtension(
         sources=cpu_sources + sources("csrc/cuda/*.cu", "ops/cuda/*.cpp"),
         define_macros=[("DDPM_WITH_CUDA", "1")],

@@ -56,3 +56,16 @@ def timesteps(batch, num_timesteps, device):
     t = torch.randint(0, num_timesteps, (batch,))
     t[: min(batch, 4)] = torch.tensor(base[: min(batch, 4)])
     return t.to(device)
+
+
+def assert_results_match(got, want, assert_same):
+    """got, want: name -> tensor or tuple of tensors, as noise_paths.py and
+    isa_paths.py save them (one computed in another process or on another CPU);
+    assert_same(label, got_tensor, want_tensor) compares each pair."""
+    assert sorted(got) == sorted(want)
+    for name, expected in want.items():
+        mine = got[name] if isinstance(got[name], tuple) else (got[name],)
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        assert len(mine) == len(expected), name
+        for i, (a, b) in enumerate(zip(mine, expected)):
+            assert_same(f"{name}[{i}]", a, b)

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import torch_ddpm  # noqa: F401  (registers torch.ops.ddpm)
+from helpers import assert_results_match
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 QEMU = shutil.which("qemu-x86_64")
@@ -42,10 +43,6 @@ def test_loop_clone_matches_this_cpu():
     else:
         expected = "default"
     assert torch.ops.ddpm._cpu_loop_clone() == expected
-
-
-def _as_tuple(value):
-    return value if isinstance(value, tuple) else (value,)
 
 
 def _assert_same(name, got, want):
@@ -81,11 +78,5 @@ def test_emulated_cpu_gives_the_same_results(cpu, loop_clone, generator, tmp_pat
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     theirs = torch.load(out)
     assert (theirs["loop_clone"], theirs["generator"]) == (loop_clone, generator)
-    want = isa_paths.compute(tables)
-    assert sorted(theirs["results"]) == sorted(want)
-    for name, expected in want.items():
-        got = _as_tuple(theirs["results"][name])
-        expected = _as_tuple(expected)
-        assert len(got) == len(expected), name
-        for i, (a, b) in enumerate(zip(got, expected)):
-            _assert_same(f"{name}[{i}] on {cpu}", a, b)
+    assert_results_match(theirs["results"], isa_paths.compute(tables),
+                         lambda label, a, b: _assert_same(f"{label} on {cpu}", a, b))
