@@ -56,6 +56,17 @@ TORCH_LIBRARY(ddpm, m) {
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  // sample_out: the step writing its sample alone, for sampling loops that
+  // drop pred_xstart (a quarter less memory traffic); picked by
+  // torch.ops.ddpm.p_sample(..., sample=out), as are the ones below.
+  m.def(
+      "p_sample.sample_out(Tensor model_output, Tensor x_t, Tensor t, "
+      "Tensor noise, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor posterior_log_variance_clipped, "
+      "Tensor betas, str model_mean_type=\"epsilon\", "
+      "str model_var_type=\"fixed_small\", bool clip_denoised=True, *, "
+      "Tensor(a!) sample) -> Tensor(a!)");
   m.def(
       "p_sample_backward(Tensor? grad_sample, Tensor? grad_pred_xstart, "
       "Tensor model_output, Tensor x_t, Tensor t, Tensor? noise, "
@@ -79,6 +90,14 @@ TORCH_LIBRARY(ddpm, m) {
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  m.def(
+      "ddim_sample.sample_out(Tensor model_output, Tensor x_t, Tensor t, "
+      "Tensor noise, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor alphas_cumprod, "
+      "Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True, *, Tensor(a!) sample) -> Tensor(a!)");
   m.def(
       "ddim_sample_backward(Tensor? grad_sample, Tensor? grad_pred_xstart, "
       "Tensor model_output, Tensor x_t, Tensor t, Tensor? noise, "
@@ -112,6 +131,14 @@ TORCH_LIBRARY(ddpm, m) {
       "Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
   m.def(
+      "p_sample_philox.sample_out(Tensor model_output, Tensor x_t, Tensor t, "
+      "int seed, int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor posterior_log_variance_clipped, "
+      "Tensor betas, str model_mean_type=\"epsilon\", "
+      "str model_var_type=\"fixed_small\", bool clip_denoised=True, *, "
+      "Tensor(a!) sample) -> Tensor(a!)");
+  m.def(
       "ddim_sample_philox(Tensor model_output, Tensor x_t, Tensor t, int seed, "
       "int offset, Tensor sqrt_recip_alphas_cumprod, "
       "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
@@ -128,6 +155,14 @@ TORCH_LIBRARY(ddpm, m) {
       "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
       "bool clip_denoised=True, *, Tensor(a!) sample, Tensor(b!) pred_xstart) "
       "-> (Tensor(a!) sample, Tensor(b!) pred_xstart)");
+  m.def(
+      "ddim_sample_philox.sample_out(Tensor model_output, Tensor x_t, "
+      "Tensor t, int seed, int offset, Tensor sqrt_recip_alphas_cumprod, "
+      "Tensor sqrt_recipm1_alphas_cumprod, Tensor posterior_mean_coef1, "
+      "Tensor posterior_mean_coef2, Tensor alphas_cumprod, "
+      "Tensor alphas_cumprod_prev, float eta=0.0, "
+      "str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+      "bool clip_denoised=True, *, Tensor(a!) sample) -> Tensor(a!)");
   // Which CPU noise generator runs here: "avx512", "avx2" or "default" (set
   // TORCH_DDPM_CPU_CAPABILITY=avx2|default to cap it). For tests and reports.
   m.def("_cpu_noise_generator() -> str",

@@ -232,6 +232,56 @@ std::tuple<at::Tensor&, at::Tensor&> ddim_sample_philox_out_meta(
   return {sample, pred_xstart};
 }
 
+// The sample_out overloads: the checks of the step, and the sample alone.
+at::Tensor& p_sample_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
+  p_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas,
+                mean_type, var_type, clip_denoised);
+  output_like(kPSample, "sample", &sample, x_t, {});
+  return sample;
+}
+
+at::Tensor& ddim_sample_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
+  ddim_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev,
+                   eta, mean_type, var_type, clip_denoised);
+  output_like(kDdimSample, "sample", &sample, x_t, {});
+  return sample;
+}
+
+at::Tensor& p_sample_philox_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
+    const at::Tensor& betas, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
+  p_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
+                       log_var, betas, mean_type, var_type, clip_denoised);
+  output_like(kPSamplePhilox, "sample", &sample, x_t, {});
+  return sample;
+}
+
+at::Tensor& ddim_sample_philox_sample_out_meta(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    int64_t seed, int64_t offset, const at::Tensor& r, const at::Tensor& rm1,
+    const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
+    const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
+    c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
+  ddim_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
+                          abar, abar_prev, eta, mean_type, var_type,
+                          clip_denoised);
+  output_like(kDdimSamplePhilox, "sample", &sample, x_t, {});
+  return sample;
+}
+
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
@@ -239,12 +289,16 @@ TORCH_LIBRARY_IMPL(ddpm, Meta, m) {
   m.impl("q_sample_philox", &q_sample_philox_meta);
   m.impl("p_sample_philox", &p_sample_philox_meta);
   m.impl("p_sample_philox.out", &p_sample_philox_out_meta);
+  m.impl("p_sample_philox.sample_out", &p_sample_philox_sample_out_meta);
   m.impl("ddim_sample_philox", &ddim_sample_philox_meta);
   m.impl("ddim_sample_philox.out", &ddim_sample_philox_out_meta);
+  m.impl("ddim_sample_philox.sample_out", &ddim_sample_philox_sample_out_meta);
   m.impl("q_sample", &q_sample_meta);
   m.impl("q_sample.out", &q_sample_out_meta);
   m.impl("p_sample.out", &p_sample_out_meta);
+  m.impl("p_sample.sample_out", &p_sample_sample_out_meta);
   m.impl("ddim_sample.out", &ddim_sample_out_meta);
+  m.impl("ddim_sample.sample_out", &ddim_sample_sample_out_meta);
   m.impl("q_sample_backward", &q_sample_backward_meta);
   m.impl("scale_by_timestep", &scale_by_timestep_meta);
   m.impl("posterior_mean_variance", &posterior_mean_variance_meta);

@@ -178,13 +178,21 @@ inline StepChecked check_step_backward_args(
   return checked;
 }
 
+// The outputs of a forward step: allocated (null pointers), given (out=), or,
+// for the sample_out overloads, the sample alone (pred_xstart is then
+// undefined and not written).
+struct StepOutputs {
+  const at::Tensor* sample = nullptr;
+  const at::Tensor* pred_xstart = nullptr;
+  bool write_pred_xstart = true;
+};
+
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> step_impl(
     const char* op, const at::Tensor& model_output_in, const at::Tensor& x_t_in,
     const at::Tensor& t_in, const NoiseArg& noise_in,
     const StepTableArgs& tables_in, const StepModes& modes_in,
-    const Launch& launch, const at::Tensor* sample_given = nullptr,
-    const at::Tensor* pred_xstart_given = nullptr) {
+    const Launch& launch, const StepOutputs& given = {}) {
   const StepChecked checked = check_step_args(
       op, model_output_in, x_t_in, t_in, noise_in, tables_in, modes_in);
   const int64_t T = checked.num_timesteps;
@@ -196,14 +204,15 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
   const at::Tensor* noise_input = generate_noise ? &x_t_in : noise_in.tensor;
   const at::Tensor t = t_in.contiguous();
   const StepTablesContig tables(tables_in);
-  at::Tensor sample = output_like(op, "sample", sample_given, x_t,
+  at::Tensor sample = output_like(op, "sample", given.sample, x_t,
                                   {&model_output_in, &x_t_in, noise_input});
-  at::Tensor pred_xstart =
-      output_like(op, "pred_xstart", pred_xstart_given, x_t,
-                  {&model_output_in, &x_t_in, noise_input, &sample});
-  TORCH_CHECK(!sample.defined() || sample.numel() == 0 ||
-                  sample.data_ptr() != pred_xstart.data_ptr(),
-              op, ": expected sample and pred_xstart to be different tensors");
+  at::Tensor pred_xstart;
+  if (given.write_pred_xstart) {
+    pred_xstart = output_like(op, "pred_xstart", given.pred_xstart, x_t,
+                              {&model_output_in, &x_t_in, noise_input, &sample});
+    TORCH_CHECK(sample.numel() == 0 || sample.data_ptr() != pred_xstart.data_ptr(),
+                op, ": expected sample and pred_xstart to be different tensors");
+  }
   if (x_t.size(0) == 0) return {sample, pred_xstart};
   dispatch_types(x_t.scalar_type(), tables.dtype(), [&](auto s, auto tb) {
     using S = decltype(s);
@@ -215,7 +224,7 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
     p.generate_noise = generate_noise;
     p.noise_key = noise_in.key;
     p.sample = mutable_data_of<S>(sample);
-    p.pred_xstart = mutable_data_of<S>(pred_xstart);
+    p.pred_xstart = pred_xstart.defined() ? mutable_data_of<S>(pred_xstart) : nullptr;
     p.timesteps = {t.data_ptr<int64_t>(), T};
     p.tables = tables.pointers<Tab>();
     p.modes = checked.modes;

@@ -1,6 +1,6 @@
 // Kernels with the schema signatures of p_sample, ddim_sample, their
-// in-kernel-noise variants (*_philox), out= variants and backward operators,
-// for one backend. Backend supplies
+// in-kernel-noise variants (*_philox), out= and sample_out variants and
+// backward operators, for one backend. Backend supplies
 //   static auto guard(const at::Device&);        // e.g. a CUDA device guard
 //   template <class P> static int64_t forward(const P&);   // -1 or bad index
 //   template <class P> static int64_t backward(const P&);
@@ -28,10 +28,18 @@ struct StepKernels {
   static Pair run(const char* op, const Tensor& model_output, const Tensor& x_t,
                   const Tensor& t, const NoiseArg& noise,
                   const StepTableArgs& tables, const StepModes& modes,
-                  Tensor* sample = nullptr, Tensor* pred_xstart = nullptr) {
+                  const StepOutputs& outputs = {}) {
     const auto guard = Backend::guard(x_t.device());
     return step_impl(op, model_output, x_t, t, noise, tables, modes,
-                     forward_launch(), sample, pred_xstart);
+                     forward_launch(), outputs);
+  }
+  // out=: into both given tensors
+  static StepOutputs both(const Tensor& sample, const Tensor& pred_xstart) {
+    return {&sample, &pred_xstart, true};
+  }
+  // sample_out: the sample alone, pred_xstart not written
+  static StepOutputs sample_only(const Tensor& sample) {
+    return {&sample, nullptr, false};
   }
 
   static Pair p_sample(const Tensor& model_output, const Tensor& x_t,
@@ -55,8 +63,8 @@ struct StepKernels {
                               Tensor& sample, Tensor& pred_xstart) {
     run(kPSample, model_output, x_t, t, explicit_noise(noise),
         StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        p_sample_modes(kPSample, mean_type, var_type, clip_denoised), &sample,
-        &pred_xstart);
+        p_sample_modes(kPSample, mean_type, var_type, clip_denoised),
+        both(sample, pred_xstart));
     return {sample, pred_xstart};
   }
 
@@ -84,7 +92,7 @@ struct StepKernels {
         generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
         StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
         p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised),
-        &sample, &pred_xstart);
+        both(sample, pred_xstart));
     return {sample, pred_xstart};
   }
 
@@ -108,7 +116,7 @@ struct StepKernels {
     run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
         StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
         ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised),
-        &sample, &pred_xstart);
+        both(sample, pred_xstart));
     return {sample, pred_xstart};
   }
 
@@ -136,8 +144,63 @@ struct StepKernels {
         generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
         StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
         ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type, clip_denoised),
-        &sample, &pred_xstart);
+        both(sample, pred_xstart));
     return {sample, pred_xstart};
+  }
+
+  // The sample_out overloads: the step writing its sample alone.
+  static Tensor& p_sample_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& log_var, const Tensor& betas,
+      c10::string_view mean_type, c10::string_view var_type,
+      bool clip_denoised, Tensor& sample) {
+    run(kPSample, model_output, x_t, t, explicit_noise(noise),
+        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+        p_sample_modes(kPSample, mean_type, var_type, clip_denoised),
+        sample_only(sample));
+    return sample;
+  }
+
+  static Tensor& p_sample_philox_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& log_var,
+      const Tensor& betas, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, Tensor& sample) {
+    run(kPSamplePhilox, model_output, x_t, t,
+        generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
+        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+        p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised),
+        sample_only(sample));
+    return sample;
+  }
+
+  static Tensor& ddim_sample_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
+      c10::string_view mean_type, c10::string_view var_type,
+      bool clip_denoised, Tensor& sample) {
+    run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
+        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+        ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised),
+        sample_only(sample));
+    return sample;
+  }
+
+  static Tensor& ddim_sample_philox_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& abar,
+      const Tensor& abar_prev, double eta, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, Tensor& sample) {
+    run(kDdimSamplePhilox, model_output, x_t, t,
+        generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
+        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+        ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type, clip_denoised),
+        sample_only(sample));
+    return sample;
   }
 
   static Pair p_sample_backward(
@@ -173,13 +236,17 @@ struct StepKernels {
   static void register_all(torch::Library& m) {
     m.impl("p_sample", &p_sample);
     m.impl("p_sample.out", &p_sample_out);
+    m.impl("p_sample.sample_out", &p_sample_sample_out);
     m.impl("p_sample_philox", &p_sample_philox);
     m.impl("p_sample_philox.out", &p_sample_philox_out);
+    m.impl("p_sample_philox.sample_out", &p_sample_philox_sample_out);
     m.impl("p_sample_backward", &p_sample_backward);
     m.impl("ddim_sample", &ddim_sample);
     m.impl("ddim_sample.out", &ddim_sample_out);
+    m.impl("ddim_sample.sample_out", &ddim_sample_sample_out);
     m.impl("ddim_sample_philox", &ddim_sample_philox);
     m.impl("ddim_sample_philox.out", &ddim_sample_philox_out);
+    m.impl("ddim_sample_philox.sample_out", &ddim_sample_philox_sample_out);
     m.impl("ddim_sample_backward", &ddim_sample_backward);
   }
 };

@@ -3,6 +3,7 @@
 //   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
 //   with in-kernel noise (noise_kernel) the noise is drawn, not read
+//   a null pred_xstart is not written (a uniform branch, no extra instance)
 #include "ddpm/elementwise.h"
 #include "elementwise.cuh"
 
@@ -39,7 +40,7 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
     return cuda::aligned16(p.model_output + out_off) &&
            (!kLearned || cuda::aligned16(p.model_output + out_off + p.sample_numel)) &&
            cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
-           cuda::aligned16(p.sample + off) && cuda::aligned16(p.pred_xstart + off);
+           cuda::aligned16(p.sample + off) && cuda::aligned16_or_null(p.pred_xstart, off);
   }
   template <int V>
   __device__ void apply(const Coef& k, int64_t b, int64_t i) const {
@@ -75,7 +76,7 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
       pred[j] = r.pred_xstart;
     }
     cuda::store_pack<V>(p.sample + off, sample);
-    cuda::store_pack<V>(p.pred_xstart + off, pred);
+    if (p.pred_xstart != nullptr) cuda::store_pack<V>(p.pred_xstart + off, pred);
   }
 };
 

@@ -89,14 +89,15 @@ DDPM_HD bool step_mean_is_output(const StepModes& m) {
 
 // p_sample and the DDIM step (modes.ddim) share these parameters and kernels.
 // With generate_noise the noise is drawn in the kernel from noise_key and
-// noise is unused.
+// noise is unused. A null pred_xstart is not written (sampling loops that
+// drop it save a quarter of the step's memory traffic).
 template <typename scalar_t, typename table_t>
 struct PSampleParams {
   const scalar_t* model_output;  // [batch, 1 or 2, sample_numel]
   const scalar_t* x_t;
   const scalar_t* noise;
   scalar_t* sample;
-  scalar_t* pred_xstart;
+  scalar_t* pred_xstart;  // or null: not written
   Timesteps timesteps;
   PSampleTables<table_t> tables;
   PSampleModes modes;

@@ -5,6 +5,10 @@ For every case it times, side by side in one run and on the same inputs:
   fused_out the out= variant writing into preallocated outputs (q_sample,
             posterior_mean_variance, p_sample): what the kernel does without the allocator's page
             faults, which a fresh large CPU tensor costs on every call
+  fused_sample  p_sample's sample_out overload: out= writing the sample alone,
+            as a sampling loop uses the step (pred_xstart dropped, a quarter
+            less traffic); ratios against the same chains, which cannot skip
+            pred_xstart (their mean is computed from it)
   improved  the same math as improved-diffusion writes it (numpy tables
             gathered and broadcast per call, a chain of tensor ops)
   lean      the leanest eager version a careful user writes (per-sample
@@ -123,12 +127,13 @@ class Case:
                 "g1": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device),
                 "g2": torch.randn(self.shape, generator=gen).to(self.dtype).to(self.device)}
 
-    def min_bytes(self):
-        """Each input read once, each output written once (tables and t ignored)."""
+    def min_bytes(self, sample_only=False):
+        """Each input read once, each output written once (tables and t ignored);
+        sample_only: p_sample without pred_xstart (the fused_sample variant)."""
         n = int(np.prod(self.shape)) * torch.tensor([], dtype=self.dtype).element_size()
         out_n = n * (2 if self.learned else 1)
         fwd = {"q_sample": 3 * n, "posterior_mean_variance": 3 * n,
-               "p_sample": out_n + 2 * n + 2 * n}[self.op]
+               "p_sample": out_n + 2 * n + (1 if sample_only else 2) * n}[self.op]
         if not self.backward:
             return fwd
         # backward reads the output grads (and the saved inputs), writes the input grads
@@ -164,10 +169,19 @@ class Case:
             tab["posterior_log_variance_clipped"], tab["betas"], mean_type, var_type, True,
             sample=i["out1"], pred_xstart=i["out2"]), ()
 
+    def fused_sample(self, i):
+        tab = self.tab
+        return torch.ops.ddpm.p_sample.sample_out(
+            i["other"], i["x"], i["t"], i["noise"], *self.ours._step_tables(self.device),
+            tab["posterior_log_variance_clipped"], tab["betas"], self.mean_type, self.var_type,
+            True, sample=i["out1"]), ()
+
     def variants(self, compiled):
         v = ["fused"]
         if not self.backward:
             v.append("fused_out")
+            if self.op == "p_sample":
+                v.append("fused_sample")
         v += ["improved", "lean"] + (["compiled"] if compiled else [])
         return v
 
@@ -350,7 +364,8 @@ def run(args):
     torch.manual_seed(0)
     threads_list = args.threads or [torch.get_num_threads()]
     compile_ok = hasattr(torch, "compile") and not args.no_compile
-    all_variants = ["fused", "fused_out", "improved", "lean"] + (["compiled"] if compile_ok else [])
+    all_variants = (["fused", "fused_out", "fused_sample", "improved", "lean"]
+                    + (["compiled"] if compile_ok else []))
     rows = []
     env = run_env(args.device, rotation_bytes(args.device))
     print(f"# torch-ddpm bench: {env}", flush=True)
@@ -371,10 +386,13 @@ def run(args):
                    "copy_GBps": nbytes / copy[0] / 1e9}
             for v in variants:
                 med, iqr = summarize(times[v])
-                row[f"{v}_s"], row[f"{v}_iqr_s"], row[f"{v}_GBps"] = med, iqr, nbytes / med / 1e9
+                moved = case.min_bytes(sample_only=v == "fused_sample")
+                row[f"{v}_s"], row[f"{v}_iqr_s"], row[f"{v}_GBps"] = med, iqr, moved / med / 1e9
             for v in ("improved", "lean", "compiled"):
                 if v in variants:
                     row[f"speedup_vs_{v}"] = row[f"{v}_s"] / row["fused_s"]
+                    if "fused_sample" in variants:
+                        row[f"sample_speedup_vs_{v}"] = row[f"{v}_s"] / row["fused_sample_s"]
             best = "fused_out" if "fused_out" in variants else "fused"
             row["fused_over_copy_bw"] = row["fused_GBps"] / row["copy_GBps"]
             row["best_fused_over_copy_bw"] = row[f"{best}_GBps"] / row["copy_GBps"]
@@ -404,8 +422,8 @@ def _compiled(case):
     return torch.compile(fn, dynamic=False)
 
 
-def _ratio(r, v):
-    key = f"speedup_vs_{v}"
+def _ratio(r, v, prefix=""):
+    key = f"{prefix}speedup_vs_{v}"
     return f"{r[key]:.1f}x" if key in r else "-"
 
 
@@ -415,6 +433,10 @@ def format_row(r, variants):
     if "fused_out_s" in r:
         parts.append(f"out= {r['fused_out_s'] * 1e3:8.3f}ms {r['fused_out_GBps']:6.1f}GB/s")
     parts += [f"{_ratio(r, v)} vs {v}" for v in ("improved", "lean", "compiled") if v in variants]
+    if "fused_sample_s" in r:
+        parts.append(f"sample= {r['fused_sample_s'] * 1e3:8.3f}ms {r['fused_sample_GBps']:6.1f}GB/s "
+                     + " ".join(f"{_ratio(r, v, 'sample_')} vs {v}"
+                                for v in ("improved", "lean", "compiled") if v in variants))
     parts.append(f"copy {r['copy_GBps']:.1f}GB/s: fused {100 * r['fused_over_copy_bw']:.0f}%, "
                  f"best {100 * r['best_fused_over_copy_bw']:.0f}%")
     return " | ".join(parts)
@@ -423,17 +445,20 @@ def format_row(r, variants):
 def table(rows, variants):
     others = [v for v in ("improved", "lean", "compiled") if v in variants]
     head = ("| op | shape | dtype | thr | fused ms (IQR) | out= ms | fused GB/s | out= GB/s | copy GB/s "
-            "| fused/copy | out=/copy | " + " | ".join(f"fused vs {v}" for v in others) + " |")
-    lines = [head, "|" + "---|" * (11 + len(others))]
+            "| fused/copy | out=/copy | " + " | ".join(f"fused vs {v}" for v in others)
+            + " | sample= ms | " + " | ".join(f"sample= vs {v}" for v in others) + " |")
+    lines = [head, "|" + "---|" * (12 + 2 * len(others))]
     for r in rows:
         out_ms = f"{r['fused_out_s'] * 1e3:.3f}" if "fused_out_s" in r else "-"
         out_bw = f"{r['fused_out_GBps']:.1f}" if "fused_out_s" in r else "-"
         out_ratio = f"{100 * r['best_fused_over_copy_bw']:.0f}%" if "fused_out_s" in r else "-"
+        sample_ms = f"{r['fused_sample_s'] * 1e3:.3f}" if "fused_sample_s" in r else "-"
         lines.append(
             f"| {r['op']} | {r['shape']} | {r['dtype']} | {r['threads']} | "
             f"{r['fused_s'] * 1e3:.3f} ({r['fused_iqr_s'] * 1e3:.3f}) | {out_ms} | {r['fused_GBps']:.1f} | "
             f"{out_bw} | {r['copy_GBps']:.1f} | {100 * r['fused_over_copy_bw']:.0f}% | {out_ratio} | "
-            + " | ".join(_ratio(r, v) for v in others) + " |")
+            + " | ".join(_ratio(r, v) for v in others)
+            + f" | {sample_ms} | " + " | ".join(_ratio(r, v, "sample_") for v in others) + " |")
     return "\n".join(lines)
 
 

@@ -4,8 +4,11 @@ Times side by side in one run, on the same inputs, one p_sample step
 (epsilon, fixed_small) and one q_sample (training) per shape:
   philox        the *_philox operator: noise drawn in the kernel
   philox_out    p_sample_philox.out into preallocated outputs
+  philox_sample p_sample_philox.sample_out: the sample alone, no pred_xstart
+                (what a sampling loop needs)
   randn+fused   torch.randn_like(x) then the fused operator (explicit noise)
   randn+fused_out  torch.randn_like(x) then the out= variant
+  randn+fused_sample  torch.randn_like(x) then p_sample.sample_out
   randn+improved   torch.randn_like(x) then improved-diffusion's chain
 and reports medians, spreads and the ratios (randn+fused)/philox and
 (randn+improved)/philox. Inputs rotate through enough sets to span twice the
@@ -24,7 +27,10 @@ import torch
 from .bench import (SHAPES, Case, _timer, input_sets, quartiles, rotated, rotation_bytes, run_env,
                     summarize)
 
-VARIANTS = ["philox", "philox_out", "randn+fused", "randn+fused_out", "randn+improved"]
+VARIANTS = ["philox", "philox_out", "philox_sample", "randn+fused", "randn+fused_out",
+            "randn+fused_sample", "randn+improved"]
+# the variants with preallocated outputs, which q_sample's step does not have
+P_SAMPLE_ONLY = ("philox_out", "philox_sample", "randn+fused_sample")
 
 
 def _step(case, variant, i, offset):
@@ -46,19 +52,26 @@ def _step(case, variant, i, offset):
     if variant == "philox_out":
         return torch.ops.ddpm.p_sample_philox.out(i["other"], i["x"], i["t"], 1, offset, *tables,
                                                   *modes, sample=i["out1"], pred_xstart=i["out2"])
+    if variant == "philox_sample":
+        return torch.ops.ddpm.p_sample_philox.sample_out(i["other"], i["x"], i["t"], 1, offset,
+                                                         *tables, *modes, sample=i["out1"])
     noise = torch.randn_like(i["x"])
     if variant == "randn+fused":
         return torch.ops.ddpm.p_sample(i["other"], i["x"], i["t"], noise, *tables, *modes)
     if variant == "randn+fused_out":
         return torch.ops.ddpm.p_sample.out(i["other"], i["x"], i["t"], noise, *tables, *modes,
                                            sample=i["out1"], pred_xstart=i["out2"])
+    if variant == "randn+fused_sample":
+        return torch.ops.ddpm.p_sample.sample_out(i["other"], i["x"], i["t"], noise, *tables,
+                                                  *modes, sample=i["out1"])
     out = case.eager.mean_variance_from_output(i["other"], i["x"], i["t"], True)
     return case.eager.sample_from(out, i["x"], i["t"], noise)
 
 
 # (name, numerator variant, denominator variant) of the per-repetition ratios
 PAIRED_RATIOS = [("randn_fused_over_philox", "randn+fused", "philox"),
-                 ("randn_fused_out_over_philox_out", "randn+fused_out", "philox_out")]
+                 ("randn_fused_out_over_philox_out", "randn+fused_out", "philox_out"),
+                 ("randn_fused_sample_over_philox_sample", "randn+fused_sample", "philox_sample")]
 
 
 def paired_ratio(numerators, denominators):
@@ -67,7 +80,7 @@ def paired_ratio(numerators, denominators):
 
 
 def variants_for(op):
-    return [v for v in VARIANTS if not (op == "q_sample" and v == "philox_out")]
+    return [v for v in VARIANTS if not (op == "q_sample" and v in P_SAMPLE_ONLY)]
 
 
 def bench(case, reps, warmup, warm=False):

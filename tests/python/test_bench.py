@@ -40,8 +40,10 @@ def test_bench_variants_compute_the_same_thing(device, backward):
                 outs = outs + grads
             results[v] = [o.detach().double() for o in outs]
         for v in variants[1:]:
-            assert len(results[v]) == len(results["fused"]), (case.name, v)
-            for got, want in zip(results[v], results["fused"]):
+            # fused_sample writes the sample alone
+            expected = results["fused"][:1] if v == "fused_sample" else results["fused"]
+            assert len(results[v]) == len(expected), (case.name, v)
+            for got, want in zip(results[v], expected):
                 torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5,
                                            msg=lambda m: f"{case.name} {v}: {m}")
         assert case.min_bytes() > 0
@@ -62,7 +64,7 @@ def test_bench_noise_variants_compute_the_same_step():
             if isinstance(outs, dict):  # improved-diffusion's p_sample
                 outs = outs["sample"]
             results[v] = [o.clone() for o in _as_tuple(outs)]
-        for v in ("randn+fused_out", "randn+improved"):
+        for v in ("randn+fused_out", "randn+fused_sample", "randn+improved"):
             if v in results:
                 torch.testing.assert_close(results[v][0], results["randn+fused"][0],
                                            rtol=1e-5, atol=1e-5)
@@ -75,8 +77,11 @@ def test_bench_noise_variants_compute_the_same_step():
         else:
             want = case.ours._fused_step(inputs["other"], inputs["x"], inputs["t"], noise, True)[0]
         torch.testing.assert_close(results["philox"][0], want, rtol=1e-6, atol=1e-6)
-        if "philox_out" in results:
-            assert torch.equal(results["philox_out"][0], results["philox"][0])
+        for v in ("philox_out", "philox_sample"):
+            if op == "p_sample":
+                assert torch.equal(results[v][0], results["philox"][0]), v
+            else:
+                assert v not in results, v
 
 
 def test_paired_ratio_is_the_median_of_per_repetition_ratios():
@@ -108,11 +113,13 @@ def test_bench_noise_command_writes_every_ratio(tmp_path):
     assert [r["op"] for r in rows] == ["p_sample", "q_sample"]
     p_row = rows[0]
     for key in ("randn_fused_over_philox", "randn_fused_over_philox_paired",
-                "randn_fused_out_over_philox_out", "randn_fused_out_over_philox_out_paired"):
+                "randn_fused_out_over_philox_out", "randn_fused_out_over_philox_out_paired",
+                "randn_fused_sample_over_philox_sample_paired"):
         assert key in p_row, key
     q1, median, q3 = p_row["randn_fused_over_philox_paired"]
     assert 0 < q1 <= median <= q3
     assert "randn_fused_out_over_philox_out_paired" not in rows[1]  # q_sample has no out= row
+    assert "randn_fused_sample_over_philox_sample_paired" not in rows[1]
 
 
 def test_bench_command_writes_every_ratio(tmp_path):
@@ -128,6 +135,9 @@ def test_bench_command_writes_every_ratio(tmp_path):
         assert r["fused_s"] > 0 and r["copy_GBps"] > 0
         assert r["speedup_vs_improved"] > 0 and r["speedup_vs_lean"] > 0
         assert ("fused_out_s" in r) == (not r["op"].endswith("fwd+bwd"))
+        sample_row = r["op"].startswith("p_sample") and not r["op"].endswith("fwd+bwd")
+        assert ("fused_sample_s" in r) == sample_row
+        assert ("sample_speedup_vs_lean" in r) == sample_row
     assert TORCH_2 or "compiled" not in result["variants"]
 
 

@@ -95,3 +95,64 @@ def test_saved_sampler_philox_runs_in_cpp(tmp_path):
     assert result.returncode == 0, result.stderr
     got = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32).view(shape)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def functional_chain(sampler, x, seed=None):
+    """The sampler's chain written with the functional operators: a fresh
+    tensor per step, pred_xstart computed and dropped."""
+    s = sampler.schedule
+    for step, i in enumerate(range(s.num_timesteps - 1, -1, -1), start=1):
+        t = torch.full([x.shape[0]], i, dtype=torch.long)
+        model_output = sampler.denoiser(x, t)
+        mode = (sampler.model_mean_type, sampler.model_var_type, sampler.clip_denoised)
+        ddim_tables = (s.sqrt_recip_alphas_cumprod, s.sqrt_recipm1_alphas_cumprod,
+                       s.posterior_mean_coef1, s.posterior_mean_coef2, s.alphas_cumprod,
+                       s.alphas_cumprod_prev, sampler.ddim_eta)
+        if seed is None and sampler.ddim_eta < 0:
+            x = s.p_sample(model_output, x, t, torch.randn_like(x), *mode)[0]
+        elif seed is None:
+            x = torch.ops.ddpm.ddim_sample(model_output, x, t, torch.randn_like(x), *ddim_tables,
+                                           *mode)[0]
+        elif sampler.ddim_eta < 0:
+            x = s.p_sample_philox(model_output, x, t, seed, 4 * step, *mode)[0]
+        else:
+            x = torch.ops.ddpm.ddim_sample_philox(model_output, x, t, seed, 4 * step,
+                                                  *ddim_tables, *mode)[0]
+    return x
+
+
+@pytest.mark.parametrize("seed", [None, 31])
+@pytest.mark.parametrize("ddim_eta", [-1.0, 0.0, 0.7])
+def test_sampler_steps_in_place_give_the_functional_chain(ddim_eta, seed):
+    """Without gradients the sampler writes each x_{t-1} over x_t with the
+    sample_out overloads (no pred_xstart): the same bits as the functional
+    chain, the same random numbers consumed, and the caller's x untouched."""
+    sampler = make_sampler(ddim_eta)
+    x_T = torch.randn(2, 3, 8, 8)
+    x_T_before = x_T.clone()
+    with torch.no_grad():
+        torch.manual_seed(3)
+        expected = functional_chain(sampler, x_T, seed)
+        after_expected = torch.rand(1)
+        torch.manual_seed(3)
+        got = sampler(x_T, seed)
+        after_got = torch.rand(1)
+    assert torch.equal(got, expected)
+    assert torch.equal(after_got, after_expected)
+    assert torch.equal(x_T, x_T_before) and got.data_ptr() != x_T.data_ptr()
+
+
+@pytest.mark.parametrize("seed", [None, 31])
+def test_sampler_stays_differentiable_with_gradients_on(seed):
+    """With grad mode on and a denoiser with parameters, the functional
+    operators run (sample_out has no autograd): gradients reach the denoiser."""
+    sampler = make_sampler(0.7)
+    x_T = torch.randn(2, 3, 8, 8)
+    torch.manual_seed(4)
+    got = sampler(x_T, seed)
+    got.square().sum().backward()
+    assert sampler.denoiser.conv.weight.grad is not None
+    assert sampler.denoiser.conv.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        torch.manual_seed(4)
+        assert torch.equal(sampler(x_T, seed), got.detach())

@@ -3,6 +3,7 @@ bad outputs refused, no autograd."""
 import pytest
 import torch
 
+import helpers
 import reference as ref
 from conftest import DEVICES
 
@@ -103,3 +104,114 @@ def test_out_on_meta():
         x, x, t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"], tab["posterior_variance"],
         tab["posterior_log_variance_clipped"], mean=out)
     assert m.shape == v.shape == lv.shape == (4, 6) and v.device.type == "meta"
+
+
+# ---- sample_out: the steps writing their sample alone (no pred_xstart) ----------------------
+STEP_OPS = ["p_sample", "ddim_sample", "p_sample_philox", "ddim_sample_philox"]
+
+
+def step_op_args(op, tab, model_output, x, t, noise, mean_type="epsilon", var_type="fixed_small"):
+    """The positional arguments of a step operator, up to clip_denoised."""
+    ddim = op.startswith("ddim")
+    last_two = (("alphas_cumprod", "alphas_cumprod_prev") if ddim
+                else ("posterior_log_variance_clipped", "betas"))
+    noise_args = (7, 12) if op.endswith("philox") else (noise,)
+    return (model_output, x, t, *noise_args, *step_tables(tab), *(tab[k] for k in last_two),
+            *((0.4,) if ddim else ()), mean_type, var_type, True)
+
+
+def step_inputs(device, dtype, var_type, noncontiguous=False):
+    """x [5, 3, 67] (tails after every vector width) with t covering 0 and T-1."""
+    x = helpers.randn((5, 3, 67), dtype, device, noncontiguous=noncontiguous)
+    channels = 6 if var_type in ref.LEARNED else 3
+    mo = helpers.randn((5, channels, 67), dtype, device)
+    if var_type in ref.LEARNED:
+        mo[:, 3:].uniform_(-1, 1)
+    return mo, x, helpers.timesteps(5, T, device), helpers.randn((5, 3, 67), dtype, device)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", STEP_OPS)
+@pytest.mark.parametrize("dtype", helpers.DTYPES)
+@pytest.mark.parametrize("mean_type", helpers.MEAN_TYPES)
+@pytest.mark.parametrize("var_type", helpers.VAR_TYPES)
+def test_sample_out_writes_the_functional_sample(device, op, dtype, mean_type, var_type):
+    tab = ref.make_tables(T, device=device)
+    mo, x, t, noise = step_inputs(device, dtype, var_type)
+    args = step_op_args(op, tab, mo, x, t, noise, mean_type, var_type)
+    packet = getattr(torch.ops.ddpm, op)
+    expected, _ = packet(*args)
+    sample = torch.full_like(x, float("nan"))
+    result = packet.sample_out(*args, sample=sample)
+    assert result.data_ptr() == sample.data_ptr()
+    assert torch.equal(sample, expected), f"{op} sample_out differs from {op}"
+    # the overload is what torch.ops.ddpm.<op>(..., sample=...) resolves to
+    by_keyword = torch.full_like(x, float("nan"))
+    packet(*args, sample=by_keyword)
+    assert torch.equal(by_keyword, expected)
+    # in place: x_t's storage receives x_{t-1}
+    x_in_place = x.clone()
+    in_place_args = step_op_args(op, tab, mo, x_in_place, t, noise, mean_type, var_type)
+    packet.sample_out(*in_place_args, sample=x_in_place)
+    assert torch.equal(x_in_place, expected)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("op", STEP_OPS)
+def test_sample_out_with_strided_inputs(device, op):
+    tab = ref.make_tables(T, device=device)
+    mo, x, t, noise = step_inputs(device, torch.float32, "learned_range", noncontiguous=True)
+    args = step_op_args(op, tab, mo, x, t, noise, "v", "learned_range")
+    expected, _ = getattr(torch.ops.ddpm, op)(*args)
+    sample = torch.empty(x.shape, device=device)
+    getattr(torch.ops.ddpm, op).sample_out(*args, sample=sample)
+    assert torch.equal(sample, expected)
+
+
+@pytest.mark.parametrize("op", STEP_OPS)
+def test_sample_out_refuses_bad_outputs(op):
+    tab = ref.make_tables(T)
+    mo, x, t, noise = step_inputs("cpu", torch.float32, "fixed_small")
+    args = step_op_args(op, tab, mo, x, t, noise)
+    sample_out = getattr(torch.ops.ddpm, op).sample_out
+    name = f"ddpm.{op}"
+    with pytest.raises(RuntimeError, match=rf"{name}: expected sample to have shape \[5, 3, 67\]"):
+        sample_out(*args, sample=torch.empty(5, 3, 66))
+    with pytest.raises(RuntimeError, match=rf"{name}: expected sample to have dtype Float"):
+        sample_out(*args, sample=torch.empty(5, 3, 67, dtype=torch.float64))
+    with pytest.raises(RuntimeError, match=r"expected sample \(an out= argument\) to be contiguous"):
+        sample_out(*args, sample=torch.empty(67, 3, 5).permute(2, 1, 0))
+    with pytest.raises(RuntimeError, match="refer to a single memory location"):
+        big = torch.randn(6, 3, 67)
+        overlapping = step_op_args(op, tab, big[:5], x, t, noise)
+        sample_out(*overlapping, sample=big[1:])
+    if not op.endswith("philox"):
+        with pytest.raises(RuntimeError, match="refer to a single memory location"):
+            big = torch.randn(6, 3, 67)
+            sample_out(*step_op_args(op, tab, mo, x, t, big[:5]), sample=big[1:])
+
+
+@pytest.mark.parametrize("op", STEP_OPS)
+def test_sample_out_does_not_take_gradients(op):
+    tab = ref.make_tables(T)
+    mo, x, t, noise = step_inputs("cpu", torch.float32, "fixed_small")
+    mo.requires_grad_(True)
+    sample = torch.empty_like(x)
+    with pytest.raises(RuntimeError):
+        getattr(torch.ops.ddpm, op).sample_out(
+            *step_op_args(op, tab, mo, x, t, noise), sample=sample).sum().backward()
+
+
+@pytest.mark.parametrize("op", STEP_OPS)
+def test_sample_out_on_meta(op):
+    tab = ref.make_tables(T, device="meta")
+    x = torch.empty(4, 3, 5, device="meta", dtype=torch.bfloat16)
+    mo = torch.empty(4, 6, 5, device="meta", dtype=torch.bfloat16)
+    t = torch.empty(4, dtype=torch.long, device="meta")
+    sample = torch.empty_like(x)
+    sample_out = getattr(torch.ops.ddpm, op).sample_out
+    res = sample_out(*step_op_args(op, tab, mo, x, t, x, "v", "learned_range"), sample=sample)
+    assert res.shape == x.shape and res.device.type == "meta"
+    with pytest.raises(RuntimeError, match=r"expected sample to have shape \[4, 3, 5\]"):
+        sample_out(*step_op_args(op, tab, mo, x, t, x, "v", "learned_range"),
+                   sample=torch.empty(4, 3, 4, device="meta", dtype=torch.bfloat16))
