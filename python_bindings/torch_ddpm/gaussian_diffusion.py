@@ -171,17 +171,19 @@ class GaussianDiffusion:
             tab["posterior_variance"], tab["posterior_log_variance_clipped"])
 
     # ---- the reverse step ----------------------------------------------------------------
-    def _fused_step(self, model_output, x, t, noise, clip_denoised, stream=None):
-        """The fused reverse step; with a PhiloxStream the noise is drawn in the kernel."""
+    def _fused_step(self, model_output, x, t, noise, clip_denoised, stream=None, sample=None):
+        """The fused reverse step; with a PhiloxStream the noise is drawn in the kernel.
+        With sample= (a tensor like x, x itself allowed): x_{t-1} alone, written there."""
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
+        out = {} if sample is None else {"sample": sample}
         if stream is not None:
             seed, offset = stream.take(x.device)
             return torch.ops.ddpm.p_sample_philox(model_output, x, t, seed, offset, *tables,
-                                                  mean_type, var_type, bool(clip_denoised))
+                                                  mean_type, var_type, bool(clip_denoised), **out)
         return torch.ops.ddpm.p_sample(model_output, x, t, noise, *tables,
-                                       mean_type, var_type, bool(clip_denoised))
+                                       mean_type, var_type, bool(clip_denoised), **out)
 
     def _variance(self, model_output, x, t):
         """(variance, log_variance) for the configured variance type."""
@@ -286,6 +288,11 @@ class GaussianDiffusion:
         noise is None) and every step's noise are drawn in the kernels, one
         Philox offset after another: the same samples on CPU and CUDA.
         """
+        if self._plain_chain("p_sample", denoised_fn, cond_fn):
+            return self._sample_chain(
+                lambda model_output, x, t, noise, stream, out: self._fused_step(
+                    model_output, x, t, noise, clip_denoised, stream, sample=out),
+                model, shape, noise, device, progress, philox, model_kwargs)
         return _last(self.p_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
             cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
@@ -300,19 +307,22 @@ class GaussianDiffusion:
                                  denoised_fn=denoised_fn, cond_fn=cond_fn,
                                  model_kwargs=model_kwargs)
 
-    def _progressive(self, step, model, shape, noise, device, progress, philox=None,
-                     **step_kwargs):
-        """The reverse chain from x_T (noise, or randn(*shape)) with `step`, yielding each result."""
+    def _x_T(self, model, shape, noise, device, stream):
+        """(x_T, device): noise, or drawn (randn, or Philox from the stream's first offset)."""
         if device is None:
             device = next(model.parameters()).device
         assert isinstance(shape, (tuple, list))
-        stream = as_philox_stream(philox)
         if noise is not None:
-            img = noise
-        elif stream is not None:
-            img = stream.normal(torch.empty(*shape, device=device))
-        else:
-            img = torch.randn(*shape, device=device)
+            return noise, device
+        if stream is not None:
+            return stream.normal(torch.empty(*shape, device=device)), device
+        return torch.randn(*shape, device=device), device
+
+    def _progressive(self, step, model, shape, noise, device, progress, philox=None,
+                     **step_kwargs):
+        """The reverse chain from x_T (noise, or randn(*shape)) with `step`, yielding each result."""
+        stream = as_philox_stream(philox)
+        img, device = self._x_T(model, shape, noise, device, stream)
         if stream is not None:
             step_kwargs["philox"] = stream
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
@@ -322,19 +332,50 @@ class GaussianDiffusion:
                 yield out
                 img = out["sample"]
 
+    def _plain_chain(self, step_name, denoised_fn, cond_fn):
+        """Whether a *_sample_loop may run _sample_chain: no denoised_fn or cond_fn, and
+        neither the step nor the progressive loop overridden by a subclass."""
+        cls = type(self)
+        return (denoised_fn is None and cond_fn is None
+                and getattr(cls, step_name) is getattr(GaussianDiffusion, step_name)
+                and getattr(cls, step_name + "_loop_progressive")
+                is getattr(GaussianDiffusion, step_name + "_loop_progressive"))
+
+    def _sample_chain(self, step_into, model, shape, noise, device, progress, philox,
+                      model_kwargs):
+        """The last sample of _progressive's chain, for the *_sample_loop methods: the same
+        model calls and random numbers, in the same order, but each x_{t-1} written over
+        x_t by step_into(model_output, x_t, t, noise, stream, out) (the sample_out
+        overloads): no pred_xstart, no allocation per step. x_T itself is never written."""
+        stream = as_philox_stream(philox)
+        img, device = self._x_T(model, shape, noise, device, stream)
+        out = None
+        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
+            t = torch.tensor([i] * shape[0], device=device)
+            with torch.no_grad():
+                model_output = self._model_output(model, img, t, model_kwargs)
+                step_noise = torch.randn_like(img) if stream is None else None
+                if out is None:
+                    out = torch.empty_like(img, memory_format=torch.contiguous_format)
+                img = step_into(model_output, img, t, step_noise, stream, out)
+        return img
+
     # ---- DDIM -------------------------------------------------------------------------
-    def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None):
+    def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None,
+                    sample=None):
+        """The fused DDIM step towards tab[target]; sample= as in _fused_step."""
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["alphas_cumprod"], tab[target])
+        out = {} if sample is None else {"sample": sample}
         if stream is not None:
             seed, offset = stream.take(x.device)
             return torch.ops.ddpm.ddim_sample_philox(
                 model_output, x, t, seed, offset, *tables, float(eta), mean_type, var_type,
-                bool(clip_denoised))
+                bool(clip_denoised), **out)
         return torch.ops.ddpm.ddim_sample(
             model_output, x, t, noise, *tables, float(eta), mean_type, var_type,
-            bool(clip_denoised))
+            bool(clip_denoised), **out)
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
                     model_kwargs=None, eta=0.0, philox=None):
@@ -380,6 +421,12 @@ class GaussianDiffusion:
                          cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
                          philox=None):
         """Generate samples with DDIM: the final x_0 (philox: as p_sample_loop)."""
+        if self._plain_chain("ddim_sample", denoised_fn, cond_fn):
+            return self._sample_chain(
+                lambda model_output, x, t, noise, stream, out: self._fused_ddim(
+                    model_output, x, t, noise, clip_denoised, eta, "alphas_cumprod_prev", stream,
+                    sample=out),
+                model, shape, noise, device, progress, philox, model_kwargs)
         return _last(self.ddim_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
             cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,

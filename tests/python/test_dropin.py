@@ -240,3 +240,48 @@ def test_patch_existing_instance(spacing):
 def test_patch_rejects_other_objects():
     with pytest.raises(TypeError, match="lacks"):
         torch_ddpm.patch(object())
+
+
+@pytest.mark.parametrize("spacing", [None, "10"])
+@pytest.mark.parametrize("loop", ["p_sample_loop", "ddim_sample_loop"])
+@pytest.mark.parametrize("var_type", [ModelVarType.FIXED_SMALL, ModelVarType.LEARNED_RANGE])
+def test_sampling_loop_writes_in_place_with_the_progressive_result(var_type, loop, spacing):
+    """p_sample_loop / ddim_sample_loop step with the sample_out overloads (x_{t-1} over
+    x_t, no pred_xstart): the same bits and random numbers as the last result of the
+    *_progressive generator, and the caller's x_T is left alone."""
+    torch.manual_seed(1)
+    model = TinyModel(learned=var_type == ModelVarType.LEARNED_RANGE)
+    d = make(GaussianDiffusion, ModelMeanType.EPSILON, var_type, spacing=spacing)
+    kwargs = {"eta": 0.5} if loop.startswith("ddim") else {}
+    shape = (3, 2, 5, 5)
+    x_T = torch.randn(shape)
+    x_T_before = x_T.clone()
+    for noise in (x_T, None):
+        torch.manual_seed(2)
+        got = getattr(d, loop)(model, shape, noise=noise, device="cpu", **kwargs)
+        after_got = torch.rand(3)
+        torch.manual_seed(2)
+        *_, last = getattr(d, loop + "_progressive")(model, shape, noise=noise, device="cpu",
+                                                     **kwargs)
+        after_expected = torch.rand(3)
+        assert torch.equal(got, last["sample"])
+        assert torch.equal(after_got, after_expected)
+    assert torch.equal(x_T, x_T_before)
+
+
+def test_sampling_loop_keeps_an_overridden_step():
+    """A subclass's own p_sample is what p_sample_loop runs."""
+    class Shifted(GaussianDiffusion):
+        def p_sample(self, *args, **kwargs):
+            out = super().p_sample(*args, **kwargs)
+            return {**out, "sample": out["sample"] + 1.0}
+
+    model = TinyModel()
+    plain = make(GaussianDiffusion, ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL)
+    shifted = make(Shifted, ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL)
+    x_T = torch.randn(2, 2, 4, 4)
+    torch.manual_seed(3)
+    a = plain.p_sample_loop(model, x_T.shape, noise=x_T, device="cpu")
+    torch.manual_seed(3)
+    b = shifted.p_sample_loop(model, x_T.shape, noise=x_T, device="cpu")
+    assert not torch.allclose(a, b)
