@@ -62,6 +62,15 @@ def compute(tab=None):
                     model_output, x, t, noise, *step, mean_type, var_type, clip)
                 results[f"p-{mean_type}-{var_type}-{clip}-{key}"] = (
                     step_out + _grads(step_out, [out, x], g))
+            # the loops that skip pred_xstart (sample_out), explicit and in-kernel noise
+            with torch.no_grad():
+                sample = torch.empty(SHAPE, dtype=dtype)
+                torch.ops.ddpm.p_sample(model_output, x, t, noise, *step, mean_type, var_type,
+                                        True, sample=sample)
+                philox_sample = torch.empty(SHAPE, dtype=dtype)
+                torch.ops.ddpm.p_sample_philox(model_output, x, t, 5, 12, *step, mean_type,
+                                               var_type, True, sample=philox_sample)
+            results[f"p-sample_out-{mean_type}-{var_type}-{key}"] = (sample, philox_sample)
         for eta in (0.0, 0.5):
             step_out = torch.ops.ddpm.ddim_sample(
                 out[:, :SHAPE[1]], x, t, noise, *ddim, eta, "epsilon", "fixed_small", True)
