@@ -41,7 +41,10 @@ struct NoiseArg {
   NoiseKey key;
 };
 inline NoiseArg explicit_noise(const at::Tensor& noise) { return {&noise, {0, 0}}; }
-inline NoiseArg generated_noise(const NoiseKey& key) { return {nullptr, key}; }
+// drawn from (seed, offset), checked (check_noise_key) in op's name
+inline NoiseArg generated_noise(const char* op, int64_t seed, int64_t offset) {
+  return {nullptr, check_noise_key(op, seed, offset)};
+}
 
 MeanType parse_mean_type(const char* op, const std::string& name);
 VarType parse_var_type(const char* op, const std::string& name);

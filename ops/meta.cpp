@@ -183,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor> p_sample_philox_meta(
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
   check_step_args(kPSamplePhilox, model_output, x_t, t,
-                  generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
+                  generated_noise(kPSamplePhilox, seed, offset),
                   StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
                   p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised));
   return {contiguous_like(x_t), contiguous_like(x_t)};
@@ -210,7 +210,7 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_philox_meta(
     const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
   check_step_args(kDdimSamplePhilox, model_output, x_t, t,
-                  generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
+                  generated_noise(kDdimSamplePhilox, seed, offset),
                   StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
                   ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type,
                              clip_denoised));

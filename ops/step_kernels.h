@@ -28,10 +28,35 @@ struct StepKernels {
   static Pair run(const char* op, const Tensor& model_output, const Tensor& x_t,
                   const Tensor& t, const NoiseArg& noise,
                   const StepTableArgs& tables, const StepModes& modes,
-                  const StepOutputs& outputs = {}) {
+                  const StepOutputs& outputs) {
     const auto guard = Backend::guard(x_t.device());
     return step_impl(op, model_output, x_t, t, noise, tables, modes,
                      forward_launch(), outputs);
+  }
+  // A p_sample step (op names the schema, in the modes' errors too).
+  static Pair p_step(const char* op, const Tensor& model_output,
+                     const Tensor& x_t, const Tensor& t, const NoiseArg& noise,
+                     const Tensor& r, const Tensor& rm1, const Tensor& c1,
+                     const Tensor& c2, const Tensor& log_var,
+                     const Tensor& betas, c10::string_view mean_type,
+                     c10::string_view var_type, bool clip_denoised,
+                     const StepOutputs& outputs = {}) {
+    return run(op, model_output, x_t, t, noise,
+               StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
+               p_sample_modes(op, mean_type, var_type, clip_denoised), outputs);
+  }
+  // A DDIM step, likewise.
+  static Pair ddim_step(const char* op, const Tensor& model_output,
+                        const Tensor& x_t, const Tensor& t,
+                        const NoiseArg& noise, const Tensor& r,
+                        const Tensor& rm1, const Tensor& c1, const Tensor& c2,
+                        const Tensor& abar, const Tensor& abar_prev, double eta,
+                        c10::string_view mean_type, c10::string_view var_type,
+                        bool clip_denoised, const StepOutputs& outputs = {}) {
+    return run(op, model_output, x_t, t, noise,
+               StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
+               ddim_modes(op, eta, mean_type, var_type, clip_denoised),
+               outputs);
   }
   // out=: into both given tensors
   static StepOutputs both(const Tensor& sample, const Tensor& pred_xstart) {
@@ -48,9 +73,8 @@ struct StepKernels {
                        const Tensor& log_var, const Tensor& betas,
                        c10::string_view mean_type, c10::string_view var_type,
                        bool clip_denoised) {
-    return run(kPSample, model_output, x_t, t, explicit_noise(noise),
-               StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-               p_sample_modes(kPSample, mean_type, var_type, clip_denoised));
+    return p_step(kPSample, model_output, x_t, t, explicit_noise(noise), r, rm1,
+                  c1, c2, log_var, betas, mean_type, var_type, clip_denoised);
   }
 
   static OutPair p_sample_out(const Tensor& model_output, const Tensor& x_t,
@@ -61,11 +85,22 @@ struct StepKernels {
                               c10::string_view mean_type,
                               c10::string_view var_type, bool clip_denoised,
                               Tensor& sample, Tensor& pred_xstart) {
-    run(kPSample, model_output, x_t, t, explicit_noise(noise),
-        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        p_sample_modes(kPSample, mean_type, var_type, clip_denoised),
-        both(sample, pred_xstart));
+    p_step(kPSample, model_output, x_t, t, explicit_noise(noise), r, rm1, c1,
+           c2, log_var, betas, mean_type, var_type, clip_denoised,
+           both(sample, pred_xstart));
     return {sample, pred_xstart};
+  }
+
+  static Tensor& p_sample_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& log_var, const Tensor& betas,
+      c10::string_view mean_type, c10::string_view var_type, bool clip_denoised,
+      Tensor& sample) {
+    p_step(kPSample, model_output, x_t, t, explicit_noise(noise), r, rm1, c1,
+           c2, log_var, betas, mean_type, var_type, clip_denoised,
+           sample_only(sample));
+    return sample;
   }
 
   static Pair p_sample_philox(const Tensor& model_output, const Tensor& x_t,
@@ -75,10 +110,9 @@ struct StepKernels {
                               const Tensor& log_var, const Tensor& betas,
                               c10::string_view mean_type,
                               c10::string_view var_type, bool clip_denoised) {
-    return run(kPSamplePhilox, model_output, x_t, t,
-               generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
-               StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-               p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised));
+    return p_step(kPSamplePhilox, model_output, x_t, t,
+                  generated_noise(kPSamplePhilox, seed, offset), r, rm1, c1, c2,
+                  log_var, betas, mean_type, var_type, clip_denoised);
   }
 
   static OutPair p_sample_philox_out(
@@ -88,12 +122,24 @@ struct StepKernels {
       const Tensor& betas, c10::string_view mean_type,
       c10::string_view var_type, bool clip_denoised, Tensor& sample,
       Tensor& pred_xstart) {
-    run(kPSamplePhilox, model_output, x_t, t,
-        generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
-        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised),
-        both(sample, pred_xstart));
+    p_step(kPSamplePhilox, model_output, x_t, t,
+           generated_noise(kPSamplePhilox, seed, offset), r, rm1, c1, c2,
+           log_var, betas, mean_type, var_type, clip_denoised,
+           both(sample, pred_xstart));
     return {sample, pred_xstart};
+  }
+
+  static Tensor& p_sample_philox_sample_out(
+      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
+      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
+      const Tensor& c1, const Tensor& c2, const Tensor& log_var,
+      const Tensor& betas, c10::string_view mean_type,
+      c10::string_view var_type, bool clip_denoised, Tensor& sample) {
+    p_step(kPSamplePhilox, model_output, x_t, t,
+           generated_noise(kPSamplePhilox, seed, offset), r, rm1, c1, c2,
+           log_var, betas, mean_type, var_type, clip_denoised,
+           sample_only(sample));
+    return sample;
   }
 
   static Pair ddim_sample(const Tensor& model_output, const Tensor& x_t,
@@ -102,35 +148,49 @@ struct StepKernels {
                           const Tensor& abar, const Tensor& abar_prev,
                           double eta, c10::string_view mean_type,
                           c10::string_view var_type, bool clip_denoised) {
-    return run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
-               StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-               ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised));
+    return ddim_step(kDdimSample, model_output, x_t, t, explicit_noise(noise),
+                     r, rm1, c1, c2, abar, abar_prev, eta, mean_type, var_type,
+                     clip_denoised);
   }
 
-  static OutPair ddim_sample_out(
-      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
-      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
-      c10::string_view mean_type, c10::string_view var_type,
-      bool clip_denoised, Tensor& sample, Tensor& pred_xstart) {
-    run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
-        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-        ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised),
-        both(sample, pred_xstart));
+  static OutPair ddim_sample_out(const Tensor& model_output, const Tensor& x_t,
+                                 const Tensor& t, const Tensor& noise,
+                                 const Tensor& r, const Tensor& rm1,
+                                 const Tensor& c1, const Tensor& c2,
+                                 const Tensor& abar, const Tensor& abar_prev,
+                                 double eta, c10::string_view mean_type,
+                                 c10::string_view var_type, bool clip_denoised,
+                                 Tensor& sample, Tensor& pred_xstart) {
+    ddim_step(kDdimSample, model_output, x_t, t, explicit_noise(noise), r, rm1,
+              c1, c2, abar, abar_prev, eta, mean_type, var_type, clip_denoised,
+              both(sample, pred_xstart));
     return {sample, pred_xstart};
   }
 
-  static Pair ddim_sample_philox(
+  static Tensor& ddim_sample_sample_out(
       const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
-      const Tensor& c1, const Tensor& c2, const Tensor& abar,
-      const Tensor& abar_prev, double eta, c10::string_view mean_type,
-      c10::string_view var_type, bool clip_denoised) {
-    return run(kDdimSamplePhilox, model_output, x_t, t,
-               generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
-               StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-               ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type,
-                          clip_denoised));
+      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
+      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
+      c10::string_view mean_type, c10::string_view var_type, bool clip_denoised,
+      Tensor& sample) {
+    ddim_step(kDdimSample, model_output, x_t, t, explicit_noise(noise), r, rm1,
+              c1, c2, abar, abar_prev, eta, mean_type, var_type, clip_denoised,
+              sample_only(sample));
+    return sample;
+  }
+
+  static Pair ddim_sample_philox(const Tensor& model_output, const Tensor& x_t,
+                                 const Tensor& t, int64_t seed, int64_t offset,
+                                 const Tensor& r, const Tensor& rm1,
+                                 const Tensor& c1, const Tensor& c2,
+                                 const Tensor& abar, const Tensor& abar_prev,
+                                 double eta, c10::string_view mean_type,
+                                 c10::string_view var_type,
+                                 bool clip_denoised) {
+    return ddim_step(kDdimSamplePhilox, model_output, x_t, t,
+                     generated_noise(kDdimSamplePhilox, seed, offset), r, rm1,
+                     c1, c2, abar, abar_prev, eta, mean_type, var_type,
+                     clip_denoised);
   }
 
   static OutPair ddim_sample_philox_out(
@@ -140,53 +200,11 @@ struct StepKernels {
       const Tensor& abar_prev, double eta, c10::string_view mean_type,
       c10::string_view var_type, bool clip_denoised, Tensor& sample,
       Tensor& pred_xstart) {
-    run(kDdimSamplePhilox, model_output, x_t, t,
-        generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
-        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-        ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type, clip_denoised),
-        both(sample, pred_xstart));
+    ddim_step(kDdimSamplePhilox, model_output, x_t, t,
+              generated_noise(kDdimSamplePhilox, seed, offset), r, rm1, c1, c2,
+              abar, abar_prev, eta, mean_type, var_type, clip_denoised,
+              both(sample, pred_xstart));
     return {sample, pred_xstart};
-  }
-
-  // The sample_out overloads: the step writing its sample alone.
-  static Tensor& p_sample_sample_out(
-      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
-      const Tensor& c2, const Tensor& log_var, const Tensor& betas,
-      c10::string_view mean_type, c10::string_view var_type,
-      bool clip_denoised, Tensor& sample) {
-    run(kPSample, model_output, x_t, t, explicit_noise(noise),
-        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        p_sample_modes(kPSample, mean_type, var_type, clip_denoised),
-        sample_only(sample));
-    return sample;
-  }
-
-  static Tensor& p_sample_philox_sample_out(
-      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      int64_t seed, int64_t offset, const Tensor& r, const Tensor& rm1,
-      const Tensor& c1, const Tensor& c2, const Tensor& log_var,
-      const Tensor& betas, c10::string_view mean_type,
-      c10::string_view var_type, bool clip_denoised, Tensor& sample) {
-    run(kPSamplePhilox, model_output, x_t, t,
-        generated_noise(check_noise_key(kPSamplePhilox, seed, offset)),
-        StepTableArgs(false, r, rm1, c1, c2, log_var, betas),
-        p_sample_modes(kPSamplePhilox, mean_type, var_type, clip_denoised),
-        sample_only(sample));
-    return sample;
-  }
-
-  static Tensor& ddim_sample_sample_out(
-      const Tensor& model_output, const Tensor& x_t, const Tensor& t,
-      const Tensor& noise, const Tensor& r, const Tensor& rm1, const Tensor& c1,
-      const Tensor& c2, const Tensor& abar, const Tensor& abar_prev, double eta,
-      c10::string_view mean_type, c10::string_view var_type,
-      bool clip_denoised, Tensor& sample) {
-    run(kDdimSample, model_output, x_t, t, explicit_noise(noise),
-        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-        ddim_modes(kDdimSample, eta, mean_type, var_type, clip_denoised),
-        sample_only(sample));
-    return sample;
   }
 
   static Tensor& ddim_sample_philox_sample_out(
@@ -195,11 +213,10 @@ struct StepKernels {
       const Tensor& c1, const Tensor& c2, const Tensor& abar,
       const Tensor& abar_prev, double eta, c10::string_view mean_type,
       c10::string_view var_type, bool clip_denoised, Tensor& sample) {
-    run(kDdimSamplePhilox, model_output, x_t, t,
-        generated_noise(check_noise_key(kDdimSamplePhilox, seed, offset)),
-        StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev),
-        ddim_modes(kDdimSamplePhilox, eta, mean_type, var_type, clip_denoised),
-        sample_only(sample));
+    ddim_step(kDdimSamplePhilox, model_output, x_t, t,
+              generated_noise(kDdimSamplePhilox, seed, offset), r, rm1, c1, c2,
+              abar, abar_prev, eta, mean_type, var_type, clip_denoised,
+              sample_only(sample));
     return sample;
   }
 

@@ -175,7 +175,8 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
         const S* out = p.model_output + b * out_stride + i0;
         p_sample_run<kMeanIsOutput, kLearned, kWritePred>(
             coefs[b], clip, out, out + n, p.x_t + off, p.noise + off,
-            p.sample + off, kWritePred ? p.pred_xstart + off : nullptr, i1 - i0);
+            p.sample + off, kWritePred ? p.pred_xstart + off : nullptr,
+            i1 - i0);
       });
     });
   });

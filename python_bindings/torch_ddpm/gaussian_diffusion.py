@@ -349,14 +349,12 @@ class GaussianDiffusion:
         overloads): no pred_xstart, no allocation per step. x_T itself is never written."""
         stream = as_philox_stream(philox)
         img, device = self._x_T(model, shape, noise, device, stream)
-        out = None
+        out = torch.empty_like(img, memory_format=torch.contiguous_format)
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
             t = torch.tensor([i] * shape[0], device=device)
             with torch.no_grad():
                 model_output = self._model_output(model, img, t, model_kwargs)
                 step_noise = torch.randn_like(img) if stream is None else None
-                if out is None:
-                    out = torch.empty_like(img, memory_format=torch.contiguous_format)
                 img = step_into(model_output, img, t, step_noise, stream, out)
         return img
 
