@@ -398,4 +398,106 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_philox(
                  model_mean_type, model_var_type, clip_denoised);
 }
 
+// The sample_out overloads: the same arguments as their functional twins,
+// then the output (keyword-only in the schema, so last in the call).
+using SampleOutSig = at::Tensor&(const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&,
+                                 const at::Tensor&, const at::Tensor&,
+                                 c10::string_view, c10::string_view, bool,
+                                 at::Tensor&);
+using DdimSampleOutSig = at::Tensor&(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, double, c10::string_view,
+    c10::string_view, bool, at::Tensor&);
+using PhiloxSampleOutSig = at::Tensor&(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, c10::string_view, c10::string_view,
+    bool, at::Tensor&);
+using PhiloxDdimSampleOutSig = at::Tensor&(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, double, c10::string_view,
+    c10::string_view, bool, at::Tensor&);
+
+at::Tensor& p_sample_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, const at::Tensor& noise,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::p_sample", "sample_out")
+                       .typed<SampleOutSig>();
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, posterior_log_variance_clipped, betas,
+                 model_mean_type, model_var_type, clip_denoised, sample);
+}
+
+at::Tensor& ddim_sample_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, const at::Tensor& noise,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::ddim_sample", "sample_out")
+                       .typed<DdimSampleOutSig>();
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
+                 model_mean_type, model_var_type, clip_denoised, sample);
+}
+
+at::Tensor& p_sample_philox_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, int64_t seed, int64_t offset,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("ddpm::p_sample_philox", "sample_out")
+                       .typed<PhiloxSampleOutSig>();
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, posterior_log_variance_clipped, betas,
+                 model_mean_type, model_var_type, clip_denoised, sample);
+}
+
+at::Tensor& ddim_sample_philox_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, int64_t seed, int64_t offset,
+    const at::Tensor& sqrt_recip_alphas_cumprod,
+    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1,
+    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+    const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type,
+    bool clip_denoised) {
+  static auto op =
+      c10::Dispatcher::singleton()
+          .findSchemaOrThrow("ddpm::ddim_sample_philox", "sample_out")
+          .typed<PhiloxDdimSampleOutSig>();
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
+                 model_mean_type, model_var_type, clip_denoised, sample);
+}
+
 }  // namespace ddpm

@@ -222,6 +222,50 @@ TEST(Autograd, PSampleGradientMatchesFiniteDifference) {
   }
 }
 
+TEST(SampleOut, WritesTheFunctionalSampleInPlace) {
+  // The sample-only overloads from C++: bit for bit the functional step's
+  // sample, written into the given tensor (x_t itself here) and returned.
+  const Tables tb = make_tables(kT);
+  const auto out = at::randn({5, 6, 4});  // learned_range: 2C channels
+  const auto x = at::randn({5, 3, 4});
+  const auto noise = at::randn({5, 3, 4});
+  const auto want = std::get<0>(
+      p_sample_op(tb, out, x, kTimesteps, noise, "v", "learned_range", true));
+  at::Tensor x_inout = x.clone();
+  at::Tensor& got = ddpm::p_sample_out(
+      x_inout, out, x_inout, kTimesteps, noise, tb.sqrt_recip_alphas_cumprod,
+      tb.sqrt_recipm1_alphas_cumprod, tb.posterior_mean_coef1,
+      tb.posterior_mean_coef2, tb.posterior_log_variance_clipped, tb.betas,
+      "v", "learned_range", true);
+  EXPECT_EQ(&got, &x_inout);
+  EXPECT_TRUE(at::equal(x_inout, want));
+
+  const auto eps = at::randn({5, 3, 4});
+  const auto prev = at::cat({at::ones({1}, at::kDouble),
+                             tb.alphas_cumprod.slice(0, 0, kT - 1)});
+  const auto ddim_want = std::get<0>(ddpm::ddim_sample(
+      eps, x, kTimesteps, noise, tb.sqrt_recip_alphas_cumprod,
+      tb.sqrt_recipm1_alphas_cumprod, tb.posterior_mean_coef1,
+      tb.posterior_mean_coef2, tb.alphas_cumprod, prev, 0.5));
+  at::Tensor sample = at::empty_like(x);
+  ddpm::ddim_sample_out(sample, eps, x, kTimesteps, noise,
+                        tb.sqrt_recip_alphas_cumprod,
+                        tb.sqrt_recipm1_alphas_cumprod,
+                        tb.posterior_mean_coef1, tb.posterior_mean_coef2,
+                        tb.alphas_cumprod, prev, 0.5);
+  EXPECT_TRUE(at::equal(sample, ddim_want));
+
+  // a wrong output is refused by name
+  at::Tensor wrong = at::empty({5, 3}, at::kFloat);
+  EXPECT_THROW(
+      ddpm::p_sample_out(wrong, eps, x, kTimesteps, noise,
+                         tb.sqrt_recip_alphas_cumprod,
+                         tb.sqrt_recipm1_alphas_cumprod,
+                         tb.posterior_mean_coef1, tb.posterior_mean_coef2,
+                         tb.posterior_log_variance_clipped, tb.betas),
+      c10::Error);
+}
+
 TEST(TorchScript, OperatorsVisibleAndRunnable) {
   // Every operator is in the JIT registry (what scripted code resolves
   // torch.ops.ddpm.* against), and runs from there on an IValue stack.

@@ -96,6 +96,20 @@ TEST(Philox, StepsDrawThatNoise) {
   EXPECT_TRUE(torch::equal(std::get<0>(got), std::get<0>(want)));
   EXPECT_TRUE(torch::equal(std::get<1>(got), std::get<1>(want)));
   EXPECT_THROW(ddpm::philox_normal(x, 0, 6), c10::Error);
+
+  // the sample-only overloads: the same sample, written in place
+  auto x_inout = x.clone();
+  ddpm::p_sample_philox_out(x_inout, eps, x_inout, t, 7, 12, (1 / abar).sqrt(),
+                            (1 / abar - 1).sqrt(), c1, c2, logvar, betas);
+  EXPECT_TRUE(torch::equal(x_inout, std::get<0>(got)));
+  const auto ddim_got = ddpm::ddim_sample_philox(
+      eps, x, t, 7, 12, (1 / abar).sqrt(), (1 / abar - 1).sqrt(), c1, c2, abar,
+      abar_prev, 1.0);
+  auto sample = torch::empty_like(x);
+  ddpm::ddim_sample_philox_out(sample, eps, x, t, 7, 12, (1 / abar).sqrt(),
+                               (1 / abar - 1).sqrt(), c1, c2, abar, abar_prev,
+                               1.0);
+  EXPECT_TRUE(torch::equal(sample, std::get<0>(ddim_got)));
 }
 
 }  // namespace
