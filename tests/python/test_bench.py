@@ -2,6 +2,9 @@
 `bench-noise` time computes the same result (and the same gradients) on the
 same inputs, and both commands run end to end and write what they report."""
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -120,6 +123,19 @@ def test_bench_noise_command_writes_every_ratio(tmp_path):
     assert 0 < q1 <= median <= q3
     assert "randn_fused_out_over_philox_out_paired" not in rows[1]  # q_sample has no out= row
     assert "randn_fused_sample_over_philox_sample_paired" not in rows[1]
+
+
+def test_noise_context_script_times_every_case():
+    # benchmarks/noise_context.py (RESULTS.md, stop 15) runs end to end
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "benchmarks", "noise_context.py")
+    done = subprocess.run([sys.executable, script, "--reps", "1", "--threads", "1"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("after ")]
+    assert len(lines) == 7
+    for line in lines:
+        assert all(float(v) > 0 for v in line.split()[-4:]), line
 
 
 def test_bench_command_writes_every_ratio(tmp_path):
