@@ -198,6 +198,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
                  posterior_variance, posterior_log_variance_clipped);
 }
 
+using PSampleSig = std::tuple<at::Tensor, at::Tensor>(
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
+    const at::Tensor&, const at::Tensor&, c10::string_view, c10::string_view,
+    bool);
+
 std::tuple<at::Tensor, at::Tensor> p_sample(
     const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
     const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
@@ -209,13 +215,7 @@ std::tuple<at::Tensor, at::Tensor> p_sample(
     bool clip_denoised) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("ddpm::p_sample", "")
-                       .typed<std::tuple<at::Tensor, at::Tensor>(
-                           const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
-                           const at::Tensor&, const at::Tensor&,
-                           c10::string_view, c10::string_view, bool)>();
+                       .typed<PSampleSig>();
   return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
                  posterior_mean_coef2, posterior_log_variance_clipped, betas,
@@ -398,30 +398,16 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_philox(
                  model_mean_type, model_var_type, clip_denoised);
 }
 
-// The sample_out overloads: the same arguments as their functional twins,
-// then the output (keyword-only in the schema, so last in the call).
-using SampleOutSig = at::Tensor&(const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&,
-                                 const at::Tensor&, const at::Tensor&,
-                                 c10::string_view, c10::string_view, bool,
-                                 at::Tensor&);
-using DdimSampleOutSig = at::Tensor&(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, double, c10::string_view,
-    c10::string_view, bool, at::Tensor&);
-using PhiloxSampleOutSig = at::Tensor&(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, c10::string_view, c10::string_view,
-    bool, at::Tensor&);
-using PhiloxDdimSampleOutSig = at::Tensor&(
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t, int64_t,
-    const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
-    const at::Tensor&, const at::Tensor&, double, c10::string_view,
-    c10::string_view, bool, at::Tensor&);
+// The dispatcher signature of a sample_out overload: its functional twin's
+// arguments, then the output (keyword-only in the schema, so last), returned.
+template <typename FunctionalSig>
+struct SampleOutSig;
+template <typename... Args>
+struct SampleOutSig<std::tuple<at::Tensor, at::Tensor>(Args...)> {
+  using type = at::Tensor&(Args..., at::Tensor&);
+};
+template <typename FunctionalSig>
+using SampleOut = typename SampleOutSig<FunctionalSig>::type;
 
 at::Tensor& p_sample_out(
     at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
@@ -435,7 +421,7 @@ at::Tensor& p_sample_out(
     bool clip_denoised) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("ddpm::p_sample", "sample_out")
-                       .typed<SampleOutSig>();
+                       .typed<SampleOut<PSampleSig>>();
   return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
                  posterior_mean_coef2, posterior_log_variance_clipped, betas,
@@ -454,7 +440,7 @@ at::Tensor& ddim_sample_out(
     bool clip_denoised) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("ddpm::ddim_sample", "sample_out")
-                       .typed<DdimSampleOutSig>();
+                       .typed<SampleOut<StepSig>>();
   return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
                  posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
@@ -473,7 +459,7 @@ at::Tensor& p_sample_philox_out(
     bool clip_denoised) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("ddpm::p_sample_philox", "sample_out")
-                       .typed<PhiloxSampleOutSig>();
+                       .typed<SampleOut<PhiloxStepSig>>();
   return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
                  posterior_mean_coef2, posterior_log_variance_clipped, betas,
@@ -493,7 +479,7 @@ at::Tensor& ddim_sample_philox_out(
   static auto op =
       c10::Dispatcher::singleton()
           .findSchemaOrThrow("ddpm::ddim_sample_philox", "sample_out")
-          .typed<PhiloxDdimSampleOutSig>();
+          .typed<SampleOut<PhiloxDdimSig>>();
   return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
                  posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
