@@ -244,13 +244,21 @@ class GaussianDiffusion:
         return ((self._extract("sqrt_recip_alphas_cumprod", t, x_t.shape) * x_t - pred_xstart)
                 / self._extract("sqrt_recipm1_alphas_cumprod", t, x_t.shape))
 
+    def _wrapped_cond_fn(self, cond_fn):
+        """cond_fn as guided-diffusion's SpacedDiffusion calls it: through _wrap_model,
+        so that it sees the original (and, if asked, rescaled) timesteps."""
+        wrap = getattr(self, "_wrap_model", None)
+        return cond_fn if wrap is None else wrap(cond_fn)
+
     def condition_mean(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
         """guided-diffusion's classifier guidance on the mean: mean + variance * grad."""
+        cond_fn = self._wrapped_cond_fn(cond_fn)
         gradient = cond_fn(x, self._scale_timesteps(t), **(model_kwargs or {}))
         return p_mean_var["mean"].float() + p_mean_var["variance"] * gradient.float()
 
     def condition_score(self, cond_fn, p_mean_var, x, t, model_kwargs=None):
         """guided-diffusion's score-based conditioning (for DDIM)."""
+        cond_fn = self._wrapped_cond_fn(cond_fn)
         alpha_bar = self._extract("alphas_cumprod", t, x.shape)
         eps = self._predict_eps_from_xstart(x, t, p_mean_var["pred_xstart"])
         eps = eps - (1 - alpha_bar).sqrt() * cond_fn(x, self._scale_timesteps(t), **(model_kwargs or {}))
@@ -334,12 +342,13 @@ class GaussianDiffusion:
 
     def _plain_chain(self, step_name, denoised_fn, cond_fn):
         """Whether a *_sample_loop may run _sample_chain: no denoised_fn or cond_fn, and
-        neither the step nor the progressive loop overridden by a subclass."""
-        cls = type(self)
+        neither the step nor the progressive loop overridden (by a subclass, or on a
+        patched instance of another class: the instance's own methods are what run)."""
+        def ours(name):
+            return getattr(getattr(self, name), "__func__", None) is getattr(GaussianDiffusion, name)
+
         return (denoised_fn is None and cond_fn is None
-                and getattr(cls, step_name) is getattr(GaussianDiffusion, step_name)
-                and getattr(cls, step_name + "_loop_progressive")
-                is getattr(GaussianDiffusion, step_name + "_loop_progressive"))
+                and ours(step_name) and ours(step_name + "_loop_progressive"))
 
     def _sample_chain(self, step_into, model, shape, noise, device, progress, philox,
                       model_kwargs):

@@ -5,22 +5,27 @@ Duck-typed: it reads the instance's own betas, num_timesteps, enums (by name)
 and, for SpacedDiffusion, its _wrap_model and _scale_timesteps; it imports
 neither package. Scripts keep calling the instance as before.
 """
+import inspect
 import types
 
 from .gaussian_diffusion import GaussianDiffusion
 
-# Methods swapped for operator-backed ones. The loops (p_sample_loop, ...) are
-# replaced too, so they also accept guided-diffusion's cond_fn.
-PATCHED_METHODS = (
-    "_ddpm_tables", "_extract", "_step_tables", "_modes", "_model_output", "_fused_step",
-    "_fused_ddim", "_variance", "_mean_variance_from_output",
-    "q_mean_variance", "q_sample", "q_posterior_mean_variance", "p_mean_variance",
-    "_predict_xstart_from_eps", "_predict_xstart_from_xprev", "_predict_eps_from_xstart",
-    "condition_mean", "condition_score", "p_sample", "p_sample_loop",
-    "p_sample_loop_progressive", "_progressive", "ddim_sample", "ddim_reverse_sample", "ddim_sample_loop",
-    "ddim_sample_loop_progressive", "_vb_terms_bpd", "training_losses", "_prior_bpd",
-    "calc_bpd_loop",
-)
+# What a patched instance keeps of its own: a SpacedDiffusion's
+# _scale_timesteps leaves the scaling to its _wrap_model (which
+# GaussianDiffusion does not define, so it is kept too).
+_KEPT = ("_scale_timesteps",)
+
+
+def _swapped_methods():
+    """Every method of GaussianDiffusion, its private helpers included, but
+    __init__ and _KEPT: derived from the class, so that a method or helper
+    added to it is swapped in too (a hand-kept list once missed the helpers
+    the sampling loops gained, and every patched loop raised AttributeError)."""
+    return tuple(name for name, _ in inspect.getmembers(GaussianDiffusion, inspect.isfunction)
+                 if not name.startswith("__") and name not in _KEPT)
+
+
+PATCHED_METHODS = _swapped_methods()
 
 _REQUIRED = ("betas", "num_timesteps", "model_mean_type", "model_var_type", "loss_type")
 
