@@ -1,7 +1,5 @@
 #include "checks.h"
 
-#include <ATen/MemoryOverlap.h>
-
 #include <algorithm>
 #include <cctype>
 
@@ -126,15 +124,57 @@ void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
               "] = ", t[index].item<int64_t>());
 }
 
+namespace {
+
+// Element offsets [first, last] a non-empty tensor spans in its storage.
+std::pair<int64_t, int64_t> storage_span(const at::Tensor& x) {
+  int64_t last = x.storage_offset();
+  for (int64_t d = 0; d < x.dim(); ++d) last += (x.size(d) - 1) * x.stride(d);
+  return {x.storage_offset(), last};
+}
+
+// Some element of a is some element of b (byte-exact for one dtype; any
+// shared byte range otherwise). Storage offsets, not pointers, so that meta
+// and fake tensors are checked alike.
+bool shares_memory(const at::Tensor& a, const at::Tensor& b) {
+  if (a.numel() == 0 || b.numel() == 0 || !a.is_alias_of(b)) return false;
+  const auto sa = storage_span(a);
+  const auto sb = storage_span(b);
+  const int64_t a_first = sa.first * a.element_size();
+  const int64_t a_end = (sa.second + 1) * a.element_size();
+  const int64_t b_first = sb.first * b.element_size();
+  const int64_t b_end = (sb.second + 1) * b.element_size();
+  return a_first < b_end && b_first < a_end;
+}
+
+bool same_memory(const at::Tensor& a, const at::Tensor& b) {
+  return a.is_alias_of(b) && a.storage_offset() == b.storage_offset() &&
+         a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
+         a.strides() == b.strides();
+}
+
+}  // namespace
+
 at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
                        const at::Tensor& ref,
-                       std::initializer_list<const at::Tensor*> inputs) {
+                       std::initializer_list<OutputSource> inputs) {
   if (given == nullptr) return at::empty_like(ref, at::MemoryFormat::Contiguous);
   check_like(op, {name, given}, {"the result", &ref});
   TORCH_CHECK(given->is_contiguous(), op, ": expected ", name,
               " (an out= argument) to be contiguous");
-  for (const at::Tensor* input : inputs) {
-    if (input->defined()) at::assert_no_partial_overlap(*given, *input);
+  for (const OutputSource& input : inputs) {
+    if (input.tensor == nullptr || !input.tensor->defined()) continue;
+    const at::Tensor& x = *input.tensor;
+    if (!shares_memory(*given, x)) continue;
+    TORCH_CHECK(same_memory(*given, x), op, ": ", name, " overlaps ", input.name,
+                " in part (they share memory but are not the same tensor); ", name,
+                " may be new memory",
+                input.in_place_ok ? std::string(" or ") + input.name + " itself"
+                                  : std::string(""));
+    TORCH_CHECK(input.in_place_ok, op, ": ", name, " is ", input.name,
+                " (the same memory), which ", op, " cannot write in place: pass "
+                "another tensor as ", name, " (README: outputs and inputs that "
+                "share memory)");
   }
   return *given;
 }

@@ -53,13 +53,23 @@ VarType parse_var_type(const char* op, const std::string& name);
 void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
                        int64_t num_timesteps);
 
+// An input an out= tensor is checked against (a null tensor is skipped).
+// in_place_ok: the output may be this very tensor (the same memory, laid out
+// alike): the in-place forms the kernels are written for (their CPU loops
+// leave that pair of pointers unrestricted). Any other overlap is refused.
+struct OutputSource {
+  const char* name;
+  const at::Tensor* tensor;
+  bool in_place_ok;
+};
+
 // The output `name` of an op: `given` when the caller passed one (an out=
 // variant), checked to have ref's shape, dtype and device, to be contiguous,
-// and to overlap no input except exactly (in place); else a new contiguous
+// and to overlap the inputs only as `inputs` allow; else a new contiguous
 // tensor like ref.
 at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
                        const at::Tensor& ref,
-                       std::initializer_list<const at::Tensor*> inputs);
+                       std::initializer_list<OutputSource> inputs);
 
 // Elements per sample: numel / batch (0 for an empty batch).
 inline int64_t sample_numel(const at::Tensor& x) {

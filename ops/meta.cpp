@@ -28,7 +28,7 @@ at::Tensor& q_sample_out_meta(const at::Tensor& x_start, const at::Tensor& t,
                               const at::Tensor& noise, const at::Tensor& sa,
                               const at::Tensor& s1ma, at::Tensor& out) {
   check_q_sample(x_start, t, noise, sa, s1ma);
-  output_like(kQSample, "out", &out, x_start, {});
+  q_sample_output(&out, x_start, noise);
   return out;
 }
 
@@ -64,7 +64,7 @@ std::tuple<at::Tensor&, at::Tensor, at::Tensor> posterior_mean_variance_out_meta
     at::Tensor& mean) {
   auto r = posterior_mean_variance_meta(x_start, x_t, t, coef1, coef2,
                                         variance, log_variance);
-  output_like(kPosterior, "mean", &mean, x_start, {});
+  posterior_mean_output(&mean, x_start, x_t);
   return {mean, std::get<1>(r), std::get<2>(r)};
 }
 
@@ -113,8 +113,7 @@ std::tuple<at::Tensor&, at::Tensor&> p_sample_out_meta(
     at::Tensor& pred_xstart) {
   p_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas,
                 mean_type, var_type, clip_denoised);
-  output_like(kPSample, "sample", &sample, x_t, {});
-  output_like(kPSample, "pred_xstart", &pred_xstart, x_t, {});
+  step_outputs(kPSample, {&sample, &pred_xstart, true}, model_output, x_t, &noise);
   return {sample, pred_xstart};
 }
 
@@ -141,8 +140,7 @@ std::tuple<at::Tensor&, at::Tensor&> ddim_sample_out_meta(
     at::Tensor& pred_xstart) {
   ddim_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev,
                    eta, mean_type, var_type, clip_denoised);
-  output_like(kDdimSample, "sample", &sample, x_t, {});
-  output_like(kDdimSample, "pred_xstart", &pred_xstart, x_t, {});
+  step_outputs(kDdimSample, {&sample, &pred_xstart, true}, model_output, x_t, &noise);
   return {sample, pred_xstart};
 }
 
@@ -198,8 +196,7 @@ std::tuple<at::Tensor&, at::Tensor&> p_sample_philox_out_meta(
     at::Tensor& pred_xstart) {
   p_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
                        log_var, betas, mean_type, var_type, clip_denoised);
-  output_like(kPSamplePhilox, "sample", &sample, x_t, {});
-  output_like(kPSamplePhilox, "pred_xstart", &pred_xstart, x_t, {});
+  step_outputs(kPSamplePhilox, {&sample, &pred_xstart, true}, model_output, x_t, nullptr);
   return {sample, pred_xstart};
 }
 
@@ -227,8 +224,7 @@ std::tuple<at::Tensor&, at::Tensor&> ddim_sample_philox_out_meta(
   ddim_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
                           abar, abar_prev, eta, mean_type, var_type,
                           clip_denoised);
-  output_like(kDdimSamplePhilox, "sample", &sample, x_t, {});
-  output_like(kDdimSamplePhilox, "pred_xstart", &pred_xstart, x_t, {});
+  step_outputs(kDdimSamplePhilox, {&sample, &pred_xstart, true}, model_output, x_t, nullptr);
   return {sample, pred_xstart};
 }
 
@@ -241,7 +237,7 @@ at::Tensor& p_sample_sample_out_meta(
     c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
   p_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, log_var, betas,
                 mean_type, var_type, clip_denoised);
-  output_like(kPSample, "sample", &sample, x_t, {});
+  step_outputs(kPSample, {&sample, nullptr, false}, model_output, x_t, &noise);
   return sample;
 }
 
@@ -253,7 +249,7 @@ at::Tensor& ddim_sample_sample_out_meta(
     c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
   ddim_sample_meta(model_output, x_t, t, noise, r, rm1, c1, c2, abar, abar_prev,
                    eta, mean_type, var_type, clip_denoised);
-  output_like(kDdimSample, "sample", &sample, x_t, {});
+  step_outputs(kDdimSample, {&sample, nullptr, false}, model_output, x_t, &noise);
   return sample;
 }
 
@@ -265,7 +261,7 @@ at::Tensor& p_sample_philox_sample_out_meta(
     c10::string_view var_type, bool clip_denoised, at::Tensor& sample) {
   p_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
                        log_var, betas, mean_type, var_type, clip_denoised);
-  output_like(kPSamplePhilox, "sample", &sample, x_t, {});
+  step_outputs(kPSamplePhilox, {&sample, nullptr, false}, model_output, x_t, nullptr);
   return sample;
 }
 
@@ -278,7 +274,7 @@ at::Tensor& ddim_sample_philox_sample_out_meta(
   ddim_sample_philox_meta(model_output, x_t, t, seed, offset, r, rm1, c1, c2,
                           abar, abar_prev, eta, mean_type, var_type,
                           clip_denoised);
-  output_like(kDdimSamplePhilox, "sample", &sample, x_t, {});
+  step_outputs(kDdimSamplePhilox, {&sample, nullptr, false}, model_output, x_t, nullptr);
   return sample;
 }
 

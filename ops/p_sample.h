@@ -187,6 +187,30 @@ struct StepOutputs {
   bool write_pred_xstart = true;
 };
 
+// The outputs of a forward step, new or given (out=, sample_out); pred_xstart
+// undefined when not written. sample may be x_t (sampling loops write x_{t-1}
+// over x_t: the kernels allow for it); no other overlap of an output with an
+// input or with the other output. noise is null when drawn in the kernel.
+inline std::tuple<at::Tensor, at::Tensor> step_outputs(
+    const char* op, const StepOutputs& given, const at::Tensor& model_output,
+    const at::Tensor& x_t, const at::Tensor* noise) {
+  at::Tensor sample = output_like(
+      op, "sample", given.sample, x_t,
+      {{"model_output", &model_output, false}, {"x_t", &x_t, true}, {"noise", noise, false}});
+  at::Tensor pred_xstart;
+  if (given.write_pred_xstart) {
+    TORCH_CHECK(given.pred_xstart == nullptr || given.sample == nullptr ||
+                    sample.numel() == 0 || !given.pred_xstart->is_same(sample),
+                op, ": expected sample and pred_xstart to be different tensors");
+    pred_xstart = output_like(op, "pred_xstart", given.pred_xstart, x_t,
+                              {{"model_output", &model_output, false},
+                               {"x_t", &x_t, false},
+                               {"noise", noise, false},
+                               {"sample", &sample, false}});
+  }
+  return {sample, pred_xstart};
+}
+
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> step_impl(
     const char* op, const at::Tensor& model_output_in, const at::Tensor& x_t_in,
@@ -200,19 +224,11 @@ std::tuple<at::Tensor, at::Tensor> step_impl(
   const at::Tensor x_t = x_t_in.contiguous();
   const bool generate_noise = noise_in.tensor == nullptr;
   const at::Tensor noise = generate_noise ? at::Tensor() : noise_in.tensor->contiguous();
-  // the inputs an out= tensor may not overlap (x_t again when noise is drawn)
-  const at::Tensor* noise_input = generate_noise ? &x_t_in : noise_in.tensor;
   const at::Tensor t = t_in.contiguous();
   const StepTablesContig tables(tables_in);
-  at::Tensor sample = output_like(op, "sample", given.sample, x_t,
-                                  {&model_output_in, &x_t_in, noise_input});
-  at::Tensor pred_xstart;
-  if (given.write_pred_xstart) {
-    pred_xstart = output_like(op, "pred_xstart", given.pred_xstart, x_t,
-                              {&model_output_in, &x_t_in, noise_input, &sample});
-    TORCH_CHECK(sample.numel() == 0 || sample.data_ptr() != pred_xstart.data_ptr(),
-                op, ": expected sample and pred_xstart to be different tensors");
-  }
+  at::Tensor sample, pred_xstart;
+  std::tie(sample, pred_xstart) =
+      step_outputs(op, given, model_output_in, x_t_in, noise_in.tensor);
   if (x_t.size(0) == 0) return {sample, pred_xstart};
   dispatch_types(x_t.scalar_type(), tables.dtype(), [&](auto s, auto tb) {
     using S = decltype(s);

@@ -51,6 +51,15 @@ inline std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_outputs(
           log_variance.view(shape).expand(x.sizes())};
 }
 
+// The posterior mean, new or given (out=), which may be x_t (in place: the
+// kernels allow for it); no other overlap.
+inline at::Tensor posterior_mean_output(const at::Tensor* given,
+                                        const at::Tensor& x_start,
+                                        const at::Tensor& x_t) {
+  return output_like(kPosterior, "mean", given, x_start,
+                     {{"x_start", &x_start, false}, {"x_t", &x_t, true}});
+}
+
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_impl(
     const at::Tensor& x_start_in, const at::Tensor& x_t_in,
@@ -67,8 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance_impl(
   const at::Tensor coef2 = coef2_in.contiguous();
   const at::Tensor var_table = variance_in.contiguous();
   const at::Tensor log_var_table = log_variance_in.contiguous();
-  at::Tensor mean = output_like(kPosterior, "mean", mean_given, x_start,
-                                {&x_start_in, &x_t_in});
+  at::Tensor mean = posterior_mean_output(mean_given, x_start_in, x_t_in);
   at::Tensor variance = at::empty({x_start.size(0)}, x_start.options());
   at::Tensor log_variance = at::empty({x_start.size(0)}, x_start.options());
   if (x_start.size(0) > 0) {

@@ -70,6 +70,15 @@ inline int64_t check_scale_by_timestep(const at::Tensor& input,
   return check_tables(kScaleByTimestep, {{"table", &table}}, input);
 }
 
+// q_sample's output, new or given (out=), which may be x_start (in place:
+// the kernels allow for it); no other overlap.
+inline at::Tensor q_sample_output(const at::Tensor* given,
+                                  const at::Tensor& x_start,
+                                  const at::Tensor& noise) {
+  return output_like(kQSample, "out", given, x_start,
+                     {{"x_start", &x_start, true}, {"noise", &noise, false}});
+}
+
 template <typename Launch>
 at::Tensor q_sample_impl(const at::Tensor& x_start_in, const at::Tensor& t_in,
                          const at::Tensor& noise_in, const at::Tensor& sa_in,
@@ -81,8 +90,7 @@ at::Tensor q_sample_impl(const at::Tensor& x_start_in, const at::Tensor& t_in,
   const at::Tensor t = t_in.contiguous();
   const at::Tensor sa = sa_in.contiguous();
   const at::Tensor s1ma = s1ma_in.contiguous();
-  at::Tensor out = output_like(kQSample, "out", out_given, x_start,
-                               {&x_start_in, &noise_in});
+  at::Tensor out = q_sample_output(out_given, x_start_in, noise_in);
   if (out.numel() == 0) return out;
   dispatch_types(x_start.scalar_type(), sa.scalar_type(), [&](auto s, auto tb) {
     using S = decltype(s);

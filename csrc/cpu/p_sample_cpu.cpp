@@ -16,12 +16,15 @@ namespace {
 
 // N: S for a noise tensor, float for in-kernel noise (inlined into the noise
 // pass, see noise.h). kWritePred false: pred_xstart is null, not written.
+// x_t and sample are not __restrict: sample may be x_t (the in-place step of
+// sampling loops), and so the compiler may not re-read x_t after writing
+// sample; its alias check lets equal pointers take the vector loop.
 template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
           typename N, typename acc>
 DDPM_ALWAYS_INLINE inline void p_sample_loop(
     PSampleCoef<acc> k, ClipRange<acc> clip, const S* __restrict out,
-    const S* __restrict var_out, const S* __restrict x_t,
-    const N* __restrict noise, S* __restrict sample,
+    const S* __restrict var_out, const S* x_t,
+    const N* __restrict noise, S* sample,
     S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
@@ -38,9 +41,8 @@ template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
 DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
                                   const S* __restrict out,
                                   const S* __restrict var_out,
-                                  const S* __restrict x_t,
-                                  const S* __restrict noise,
-                                  S* __restrict sample,
+                                  const S* x_t,
+                                  const S* __restrict noise, S* sample,
                                   S* __restrict pred_xstart, int64_t n) {
   p_sample_loop<kMeanIsOutput, kLearnedVar, kWritePred>(
       k, clip, out, var_out, x_t, noise, sample, pred_xstart, n);

@@ -9,10 +9,11 @@
 namespace ddpm {
 namespace {
 
+// x_t and mean are not __restrict: mean may be x_t (posterior_mean_variance.out
+// in place), see p_sample_loop.
 template <typename S, typename acc>
 DDPM_CPU_CLONES void posterior_mean_run(PosteriorCoef<acc> k, const S* __restrict x_start,
-                        const S* __restrict x_t, S* __restrict mean,
-                        int64_t n) {
+                        const S* x_t, S* mean, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     store(mean + i, posterior_mean_elem(k, load(x_start + i), load(x_t + i)));
   }

@@ -12,9 +12,11 @@
 namespace ddpm {
 namespace {
 
+// x_start and out are not __restrict: out may be x_start (q_sample.out in
+// place), see p_sample_loop.
 template <typename S, typename acc>
-DDPM_CPU_CLONES void q_sample_run(QSampleCoef<acc> k, const S* __restrict x_start,
-                  const S* __restrict noise, S* __restrict out, int64_t n) {
+DDPM_CPU_CLONES void q_sample_run(QSampleCoef<acc> k, const S* x_start,
+                  const S* __restrict noise, S* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     store(out + i, q_sample_elem(k, load(x_start + i), load(noise + i)));
   }
