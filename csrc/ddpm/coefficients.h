@@ -141,6 +141,10 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
   const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
   const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
   const double c2 = static_cast<double>(tab.posterior_mean_coef2[t]);
+  // abar_t = 0 (a zero-terminal-SNR schedule's last step): r and rm1 are
+  // both inf, and the ratios below, sqrt(1 - abar) = rm1/r and
+  // 1/sqrt(1 - abar) = r/rm1, are their limits, 1, not inf/inf.
+  const bool zero_snr = r == std::numeric_limits<double>::infinity();
 
   double A = 0.0, Bm = 1.0;
   switch (mean_type) {
@@ -158,7 +162,7 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
       break;
     case MeanType::kV:  // x_0 = sqrt(abar)*x_t - sqrt(1-abar)*v
       A = 1.0 / r;
-      Bm = -rm1 / r;
+      Bm = zero_snr ? -1.0 : -rm1 / r;
       break;
   }
 
@@ -180,9 +184,12 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
         modes.eta == 0.0 ? 0.0
                          : modes.eta * ::sqrt((1.0 - abar_tgt) / (1.0 - abar)) *
                                ::sqrt(1.0 - abar / abar_tgt);
-    const double d = ::sqrt(1.0 - abar_tgt - sigma * sigma);
+    // >= 0 in exact arithmetic, and 0 at eta = 1 where abar = 0 (zero
+    // terminal SNR): rounding must not make it negative there (NaN).
+    const double d_squared = 1.0 - abar_tgt - sigma * sigma;
+    const double d = ::sqrt(d_squared > 0.0 ? d_squared : 0.0);
     k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
-    k.c2 = static_cast<acc>(d * r / rm1);
+    k.c2 = static_cast<acc>(zero_snr ? d : d * r / rm1);
     k.sigma_fixed = static_cast<acc>(nz * sigma);
     return k;
   }
@@ -204,7 +211,8 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
   }
   k.c1 = static_cast<acc>(c1);
   k.c2 = static_cast<acc>(c2);
-  k.sigma_fixed = static_cast<acc>(nz * ::exp(0.5 * log_var));
+  // (selected, as learned_sigma: log_var is -inf at t = 0 of a one-step schedule)
+  k.sigma_fixed = static_cast<acc>(t != 0 ? ::exp(0.5 * log_var) : 0.0);
   k.lv_a = static_cast<acc>(lv_a);
   k.lv_b = static_cast<acc>(lv_b);
   k.log_var_fixed = static_cast<acc>(log_var);

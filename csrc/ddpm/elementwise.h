@@ -68,6 +68,15 @@ DDPM_HD float exp_vectorizable(float x) {
 #endif
 }
 
+// exp(log_variance / 2) of a learned variance where t > 0, else exactly 0:
+// selected, not multiplied by nz, because at t = 0 the log-variance may be
+// NaN (a one-step schedule's clipped table is -inf, and learned_range forms
+// -inf + inf*v) or overflow, and 0*NaN would carry the NaN into the sample.
+template <typename acc>
+DDPM_HD acc learned_sigma(const PSampleCoef<acc>& k, acc log_variance) {
+  return k.nz != acc(0) ? exp_vectorizable(acc(0.5) * log_variance) : acc(0);
+}
+
 template <typename acc>
 struct PSampleOut {
   acc sample, pred_xstart, mean, log_variance;
@@ -86,7 +95,7 @@ DDPM_HD PSampleOut<acc> p_sample_elem(const PSampleCoef<acc>& k,
   r.log_variance = k.log_var_fixed;
   if (kLearnedVar) {
     r.log_variance = k.lv_a + k.lv_b * var_out;
-    sigma = k.nz * exp_vectorizable(acc(0.5) * r.log_variance);
+    sigma = learned_sigma(k, r.log_variance);
   }
   r.sample = r.mean + sigma * noise;
   return r;
@@ -114,10 +123,11 @@ DDPM_HD PSampleGrad<acc> p_sample_backward_elem(
   g.x_t = k.A * grad_x0 + (kMeanIsOutput ? acc(0) : k.c2 * grad_sample);
   g.var_out = acc(0);
   if (kLearnedVar) {
-    // d sample / d v = noise * sigma * 0.5 * lv_b
-    const acc sigma =
-        k.nz * exp_vectorizable(acc(0.5) * (k.lv_a + k.lv_b * var_out));
-    g.var_out = grad_sample * noise * sigma * acc(0.5) * k.lv_b;
+    // d sample / d v = noise * sigma * 0.5 * lv_b; 0 at t = 0 (no noise
+    // there), where lv_b may be inf
+    const acc sigma = learned_sigma(k, k.lv_a + k.lv_b * var_out);
+    g.var_out = k.nz != acc(0) ? grad_sample * noise * sigma * acc(0.5) * k.lv_b
+                               : acc(0);
   }
   return g;
 }

@@ -37,38 +37,15 @@ def posterior_mean_variance(x_start, x_t, t, tab):
     return mean, var, log_var, c1.abs() * x0.abs() + c2.abs() * x.abs()
 
 
-def p_sample(model_output, x_t, t, noise, tab, mean_type, var_type, clip):
-    """Returns (sample, pred_xstart, sample_magnitude, pred_magnitude, slack).
+def _pred_xstart(out, x, t, tab, mean_type, clip):
+    """(pred_xstart, its magnitude, v's slack) as improved-diffusion forms it.
 
     slack bounds the error the kernel inherits, for the v prediction, from
     deriving sqrt(1 - abar) out of the sqrt_recipm1_alphas_cumprod table: that
     table, sqrt(1/abar - 1) in float64, carries a relative error of about
     2^-53/(1 - abar) (cancellation at small t). Invisible in float32.
     """
-    x, out, z = x_t.double(), model_output.double(), noise.double()
     ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
-    if var_type in LEARNED:
-        out, var_values = torch.split(out, x.shape[1], dim=1)
-        if var_type == "learned":
-            log_var = var_values
-            lv_mag = var_values.abs()
-        else:
-            min_log = ex("posterior_log_variance_clipped")
-            max_log = torch.log(ex("betas"))
-            frac = (var_values + 1) / 2
-            log_var = frac * max_log + (1 - frac) * min_log
-            lv_mag = (max_log.abs() + min_log.abs()) * (1 + var_values.abs())
-    elif var_type == "fixed_small":
-        log_var = ex("posterior_log_variance_clipped").expand(x.shape)
-        lv_mag = log_var.abs()
-    elif var_type == "fixed_large":
-        pv, betas = tab["posterior_variance"].double(), tab["betas"].double()
-        log_var = torch.log(torch.cat([pv[1:2], betas[1:]]))[t]
-        log_var = log_var.view(-1, *([1] * (x.dim() - 1))).expand(x.shape)
-        lv_mag = log_var.abs()
-    else:
-        raise ValueError(var_type)
-
     if mean_type == "epsilon":
         A, B = ex("sqrt_recip_alphas_cumprod"), -ex("sqrt_recipm1_alphas_cumprod")
     elif mean_type == "start_x":
@@ -88,15 +65,92 @@ def p_sample(model_output, x_t, t, noise, tab, mean_type, var_type, clip):
         slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
     if clip:
         pred = pred.clamp(-1, 1)
+    return pred, pred_mag, slack
+
+
+def _no_noise_at_t0(t, ndim, sigma):
+    """sigma where t > 0, else 0, whatever sigma is there."""
+    nonzero = (t != 0).view(-1, *([1] * (ndim - 1)))
+    return torch.where(nonzero, sigma, torch.zeros_like(sigma))
+
+
+def _sigma(t, log_var):
+    """exp(log_var / 2) where t > 0, else 0, whatever the log-variance is at t = 0
+    (a one-step schedule's is -inf, learned_range's -inf * 0 NaN); its gradient
+    is 0 there too, not 0 * NaN."""
+    nonzero = (t != 0).view(-1, *([1] * (log_var.dim() - 1)))
+    safe = torch.where(nonzero, log_var, torch.zeros_like(log_var))
+    return _no_noise_at_t0(t, log_var.dim(), torch.exp(0.5 * safe))
+
+
+def p_sample(model_output, x_t, t, noise, tab, mean_type, var_type, clip):
+    """Returns (sample, pred_xstart, sample_magnitude, pred_magnitude,
+    (sample_slack, pred_slack)); the slacks as _pred_xstart's."""
+    x, out, z = x_t.double(), model_output.double(), noise.double()
+    ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
+    if var_type in LEARNED:
+        out, var_values = torch.split(out, x.shape[1], dim=1)
+        if var_type == "learned":
+            log_var = var_values
+            lv_mag = var_values.abs()
+        else:
+            # a one-step schedule's clipped table is -inf (no noise at its only
+            # step); 0 in its place keeps the formula, and its gradient, finite
+            min_log = ex("posterior_log_variance_clipped").nan_to_num(neginf=0.0)
+            max_log = torch.log(ex("betas"))
+            frac = (var_values + 1) / 2
+            log_var = frac * max_log + (1 - frac) * min_log
+            lv_mag = (max_log.abs() + min_log.abs()) * (1 + var_values.abs())
+    elif var_type == "fixed_small":
+        log_var = ex("posterior_log_variance_clipped").expand(x.shape)
+        lv_mag = log_var.abs()
+    elif var_type == "fixed_large":
+        pv, betas = tab["posterior_variance"].double(), tab["betas"].double()
+        # a one-step schedule has no posterior_variance[1]; its step adds no noise
+        first = pv[1:2] if len(pv) > 1 else pv[:1]
+        log_var = torch.log(torch.cat([first, betas[1:]]))[t]
+        log_var = log_var.view(-1, *([1] * (x.dim() - 1))).expand(x.shape)
+        lv_mag = log_var.abs()
+    else:
+        raise ValueError(var_type)
+
+    pred, pred_mag, slack = _pred_xstart(out, x, t, tab, mean_type, clip)
     c1, c2 = ex("posterior_mean_coef1"), ex("posterior_mean_coef2")
     if mean_type == "previous_x":
         mean, mean_mag = out, out.abs()
     else:
         mean = c1 * pred + c2 * x
         mean_mag = c1.abs() * pred_mag + c2.abs() * x.abs()
-    nonzero = (t != 0).double().view(-1, *([1] * (x.dim() - 1)))
-    sigma = nonzero * torch.exp(0.5 * log_var)
+    sigma = _sigma(t, log_var.expand(x.shape))
     sample = mean + sigma * z
-    sample_mag = mean_mag + sigma * z.abs() * (1 + lv_mag)
+    noise_mag = _no_noise_at_t0(t, x.dim(), sigma * z.abs() * (1 + lv_mag))
+    sample_mag = mean_mag + noise_mag
     sample_slack = slack if mean_type == "previous_x" else c1.abs() * slack
+    return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
+
+
+def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip,
+                target="alphas_cumprod_prev"):
+    """A DDIM step towards tab[target] (abar_{t-1}; abar_{t+1} for the reverse
+    ODE), as improved-diffusion's ddim_sample writes it, eps formed from x_t
+    and pred_xstart in terms of abar (defined where abar_t = 0 too: eps = x_t).
+    Returns what p_sample returns; a learned variance half is ignored."""
+    x, out, z = x_t.double(), model_output.double(), noise.double()
+    if var_type in LEARNED:
+        out = out[:, : x.shape[1]]
+    ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
+    pred, pred_mag, slack = _pred_xstart(out, x, t, tab, mean_type, clip)
+    abar, abar_tgt = ex("alphas_cumprod"), ex(target)
+    eps = (x - abar.sqrt() * pred) / (1 - abar).sqrt()
+    eps_mag = (x.abs() + abar.sqrt() * pred_mag) / (1 - abar).sqrt()
+    if eta == 0:
+        sigma = torch.zeros_like(abar)
+    else:
+        sigma = eta * ((1 - abar_tgt) / (1 - abar)).sqrt() * (1 - abar / abar_tgt).sqrt()
+    d = (1 - abar_tgt - sigma**2).clamp_min(0).sqrt()  # rounds below 0 at eta = 1, abar = 0
+    sigma = _no_noise_at_t0(t, x.dim(), sigma)
+    sample = abar_tgt.sqrt() * pred + d * eps + sigma * z
+    sample_mag = abar_tgt.sqrt() * pred_mag + d * eps_mag + sigma * z.abs()
+    # eps divides by sqrt(1 - abar): the kernel's slack grows with it
+    sample_slack = (abar_tgt.sqrt() + d / (1 - abar).sqrt()) * slack
     return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
