@@ -1,32 +1,82 @@
-// The backward operators are not differentiable themselves (no double
-// backward), and neither are the out= and sample_out variants (as PyTorch's
-// own out= ops). Registering PyTorch's not-implemented kernel at Autograd makes
-// that an error ("derivative for ... is not implemented") instead of a
-// silently detached result, and lets them run on meta tensors under torch
-// 1.13, whose AutogradMeta key has no fallthrough.
+// Operators that are not differentiable themselves.
+//
+// The backward operators (no double backward): PyTorch's not-implemented
+// kernel at Autograd makes differentiating through them an error ("derivative
+// for ... is not implemented") instead of a silently detached result, and
+// lets them run on meta tensors under torch 1.13, whose AutogradMeta key has
+// no fallthrough.
+//
+// The out= and sample_out overloads (as PyTorch's own out= functions): in
+// grad mode, an argument that requires grad is refused by name; otherwise the
+// operator runs below autograd, and the version of every tensor it writes is
+// bumped as an in-place op bumps it, so that autograd notices a tensor saved
+// for a backward pass being overwritten.
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
+#include <torch/csrc/autograd/variable.h>
 #include <torch/library.h>
 
+#include <string>
+#include <vector>
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+// "ddpm.p_sample.out" for the schema ddpm::p_sample.out
+std::string op_name(const c10::FunctionSchema& schema) {
+  std::string name = schema.name();
+  const size_t colons = name.find("::");
+  if (colons != std::string::npos) name.replace(colons, 2, ".");
+  if (!schema.overload_name().empty()) name += "." + schema.overload_name();
+  return name;
+}
+
+void out_overload_autograd(const c10::OperatorHandle& op,
+                           c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+  const c10::FunctionSchema& schema = op.schema();
+  const auto& args = schema.arguments();
+  const size_t first = stack->size() - args.size();
+  std::vector<at::Tensor> written;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const c10::IValue& value = (*stack)[first + i];
+    if (!value.isTensor() || !value.toTensor().defined()) continue;
+    const at::Tensor& x = value.toTensor();
+    const bool is_output = args[i].alias_info() != nullptr && args[i].alias_info()->isWrite();
+    if (is_output) written.push_back(x);
+    if (!at::GradMode::is_enabled() || !x.requires_grad()) continue;
+    const std::string name = op_name(schema);
+    TORCH_CHECK(!is_output, name, ": ", args[i].name(),
+                " requires grad, and an output= tensor is written in place, which "
+                "autograd cannot track: pass one that does not require grad");
+    TORCH_CHECK(false, name, ": ", args[i].name(),
+                " requires grad, but the out= and sample= overloads are not "
+                "differentiable (as PyTorch's out= functions): call ",
+                name.substr(0, name.rfind('.')),
+                " without them for gradients, or pass ", args[i].name(),
+                ".detach() (or run under torch.no_grad())");
+  }
+  op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
+  for (const at::Tensor& x : written) torch::autograd::impl::bump_version(x);
+}
+
+}  // namespace
+
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
-  m.impl("q_sample_backward", torch::autograd::autogradNotImplementedFallback());
-  m.impl("scale_by_timestep", torch::autograd::autogradNotImplementedFallback());
-  m.impl("posterior_mean_variance_backward",
-         torch::autograd::autogradNotImplementedFallback());
-  m.impl("p_sample_backward", torch::autograd::autogradNotImplementedFallback());
-  m.impl("ddim_sample_backward",
-         torch::autograd::autogradNotImplementedFallback());
-  m.impl("q_sample.out", torch::autograd::autogradNotImplementedFallback());
-  m.impl("p_sample.out", torch::autograd::autogradNotImplementedFallback());
-  m.impl("posterior_mean_variance.out",
-         torch::autograd::autogradNotImplementedFallback());
-  m.impl("ddim_sample.out", torch::autograd::autogradNotImplementedFallback());
-  m.impl("p_sample_philox.out",
-         torch::autograd::autogradNotImplementedFallback());
-  m.impl("ddim_sample_philox.out",
-         torch::autograd::autogradNotImplementedFallback());
-  for (const char* op : {"p_sample.sample_out", "ddim_sample.sample_out",
-                         "p_sample_philox.sample_out",
-                         "ddim_sample_philox.sample_out"}) {
+  for (const char* op : {"q_sample_backward", "scale_by_timestep",
+                         "posterior_mean_variance_backward", "p_sample_backward",
+                         "ddim_sample_backward"}) {
     m.impl(op, torch::autograd::autogradNotImplementedFallback());
   }
+  for (const char* op :
+       {"q_sample.out", "posterior_mean_variance.out", "p_sample.out",
+        "ddim_sample.out", "p_sample_philox.out", "ddim_sample_philox.out",
+        "p_sample.sample_out", "ddim_sample.sample_out",
+        "p_sample_philox.sample_out", "ddim_sample_philox.sample_out"}) {
+    m.impl(op, torch::CppFunction::makeFromBoxedFunction<&out_overload_autograd>());
+  }
 }
+
+}  // namespace ops
+}  // namespace ddpm

@@ -86,6 +86,8 @@ std::tuple<at::Tensor, at::Tensor> p_sample_autograd(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
+  refuse_grad_of_step_tables(kPSample,
+                             StepTableArgs(false, r, rm1, c1, c2, log_var, betas));
   auto out = PSampleFunction::apply(model_output, x_t, t, noise, r, rm1, c1,
                                     c2, log_var, betas, std::string(mean_type),
                                     std::string(var_type), clip_denoised);
@@ -98,6 +100,8 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_autograd(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
     const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
+  refuse_grad_of_step_tables(kDdimSample,
+                             StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev));
   auto out = DdimFunction::apply(model_output, x_t, t, noise, r, rm1, c1, c2,
                                  abar, abar_prev, eta, std::string(mean_type),
                                  std::string(var_type), clip_denoised);

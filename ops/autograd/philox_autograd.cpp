@@ -14,6 +14,7 @@
 
 #include "../ddpm_ops.h"
 #include "../p_sample.h"
+#include "../q_sample.h"
 #include "step_autograd.h"
 
 namespace ddpm {
@@ -56,6 +57,9 @@ class QSamplePhiloxFunction
 std::tuple<at::Tensor, at::Tensor> q_sample_philox_autograd(
     const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
     int64_t offset, const at::Tensor& sa, const at::Tensor& s1ma) {
+  refuse_grad_of_constants(kQSamplePhilox, "x_start",
+                           {{"sqrt_alphas_cumprod", &sa},
+                            {"sqrt_one_minus_alphas_cumprod", &s1ma}});
   auto out = QSamplePhiloxFunction::apply(x_start, t, seed, offset, sa, s1ma);
   return {out[0], out[1]};
 }
@@ -161,6 +165,8 @@ std::tuple<at::Tensor, at::Tensor> p_sample_philox_autograd(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& log_var,
     const at::Tensor& betas, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
+  refuse_grad_of_step_tables(kPSamplePhilox,
+                             StepTableArgs(false, r, rm1, c1, c2, log_var, betas));
   auto out = PSamplePhiloxFunction::apply(
       model_output, x_t, t, seed, offset, r, rm1, c1, c2, log_var, betas,
       std::string(mean_type), std::string(var_type), clip_denoised);
@@ -173,6 +179,8 @@ std::tuple<at::Tensor, at::Tensor> ddim_sample_philox_autograd(
     const at::Tensor& c1, const at::Tensor& c2, const at::Tensor& abar,
     const at::Tensor& abar_prev, double eta, c10::string_view mean_type,
     c10::string_view var_type, bool clip_denoised) {
+  refuse_grad_of_step_tables(kDdimSamplePhilox,
+                             StepTableArgs(true, r, rm1, c1, c2, abar, abar_prev));
   auto out = DdimPhiloxFunction::apply(
       model_output, x_t, t, seed, offset, r, rm1, c1, c2, abar, abar_prev, eta,
       std::string(mean_type), std::string(var_type), clip_denoised);

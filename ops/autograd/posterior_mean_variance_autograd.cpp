@@ -4,6 +4,8 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "../posterior_mean_variance.h"
+#include "constant_args.h"
 #include "per_sample_linear.h"
 
 namespace ddpm {
@@ -50,6 +52,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_autograd(
     const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
     const at::Tensor& coef1, const at::Tensor& coef2,
     const at::Tensor& variance, const at::Tensor& log_variance) {
+  refuse_grad_of_constants(kPosterior, "x_start and x_t",
+                           {{"posterior_mean_coef1", &coef1},
+                            {"posterior_mean_coef2", &coef2},
+                            {"posterior_variance", &variance},
+                            {"posterior_log_variance_clipped", &log_variance}});
   auto out = PosteriorFunction::apply(x_start, x_t, t, coef1, coef2, variance,
                                       log_variance);
   return {out[0], out[1], out[2]};

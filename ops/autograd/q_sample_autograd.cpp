@@ -4,6 +4,8 @@
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
+#include "../q_sample.h"
+#include "constant_args.h"
 #include "per_sample_linear.h"
 
 namespace ddpm {
@@ -38,6 +40,9 @@ class QSampleFunction : public torch::autograd::Function<QSampleFunction> {
 at::Tensor q_sample_autograd(const at::Tensor& x_start, const at::Tensor& t,
                              const at::Tensor& noise, const at::Tensor& sa,
                              const at::Tensor& s1ma) {
+  refuse_grad_of_constants(kQSample, "x_start and noise",
+                           {{"sqrt_alphas_cumprod", &sa},
+                            {"sqrt_one_minus_alphas_cumprod", &s1ma}});
   return QSampleFunction::apply(x_start, t, noise, sa, s1ma);
 }
 

@@ -9,8 +9,20 @@
 #include <string>
 #include <tuple>
 
+#include "../p_sample.h"
+#include "constant_args.h"
+
 namespace ddpm {
 namespace ops {
+
+// A step has gradients for model_output and x_t; its tables may not require
+// grad. (Its noise is a documented constant too, a sample of N(0, I) that a
+// caller may well have made from tensors that require grad: accepted.)
+inline void refuse_grad_of_step_tables(const char* op, const StepTableArgs& tables) {
+  for (const NamedTensor& table : tables.tables) {
+    refuse_grad_of_constants(op, "model_output and x_t", {table});
+  }
+}
 
 // Saves the step's tensors in schema order and its modes, and turns off
 // autograd's zero filling of an output's gradient when the loss does not use

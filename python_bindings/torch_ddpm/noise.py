@@ -12,6 +12,7 @@ does; each call uses 4, so advance it by 4 per call for fresh noise (PhiloxStrea
 does that). Explicit noise (randn_like) stays the default everywhere for exact
 parity with existing code; these are opt-in.
 """
+import operator
 from typing import Optional, Tuple
 
 import torch
@@ -22,10 +23,35 @@ OFFSET_PER_CALL = 4
 _UINT64 = 1 << 64
 
 
+def _integer(name: str, value) -> int:
+    """value as a Python int (ints, numpy integers, integer 0-d tensors); bools
+    and floats are refused."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got bool")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}") from None
+
+
 def _as_int64(seed: int) -> int:
-    """A 64-bit seed as the signed int the operator schema carries (same bits)."""
-    seed = int(seed) % _UINT64
+    """A 64-bit seed as the signed int the operator schema carries (same bits).
+    Any int in [-2**63, 2**64) is a seed; a larger one is refused, not wrapped
+    (two seeds would give the same noise)."""
+    seed = _integer("seed", seed)
+    if not -(1 << 63) <= seed < _UINT64:
+        raise ValueError(f"seed: expected a 64-bit seed, an int in [-2**63, 2**64), got {seed}")
     return seed - _UINT64 if seed >= (1 << 63) else seed
+
+
+def _checked_offset(offset: int) -> int:
+    """offset as the operators take it: an int in [0, 2**63), a multiple of 4."""
+    offset = _integer("offset", offset)
+    if not 0 <= offset < (1 << 63) or offset % OFFSET_PER_CALL:
+        raise ValueError(f"offset: expected a multiple of {OFFSET_PER_CALL} in [0, 2**63) "
+                         f"(it counts 32-bit Philox draws; each call uses {OFFSET_PER_CALL}), "
+                         f"got {offset}")
+    return offset
 
 
 def philox_seed_offset(generator: Optional[torch.Generator] = None, device=None,
@@ -65,14 +91,12 @@ class PhiloxStream:
         if isinstance(seed, torch.Generator):
             self.generator, self.seed, self.offset = seed, None, None
         else:
-            if offset < 0 or offset % OFFSET_PER_CALL:
-                raise ValueError(f"offset must be a multiple of 4 and >= 0, got {offset}")
-            self.generator, self.seed, self.offset = None, _as_int64(seed), int(offset)
+            self.generator, self.seed, self.offset = None, _as_int64(seed), _checked_offset(offset)
 
     def take(self, device=None) -> Tuple[int, int]:
         if self.generator is not None:
             return philox_seed_offset(self.generator, device)
-        key = (self.seed, self.offset)
+        key = (self.seed, _checked_offset(self.offset))
         self.offset += OFFSET_PER_CALL
         return key
 
@@ -99,4 +123,4 @@ def as_philox_stream(philox) -> Optional[PhiloxStream]:
 def philox_normal(input: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
     """N(0, 1) noise shaped like input (its dtype and device), element e being
     the Philox normal of (seed, offset, e): what the *_philox operators add."""
-    return torch.ops.ddpm.philox_normal(input, _as_int64(seed), int(offset))
+    return torch.ops.ddpm.philox_normal(input, _as_int64(seed), _checked_offset(offset))

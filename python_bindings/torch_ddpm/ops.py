@@ -14,7 +14,7 @@ from typing import Tuple
 
 import torch
 
-from .noise import _as_int64
+from .noise import _as_int64, _checked_offset
 
 __all__ = ["q_sample", "posterior_mean_variance", "p_sample", "mode_name",
            "q_sample_philox", "p_sample_philox"]
@@ -84,7 +84,7 @@ def q_sample_philox(x_start, t, seed, offset, sqrt_alphas_cumprod,
     """q_sample with the noise drawn in the kernel: returns (x_t, noise), the
     noise being philox_normal(x_start, seed, offset) (the training target)."""
     return torch.ops.ddpm.q_sample_philox(
-        x_start, t, _as_int64(seed), int(offset), sqrt_alphas_cumprod,
+        x_start, t, _as_int64(seed), _checked_offset(offset), sqrt_alphas_cumprod,
         sqrt_one_minus_alphas_cumprod)
 
 
@@ -99,7 +99,7 @@ def p_sample_philox(
     kernel (in float32, also for 16-bit data): reads model_output and x_t,
     writes sample and pred_xstart, nothing else."""
     return torch.ops.ddpm.p_sample_philox(
-        model_output, x_t, t, _as_int64(seed), int(offset),
+        model_output, x_t, t, _as_int64(seed), _checked_offset(offset),
         sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
         posterior_mean_coef1, posterior_mean_coef2,
         posterior_log_variance_clipped, betas,
