@@ -11,8 +11,10 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # qemu-user: test_isa.py runs the AVX2 and SSE2 code on emulated CPUs
+# python3-hypothesis, python3-venv: the fuzz test and the wheel check
 apt_packages=(cmake ninja-build g++ libgtest-dev python3-torch libtorch-dev
-              python3-pytest python3-numpy python3-setuptools python3-dev qemu-user)
+              python3-pytest python3-numpy python3-setuptools python3-dev qemu-user
+              python3-hypothesis python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -24,9 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null \
-   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers, sklearn" 2>/dev/null; then
+   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers, sklearn, hypothesis" 2>/dev/null; then
   echo "== pip install torch==$TORCH_VERSION (PyPI) and the test tools into $("$PY" -c 'import sys; print(sys.executable)')"
   # diffusers: the scheduler tests hold torch_ddpm's DDPMScheduler against it;
-  # scikit-learn: the demo trains on the digits it ships.
-  "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools diffusers scikit-learn
+  # scikit-learn: the demo trains on the digits it ships; hypothesis: the fuzz test.
+  "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools diffusers \
+    scikit-learn hypothesis
 fi

@@ -1,0 +1,352 @@
+"""Property-based fuzzing of every operator and overload (hypothesis).
+
+Each example draws an operator and overload, a data dtype and a table dtype,
+a shape (empty batches and samples of one element included), contiguous or
+strided inputs, a schedule (T from 1; linear, cosine or zero terminal SNR),
+timesteps, modes, a Philox key, and for the out= and sample= overloads an
+output that is new memory, one of the inputs, or a view overlapping one.
+Sometimes one argument is broken (a timestep out of range, a wrong dtype,
+shape or length, an unknown mode, a negative eta). The call must then either
+- match the float64 reference (tests/python/reference.py) within rounding,
+  and, for an output written in place, the functional result bit for bit, or
+- raise an error whose message starts with the operator's name and names the
+  argument (the broken one, or the output and input that may not alias).
+
+CI runs a fixed set of examples (derandomized); TORCH_DDPM_FUZZ_EXAMPLES=N
+runs N random examples per test instead (e.g. 20000 for a long run).
+"""
+import os
+import re
+
+import pytest
+import torch
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
+
+import reference as ref  # noqa: E402
+from helpers import DTYPES, MEAN_TYPES, VAR_TYPES, assert_within_rounding  # noqa: E402
+from torch_ddpm.schedules import cosine_betas, linear_betas, schedule_tables  # noqa: E402
+
+_LONG = os.environ.get("TORCH_DDPM_FUZZ_EXAMPLES")
+FUZZ = settings(max_examples=int(_LONG) if _LONG else 120, derandomize=not _LONG,
+                deadline=None, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+Q_TABLES = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+POST_TABLES = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
+               "posterior_log_variance_clipped")
+STEP_TABLES = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+               "posterior_mean_coef1", "posterior_mean_coef2")
+LAST_TWO = {False: ("posterior_log_variance_clipped", "betas"),
+            True: ("alphas_cumprod", "alphas_cumprod_prev")}
+
+
+class Broken(Exception):
+    """The example breaks `arg` on purpose: the call must raise naming it."""
+
+
+# ---- drawing inputs ----------------------------------------------------------------------
+@st.composite
+def schedules(draw):
+    kind = draw(st.sampled_from(["linear", "cosine", "zero_snr"]))
+    # (a linear schedule scales its betas by 1000/T: T >= 50 keeps them below 1)
+    T = draw(st.integers(50, 80) if kind == "linear" else st.integers(1, 40))
+    return kind, T
+
+
+def tables_of(kind, T):
+    betas = linear_betas(T) if kind == "linear" else cosine_betas(T)
+    if kind == "zero_snr":
+        betas[-1] = 1.0
+    return schedule_tables(betas)
+
+
+def table_dtypes(dtype):
+    """float32 tables round every coefficient to float32: within the rounding
+    of float32 and 16-bit data, not of float64 data."""
+    return st.sampled_from([torch.float64] if dtype == torch.float64
+                           else [torch.float64, torch.float32])
+
+
+@st.composite
+def shapes(draw):
+    batch = draw(st.integers(0, 4))
+    channels = draw(st.integers(1, 3))
+    spatial = draw(st.lists(st.integers(1, 9), min_size=0, max_size=2))
+    return (batch, channels, *spatial)
+
+
+def make_data(draw, shape, dtype, name, scale=2.0):
+    """A tensor of `shape` in `dtype`: contiguous, a strided view, or expanded
+    along the batch."""
+    layout = draw(st.sampled_from(["contiguous", "strided", "expanded"]), label=f"{name} layout")
+    seed = draw(st.integers(0, 2**31 - 1), label=f"{name} seed")
+    g = torch.Generator().manual_seed(seed)
+    if layout == "strided":
+        return (torch.randn(*shape, 2, generator=g) * scale).to(dtype)[..., 1]
+    if layout == "expanded" and len(shape) >= 1 and shape[0] > 1:
+        return (torch.randn(1, *shape[1:], generator=g) * scale).to(dtype).expand(shape)
+    return (torch.randn(*shape, generator=g) * scale).to(dtype)
+
+
+def make_timesteps(draw, batch, T, kind, mean_type=None):
+    top = T - 1
+    if kind == "zero_snr" and mean_type == "epsilon":
+        top = T - 2  # epsilon has no x_0 at abar = 0 (see test_small_schedules.py)
+        if top < 0:
+            return None
+    values = draw(st.lists(st.integers(0, top), min_size=batch, max_size=batch), label="t")
+    return torch.tensor(values, dtype=torch.long)
+
+
+def maybe_break(draw, args, names, T):
+    """Breaks at most one argument of `args` (a dict) in place; returns the
+    name of the broken one, or None. names: (data tensors, tables)."""
+    data_names, table_names = names
+    what = draw(st.sampled_from(["none"] * 6 + ["t_value", "dtype", "shape", "table_length",
+                                                "table_dtype"]), label="break")
+    if what == "none":
+        return None
+    if what == "t_value":
+        if args["t"].numel() == 0:
+            return None
+        t = args["t"].clone()
+        t[draw(st.integers(0, t.numel() - 1))] = draw(st.sampled_from([-1, T, T + 7]))
+        args["t"] = t
+        return "t"
+    if what == "dtype":
+        name = draw(st.sampled_from(data_names + ["t"]))
+        args[name] = args[name].to(torch.int32 if name == "t" else torch.int64)
+        return name
+    if what == "shape":
+        name = draw(st.sampled_from(data_names[1:] + ["t"]))  # the first sets the shape
+        x = args[name]
+        args[name] = torch.zeros(x.shape[0] + 1, *x.shape[1:], dtype=x.dtype)
+        return name
+    name = draw(st.sampled_from(table_names[1:]))  # the first sets T and the dtype
+    tab = args[name]
+    args[name] = tab[:-1] if what == "table_length" else tab.half()
+    return name
+
+
+def expect_error_naming(op, name, call):
+    with pytest.raises((RuntimeError, ValueError, TypeError)) as info:
+        call()
+    message = str(info.value)
+    assert op in message, message
+    assert re.search(rf"\b{re.escape(name)}\b", message), (name, message)
+
+
+# ---- q_sample ----------------------------------------------------------------------------
+@FUZZ
+@given(data=st.data())
+def test_fuzz_q_sample(data):
+    draw = data.draw
+    kind, T = draw(schedules())
+    tab64 = tables_of(kind, T)
+    shape = draw(shapes())
+    dtype = draw(st.sampled_from(DTYPES))
+    table_dtype = draw(table_dtypes(dtype))
+    args = {"x_start": make_data(draw, shape, dtype, "x_start"),
+            "t": make_timesteps(draw, shape[0], T, kind),
+            "noise": make_data(draw, shape, dtype, "noise")}
+    args.update({k: tab64[k].to(table_dtype) for k in Q_TABLES})
+    broken = maybe_break(draw, args, (["x_start", "noise"], list(Q_TABLES)), T)
+    order = ["x_start", "t", "noise", *Q_TABLES]
+    variant = draw(st.sampled_from(["functional", "out"]))
+    call = lambda **kw: torch.ops.ddpm.q_sample(*(args[k] for k in order), **kw)  # noqa: E731
+    if broken:
+        return expect_error_naming("ddpm.q_sample", broken, call)
+    want, mag = ref.q_sample(args["x_start"], args["t"], args["noise"], tab64)
+    if variant == "functional":
+        return assert_within_rounding(call(), want, mag, dtype)
+    check_out_variant(draw, "ddpm.q_sample", args, call, {"out": shape},
+                      {"out": {"x_start": True, "noise": False}}, dtype)
+
+
+# ---- posterior ---------------------------------------------------------------------------
+@FUZZ
+@given(data=st.data())
+def test_fuzz_posterior_mean_variance(data):
+    draw = data.draw
+    kind, T = draw(schedules())
+    tab64 = tables_of(kind, T)
+    shape = draw(shapes())
+    dtype = draw(st.sampled_from(DTYPES))
+    table_dtype = draw(table_dtypes(dtype))
+    args = {"x_start": make_data(draw, shape, dtype, "x_start"),
+            "x_t": make_data(draw, shape, dtype, "x_t"),
+            "t": make_timesteps(draw, shape[0], T, kind)}
+    args.update({k: tab64[k].to(table_dtype) for k in POST_TABLES})
+    broken = maybe_break(draw, args, (["x_start", "x_t"], list(POST_TABLES)), T)
+    order = ["x_start", "x_t", "t", *POST_TABLES]
+    call = lambda **kw: torch.ops.ddpm.posterior_mean_variance(*(args[k] for k in order), **kw)  # noqa: E731
+    if broken:
+        return expect_error_naming("ddpm.posterior_mean_variance", broken, call)
+    variant = draw(st.sampled_from(["functional", "out"]))
+    if variant == "functional":
+        mean, var, log_var = call()
+        e_mean, e_var, e_log_var, mag = ref.posterior_mean_variance(args["x_start"], args["x_t"],
+                                                                    args["t"], tab64)
+        assert_within_rounding(mean, e_mean, mag, dtype, "mean")
+        assert_within_rounding(var, e_var, e_var.abs(), dtype, "variance")
+        finite = torch.isfinite(e_log_var)  # log 0 at t = 0 of a one-step schedule
+        assert torch.equal(torch.isfinite(log_var), finite)
+        assert_within_rounding(log_var[finite], e_log_var[finite], e_log_var[finite].abs(), dtype)
+        return
+    check_out_variant(draw, "ddpm.posterior_mean_variance", args, call, {"mean": shape},
+                      {"mean": {"x_start": False, "x_t": True}}, dtype, first_only=True)
+
+
+# ---- the steps ---------------------------------------------------------------------------
+@FUZZ
+@given(data=st.data())
+def test_fuzz_steps(data):
+    draw = data.draw
+    ddim = draw(st.booleans(), label="ddim")
+    philox = draw(st.booleans(), label="philox")
+    op = "ddpm." + ("ddim_sample" if ddim else "p_sample") + ("_philox" if philox else "")
+    kind, T = draw(schedules())
+    tab64 = tables_of(kind, T)
+    shape = draw(shapes())
+    dtype = draw(st.sampled_from(DTYPES))
+    # a DDIM step forms 1 - abar from the tables: float32 ones lose that where
+    # abar is near 1 (README), which is not the kernel's rounding
+    table_dtype = torch.float64 if ddim else draw(table_dtypes(dtype))
+    mean_type = draw(st.sampled_from(MEAN_TYPES))
+    var_type = draw(st.sampled_from(VAR_TYPES))
+    clip = draw(st.booleans())
+    eta = draw(st.sampled_from([0.0, 0.3, 1.0])) if ddim else None
+    learned = var_type in ref.LEARNED
+    out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
+    t = make_timesteps(draw, shape[0], T, kind, mean_type)
+    if t is None:
+        return
+    args = {"model_output": make_data(draw, out_shape, dtype, "model_output"),
+            "x_t": make_data(draw, shape, dtype, "x_t"), "t": t}
+    if learned:  # plausible variance halves
+        half = args["model_output"][:, shape[1]:].float()
+        half = half.clamp(-1, 1) if var_type == "learned_range" else half.clamp(-8, 1)
+        args["model_output"] = torch.cat([args["model_output"][:, :shape[1]],
+                                          half.to(dtype)], dim=1)
+    if philox:
+        args["seed"] = draw(st.integers(-2**63, 2**63 - 1), label="seed")
+        args["offset"] = 4 * draw(st.integers(0, 2**40), label="offset / 4")
+    else:
+        args["noise"] = make_data(draw, shape, dtype, "noise", scale=1.0)
+    tables = (*STEP_TABLES, *LAST_TWO[ddim])
+    args.update({k: tab64[k].to(table_dtype) for k in tables})
+    data_names = ["x_t", "model_output"] + ([] if philox else ["noise"])
+    broken = maybe_break(draw, args, (data_names, list(tables)), T)
+    modes = [mean_type, var_type]
+    mode_break = draw(st.sampled_from([None] * 8 + ["model_mean_type", "model_var_type", "eta"]),
+                      label="mode break")
+    if not broken and mode_break == "eta" and ddim:
+        eta, broken = -0.5, "eta"
+    elif not broken and mode_break in ("model_mean_type", "model_var_type"):
+        modes[0 if mode_break == "model_mean_type" else 1] = "gaussian"
+        broken = mode_break
+    order = (["model_output", "x_t", "t"] + (["seed", "offset"] if philox else ["noise"])
+             + list(tables))
+    extra = [eta] if ddim else []
+    fn = getattr(torch.ops.ddpm, op.split(".")[1])
+
+    def call(**kw):
+        return fn(*(args[k] for k in order), *extra, *modes, clip, **kw)
+
+    if broken:
+        return expect_error_naming(op, broken, call)
+    # in-kernel noise is drawn in float32 for every dtype, rounded once with the result
+    noise = (torch.ops.ddpm.philox_normal(args["x_t"].float(), args["seed"], args["offset"])
+             if philox else args["noise"])
+    if ddim:
+        want = ref.ddim_sample(args["model_output"], args["x_t"], t, noise, tab64, eta,
+                               mean_type, var_type, clip)
+    else:
+        want = ref.p_sample(args["model_output"], args["x_t"], t, noise, tab64, mean_type,
+                            var_type, clip)
+    variant = draw(st.sampled_from(["functional", "out", "sample_out"]))
+    if variant == "functional":
+        sample, pred = call()
+        e_sample, e_pred, s_mag, p_mag, (s_slack, p_slack) = want
+        assert_within_rounding(pred, e_pred, p_mag, dtype, "pred_xstart", p_slack)
+        assert_within_rounding(sample, e_sample, s_mag, dtype, "sample", s_slack)
+        return
+    sample_may = {"model_output": False, "x_t": True, "noise": False}
+    pred_may = {"model_output": False, "x_t": False, "noise": False, "sample": False}
+    if variant == "sample_out":
+        check_out_variant(draw, op, args, call, {"sample": shape}, {"sample": sample_may},
+                          dtype, first_only=True)
+    else:
+        check_out_variant(draw, op, args, call, {"sample": shape, "pred_xstart": shape},
+                          {"sample": sample_may, "pred_xstart": pred_may}, dtype)
+
+
+# ---- outputs that are, or overlap, inputs ------------------------------------------------
+def check_out_variant(draw, op, args, call, out_shapes, may_alias, dtype, first_only=False):
+    """Calls `call(**outputs)` with each output new, an input (or an earlier
+    output) itself, or a view overlapping one, drawn. Allowed: the result is
+    the functional one bit for bit. Refused: an error naming both."""
+    want = call()
+    want = (want,) if torch.is_tensor(want) else tuple(want)
+    # fresh copies of the data inputs, which an output may then be or overlap
+    inputs = {k: args[k].clone() for k in ("x_start", "x_t", "noise", "model_output")
+              if k in args}
+    outputs, refused = {}, None
+    for name, shape in out_shapes.items():
+        candidates = ["new"] + [k for k in list(inputs) + list(outputs)
+                                if k in may_alias[name]] + ["overlap"]
+        choice = draw(st.sampled_from(candidates), label=f"{name} is")
+        if choice == "new":
+            outputs[name] = torch.full(shape, float("nan"), dtype=dtype)
+        elif choice == "overlap":
+            numel = int(torch.tensor(shape).prod())
+            # an input, or an earlier output in memory of its own
+            victims = [k for k in inputs if k in may_alias[name]] + [
+                k for k in outputs if k in may_alias[name]
+                and not any(outputs[k] is v for v in inputs.values())]
+            victim_name = draw(st.sampled_from(victims), label="victim")
+            victim = inputs.get(victim_name, outputs.get(victim_name))
+            if numel == 0 or victim.numel() < 2 or not victim.is_contiguous():
+                outputs[name] = torch.full(shape, float("nan"), dtype=dtype)
+                continue
+            # the output starts at the victim's second element: some memory shared, not all
+            big = torch.empty(victim.numel() + numel, dtype=dtype)
+            big[: victim.numel()] = victim.reshape(-1)
+            replaced = big[: victim.numel()].view(victim.shape)
+            if victim_name in inputs:
+                inputs[victim_name] = replaced
+            else:
+                outputs[victim_name] = replaced
+            outputs[name] = big[1: 1 + numel].view(shape)
+            refused = refused or (name, victim_name, "overlaps")
+        else:
+            victim = inputs.get(choice, outputs.get(choice))
+            if victim.shape != torch.Size(shape) or not victim.is_contiguous():
+                outputs[name] = torch.full(shape, float("nan"), dtype=dtype)
+                continue
+            taken = [k for k, v in outputs.items() if v is victim]  # an earlier output's too
+            outputs[name] = victim
+            if taken and victim.numel() > 0:
+                refused = refused or (name, taken[0], "is")
+            elif not may_alias[name][choice] and victim.numel() > 0:  # empty: no memory shared
+                refused = refused or (name, choice, "is")
+    args.update(inputs)
+
+    def run():
+        return call(**outputs)
+
+    if refused is not None:
+        out_name, in_name, how = refused
+        with pytest.raises(RuntimeError) as info:
+            run()
+        message = str(info.value)
+        assert op in message and out_name in message and in_name in message, message
+        return
+    run()
+    for i, name in enumerate(out_shapes):
+        assert torch.equal(outputs[name], want[i]) or (
+            want[i].numel() == 0 and outputs[name].numel() == 0), name
+        if first_only:
+            break
