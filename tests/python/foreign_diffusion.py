@@ -14,30 +14,20 @@ patching, so no patched path can reach it.
 import enum
 
 import numpy as np
-import torch
 
 from torch_ddpm.eager import EagerGaussianDiffusion
 from torch_ddpm.respace import SpacedDiffusion as _EagerSpacing
+# what their _wrap_model returns does what ours does: the model (or cond_fn) called
+# with the original timesteps of the kept steps
+from torch_ddpm.respace import _WrappedModel
 
 
-class ModelMeanType(enum.Enum):  # improved-diffusion's (no V)
-    PREVIOUS_X = enum.auto()
-    START_X = enum.auto()
-    EPSILON = enum.auto()
-
-
-class ModelVarType(enum.Enum):
-    LEARNED = enum.auto()
-    FIXED_SMALL = enum.auto()
-    FIXED_LARGE = enum.auto()
-    LEARNED_RANGE = enum.auto()
-
-
-class LossType(enum.Enum):
-    MSE = enum.auto()
-    RESCALED_MSE = enum.auto()
-    KL = enum.auto()
-    RESCALED_KL = enum.auto()
+# improved-diffusion's enums (its ModelMeanType has no V): classes of their own,
+# which torch_ddpm matches by name
+ModelMeanType = enum.Enum("ModelMeanType", ["PREVIOUS_X", "START_X", "EPSILON"])
+ModelVarType = enum.Enum("ModelVarType", ["LEARNED", "FIXED_SMALL", "FIXED_LARGE",
+                                          "LEARNED_RANGE"])
+LossType = enum.Enum("LossType", ["MSE", "RESCALED_MSE", "KL", "RESCALED_KL"])
 
 
 # The methods improved-diffusion's GaussianDiffusion defines (besides
@@ -89,23 +79,6 @@ class _Base:
         if self.rescale_timesteps:
             return t.float() * (1000.0 / self.num_timesteps)
         return t
-
-
-class _WrappedModel:
-    """What their SpacedDiffusion._wrap_model returns: the model (or cond_fn)
-    called with the original timesteps of the kept steps."""
-
-    def __init__(self, model, timestep_map, rescale_timesteps, original_num_steps):
-        self.model = model
-        self.timestep_map = timestep_map
-        self.rescale_timesteps = rescale_timesteps
-        self.original_num_steps = original_num_steps
-
-    def __call__(self, x, ts, **kwargs):
-        new_ts = torch.tensor(self.timestep_map, device=ts.device, dtype=ts.dtype)[ts]
-        if self.rescale_timesteps:
-            new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
-        return self.model(x, new_ts, **kwargs)
 
 
 class _SpacedBase(_Base):

@@ -69,3 +69,23 @@ def assert_results_match(got, want, assert_same):
         assert len(mine) == len(expected), name
         for i, (a, b) in enumerate(zip(mine, expected)):
             assert_same(f"{name}[{i}]", a, b)
+
+
+class TinyModel(torch.nn.Module):
+    """A small conv net with a timestep embedding; 2C outputs for learned variances."""
+
+    def __init__(self, channels=2, learned=False):
+        super().__init__()
+        out = channels * (2 if learned else 1)
+        self.conv = torch.nn.Conv2d(channels, out, 3, padding=1)
+        self.emb = torch.nn.Linear(1, out)
+        self.learned = learned
+        self.seen_t = []
+
+    def forward(self, x, t, **kwargs):
+        self.seen_t.append(t.detach().clone())
+        h = self.conv(x) + self.emb(t.float().view(-1, 1) / 1000.0)[..., None, None]
+        if self.learned:
+            c = x.shape[1]
+            return torch.cat([1.5 * torch.tanh(h[:, :c]), torch.tanh(h[:, c:])], dim=1)
+        return 1.5 * torch.tanh(h)

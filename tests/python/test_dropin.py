@@ -1,38 +1,20 @@
 """torch_ddpm.GaussianDiffusion / SpacedDiffusion / patch() against the eager
 improved-diffusion formulas (torch_ddpm.eager): same seed, same samples,
 losses and gradients, same random numbers consumed."""
-import enum
-
 import pytest
 import torch
 
 import torch_ddpm
+from foreign_diffusion import LossType as ForeignLoss
+from foreign_diffusion import ModelMeanType as ForeignMean
+from foreign_diffusion import ModelVarType as ForeignVar
+from helpers import TinyModel
 from torch_ddpm.eager import EagerGaussianDiffusion
 from torch_ddpm.gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType,
                                            ModelVarType, get_named_beta_schedule)
 from torch_ddpm.respace import SpacedDiffusion, space_timesteps
 
 T = 40
-
-
-class TinyModel(torch.nn.Module):
-    """A small conv net with a timestep embedding; 2C outputs for learned variances."""
-
-    def __init__(self, channels=2, learned=False):
-        super().__init__()
-        out = channels * (2 if learned else 1)
-        self.conv = torch.nn.Conv2d(channels, out, 3, padding=1)
-        self.emb = torch.nn.Linear(1, out)
-        self.learned = learned
-        self.seen_t = []
-
-    def forward(self, x, t, **kwargs):
-        self.seen_t.append(t.detach().clone())
-        h = self.conv(x) + self.emb(t.float().view(-1, 1) / 1000.0)[..., None, None]
-        if self.learned:
-            c = x.shape[1]
-            return torch.cat([1.5 * torch.tanh(h[:, :c]), torch.tanh(h[:, c:])], dim=1)
-        return 1.5 * torch.tanh(h)
 
 
 def make(cls, mean_type, var_type, loss_type=LossType.MSE, rescale=False, spacing=None):
@@ -190,26 +172,6 @@ def test_progress_bar(capsys):
     d.p_sample_loop(model, (1, 2, 4, 4), device="cpu", progress=True)
     err = capsys.readouterr().err
     assert f"{T}/{T}" in err or "it/s" in err
-
-
-class ForeignMean(enum.Enum):  # another codebase's enums: matched by name
-    PREVIOUS_X = 1
-    START_X = 2
-    EPSILON = 3
-
-
-class ForeignVar(enum.Enum):
-    LEARNED = 1
-    FIXED_SMALL = 2
-    FIXED_LARGE = 3
-    LEARNED_RANGE = 4
-
-
-class ForeignLoss(enum.Enum):
-    MSE = 1
-    RESCALED_MSE = 2
-    KL = 3
-    RESCALED_KL = 4
 
 
 @pytest.mark.parametrize("spacing", [None, "ddim10"])

@@ -138,21 +138,28 @@ def expect_error_naming(op, name, call):
     assert re.search(rf"\b{re.escape(name)}\b", message), (name, message)
 
 
-# ---- q_sample ----------------------------------------------------------------------------
-@FUZZ
-@given(data=st.data())
-def test_fuzz_q_sample(data):
-    draw = data.draw
+def draw_linear_case(draw, data_names, table_names):
+    """What q_sample and the posterior take: two data tensors of one shape, t and
+    tables, at most one of them broken. Returns (args, the float64 tables,
+    shape, dtype, the broken argument's name or None)."""
     kind, T = draw(schedules())
     tab64 = tables_of(kind, T)
     shape = draw(shapes())
     dtype = draw(st.sampled_from(DTYPES))
     table_dtype = draw(table_dtypes(dtype))
-    args = {"x_start": make_data(draw, shape, dtype, "x_start"),
-            "t": make_timesteps(draw, shape[0], T, kind),
-            "noise": make_data(draw, shape, dtype, "noise")}
-    args.update({k: tab64[k].to(table_dtype) for k in Q_TABLES})
-    broken = maybe_break(draw, args, (["x_start", "noise"], list(Q_TABLES)), T)
+    args = {name: make_data(draw, shape, dtype, name) for name in data_names}
+    args["t"] = make_timesteps(draw, shape[0], T, kind)
+    args.update({k: tab64[k].to(table_dtype) for k in table_names})
+    broken = maybe_break(draw, args, (list(data_names), list(table_names)), T)
+    return args, tab64, shape, dtype, broken
+
+
+# ---- q_sample ----------------------------------------------------------------------------
+@FUZZ
+@given(data=st.data())
+def test_fuzz_q_sample(data):
+    draw = data.draw
+    args, tab64, shape, dtype, broken = draw_linear_case(draw, ["x_start", "noise"], Q_TABLES)
     order = ["x_start", "t", "noise", *Q_TABLES]
     variant = draw(st.sampled_from(["functional", "out"]))
     call = lambda **kw: torch.ops.ddpm.q_sample(*(args[k] for k in order), **kw)  # noqa: E731
@@ -170,16 +177,7 @@ def test_fuzz_q_sample(data):
 @given(data=st.data())
 def test_fuzz_posterior_mean_variance(data):
     draw = data.draw
-    kind, T = draw(schedules())
-    tab64 = tables_of(kind, T)
-    shape = draw(shapes())
-    dtype = draw(st.sampled_from(DTYPES))
-    table_dtype = draw(table_dtypes(dtype))
-    args = {"x_start": make_data(draw, shape, dtype, "x_start"),
-            "x_t": make_data(draw, shape, dtype, "x_t"),
-            "t": make_timesteps(draw, shape[0], T, kind)}
-    args.update({k: tab64[k].to(table_dtype) for k in POST_TABLES})
-    broken = maybe_break(draw, args, (["x_start", "x_t"], list(POST_TABLES)), T)
+    args, tab64, shape, dtype, broken = draw_linear_case(draw, ["x_start", "x_t"], POST_TABLES)
     order = ["x_start", "x_t", "t", *POST_TABLES]
     call = lambda **kw: torch.ops.ddpm.posterior_mean_variance(*(args[k] for k in order), **kw)  # noqa: E731
     if broken:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import torch_ddpm
+from helpers import TinyModel
 from foreign_diffusion import GUIDED_METHODS, IMPROVED_METHODS, KINDS, LossType, ModelMeanType, ModelVarType
 from torch_ddpm.gaussian_diffusion import GaussianDiffusion
 from torch_ddpm.patching import PATCHED_METHODS
@@ -14,25 +15,6 @@ from torch_ddpm.schedules import get_named_beta_schedule
 
 T = 24
 SHAPE = (3, 2, 4, 4)
-
-
-class TinyModel(torch.nn.Module):
-    def __init__(self, learned):
-        super().__init__()
-        channels = SHAPE[1]
-        out = channels * (2 if learned else 1)
-        self.conv = torch.nn.Conv2d(channels, out, 3, padding=1)
-        self.emb = torch.nn.Linear(1, out)
-        self.learned = learned
-        self.seen_t = []
-
-    def forward(self, x, t, **kwargs):
-        self.seen_t.append(t.detach().clone())
-        h = self.conv(x) + self.emb(t.float().view(-1, 1) / 1000.0)[..., None, None]
-        if self.learned:
-            c = x.shape[1]
-            return torch.cat([1.5 * torch.tanh(h[:, :c]), torch.tanh(h[:, c:])], dim=1)
-        return 1.5 * torch.tanh(h)
 
 
 def make(kind, mean_type, var_type, loss_type, rescale):
@@ -122,7 +104,7 @@ def test_patched_instance_matches_the_original(kind, mean_type, var_type, loss_t
     guided = kind.startswith("guided")
     learned = var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)
     torch.manual_seed(0)
-    model = TinyModel(learned)
+    model = TinyModel(SHAPE[1], learned)
     results = []
     for patch in (False, True):
         d = make(kind, mean_type, var_type, loss_type, rescale)
