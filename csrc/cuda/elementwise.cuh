@@ -2,7 +2,7 @@
 //
 // Data are [batch, sample_numel], flattened. Each block walks chunks of
 // kThreads*VEC contiguous elements (grid-stride, 64-bit indices), so one
-// launch with a grid sized to the device covers any size. At the start of a
+// launch with a grid of one wave of resident blocks covers any size. At the start of a
 // chunk the block computes the per-sample coefficients of the samples that
 // chunk touches into shared memory, once per sample per chunk, from t[b] and
 // the schedule tables; when a chunk touches more than kMaxSharedSamples
@@ -34,6 +34,7 @@ namespace cuda {
 
 constexpr int kThreads = 256;
 constexpr int kMaxSharedSamples = 32;
+// Blocks per SM when the runtime cannot say how many fit (see grid_size).
 constexpr int kBlocksPerSm = 8;
 
 // VEC elements of S in 16 bytes.
@@ -150,10 +151,44 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Blocks for `chunks` chunks of work: one each, at most kBlocksPerSm per SM
-// (the kernels are grid-stride loops).
-inline unsigned grid_size(int64_t chunks, CudaLaunch launch) {
-  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) * kBlocksPerSm;
+// Every kernel starts here. Built as plain C++ against the stand-in runtime
+// of tests/cuda_host (which defines DDPM_CUDA_HOST_EMULATION), the grid runs on
+// the CPU, each block's threads as fibers: scripts/cuda_host_check.sh.
+template <typename... Params, typename... Args>
+inline void launch_kernel(void (*kernel)(Params...), unsigned grid,
+                          cudaStream_t stream, const Args&... args) {
+#if defined(DDPM_CUDA_HOST_EMULATION)
+  (void)stream;
+  cuda_host::launch(kernel, grid, kThreads, args...);
+#else
+  kernel<<<grid, kThreads, 0, stream>>>(args...);
+#endif
+}
+
+// Blocks of kKernel that fit on one SM at once (its registers and shared
+// memory decide), asked of the runtime once per kernel.
+template <auto kKernel>
+int resident_blocks_per_sm() {
+  static const int blocks = [] {
+    int n = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, kKernel, kThreads, 0) !=
+            cudaSuccess ||
+        n < 1) {
+      (void)cudaGetLastError();  // clear it: the launch checks its own
+      n = kBlocksPerSm;
+    }
+    return n;
+  }();
+  return blocks;
+}
+
+// Blocks for `chunks` chunks of work: one each, at most one wave of resident
+// blocks (the kernels are grid-stride loops: blocks beyond those that fit
+// would only wait for a free SM).
+template <auto kKernel>
+unsigned grid_size(int64_t chunks, CudaLaunch launch) {
+  const int64_t max_blocks = static_cast<int64_t>(std::max(launch.num_sms, 1)) *
+                             resident_blocks_per_sm<kKernel>();
   return static_cast<unsigned>(std::min(chunks, max_blocks));
 }
 
@@ -164,10 +199,10 @@ void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
   constexpr int VEC = VecWidth<S>::value;
-  const unsigned grid = grid_size((total + kThreads * VEC - 1) / (kThreads * VEC), launch);
-  elementwise_kernel<Op, VEC><<<grid, kThreads, 0,
-                                static_cast<cudaStream_t>(launch.stream)>>>(
-      op, batch, sample_numel);
+  const unsigned grid = grid_size<elementwise_kernel<Op, VEC>>(
+      (total + kThreads * VEC - 1) / (kThreads * VEC), launch);
+  launch_kernel(elementwise_kernel<Op, VEC>, grid,
+                static_cast<cudaStream_t>(launch.stream), op, batch, sample_numel);
 }
 
 // The same loop with the noise drawn in the kernel (ddpm/philox.h): a chunk
@@ -211,9 +246,10 @@ void launch_noise(const Op& op, int64_t batch, int64_t sample_numel,
                   const NoiseKey& key, CudaLaunch launch) {
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
-  const unsigned grid = grid_size((total + kNoiseBlockSize - 1) / kNoiseBlockSize, launch);
-  noise_kernel<Op><<<grid, kThreads, 0, static_cast<cudaStream_t>(launch.stream)>>>(
-      op, batch, sample_numel, key);
+  const unsigned grid =
+      grid_size<noise_kernel<Op>>((total + kNoiseBlockSize - 1) / kNoiseBlockSize, launch);
+  launch_kernel(noise_kernel<Op>, grid, static_cast<cudaStream_t>(launch.stream),
+                op, batch, sample_numel, key);
 }
 
 // t[b], or -1 when outside [0, T): callers then use NaN coefficients.

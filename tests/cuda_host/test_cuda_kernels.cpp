@@ -1,0 +1,587 @@
+// The CUDA kernels of csrc/cuda, run on the CPU through their own launch code
+// (cuda_runtime.h: blocks of fibers, real barriers, shared memory) and held
+// bit for bit against the CPU kernels of csrc/cpu, for every operator, mode,
+// data type and table type, over shapes that exercise what only the CUDA loop
+// has: grids much smaller than the work (grid-stride iterations), chunks that
+// straddle samples, more samples per chunk than kMaxSharedSamples, sample
+// sizes not a multiple of the vector width, pointers that break 16-byte
+// alignment, empty and one-element tensors.
+//
+// Bit for bit, because both compile the same element math (csrc/ddpm) with the
+// same flags (cmake/compile_flags.txt); the host build runs its host branches.
+// On a real GPU the device's expf, exp and log may differ from these in the
+// last place (README, "CPU and CUDA results"): that is the GPU test's to bound.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cuda_runtime.h"
+#include "ddpm/kernels.h"
+
+namespace {
+
+using ddpm::BFloat16;
+using ddpm::Half;
+
+// ---- data --------------------------------------------------------------------------------
+template <typename S>
+S from_double(double v) {
+  if constexpr (std::is_same_v<S, Half>) {
+    return Half{ddpm::float_to_half_bits(static_cast<float>(v))};
+  } else if constexpr (std::is_same_v<S, BFloat16>) {
+    return BFloat16{ddpm::float_to_bfloat16_bits(static_cast<float>(v))};
+  } else {
+    return static_cast<S>(v);
+  }
+}
+
+// n elements of S after `offset` leading ones (offset 1 breaks the 16-byte
+// alignment of every vector load), and a guard after them; all bytes set to
+// a pattern, so that an element a kernel should not write is seen if it is.
+template <typename S>
+struct Buffer {
+  std::vector<S> storage;
+  int64_t offset;
+  Buffer(int64_t n, int64_t offset_elems) : storage(n + offset_elems + 8), offset(offset_elems) {
+    std::memset(storage.data(), 0xA5, storage.size() * sizeof(S));
+  }
+  S* data() { return storage.data() + offset; }
+  bool same_bytes(const Buffer& other) const {
+    return storage.size() == other.storage.size() &&
+           std::memcmp(storage.data(), other.storage.data(), storage.size() * sizeof(S)) == 0;
+  }
+  // the first element whose bytes differ, or -1
+  int64_t first_difference(const Buffer& other) const {
+    for (size_t i = 0; i < storage.size(); ++i) {
+      if (std::memcmp(&storage[i], &other.storage[i], sizeof(S)) != 0) {
+        return static_cast<int64_t>(i) - offset;
+      }
+    }
+    return -1;
+  }
+};
+
+template <typename S>
+Buffer<S> random_buffer(int64_t n, int64_t offset, std::mt19937_64& rng, double lo = -2.5,
+                        double hi = 2.5) {
+  Buffer<S> b(n, offset);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  for (int64_t i = 0; i < n; ++i) b.data()[i] = from_double<S>(dist(rng));
+  return b;
+}
+
+// ---- schedule tables (improved-diffusion's, cosine, T steps) -----------------------------
+struct Schedule {
+  int64_t T;
+  std::vector<double> betas, abar, abar_prev, sqrt_abar, sqrt_1m_abar, r, rm1, c1, c2, var,
+      log_var_clipped;
+  explicit Schedule(int64_t steps) : T(steps) {
+    auto f = [](double u) {
+      const double c = std::cos((u + 0.008) / 1.008 * M_PI / 2);
+      return c * c;
+    };
+    double prod = 1.0;
+    for (int64_t i = 0; i < T; ++i) {
+      const double b = std::min(1 - f(double(i + 1) / T) / f(double(i) / T), 0.999);
+      betas.push_back(b);
+      abar_prev.push_back(prod);
+      prod *= 1 - b;
+      abar.push_back(prod);
+    }
+    for (int64_t i = 0; i < T; ++i) {
+      sqrt_abar.push_back(std::sqrt(abar[i]));
+      sqrt_1m_abar.push_back(std::sqrt(1 - abar[i]));
+      r.push_back(std::sqrt(1 / abar[i]));
+      rm1.push_back(std::sqrt(1 / abar[i] - 1));
+      var.push_back(betas[i] * (1 - abar_prev[i]) / (1 - abar[i]));
+      c1.push_back(betas[i] * std::sqrt(abar_prev[i]) / (1 - abar[i]));
+      c2.push_back((1 - abar_prev[i]) * std::sqrt(1 - betas[i]) / (1 - abar[i]));
+    }
+    for (int64_t i = 0; i < T; ++i) log_var_clipped.push_back(std::log(i == 0 ? var[1] : var[i]));
+  }
+};
+
+// The tables in the table type T (float tables are the double ones rounded).
+template <typename T>
+struct Tables {
+  std::vector<T> betas, abar, abar_prev, sqrt_abar, sqrt_1m_abar, r, rm1, c1, c2, var,
+      log_var_clipped;
+  explicit Tables(const Schedule& s)
+      : betas(s.betas.begin(), s.betas.end()), abar(s.abar.begin(), s.abar.end()),
+        abar_prev(s.abar_prev.begin(), s.abar_prev.end()),
+        sqrt_abar(s.sqrt_abar.begin(), s.sqrt_abar.end()),
+        sqrt_1m_abar(s.sqrt_1m_abar.begin(), s.sqrt_1m_abar.end()), r(s.r.begin(), s.r.end()),
+        rm1(s.rm1.begin(), s.rm1.end()), c1(s.c1.begin(), s.c1.end()),
+        c2(s.c2.begin(), s.c2.end()), var(s.var.begin(), s.var.end()),
+        log_var_clipped(s.log_var_clipped.begin(), s.log_var_clipped.end()) {}
+};
+
+// ---- the shapes ----------------------------------------------------------------------------
+struct Shape {
+  int64_t batch, sample_numel;
+  int64_t offset;  // elements before every data pointer (1: misaligned)
+  int num_sms;     // the emulated GPU's size: the grid is at most 8 blocks per SM
+  std::string name() const {
+    std::ostringstream o;
+    o << batch << "x" << sample_numel << (offset ? " misaligned" : "") << " sms=" << num_sms;
+    return o.str();
+  }
+};
+
+const std::vector<Shape>& shapes() {
+  static const std::vector<Shape> all = {
+      {4, 37, 0, 1},     // a sample is not a multiple of any vector width
+      {3, 5000, 0, 1},   // 15 chunks on 8 blocks: grid-stride iterations; chunks straddle samples
+      {100, 3, 0, 2},    // 100 samples in one chunk: past kMaxSharedSamples
+      {700, 2, 1, 1},    // tiny samples, every pointer misaligned
+      {2, 1000, 1, 4},   // chunks straddle a sample boundary, misaligned
+      {5, 1024, 0, 1},   // samples of exactly one float chunk / noise block
+      {1, 1, 0, 1},      // one element
+      {0, 16, 0, 1},     // empty
+      {9, 333, 0, 1},    // several samples per chunk, odd sizes
+  };
+  return all;
+}
+
+std::vector<int64_t> timesteps(int64_t batch, int64_t T, std::mt19937_64& rng) {
+  std::vector<int64_t> t(batch);
+  std::uniform_int_distribution<int64_t> dist(0, T - 1);
+  for (int64_t b = 0; b < batch; ++b) t[b] = b % 4 == 0 ? 0 : (b % 4 == 1 ? T - 1 : dist(rng));
+  return t;
+}
+
+ddpm::CudaLaunch launch_on(const Shape& s) { return {nullptr, s.num_sms}; }
+
+template <typename S>
+const char* type_name() {
+  if constexpr (std::is_same_v<S, float>) return "float";
+  if constexpr (std::is_same_v<S, double>) return "double";
+  if constexpr (std::is_same_v<S, Half>) return "half";
+  return "bfloat16";
+}
+
+// Asserts that two output buffers (CPU's and the emulated GPU's) are equal
+// byte for byte, with a message naming what ran.
+template <typename S>
+void expect_same(const Buffer<S>& cpu, const Buffer<S>& gpu, const std::string& what) {
+  EXPECT_TRUE(cpu.same_bytes(gpu)) << what << ": first difference at element "
+                                   << cpu.first_difference(gpu);
+}
+
+template <typename Pair>
+class CudaHost : public ::testing::Test {};
+
+template <typename S_, typename T_>
+struct Types {
+  using S = S_;
+  using T = T_;
+};
+using AllTypes =
+    ::testing::Types<Types<float, float>, Types<float, double>, Types<double, float>,
+                     Types<double, double>, Types<Half, float>, Types<Half, double>,
+                     Types<BFloat16, float>, Types<BFloat16, double>>;
+struct TypeNames {
+  template <typename P>
+  static std::string GetName(int) {
+    return std::string(type_name<typename P::S>()) + "_" +
+           (std::is_same_v<typename P::T, float> ? "float" : "double") + "_tables";
+  }
+};
+TYPED_TEST_SUITE(CudaHost, AllTypes, TypeNames);
+
+const Schedule& schedule() {
+  static const Schedule s(50);
+  return s;
+}
+
+// ---- q_sample --------------------------------------------------------------------------------
+TYPED_TEST(CudaHost, QSample) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  const Tables<T> tab(schedule());
+  std::mt19937_64 rng(1);
+  for (const Shape& sh : shapes()) {
+    const int64_t n = sh.batch * sh.sample_numel;
+    auto x0 = random_buffer<S>(n, sh.offset, rng);
+    auto noise = random_buffer<S>(n, sh.offset, rng);
+    const auto t = timesteps(sh.batch, schedule().T, rng);
+    for (bool generate : {false, true}) {
+      Buffer<S> out_cpu(n, sh.offset), out_gpu(n, sh.offset), nz_cpu(n, sh.offset),
+          nz_gpu(n, sh.offset);
+      ddpm::QSampleParams<S, T> p;
+      p.x_start = x0.data();
+      p.noise = generate ? nullptr : noise.data();
+      p.timesteps = {t.data(), schedule().T};
+      p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+      p.batch = sh.batch;
+      p.sample_numel = sh.sample_numel;
+      p.generate_noise = generate;
+      p.noise_key = {0x0123456789ABCDEFull, 8};
+      p.out = out_cpu.data();
+      p.noise_out = generate ? nz_cpu.data() : nullptr;
+      ASSERT_EQ(ddpm::q_sample_cpu(p), -1);
+      p.out = out_gpu.data();
+      p.noise_out = generate ? nz_gpu.data() : nullptr;
+      ddpm::q_sample_cuda(p, launch_on(sh));
+      const std::string what = sh.name() + (generate ? " in-kernel noise" : "");
+      expect_same(out_cpu, out_gpu, "x_t " + what);
+      expect_same(nz_cpu, nz_gpu, "noise " + what);
+    }
+  }
+}
+
+TYPED_TEST(CudaHost, QSampleBackwardAndScaleByTimestep) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  const Tables<T> tab(schedule());
+  std::mt19937_64 rng(2);
+  for (const Shape& sh : shapes()) {
+    const int64_t n = sh.batch * sh.sample_numel;
+    auto grad = random_buffer<S>(n, sh.offset, rng);
+    const auto t = timesteps(sh.batch, schedule().T, rng);
+    for (bool both : {true, false}) {
+      Buffer<S> gx_cpu(n, sh.offset), gx_gpu(n, sh.offset), gn_cpu(n, sh.offset),
+          gn_gpu(n, sh.offset);
+      ddpm::QSampleBackwardParams<S, T> p;
+      p.grad = grad.data();
+      p.timesteps = {t.data(), schedule().T};
+      p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+      p.batch = sh.batch;
+      p.sample_numel = sh.sample_numel;
+      p.grad_x_start = gx_cpu.data();
+      p.grad_noise = both ? gn_cpu.data() : nullptr;
+      ASSERT_EQ(ddpm::q_sample_backward_cpu(p), -1);
+      p.grad_x_start = gx_gpu.data();
+      p.grad_noise = both ? gn_gpu.data() : nullptr;
+      ddpm::q_sample_backward_cuda(p, launch_on(sh));
+      const std::string what = sh.name() + (both ? "" : " (scale_by_timestep)");
+      expect_same(gx_cpu, gx_gpu, "grad_x_start " + what);
+      expect_same(gn_cpu, gn_gpu, "grad_noise " + what);
+    }
+  }
+}
+
+// ---- the posterior -----------------------------------------------------------------------
+TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  const Tables<T> tab(schedule());
+  std::mt19937_64 rng(3);
+  for (const Shape& sh : shapes()) {
+    const int64_t n = sh.batch * sh.sample_numel;
+    auto x0 = random_buffer<S>(n, sh.offset, rng);
+    auto xt = random_buffer<S>(n, sh.offset, rng);
+    const auto t = timesteps(sh.batch, schedule().T, rng);
+    const ddpm::PosteriorTables<T> ptab{tab.c1.data(), tab.c2.data(), tab.var.data(),
+                                        tab.log_var_clipped.data()};
+    Buffer<S> mean_cpu(n, sh.offset), mean_gpu(n, sh.offset);
+    Buffer<S> var_cpu(sh.batch, 0), var_gpu(sh.batch, 0), lv_cpu(sh.batch, 0),
+        lv_gpu(sh.batch, 0);
+    ddpm::PosteriorParams<S, T> p{x0.data(), xt.data(), mean_cpu.data(), var_cpu.data(),
+                                  lv_cpu.data(), {t.data(), schedule().T}, ptab, sh.batch,
+                                  sh.sample_numel};
+    ASSERT_EQ(ddpm::posterior_mean_variance_cpu(p), -1);
+    p.mean = mean_gpu.data();
+    p.variance = var_gpu.data();
+    p.log_variance = lv_gpu.data();
+    ddpm::posterior_mean_variance_cuda(p, launch_on(sh));
+    expect_same(mean_cpu, mean_gpu, "mean " + sh.name());
+    expect_same(var_cpu, var_gpu, "variance " + sh.name());
+    expect_same(lv_cpu, lv_gpu, "log_variance " + sh.name());
+
+    Buffer<S> gx0_cpu(n, sh.offset), gx0_gpu(n, sh.offset), gxt_cpu(n, sh.offset),
+        gxt_gpu(n, sh.offset);
+    ddpm::PosteriorBackwardParams<S, T> b{x0.data(), gx0_cpu.data(), gxt_cpu.data(),
+                                          {t.data(), schedule().T}, ptab, sh.batch,
+                                          sh.sample_numel};
+    ASSERT_EQ(ddpm::posterior_mean_variance_backward_cpu(b), -1);
+    b.grad_x_start = gx0_gpu.data();
+    b.grad_x_t = gxt_gpu.data();
+    ddpm::posterior_mean_variance_backward_cuda(b, launch_on(sh));
+    expect_same(gx0_cpu, gx0_gpu, "grad_x_start " + sh.name());
+    expect_same(gxt_cpu, gxt_gpu, "grad_x_t " + sh.name());
+  }
+}
+
+// ---- the steps -----------------------------------------------------------------------------
+struct StepKind {
+  bool ddim;
+  double eta;
+  const char* name;
+};
+const StepKind kStepKinds[] = {{false, 0.0, "p_sample"},
+                               {true, 0.0, "ddim eta=0"},
+                               {true, 0.7, "ddim eta=0.7"}};
+const ddpm::MeanType kMeanTypes[] = {ddpm::MeanType::kEpsilon, ddpm::MeanType::kStartX,
+                                     ddpm::MeanType::kPreviousX, ddpm::MeanType::kV};
+const ddpm::VarType kVarTypes[] = {ddpm::VarType::kFixedSmall, ddpm::VarType::kFixedLarge,
+                                   ddpm::VarType::kLearned, ddpm::VarType::kLearnedRange};
+
+template <typename T>
+ddpm::PSampleTables<T> step_tables(const Tables<T>& tab, bool ddim) {
+  ddpm::PSampleTables<T> p{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
+                           nullptr,      nullptr,        nullptr,       nullptr};
+  if (ddim) {
+    p.alphas_cumprod = tab.abar.data();
+    p.alphas_cumprod_target = tab.abar_prev.data();
+  } else {
+    p.posterior_log_variance_clipped = tab.log_var_clipped.data();
+    p.betas = tab.betas.data();
+  }
+  return p;
+}
+
+std::string mode_name(const ddpm::StepModes& m, const StepKind& k) {
+  std::ostringstream o;
+  o << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
+    << " clip=" << m.clip_denoised;
+  return o.str();
+}
+
+// The step's inputs for one shape: model_output with a variance half for
+// learned variances (values a model would give), x_t, noise, t.
+template <typename S>
+struct StepInputs {
+  Buffer<S> model_output, x_t, noise;
+  std::vector<int64_t> t;
+  StepInputs(const Shape& sh, std::mt19937_64& rng)
+      : model_output(random_buffer<S>(2 * sh.batch * sh.sample_numel, sh.offset, rng)),
+        x_t(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
+        noise(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
+        t(timesteps(sh.batch, schedule().T, rng)) {
+    // the variance half of each sample in [-1, 0.5]: a log-variance for
+    // `learned`, v for `learned_range`
+    std::uniform_real_distribution<double> v(-1.0, 0.5);
+    for (int64_t b = 0; b < sh.batch; ++b) {
+      for (int64_t i = 0; i < sh.sample_numel; ++i) {
+        model_output.data()[(2 * b + 1) * sh.sample_numel + i] = from_double<S>(v(rng));
+      }
+    }
+  }
+};
+
+TYPED_TEST(CudaHost, StepsForward) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  const Tables<T> tab(schedule());
+  std::mt19937_64 rng(4);
+  for (const Shape& sh : shapes()) {
+    StepInputs<S> in(sh, rng);
+    const int64_t n = sh.batch * sh.sample_numel;
+    int combination = 0;
+    for (const StepKind& kind : kStepKinds) {
+      for (ddpm::MeanType mean : kMeanTypes) {
+        for (ddpm::VarType var : kVarTypes) {
+          for (bool generate : {false, true}) {
+            ++combination;
+            // clip and pred_xstart alternate, so that each shape sees both
+            const ddpm::StepModes modes{mean, var, combination % 2 == 0, kind.ddim, kind.eta};
+            const bool write_pred = (combination / 2) % 2 == 0;
+            Buffer<S> s_cpu(n, sh.offset), s_gpu(n, sh.offset), p_cpu(n, sh.offset),
+                p_gpu(n, sh.offset);
+            ddpm::PSampleParams<S, T> p;
+            p.model_output = in.model_output.data();
+            p.x_t = in.x_t.data();
+            p.noise = generate ? nullptr : in.noise.data();
+            p.timesteps = {in.t.data(), schedule().T};
+            p.tables = step_tables(tab, kind.ddim);
+            p.modes = modes;
+            p.batch = sh.batch;
+            p.sample_numel = sh.sample_numel;
+            p.generate_noise = generate;
+            p.noise_key = {42, 4 * 1000003ull};
+            p.sample = s_cpu.data();
+            p.pred_xstart = write_pred ? p_cpu.data() : nullptr;
+            ASSERT_EQ(ddpm::p_sample_cpu(p), -1);
+            p.sample = s_gpu.data();
+            p.pred_xstart = write_pred ? p_gpu.data() : nullptr;
+            ddpm::p_sample_cuda(p, launch_on(sh));
+            const std::string what = sh.name() + " " + mode_name(modes, kind) +
+                                     (generate ? " in-kernel noise" : "") +
+                                     (write_pred ? "" : " sample only");
+            expect_same(s_cpu, s_gpu, "sample " + what);
+            expect_same(p_cpu, p_gpu, "pred_xstart " + what);
+          }
+        }
+      }
+    }
+  }
+}
+
+TYPED_TEST(CudaHost, StepsBackward) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  const Tables<T> tab(schedule());
+  std::mt19937_64 rng(5);
+  for (const Shape& sh : shapes()) {
+    StepInputs<S> in(sh, rng);
+    const int64_t n = sh.batch * sh.sample_numel;
+    auto grad_sample = random_buffer<S>(n, sh.offset, rng);
+    auto grad_pred = random_buffer<S>(n, sh.offset, rng);
+    int combination = 0;
+    for (const StepKind& kind : kStepKinds) {
+      for (ddpm::MeanType mean : kMeanTypes) {
+        for (ddpm::VarType var : kVarTypes) {
+          // which gradients are present: both, the sample's, pred_xstart's
+          for (int present = 0; present < 3; ++present) {
+            ++combination;
+            const ddpm::StepModes modes{mean, var, combination % 2 == 0, kind.ddim, kind.eta};
+            const bool has_gs = present != 2, has_gp = present != 1;
+            const bool reads_noise = ddpm::reads_var_channels(modes) && has_gs;
+            const int64_t out_n = (ddpm::has_var_channels(modes) ? 2 : 1) * n;
+            Buffer<S> gm_cpu(out_n, sh.offset), gm_gpu(out_n, sh.offset), gx_cpu(n, sh.offset),
+                gx_gpu(n, sh.offset);
+            ddpm::PSampleBackwardParams<S, T> p;
+            p.grad_sample = has_gs ? grad_sample.data() : nullptr;
+            p.grad_pred_xstart = has_gp ? grad_pred.data() : nullptr;
+            p.model_output = in.model_output.data();
+            p.x_t = in.x_t.data();
+            p.noise = reads_noise ? in.noise.data() : nullptr;  // never read otherwise
+            p.timesteps = {in.t.data(), schedule().T};
+            p.tables = step_tables(tab, kind.ddim);
+            p.modes = modes;
+            p.batch = sh.batch;
+            p.sample_numel = sh.sample_numel;
+            p.grad_model_output = gm_cpu.data();
+            p.grad_x_t = gx_cpu.data();
+            ASSERT_EQ(ddpm::p_sample_backward_cpu(p), -1);
+            p.grad_model_output = gm_gpu.data();
+            p.grad_x_t = gx_gpu.data();
+            ddpm::p_sample_backward_cuda(p, launch_on(sh));
+            const std::string what = sh.name() + " " + mode_name(modes, kind) +
+                                     (has_gs ? "" : " no grad_sample") +
+                                     (has_gp ? "" : " no grad_pred_xstart");
+            expect_same(gm_cpu, gm_gpu, "grad_model_output " + what);
+            expect_same(gx_cpu, gx_gpu, "grad_x_t " + what);
+          }
+        }
+      }
+    }
+  }
+}
+
+// ---- the noise ---------------------------------------------------------------------------
+template <typename S>
+void check_philox_normal() {
+  for (const Shape& sh : shapes()) {
+    const int64_t n = sh.batch * sh.sample_numel;
+    for (const ddpm::NoiseKey key : {ddpm::NoiseKey{0, 0}, ddpm::NoiseKey{~0ull, 4ull << 40}}) {
+      Buffer<S> cpu(n, sh.offset), gpu(n, sh.offset);
+      ddpm::philox_normal_cpu(ddpm::PhiloxNormalParams<S>{cpu.data(), n, key});
+      ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<S>{gpu.data(), n, key}, launch_on(sh));
+      expect_same(cpu, gpu, std::string("philox_normal ") + type_name<S>() + " " + sh.name());
+    }
+  }
+}
+
+TEST(CudaHostNoise, PhiloxNormalMatchesTheCpu) {
+  check_philox_normal<float>();
+  check_philox_normal<double>();
+  check_philox_normal<Half>();
+  check_philox_normal<BFloat16>();
+}
+
+// The noise of element e depends on (seed, offset, e) only: not on the grid.
+TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
+  const int64_t n = 3 * 1024 + 17;
+  Buffer<float> one(n, 0), many(n, 0);
+  const ddpm::NoiseKey key{7, 12};
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{one.data(), n, key}, {nullptr, 1});
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{many.data(), n, key}, {nullptr, 64});
+  expect_same(one, many, "1 SM against 64");
+  for (int64_t e : {int64_t{0}, int64_t{255}, int64_t{256}, int64_t{1023}, int64_t{1024}, n - 1}) {
+    EXPECT_EQ(one.data()[e], ddpm::normal_for_element(key, e)) << "element " << e;
+  }
+}
+
+// ---- the launch itself ---------------------------------------------------------------------
+// The shapes above do reach what they are meant to: a grid smaller than the
+// work, and a barrier in every chunk.
+TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
+  const Tables<double> tab(schedule());
+  const int64_t batch = 3, numel = 5000;
+  std::mt19937_64 rng(6);
+  auto x0 = random_buffer<float>(batch * numel, 0, rng);
+  Buffer<float> out(batch * numel, 0);
+  const std::vector<int64_t> t = {0, 10, 49};
+  ddpm::QSampleParams<float, double> p;
+  p.x_start = x0.data();
+  p.noise = x0.data();
+  p.out = out.data();
+  p.timesteps = {t.data(), schedule().T};
+  p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+  p.batch = batch;
+  p.sample_numel = numel;
+  cuda_host::stats() = {};
+  ddpm::q_sample_cuda(p, {nullptr, 1});
+  const int64_t chunks = (batch * numel + 1023) / 1024;
+  EXPECT_EQ(cuda_host::stats().launches, 1);
+  EXPECT_EQ(cuda_host::stats().last_grid, 8u);
+  EXPECT_LT(int64_t{cuda_host::stats().last_grid}, chunks);
+  // two barriers per chunk (load_chunk_coefs)
+  EXPECT_EQ(cuda_host::stats().barriers, 2 * chunks);
+}
+
+TEST(CudaHostLaunch, EmptyTensorsLaunchNothing) {
+  const Tables<float> tab(schedule());
+  ddpm::QSampleParams<float, float> p;
+  p.x_start = p.noise = nullptr;
+  p.out = nullptr;
+  p.timesteps = {nullptr, schedule().T};
+  p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+  p.batch = 0;
+  p.sample_numel = 100;
+  cuda_host::stats() = {};
+  ddpm::q_sample_cuda(p, {nullptr, 1});
+  p.generate_noise = true;
+  ddpm::q_sample_cuda(p, {nullptr, 1});
+  EXPECT_EQ(cuda_host::stats().launches, 0);
+}
+
+// A timestep outside [0, T) cannot be reported on the GPU without a host
+// sync: that sample's outputs are NaN, the others' are exact.
+TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
+  const Tables<double> tab(schedule());
+  const int64_t batch = 4, numel = 300;
+  std::mt19937_64 rng(7);
+  StepInputs<float> in(Shape{batch, numel, 0, 1}, rng);
+  in.t = {3, -1, 49, 50};
+  Buffer<float> sample(batch * numel, 0), pred(batch * numel, 0);
+  ddpm::PSampleParams<float, double> p;
+  p.model_output = in.model_output.data();
+  p.x_t = in.x_t.data();
+  p.noise = in.noise.data();
+  p.sample = sample.data();
+  p.pred_xstart = pred.data();
+  p.timesteps = {in.t.data(), schedule().T};
+  p.tables = step_tables(tab, false);
+  p.modes = {ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, false, 0.0};
+  p.batch = batch;
+  p.sample_numel = numel;
+  ddpm::p_sample_cuda(p, {nullptr, 1});
+  Buffer<float> cpu_sample(batch * numel, 0), cpu_pred(batch * numel, 0);
+  std::vector<int64_t> good = {3, 0, 49, 0};
+  p.timesteps = {good.data(), schedule().T};
+  p.sample = cpu_sample.data();
+  p.pred_xstart = cpu_pred.data();
+  ASSERT_EQ(ddpm::p_sample_cpu(p), -1);
+  for (int64_t b = 0; b < batch; ++b) {
+    const bool bad = b == 1 || b == 3;
+    for (int64_t i = 0; i < numel; ++i) {
+      const int64_t e = b * numel + i;
+      if (bad) {
+        ASSERT_TRUE(std::isnan(sample.data()[e]) && std::isnan(pred.data()[e])) << e;
+      } else {
+        ASSERT_EQ(sample.data()[e], cpu_sample.data()[e]) << e;
+        ASSERT_EQ(pred.data()[e], cpu_pred.data()[e]) << e;
+      }
+    }
+  }
+}
+
+}  // namespace
