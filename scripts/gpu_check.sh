@@ -1,47 +1,101 @@
 #!/usr/bin/env bash
-# On a machine with a GPU, torch 2.x and nvcc: builds the CUDA extension
-# (WITH_CUDA=1; TORCH_CUDA_ARCH_LIST unset builds for the visible GPU, the
-# default a user gets), runs the whole pytest suite
-# with the CUDA cases enabled (every op, mode and dtype against the float64
-# reference and against CPU; gradcheck on CUDA; opcheck; torch.compile of a
-# p_sample step; CUDA-graph capture and replay) and prints a short table last.
-# Writes the full log to ${OUT:-build}/gpu_check.log.
+# The GPU battery, run on the GPU machine from the repository root with the
+# folder scripts/gpu_prepare.sh made here carried along (scripts/GPU.md):
+#   OUT=<folder> bash scripts/gpu_check.sh
+# In this order, everything written under $OUT (default build/gpu-out), named
+# by the run's date (D):
+#   1. load the prepared library (no compile; built there only if loading
+#      fails, and the log says so);
+#   2. the tests (pytest, every case; TORCH_DDPM_REQUIRE_CUDA=1: a CUDA case
+#      never skips): every op, mode and dtype against the float64 reference
+#      and against the CPU, gradcheck, opcheck, torch.compile, CUDA graphs,
+#      Philox CPU/CUDA bit identity, more than 2^31 elements -> D-junit.xml;
+#   3. compute-sanitizer memcheck, racecheck and synccheck over every kernel
+#      (scripts/gpu_sanitize.py), where the tool runs;
+#   4. a short benchmark -> D-bench.json, D-bench-noise.json;
+#   5. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
+#   6. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
+# On a machine without a GPU it stops at the first CUDA test, saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-out=${OUT:-build}
-mkdir -p "$out" build
-log="$out/gpu_check.log"
-{
-  date -u +"date: %Y-%m-%d %H:%M UTC"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | sed 's/^/gpu: /'
-  python3 -c "import torch; print('torch:', torch.__version__, 'cuda', torch.version.cuda)"
-  nvcc --version | tail -1
-} | tee "$log"
+out=${OUT:-build/gpu-out}
+mkdir -p "$out"
+stamp=$(date -u +%Y-%m-%d-%H%M)
+log="$out/$stamp.log"
+exec > >(tee -a "$log") 2>&1
 start=$(date +%s)
-WITH_CUDA=1 MAX_JOBS=$(nproc) python3 setup.py -q build_ext --build-lib build/gpu/lib --build-temp build/gpu/temp \
-  >>"$log" 2>&1 || { tail -40 "$log"; echo "BUILD FAILED"; exit 1; }
-echo "build: $(( $(date +%s) - start )) s" | tee -a "$log"
-lib=$(ls "$PWD"/build/gpu/lib/torch_ddpm/_C*.so)
-TORCH_DDPM_LIBRARY=$lib PYTHONPATH=$PWD/python_bindings python3 -m pytest tests/python -q -rs \
-  -p no:cacheprovider --junitxml="$out/gpu_junit.xml" >>"$log" 2>&1
-status=$?
-python3 - "$out/gpu_junit.xml" <<'PY' | tee -a "$log"
-import collections, sys, xml.etree.ElementTree as ET
-rows = collections.OrderedDict()
-for case in ET.parse(sys.argv[1]).iter("testcase"):
-    name = case.get("classname").split(".")[-1] + "::" + case.get("name").split("[")[0]
-    cuda = "cuda" in case.get("name") or "test_cuda" in case.get("classname")
-    key = (name, "cuda" if cuda else "cpu")
-    r = rows.setdefault(key, collections.Counter())
-    kind = "skipped" if case.find("skipped") is not None else \
-        "failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
-    r[kind] += 1
-print(f"{'test':58} {'dev':4} {'pass':>5} {'fail':>5} {'skip':>5}")
-tot = collections.Counter()
-for (name, dev), r in rows.items():
-    tot.update(r)
-    print(f"{name[:58]:58} {dev:4} {r['passed']:5} {r['failed']:5} {r['skipped']:5}")
-print(f"{'TOTAL':58} {'':4} {tot['passed']:5} {tot['failed']:5} {tot['skipped']:5}")
-PY
-tail -3 "$log" | head -1
-exit $status
+elapsed() { echo "$(( $(date +%s) - start )) s"; }
+
+echo "== GPU battery $stamp, commit $(git rev-parse --short HEAD 2>/dev/null || cat build/gpu-carry/PREPARED)"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
+python3 -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, 'cuda', torch.version.cuda, '| GPU visible:', torch.cuda.is_available())"
+[ -f build/gpu-carry/PREPARED ] && sed 's/^/prepared: /' build/gpu-carry/PREPARED
+
+# 1. the library
+export PYTHONPATH="$PWD/python_bindings"
+if ls build/gpu-carry/wheels/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/ddpm-site build/gpu-carry/wheels/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/ddpm-site"
+fi
+lib="$PWD/build/gpu-carry/lib/libtorch_ddpm_cuda.so"
+if ! TORCH_DDPM_LIBRARY="$lib" python3 -c "import torch_ddpm" 2>"$out/load-error.txt"; then
+  echo "!! the prepared library does not load here ($(tail -1 "$out/load-error.txt")); BUILDING HERE INSTEAD"
+  WITH_CUDA=1 MAX_JOBS=$(nproc) python3 setup.py -q build_ext --build-lib build/gpu/lib \
+    --build-temp build/gpu/temp >"$out/build.txt" 2>&1 || { tail -30 "$out/build.txt"; exit 1; }
+  lib=$(ls "$PWD"/build/gpu/lib/torch_ddpm/_C*.so)
+  echo "built here in $(elapsed)"
+fi
+rm -f "$out/load-error.txt"
+export TORCH_DDPM_LIBRARY="$lib"
+echo "library: $lib ($(elapsed))"
+
+# 2. the tests; the probe first, so that a machine without a usable GPU stops here
+export TORCH_DDPM_REQUIRE_CUDA=1
+echo "== the CUDA kernels run? (tests/python/test_cuda.py::test_the_cuda_kernels_run)"
+if ! python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py::test_the_cuda_kernels_run; then
+  echo "STOPPED: the CUDA kernels do not run here (the reason is above); nothing else was run"
+  exit 1
+fi
+echo "== tests (pytest, every case, TORCH_DDPM_REQUIRE_CUDA=1)"
+workers=$(( $(nproc) > 8 ? 8 : $(nproc) ))
+timeout 300 python3 -m pytest tests/python -q -rs -p no:cacheprovider -n "$workers" \
+  --junitxml="$out/$stamp-junit.xml"
+tests_status=$?
+echo "tests: exit $tests_status ($(elapsed))"
+
+# 3. compute-sanitizer over every kernel
+if command -v compute-sanitizer >/dev/null; then
+  for tool in memcheck racecheck synccheck; do
+    echo "== compute-sanitizer --tool $tool"
+    timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
+      python3 scripts/gpu_sanitize.py 2>&1 | tail -15
+    echo "$tool: exit ${PIPESTATUS[0]} ($(elapsed))"
+  done
+else
+  echo "compute-sanitizer: not installed here"
+fi
+
+# 4. the benchmark
+echo "== benchmark"
+timeout 240 python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 16x4x64x64 64M \
+  --dtypes float32 bfloat16 --backward --reps 30 --warmup 5 --compile-shapes 16x3x64x64 \
+  --output "$out/$stamp-bench.json"
+echo "bench: exit $? ($(elapsed))"
+timeout 120 python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
+  --dtypes float32 bfloat16 --reps 30 --warmup 5 --output "$out/$stamp-bench-noise.json"
+echo "bench-noise: exit $? ($(elapsed))"
+
+# 5. the demo, end to end on the GPU
+echo "== demo --device cuda"
+timeout 240 python3 -m torch_ddpm demo --device cuda --out /tmp/ddpm-demo
+echo "demo: exit $? ($(elapsed))"
+cp /tmp/ddpm-demo/samples.png "$out/$stamp-samples.png" 2>/dev/null
+cp /tmp/ddpm-demo/metrics.json /tmp/ddpm-demo-metrics.json 2>/dev/null
+
+# 6. the table
+python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --bench "$out/$stamp-bench.json" \
+  --bench-noise "$out/$stamp-bench-noise.json" --demo /tmp/ddpm-demo-metrics.json \
+  --log "$log" >"$out/$stamp.txt"
+cat "$out/$stamp.txt"
+echo "battery done in $(elapsed)"
+exit "$tests_status"

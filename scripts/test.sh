@@ -40,7 +40,15 @@ for tag in $TORCHES; do
   lib=$(ls "build/$tag"/lib/torch_ddpm/_C*.so)
   TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
     "$py" -m pytest tests/python -q -rs -p no:cacheprovider
+  if [ "$tag" = torch2 ]; then
+    # the wheel reuses this build's object files (same flags): no extra compile
+    echo "== [$tag] pip wheel, install into a fresh venv, import from outside the tree"
+    TORCH_DDPM_BUILD_TEMP="$PWD/build/$tag/temp" PYTHON="$py" bash scripts/wheel_check.sh
+  fi
 done
+
+echo "== CUDA kernels run on the CPU (host emulation, tests/cuda_host)"
+bash scripts/cuda_host_check.sh
 
 if [ "${CUDA:-1}" = 1 ] && command -v nvcc >/dev/null; then
   echo "== CUDA kernels compile without PyTorch headers (nvcc -E, only csrc/ on the include path)"
@@ -58,11 +66,13 @@ if [ "${CUDA:-1}" = 1 ] && command -v nvcc >/dev/null; then
   lib=$(ls "build/torch2-cuda"/lib/torch_ddpm/_C*.so)
   TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" python3 - <<'PY'
 import torch, torch_ddpm
-for op in ["q_sample", "q_sample_backward", "posterior_mean_variance",
-           "posterior_mean_variance_backward", "p_sample", "p_sample_backward"]:
-    dump = torch._C._dispatch_dump(f"ddpm::{op}")
-    assert "\nCUDA:" in dump, f"no CUDA kernel registered for ddpm::{op}"
-print("CUDA build loads without a GPU; every operator has a CUDA kernel registered")
+# every ddpm operator (each overload) with a CPU kernel has a CUDA one
+ops = [name for name in torch._C._dispatch_get_all_op_names() if name.startswith("ddpm::")]
+with_cpu = [op for op in ops if "\nCPU:" in torch._C._dispatch_dump(op)]
+missing = [op for op in with_cpu if "\nCUDA:" not in torch._C._dispatch_dump(op)]
+assert len(with_cpu) >= 23 and not missing, f"no CUDA kernel for {missing} (of {len(with_cpu)})"
+print(f"CUDA build loads without a GPU; all {len(with_cpu)} ddpm operators with a CPU kernel "
+      "have a CUDA one")
 PY
   echo "== [torch2-cuda] pytest (CPU cases; CUDA cases need a GPU)"
   TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" \

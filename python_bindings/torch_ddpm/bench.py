@@ -41,6 +41,7 @@ from .gaussian_diffusion import get_named_beta_schedule
 SHAPES = {
     "64x3x32x32": (64, 3, 32, 32),
     "16x3x64x64": (16, 3, 64, 64),
+    "16x4x64x64": (16, 4, 64, 64),
     "8x3x256x256": (8, 3, 256, 256),
     "latent4x4x64x64": (4, 4, 64, 64),
     "64M": (16, 4, 1024, 1024),
@@ -374,9 +375,12 @@ def run(args):
             torch.set_num_threads(threads)
         compiled_fns = {}
         for case in cases_for(args):
-            if compile_ok:
-                compiled_fns = {"compiled": _compiled(case)}
-            variants = case.variants(compile_ok)
+            compile_case = compile_ok and (
+                args.compile_shapes is None
+                or "x".join(map(str, case.shape)) in [
+                    "x".join(map(str, SHAPES[name])) for name in args.compile_shapes])
+            compiled_fns = {"compiled": _compiled(case)} if compile_case else {}
+            variants = case.variants(compile_case)
             times = bench_case(case, variants, args.reps, args.warmup, compiled_fns)
             nbytes = case.min_bytes()
             copy = summarize(copy_ceiling(nbytes, args.device, args.reps, args.warmup))
@@ -475,6 +479,9 @@ def add_arguments(p):
     p.add_argument("--backward", action="store_true", help="also time forward+backward")
     p.add_argument("--all-modes", action="store_true", help="every p_sample mode, not two")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    p.add_argument("--compile-shapes", nargs="+", default=None, choices=list(SHAPES),
+                   help="time torch.compile for these shapes only (default: every shape; "
+                        "each case compiles anew, which takes seconds on a GPU machine)")
     p.add_argument("--output", default="bench.json", help="machine-readable results (JSON)")
 
 

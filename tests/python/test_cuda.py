@@ -5,11 +5,17 @@ import torch
 
 import reference as ref
 import torch_ddpm
-from conftest import requires_cuda
+from conftest import CUDA_MESSAGE, CUDA_STATE, requires_cuda
 from helpers import assert_within_rounding
 
 pytestmark = requires_cuda
 T = 1000
+
+
+def test_the_cuda_kernels_run():
+    """The conftest probe, as a test: a library with CUDA kernels on a GPU must run
+    them and match the CPU (broken kernels fail here, they are not skipped)."""
+    assert CUDA_STATE == "ok", CUDA_MESSAGE
 
 
 def p_args(tab):
@@ -92,3 +98,225 @@ def test_more_than_2_pow_31_elements():
         ends = out[b, [0, n // 2 - 1]].float()
         torch.testing.assert_close(ends, torch.full_like(ends, expected), rtol=8e-3, atol=0)
     del out, x, noise
+
+
+# ---- what only a GPU can show (the GPU battery runs these; none has run yet) ---------------
+def _q_tabs(tab):
+    return tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"]
+
+
+def test_operators_run_on_the_current_stream():
+    """Launched on the caller's stream: ordered after the work queued there
+    (a long sleep, then the fill of the input), not on the default stream."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.zeros(8, 4096, device="cuda")
+    t = torch.full((8,), 10, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(50_000_000)
+        x.fill_(2.0)
+        out = torch.ops.ddpm.q_sample(x, t, x, *_q_tabs(tab))
+        sample, _ = torch.ops.ddpm.p_sample(x, x, t, x, *p_args(tab))
+    side.synchronize()
+    want = ref.q_sample(x.cpu(), t.cpu(), x.cpu(), ref.make_tables(T))[0].float()
+    torch.testing.assert_close(out.cpu(), want)
+    assert sample.abs().sum().item() > 0
+
+
+def test_no_host_sync_in_any_operator():
+    """set_sync_debug_mode("error") raises on any host synchronization: every
+    operator, forward and backward, runs under it."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 3, 8, 8, device="cuda", requires_grad=True)
+    mo = torch.randn(4, 6, 8, 8, device="cuda", requires_grad=True)
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    noise = torch.randn(4, 3, 8, 8, device="cuda")
+    d_args = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
+              tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+              tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        q = torch.ops.ddpm.q_sample(x, t, noise, *_q_tabs(tab))
+        m, _, _ = torch.ops.ddpm.posterior_mean_variance(
+            x, q, t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+            tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+        s, p = torch.ops.ddpm.p_sample(mo, x, t, noise, *p_args(tab), "v", "learned_range", True)
+        ds, dp = torch.ops.ddpm.ddim_sample(mo[:, :3], x, t, noise, *d_args, 0.5)
+        ps, pp = torch.ops.ddpm.p_sample_philox(mo, x, t, 1, 4, *p_args(tab), "epsilon",
+                                                "learned_range", False)
+        xt, nz = torch.ops.ddpm.q_sample_philox(x, t, 2, 8, *_q_tabs(tab))
+        (q.sum() + m.sum() + s.sum() + p.sum() + ds.sum() + dp.sum() + ps.sum() + pp.sum()
+         + xt.sum()).backward()
+        out = torch.empty_like(noise)
+        torch.ops.ddpm.p_sample(mo.detach(), x.detach(), t, noise, *p_args(tab), "v",
+                                "learned_range", True, sample=out)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_a_second_device_while_the_current_one_is_0():
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs two GPUs")
+    tab = ref.make_tables(T, device="cuda:1")
+    x = torch.randn(4, 1000, device="cuda:1")
+    t = torch.tensor([0, 1, 500, 999], device="cuda:1")
+    with torch.cuda.device(0):
+        out = torch.ops.ddpm.q_sample(x, t, x, *_q_tabs(tab))
+    assert out.device == x.device
+    want = torch.ops.ddpm.q_sample(x.cpu(), t.cpu(), x.cpu(), *(a.cpu() for a in _q_tabs(tab)))
+    torch.testing.assert_close(out.cpu(), want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_last_inputs(dtype):
+    """Non-contiguous layouts are copied to contiguous ones first (a hidden copy
+    the README mentions); the result is the contiguous input's."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 3, 16, 16, device="cuda", dtype=dtype)
+    eps = torch.randn_like(x)
+    noise = torch.randn_like(x)
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    cl = [v.to(memory_format=torch.channels_last) for v in (eps, x, noise)]
+    got = torch.ops.ddpm.p_sample(*cl[:2], t, cl[2], *p_args(tab))
+    want = torch.ops.ddpm.p_sample(eps, x, t, noise, *p_args(tab))
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("op", ["p_sample_philox", "q_sample_philox"])
+def test_noise_kernel_with_more_samples_than_shared_slots(op):
+    """Samples of 7 elements: 146 of them per 1024-element noise block, past the
+    32 coefficient slots in shared memory (each thread forms its own): the
+    same bits as the CPU."""
+    tab_cpu = ref.make_tables(T)
+    tab = {k: v.cuda() for k, v in tab_cpu.items()}
+    x = torch.randn(300, 7)
+    t = torch.randint(0, T, (300,))
+    if op == "q_sample_philox":
+        cpu = torch.ops.ddpm.q_sample_philox(x, t, 5, 8, *_q_tabs(tab_cpu))
+        gpu = torch.ops.ddpm.q_sample_philox(x.cuda(), t.cuda(), 5, 8, *_q_tabs(tab))
+        assert torch.equal(cpu[1], gpu[1].cpu())  # the noise, bit for bit
+        torch.testing.assert_close(cpu[0], gpu[0].cpu(), rtol=0, atol=0)
+    else:
+        cpu = torch.ops.ddpm.p_sample_philox(x, x, t, 5, 8, *p_args(tab_cpu))
+        gpu = torch.ops.ddpm.p_sample_philox(x.cuda(), x.cuda(), t.cuda(), 5, 8, *p_args(tab))
+        for a, b in zip(cpu, gpu):
+            torch.testing.assert_close(a, b.cpu(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("var_type", ["learned", "learned_range"])
+def test_16_bit_learned_variance_vector_path(dtype, var_type):
+    """Aligned 16-bit data of whole vectors take the 8-wide path, the variance
+    half included; the device's expf differs from the CPU's in the last bits
+    only, which one 16-bit rounding covers."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 3, 32, 32, device="cuda").to(dtype)
+    mo = torch.randn(4, 6, 32, 32, device="cuda").to(dtype)
+    mo[:, 3:] = mo[:, 3:].float().clamp(-1, 1).to(dtype)
+    noise = torch.randn_like(x)
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    sample, pred = torch.ops.ddpm.p_sample(mo, x, t, noise, *p_args(tab), "epsilon", var_type, True)
+    want = ref.p_sample(mo.cpu(), x.cpu(), t.cpu(), noise.cpu(), ref.make_tables(T), "epsilon",
+                        var_type, True)
+    assert_within_rounding(pred.cpu(), want[1], want[3], dtype, "pred_xstart", want[4][1])
+    assert_within_rounding(sample.cpu(), want[0], want[2], dtype, "sample", want[4][0])
+
+
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="needs torch.compile")
+def test_compile_reduce_overhead():
+    """torch.compile(mode="reduce-overhead") records the step in a CUDA graph."""
+    sched = torch_ddpm.DiffusionSchedule(torch_ddpm.get_named_beta_schedule("linear", T)).cuda()
+    x = torch.randn(8, 3, 16, 16, device="cuda")
+    eps = torch.randn_like(x)
+    noise = torch.randn_like(x)
+    t = torch.full((8,), 300, device="cuda")
+
+    def step(eps, x, t, noise):
+        return sched.p_sample(eps, x, t, noise)
+
+    compiled = torch.compile(step, mode="reduce-overhead")
+    for _ in range(3):
+        got = compiled(eps, x, t, noise)
+    want = step(eps, x, t, noise)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+def test_backward_and_posterior_in_a_cuda_graph():
+    """The backward operators and posterior_mean_variance, captured and
+    replayed on new inputs, give the eager results."""
+    tab = ref.make_tables(T, device="cuda")
+    mo = torch.randn(4, 6, 16, 16, device="cuda")
+    x = torch.randn(4, 3, 16, 16, device="cuda")
+    noise = torch.randn_like(x)
+    grad = torch.randn_like(x)
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    post = (tab["posterior_mean_coef1"], tab["posterior_mean_coef2"], tab["posterior_variance"],
+            tab["posterior_log_variance_clipped"])
+
+    def run():
+        g = torch.ops.ddpm.p_sample_backward(grad, grad, mo, x, t, noise, *p_args(tab), "v",
+                                             "learned_range", True)
+        m = torch.ops.ddpm.posterior_mean_variance(x, noise, t, *post)[0]
+        q = torch.ops.ddpm.q_sample_backward(grad, t, *_q_tabs(tab))
+        return g + (m,) + q
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        run()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = run()
+    for _ in range(2):
+        for v in (mo, x, noise, grad):
+            v.normal_()
+        t.random_(0, T)
+        graph.replay()
+        for got, want in zip(outs, run()):
+            assert torch.equal(got, want)
+
+
+def test_in_kernel_noise_refuses_capture():
+    """Its (seed, offset) would be fixed in the graph: every replay would draw
+    the same noise. Refused, with what to do instead."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 64, device="cuda")
+    t = torch.tensor([0, 1, 2, 3], device="cuda")
+    torch.ops.ddpm.q_sample_philox(x, t, 1, 4, *_q_tabs(tab))  # warm up
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="cannot be captured in a CUDA graph"):
+        with torch.cuda.graph(graph):
+            torch.ops.ddpm.q_sample_philox(x, t, 1, 4, *_q_tabs(tab))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("table_dtype", [torch.float64, torch.float32])
+def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype):
+    """No fused multiply-add either side (-fmad=false, -ffp-contract=off) and no
+    transcendental: q_sample (explicit and in-kernel noise), the posterior mean
+    and the backward passes of both give the CPU's bits (README: CPU and CUDA
+    results)."""
+    tab = {k: v.to(table_dtype) for k, v in ref.make_tables(T).items()}
+    gtab = {k: v.cuda() for k, v in tab.items()}
+    x = torch.randn(6, 3, 37, 11).to(dtype)
+    y = torch.randn_like(x)
+    t = torch.tensor([0, 1, 2, 500, 998, 999])
+    qt = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    pt = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
+          "posterior_log_variance_clipped")
+
+    def run(device, tabs):
+        a, b, tt = x.to(device), y.to(device), t.to(device)
+        return (torch.ops.ddpm.q_sample(a, tt, b, *(tabs[k] for k in qt)),
+                *torch.ops.ddpm.q_sample_philox(a, tt, 11, 4, *(tabs[k] for k in qt)),
+                *torch.ops.ddpm.q_sample_backward(a, tt, *(tabs[k] for k in qt)),
+                torch.ops.ddpm.scale_by_timestep(a, tt, tabs[qt[0]]),
+                *torch.ops.ddpm.posterior_mean_variance(a, b, tt, *(tabs[k] for k in pt)),
+                *torch.ops.ddpm.posterior_mean_variance_backward(a, tt, *(tabs[k] for k in pt[:2])))
+
+    bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
+    for i, (c, g) in enumerate(zip(run("cpu", tab), run("cuda", gtab))):
+        assert torch.equal(c.contiguous().view(bits), g.cpu().contiguous().view(bits)), i
