@@ -101,7 +101,7 @@ setup(
     version="0.1.0",
     description="Fused PyTorch operators for denoising diffusion (DDPM) math",
     package_dir={"": "python_bindings"},
-    packages=["torch_ddpm"],
+    packages=["torch_ddpm", "torch_ddpm.tools"],
     ext_modules=[extension()],
     cmdclass={"build_ext": BuildExt},
     python_requires=">=3.8",

@@ -8,7 +8,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python_bindings"))
 
-from torch_ddpm.bench import main  # noqa: E402
+from torch_ddpm.tools.bench import main  # noqa: E402
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "python_bindings"))
 
-from torch_ddpm import bench_noise  # noqa: E402
+from torch_ddpm.tools import bench_noise  # noqa: E402
 
 if __name__ == "__main__":
     bench_noise.main()

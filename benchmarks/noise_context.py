@@ -20,8 +20,8 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "python_bindings"))
 
-from torch_ddpm.bench import Case, input_sets, quartiles  # noqa: E402
-from torch_ddpm.bench_noise import _step  # noqa: E402
+from torch_ddpm.tools.bench import Case, input_sets, quartiles  # noqa: E402
+from torch_ddpm.tools.bench_noise import _step  # noqa: E402
 
 
 def spin(seconds):

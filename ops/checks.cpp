@@ -6,7 +6,7 @@
 namespace ddpm {
 namespace ops {
 
-void check_data_tensor(const char* op, const char* name, const at::Tensor& x) {
+void check_float_dtype(const char* op, const char* name, const at::Tensor& x) {
   TORCH_CHECK(x.defined(), op, ": expected ", name, " to be a tensor, got None");
   const auto dtype = x.scalar_type();
   TORCH_CHECK(dtype == at::kFloat || dtype == at::kDouble ||
@@ -14,6 +14,10 @@ void check_data_tensor(const char* op, const char* name, const at::Tensor& x) {
               op, ": expected ", name,
               " to have dtype float32, float64, float16 or bfloat16, got ",
               dtype);
+}
+
+void check_data_tensor(const char* op, const char* name, const at::Tensor& x) {
+  check_float_dtype(op, name, x);
   TORCH_CHECK(x.dim() >= 1, op, ": expected ", name,
               " to have shape [B, ...] (at least 1-D), got a 0-D tensor");
 }

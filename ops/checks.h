@@ -16,6 +16,9 @@ namespace ops {
 
 using NamedTensor = std::pair<const char*, const at::Tensor*>;
 
+// x: a tensor of float32, float64, float16 or bfloat16 (any shape).
+void check_float_dtype(const char* op, const char* name, const at::Tensor& x);
+
 // data: float32, float64, float16 or bfloat16, at least 1-D (dim 0 = batch).
 void check_data_tensor(const char* op, const char* name, const at::Tensor& x);
 

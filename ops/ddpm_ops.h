@@ -1,6 +1,38 @@
 // C++ API of the ddpm operators: each function calls the operator through the
 // PyTorch dispatcher, so it gets autograd, device dispatch and TorchScript
-// visibility exactly as torch.ops.ddpm.* does from Python.
+// visibility exactly as torch.ops.ddpm.* does from Python. The arguments are
+// the schema's, in its order, with its defaults (op_args.h lists them):
+//
+//   at::Tensor q_sample(x_start, t, noise, sqrt_alphas_cumprod,
+//                       sqrt_one_minus_alphas_cumprod)
+//       x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise
+//   (x_t, noise) q_sample_philox(x_start, t, seed, offset, <the two tables>)
+//   at::Tensor philox_normal(input, seed, offset)
+//   (mean, variance, log_variance) posterior_mean_variance(x_start, x_t, t,
+//       posterior_mean_coef1, posterior_mean_coef2, posterior_variance,
+//       posterior_log_variance_clipped)          of q(x_{t-1} | x_t, x_0)
+//   For each step kind (p_sample, ddim_sample):
+//     (sample, pred_xstart) <step>(model_output, x_t, t, noise, <6 tables>,
+//         [eta = 0.0,] model_mean_type = "epsilon",
+//         model_var_type = "fixed_small", clip_denoised = true)
+//     (sample, pred_xstart) <step>_philox(model_output, x_t, t, seed, offset, ...)
+//     at::Tensor& <step>_out(sample, <the arguments of <step>>) and
+//     <step>_philox_out(sample, ...): the sample alone, written into `sample`
+//         (x_t's shape and dtype; may be x_t itself, so a sampling loop
+//         allocates nothing per step); not differentiable
+//     (grad_model_output, grad_x_t) <step>_backward(grad_sample?,
+//         grad_pred_xstart?, model_output, x_t, t, noise?, <6 tables>, ...)
+//   Backward operators: q_sample_backward(grad, t, <2 tables>) and
+//   posterior_mean_variance_backward(grad_mean, t, coef1, coef2) ->
+//   (gradient of the first input, of the second); scale_by_timestep(input, t,
+//   table) = table[t[b]] * input[b], the one gradient written when only one
+//   input needs it.
+//
+// In-kernel noise (csrc/ddpm/philox.h): the noise of element e (the flat
+// index in the data) is the Philox-4x32-10 normal keyed by (seed, offset, e),
+// bit for bit the same on CPU and CUDA for any thread count; offset is a
+// multiple of 4: advance it by 4 per call for fresh noise. A 16-bit step
+// computes with the float32 normal (never rounded before use).
 //
 // Link libddpm_ops (it registers the operators when loaded); with GNU ld
 // make sure it is not dropped by --as-needed (the CMake package does this).
@@ -11,181 +43,57 @@
 #include <string>
 #include <tuple>
 
+#include "op_args.h"
+
+// The C++ type of a schema type, and a parameter list from an argument
+// list: ", T a, T b" then the first comma dropped.
+#define DDPM_CPP_TYPE_Tensor const at::Tensor&
+#define DDPM_CPP_TYPE_OptTensor const c10::optional<at::Tensor>&
+#define DDPM_CPP_TYPE_int int64_t
+#define DDPM_CPP_TYPE_float double
+#define DDPM_CPP_TYPE_str const std::string&
+#define DDPM_CPP_TYPE_bool bool
+#define DDPM_CPP_PARAM(type, name) , DDPM_CPP_TYPE_##type name
+#define DDPM_CPP_PARAM_DEFAULT(type, name, value) , DDPM_CPP_TYPE_##type name = value
+#define DDPM_CPP_PARAM_NO_DEFAULT(type, name, value) , DDPM_CPP_TYPE_##type name
+#define DDPM_CPP_DROP_FIRST_(first, ...) __VA_ARGS__
+#define DDPM_CPP_DROP_FIRST(...) DDPM_CPP_DROP_FIRST_(__VA_ARGS__)
+#define DDPM_CPP_PARAMS(LIST) DDPM_CPP_DROP_FIRST(LIST(DDPM_CPP_PARAM))
+
+// A step function's parameters: HEAD's (the arguments before the tables),
+// the tables, the kind's own, the modes (PARAM3: with defaults or without).
+#define DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, PARAM3)                    \
+  DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_PARAM) TABLES(DDPM_CPP_PARAM) OWN_ARGS(PARAM3) \
+                          DDPM_STEP_MODES(PARAM3))
+
+// A step kind's functions.
+#define DDPM_CPP_STEP_DECLARATIONS(kind, step, TABLES, OWN_ARGS)                       \
+  std::tuple<at::Tensor, at::Tensor> step(                                             \
+      DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));  \
+  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(               \
+      DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));                \
+  at::Tensor& step##_out(                                                              \
+      at::Tensor& sample,                                                              \
+      DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));  \
+  at::Tensor& step##_philox_out(at::Tensor& sample,                                    \
+                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_PHILOX_HEAD, TABLES,    \
+                                                     OWN_ARGS, DDPM_CPP_PARAM_DEFAULT)); \
+  std::tuple<at::Tensor, at::Tensor> step##_backward(DDPM_CPP_STEP_PARAMS(             \
+      DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));
+
 namespace ddpm {
 
-// x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise
-at::Tensor q_sample(const at::Tensor& x_start, const at::Tensor& t,
-                    const at::Tensor& noise,
-                    const at::Tensor& sqrt_alphas_cumprod,
-                    const at::Tensor& sqrt_one_minus_alphas_cumprod);
-
-// (mean, variance, log_variance) of q(x_{t-1} | x_t, x_0)
+at::Tensor q_sample(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_ARGS));
+std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS));
+at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS));
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
-    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_variance,
-    const at::Tensor& posterior_log_variance_clipped);
+    DDPM_CPP_PARAMS(DDPM_POSTERIOR_ARGS));
 
-// One fused reverse step: (sample, pred_xstart). Mode names as in the schema.
-std::tuple<at::Tensor, at::Tensor> p_sample(
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
+DDPM_STEP_KINDS(DDPM_CPP_STEP_DECLARATIONS)
 
-// One DDIM step (eta = 0: deterministic): (sample, pred_xstart). Passing
-// alphas_cumprod_next as alphas_cumprod_prev with eta = 0 gives the reverse
-// (ODE) step x_t -> x_{t+1} of ddim_reverse_sample.
-std::tuple<at::Tensor, at::Tensor> ddim_sample(
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
-    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-// The sample alone, written into `sample` (the sample_out overloads: no
-// pred_xstart, a quarter less memory traffic). `sample` has x_t's shape and
-// dtype and may be x_t itself, so a sampling loop allocates nothing per step.
-// Not differentiable. Returns `sample`.
-at::Tensor& p_sample_out(
-    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
-    const at::Tensor& t, const at::Tensor& noise,
-    const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-at::Tensor& ddim_sample_out(
-    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
-    const at::Tensor& t, const at::Tensor& noise,
-    const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
-    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-// Backward operators (what the autograd functions call); each is an operator
-// of its own with CPU, CUDA and Meta kernels.
-std::tuple<at::Tensor, at::Tensor> q_sample_backward(
-    const at::Tensor& grad, const at::Tensor& t,
-    const at::Tensor& sqrt_alphas_cumprod,
-    const at::Tensor& sqrt_one_minus_alphas_cumprod);
-
+std::tuple<at::Tensor, at::Tensor> q_sample_backward(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_BACKWARD_ARGS));
 std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
-    const at::Tensor& grad_mean, const at::Tensor& t,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2);
-
-// table[t[b]] * input[b] per sample: the one gradient a backward writes when
-// only one of its inputs needs it.
-at::Tensor scale_by_timestep(const at::Tensor& input, const at::Tensor& t,
-                             const at::Tensor& table);
-
-std::tuple<at::Tensor, at::Tensor> p_sample_backward(
-    const c10::optional<at::Tensor>& grad_sample,
-    const c10::optional<at::Tensor>& grad_pred_xstart,
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const c10::optional<at::Tensor>& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
-    const std::string& model_mean_type, const std::string& model_var_type,
-    bool clip_denoised);
-
-std::tuple<at::Tensor, at::Tensor> ddim_sample_backward(
-    const c10::optional<at::Tensor>& grad_sample,
-    const c10::optional<at::Tensor>& grad_pred_xstart,
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    const c10::optional<at::Tensor>& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
-    const at::Tensor& alphas_cumprod_prev, double eta,
-    const std::string& model_mean_type, const std::string& model_var_type,
-    bool clip_denoised);
-
-// ---- In-kernel noise (see csrc/ddpm/philox.h). The noise of element e (the
-// flat index in the data) is the Philox-4x32-10 normal keyed by (seed,
-// offset, e): bit for bit the same on CPU and CUDA, for any thread count.
-// offset is a multiple of 4; advance it by 4 per call for fresh noise.
-
-// A contiguous tensor shaped like input (same dtype and device) holding the
-// noise that the operators below draw for (seed, offset).
-at::Tensor philox_normal(const at::Tensor& input, int64_t seed, int64_t offset);
-
-// q_sample with noise = philox_normal(x_start, seed, offset); returns
-// (x_t, noise). Differentiable in x_start.
-std::tuple<at::Tensor, at::Tensor> q_sample_philox(
-    const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
-    int64_t offset, const at::Tensor& sqrt_alphas_cumprod,
-    const at::Tensor& sqrt_one_minus_alphas_cumprod);
-
-// p_sample with noise = philox_normal(x_t, seed, offset), computed in float32
-// in the kernel (never rounded to a 16-bit dtype before use).
-std::tuple<at::Tensor, at::Tensor> p_sample_philox(
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-// ddim_sample with noise = philox_normal(x_t, seed, offset).
-std::tuple<at::Tensor, at::Tensor> ddim_sample_philox(
-    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
-    int64_t seed, int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
-    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-// The sample alone, as p_sample_out / ddim_sample_out above.
-at::Tensor& p_sample_philox_out(
-    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
-    const at::Tensor& t, int64_t seed, int64_t offset,
-    const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2,
-    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
-
-at::Tensor& ddim_sample_philox_out(
-    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
-    const at::Tensor& t, int64_t seed, int64_t offset,
-    const at::Tensor& sqrt_recip_alphas_cumprod,
-    const at::Tensor& sqrt_recipm1_alphas_cumprod,
-    const at::Tensor& posterior_mean_coef1,
-    const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
-    const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
-    const std::string& model_mean_type = "epsilon",
-    const std::string& model_var_type = "fixed_small",
-    bool clip_denoised = true);
+    DDPM_CPP_PARAMS(DDPM_POSTERIOR_BACKWARD_ARGS));
+at::Tensor scale_by_timestep(DDPM_CPP_PARAMS(DDPM_SCALE_BY_TIMESTEP_ARGS));
 
 }  // namespace ddpm

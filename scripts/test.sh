@@ -37,9 +37,8 @@ for tag in $TORCHES; do
   cmake --build "build/$tag/consumer" >/dev/null
   "build/$tag/consumer/consumer"
   echo "== [$tag] pytest"
-  lib=$(ls "build/$tag"/lib/torch_ddpm/_C*.so)
-  TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
-    "$py" -m pytest tests/python -q -rs -p no:cacheprovider
+  DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
+    bash scripts/with_build.sh "$tag" "$py" -m pytest tests/python -q -rs -p no:cacheprovider
   if [ "$tag" = torch2 ]; then
     # the wheel reuses this build's object files (same flags): no extra compile
     echo "== [$tag] pip wheel, install into a fresh venv, import from outside the tree"
@@ -63,8 +62,7 @@ if [ "${CUDA:-1}" = 1 ] && command -v nvcc >/dev/null; then
     grep -q "code=sm_90" build/torch2-cuda/temp/build.ninja \
       || { echo "setup.py's default architecture (sm_90) did not reach nvcc"; exit 1; }
   fi
-  lib=$(ls "build/torch2-cuda"/lib/torch_ddpm/_C*.so)
-  TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" python3 - <<'PY'
+  bash scripts/with_build.sh torch2-cuda python3 - <<'PY'
 import torch, torch_ddpm
 # every ddpm operator (each overload) with a CPU kernel has a CUDA one
 ops = [name for name in torch._C._dispatch_get_all_op_names() if name.startswith("ddpm::")]
@@ -75,6 +73,5 @@ print(f"CUDA build loads without a GPU; all {len(with_cpu)} ddpm operators with 
       "have a CUDA one")
 PY
   echo "== [torch2-cuda] pytest (CPU cases; CUDA cases need a GPU)"
-  TORCH_DDPM_LIBRARY="$PWD/$lib" PYTHONPATH="$PWD/python_bindings" \
-    python3 -m pytest tests/python -q -rs -p no:cacheprovider
+  bash scripts/with_build.sh torch2-cuda python3 -m pytest tests/python -q -rs -p no:cacheprovider
 fi

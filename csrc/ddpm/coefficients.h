@@ -34,42 +34,45 @@ DDPM_HD bool var_type_is_learned(VarType v) {
 }
 
 // Schedule tables, each of length num_timesteps, all of one dtype.
+
+// A per-sample linear map's two tables, out = a[t]*u + b[t]*v: q_sample's
+// sqrt_alphas_cumprod and sqrt_one_minus_alphas_cumprod (u = x_0, v =
+// noise), the posterior mean's coef1 and coef2 (u = x_0, v = x_t).
 template <typename table_t>
-struct QSampleTables {
-  const table_t* sqrt_alphas_cumprod;
-  const table_t* sqrt_one_minus_alphas_cumprod;
+struct LinearTables {
+  const table_t* a;
+  const table_t* b;
 };
 
-template <typename table_t>
-struct PosteriorTables {
-  const table_t* posterior_mean_coef1;
-  const table_t* posterior_mean_coef2;
-  const table_t* posterior_variance;
-  const table_t* posterior_log_variance_clipped;
+// The kinds of reverse step. Each is a way of forming the per-sample
+// coefficients of StepCoef below (step_coef); the element loops are the same
+// for every kind. A kind adds its case here and its descriptor to the
+// operator table (ops/op_table.cpp).
+enum class StepKind : int32_t {
+  kDdpm = 0,  // ancestral (p_sample): the posterior mean, a fixed or learned variance
+  kDdim = 1,  // DDIM (ddim_sample): eta scales its noise; a learned variance is ignored
 };
 
-// Tables of a reverse step. p_sample reads the first six; a DDIM step reads
-// the first four and the last two (alphas_cumprod_target is abar_{t-1} for a
-// step back, abar_{t+1} for ddim_reverse_sample). Unused ones are null.
+// Tables of a reverse step: the four every kind reads, then the kind's own
+// two (its operator's fifth and sixth tables, ops/op_table.cpp): DDPM's
+// posterior_log_variance_clipped and betas; DDIM's alphas_cumprod and the
+// target's, abar_{t-1} for a step back (abar_{t+1} for ddim_reverse_sample).
 template <typename table_t>
-struct PSampleTables {
+struct StepTables {
   const table_t* sqrt_recip_alphas_cumprod;    // 1/sqrt(abar_t)
   const table_t* sqrt_recipm1_alphas_cumprod;  // sqrt(1/abar_t - 1)
   const table_t* posterior_mean_coef1;
   const table_t* posterior_mean_coef2;
-  const table_t* posterior_log_variance_clipped;
-  const table_t* betas;
-  const table_t* alphas_cumprod;
-  const table_t* alphas_cumprod_target;
+  const table_t* kind_tables[2];
 };
 
-// What the model predicts, how the step's variance is formed, and whether
-// this is a DDIM step (eta scales its noise) rather than an ancestral one.
+// The kind of step, what the model predicts, how the variance is formed;
+// eta is DDIM's.
 struct StepModes {
+  StepKind kind;
   MeanType mean_type;
   VarType var_type;
   bool clip_denoised;
-  bool ddim;
   double eta;
 };
 
@@ -79,33 +82,18 @@ DDPM_HD bool has_var_channels(const StepModes& m) {
 }
 // The step reads that variance half (a DDIM step ignores it).
 DDPM_HD bool reads_var_channels(const StepModes& m) {
-  return has_var_channels(m) && !m.ddim;
+  return has_var_channels(m) && m.kind == StepKind::kDdpm;
 }
 
-// x_t = a*x_0 + b*noise
+// out = a*u + b*v (see LinearTables)
 template <typename acc>
-struct QSampleCoef {
+struct LinearCoef {
   acc a, b;
 };
 
 template <typename acc, typename table_t>
-DDPM_HD QSampleCoef<acc> q_sample_coef(const QSampleTables<table_t>& tab,
-                                       int64_t t) {
-  return {static_cast<acc>(tab.sqrt_alphas_cumprod[t]),
-          static_cast<acc>(tab.sqrt_one_minus_alphas_cumprod[t])};
-}
-
-// mean = c1*x_0 + c2*x_t
-template <typename acc>
-struct PosteriorCoef {
-  acc c1, c2;
-};
-
-template <typename acc, typename table_t>
-DDPM_HD PosteriorCoef<acc> posterior_coef(const PosteriorTables<table_t>& tab,
-                                          int64_t t) {
-  return {static_cast<acc>(tab.posterior_mean_coef1[t]),
-          static_cast<acc>(tab.posterior_mean_coef2[t])};
+DDPM_HD LinearCoef<acc> linear_coef(const LinearTables<table_t>& tab, int64_t t) {
+  return {static_cast<acc>(tab.a[t]), static_cast<acc>(tab.b[t])};
 }
 
 // One reverse step, written so every mode is the same few multiply-adds:
@@ -123,7 +111,7 @@ DDPM_HD PosteriorCoef<acc> posterior_coef(const PosteriorTables<table_t>& tab,
 // so c1 = sqrt(abar_tgt) - d/rm1, c2 = d*r/rm1, sigma_fixed = nz*sigma, where
 // sigma = eta*sqrt((1-abar_tgt)/(1-abar))*sqrt(1-abar/abar_tgt).
 template <typename acc>
-struct PSampleCoef {
+struct StepCoef {
   acc A, Bm;            // pred_x0 = A*x_t + Bm*model_out
   acc c1, c2;           // posterior mean coefficients
   acc sigma_fixed;      // nz*exp(0.5*log_variance) for fixed variances
@@ -132,79 +120,70 @@ struct PSampleCoef {
   acc log_var_fixed;    // log_variance for fixed variances (for p_mean_variance)
 };
 
-template <typename acc, typename table_t>
-DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
-                                       int64_t t, const StepModes& modes) {
-  const MeanType mean_type = modes.mean_type;
-  const VarType var_type = modes.var_type;
-  const double r = static_cast<double>(tab.sqrt_recip_alphas_cumprod[t]);
-  const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
-  const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
-  const double c2 = static_cast<double>(tab.posterior_mean_coef2[t]);
-  // abar_t = 0 (a zero-terminal-SNR schedule's last step): r and rm1 are
-  // both inf, and the ratios below, sqrt(1 - abar) = rm1/r and
-  // 1/sqrt(1 - abar) = r/rm1, are their limits, 1, not inf/inf.
-  const bool zero_snr = r == std::numeric_limits<double>::infinity();
-
-  double A = 0.0, Bm = 1.0;
+// pred_x0 = A*x_t + Bm*model_out for the mean type; zero_snr: abar_t = 0 (a
+// zero-terminal-SNR schedule's last step), where r and rm1 are both inf and
+// the ratios sqrt(1 - abar) = rm1/r and 1/sqrt(1 - abar) = r/rm1 are their
+// limits, 1, not inf/inf.
+DDPM_HD void pred_x0_coef(MeanType mean_type, double r, double rm1, double c1,
+                          double c2, bool zero_snr, double& A, double& Bm) {
   switch (mean_type) {
     case MeanType::kEpsilon:  // x_0 = x_t/sqrt(abar) - sqrt(1/abar - 1)*eps
       A = r;
       Bm = -rm1;
-      break;
+      return;
     case MeanType::kStartX:
       A = 0.0;
       Bm = 1.0;
-      break;
+      return;
     case MeanType::kPreviousX:  // invert mean = c1*x_0 + c2*x_t
       A = -c2 / c1;
       Bm = 1.0 / c1;
-      break;
+      return;
     case MeanType::kV:  // x_0 = sqrt(abar)*x_t - sqrt(1-abar)*v
       A = 1.0 / r;
       Bm = zero_snr ? -1.0 : -rm1 / r;
-      break;
+      return;
   }
+}
 
-  const double nz = t != 0 ? 1.0 : 0.0;
-  PSampleCoef<acc> k;
-  k.A = static_cast<acc>(A);
-  k.Bm = static_cast<acc>(Bm);
-  k.nz = static_cast<acc>(nz);
-  k.lv_a = acc(0);
-  k.lv_b = acc(1);
-  k.log_var_fixed = acc(0);
+// The DDIM step's mean and noise (see StepCoef).
+template <typename acc, typename table_t>
+DDPM_HD void ddim_coef(const StepTables<table_t>& tab, int64_t t,
+                       const StepModes& modes, double r, double rm1,
+                       bool zero_snr, StepCoef<acc>& k) {
+  const double abar = static_cast<double>(tab.kind_tables[0][t]);      // alphas_cumprod
+  const double abar_tgt = static_cast<double>(tab.kind_tables[1][t]);  // the target's
+  // eta = 0 must give exactly 0, also for a reverse step (abar_tgt < abar)
+  // where the square roots below are NaN.
+  const double sigma =
+      modes.eta == 0.0 ? 0.0
+                       : modes.eta * ::sqrt((1.0 - abar_tgt) / (1.0 - abar)) *
+                             ::sqrt(1.0 - abar / abar_tgt);
+  // >= 0 in exact arithmetic, and 0 at eta = 1 where abar = 0 (zero
+  // terminal SNR): rounding must not make it negative there (NaN).
+  const double d_squared = 1.0 - abar_tgt - sigma * sigma;
+  const double d = ::sqrt(d_squared > 0.0 ? d_squared : 0.0);
+  k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
+  k.c2 = static_cast<acc>(zero_snr ? d : d * r / rm1);
+  k.sigma_fixed = static_cast<acc>(t != 0 ? sigma : 0.0);
+}
 
-  if (modes.ddim) {
-    const double abar = static_cast<double>(tab.alphas_cumprod[t]);
-    const double abar_tgt = static_cast<double>(tab.alphas_cumprod_target[t]);
-    // eta = 0 must give exactly 0, also for a reverse step (abar_tgt < abar)
-    // where the square roots below are NaN.
-    const double sigma =
-        modes.eta == 0.0 ? 0.0
-                         : modes.eta * ::sqrt((1.0 - abar_tgt) / (1.0 - abar)) *
-                               ::sqrt(1.0 - abar / abar_tgt);
-    // >= 0 in exact arithmetic, and 0 at eta = 1 where abar = 0 (zero
-    // terminal SNR): rounding must not make it negative there (NaN).
-    const double d_squared = 1.0 - abar_tgt - sigma * sigma;
-    const double d = ::sqrt(d_squared > 0.0 ? d_squared : 0.0);
-    k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
-    k.c2 = static_cast<acc>(zero_snr ? d : d * r / rm1);
-    k.sigma_fixed = static_cast<acc>(nz * sigma);
-    return k;
-  }
-
-  const double min_log =
-      static_cast<double>(tab.posterior_log_variance_clipped[t]);
-  const double max_log = ::log(static_cast<double>(tab.betas[t]));
+// The ancestral step's posterior mean and variance (see StepCoef).
+template <typename acc, typename table_t>
+DDPM_HD void ddpm_coef(const StepTables<table_t>& tab, int64_t t,
+                       const StepModes& modes, double c1, double c2,
+                       StepCoef<acc>& k) {
+  // posterior_log_variance_clipped, betas
+  const double min_log = static_cast<double>(tab.kind_tables[0][t]);
+  const double max_log = ::log(static_cast<double>(tab.kind_tables[1][t]));
   double log_var = min_log;  // fixed_small
-  if (var_type == VarType::kFixedLarge) {
+  if (modes.var_type == VarType::kFixedLarge) {
     // improved-diffusion: log(append(posterior_variance[1], betas[1:])); the
     // clipped table already holds log posterior_variance[1] at t = 0.
     log_var = t == 0 ? min_log : max_log;
   }
   double lv_a = 0.0, lv_b = 1.0;  // learned: log_variance = v
-  if (var_type == VarType::kLearnedRange) {
+  if (modes.var_type == VarType::kLearnedRange) {
     // frac = (v+1)/2; lv = frac*max_log + (1-frac)*min_log
     lv_a = 0.5 * (max_log + min_log);
     lv_b = 0.5 * (max_log - min_log);
@@ -216,6 +195,35 @@ DDPM_HD PSampleCoef<acc> p_sample_coef(const PSampleTables<table_t>& tab,
   k.lv_a = static_cast<acc>(lv_a);
   k.lv_b = static_cast<acc>(lv_b);
   k.log_var_fixed = static_cast<acc>(log_var);
+}
+
+// The coefficients of step t, formed in double and rounded once to acc.
+template <typename acc, typename table_t>
+DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
+                                const StepModes& modes) {
+  const double r = static_cast<double>(tab.sqrt_recip_alphas_cumprod[t]);
+  const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
+  const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
+  const double c2 = static_cast<double>(tab.posterior_mean_coef2[t]);
+  const bool zero_snr = r == std::numeric_limits<double>::infinity();
+  double A = 0.0, Bm = 1.0;
+  pred_x0_coef(modes.mean_type, r, rm1, c1, c2, zero_snr, A, Bm);
+
+  StepCoef<acc> k;
+  k.A = static_cast<acc>(A);
+  k.Bm = static_cast<acc>(Bm);
+  k.nz = static_cast<acc>(t != 0 ? 1.0 : 0.0);
+  k.lv_a = acc(0);
+  k.lv_b = acc(1);
+  k.log_var_fixed = acc(0);
+  switch (modes.kind) {
+    case StepKind::kDdim:
+      ddim_coef(tab, t, modes, r, rm1, zero_snr, k);
+      break;
+    case StepKind::kDdpm:
+      ddpm_coef(tab, t, modes, c1, c2, k);
+      break;
+  }
   return k;
 }
 

@@ -7,17 +7,11 @@
 
 namespace ddpm {
 
-// q_sample:  x_t = sqrt(abar_t)*x_0 + sqrt(1-abar_t)*noise
-template <typename acc>
-DDPM_HD acc q_sample_elem(const QSampleCoef<acc>& k, acc x_start, acc noise) {
-  return k.a * x_start + k.b * noise;
-}
-
+// q_sample:        x_t = sqrt(abar_t)*x_0 + sqrt(1-abar_t)*noise
 // posterior mean:  mu = coef1_t*x_0 + coef2_t*x_t
 template <typename acc>
-DDPM_HD acc posterior_mean_elem(const PosteriorCoef<acc>& k, acc x_start,
-                                acc x_t) {
-  return k.c1 * x_start + k.c2 * x_t;
+DDPM_HD acc linear_elem(const LinearCoef<acc>& k, acc u, acc v) {
+  return k.a * u + k.b * v;
 }
 
 // Clip bounds for pred_x0: [-1, 1] when clipping, else (-inf, inf), so that
@@ -73,22 +67,22 @@ DDPM_HD float exp_vectorizable(float x) {
 // NaN (a one-step schedule's clipped table is -inf, and learned_range forms
 // -inf + inf*v) or overflow, and 0*NaN would carry the NaN into the sample.
 template <typename acc>
-DDPM_HD acc learned_sigma(const PSampleCoef<acc>& k, acc log_variance) {
+DDPM_HD acc learned_sigma(const StepCoef<acc>& k, acc log_variance) {
   return k.nz != acc(0) ? exp_vectorizable(acc(0.5) * log_variance) : acc(0);
 }
 
 template <typename acc>
-struct PSampleOut {
+struct StepOut {
   acc sample, pred_xstart, mean, log_variance;
 };
 
 // One reverse step for one element. out is the model output (the mean half),
 // var_out the variance half (read only when kLearnedVar).
 template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
-DDPM_HD PSampleOut<acc> p_sample_elem(const PSampleCoef<acc>& k,
+DDPM_HD StepOut<acc> step_elem(const StepCoef<acc>& k,
                                       const ClipRange<acc>& clip, acc out,
                                       acc var_out, acc x_t, acc noise) {
-  PSampleOut<acc> r;
+  StepOut<acc> r;
   r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, clip.lo, clip.hi);
   r.mean = kMeanIsOutput ? out : k.c1 * r.pred_xstart + k.c2 * x_t;
   acc sigma = k.sigma_fixed;
@@ -102,23 +96,23 @@ DDPM_HD PSampleOut<acc> p_sample_elem(const PSampleCoef<acc>& k,
 }
 
 template <typename acc>
-struct PSampleGrad {
+struct StepGrad {
   acc out, var_out, x_t;
 };
 
-// Backward of p_sample_elem for (sample, pred_xstart), with respect to the
+// Backward of step_elem for (sample, pred_xstart), with respect to the
 // model output (both halves) and x_t. clamp passes the gradient where
 // lo <= pred_x0 <= hi, as torch.clamp's backward does.
 template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
-DDPM_HD PSampleGrad<acc> p_sample_backward_elem(
-    const PSampleCoef<acc>& k, const ClipRange<acc>& clip, acc grad_sample,
+DDPM_HD StepGrad<acc> step_backward_elem(
+    const StepCoef<acc>& k, const ClipRange<acc>& clip, acc grad_sample,
     acc grad_pred_xstart, acc out, acc var_out, acc x_t, acc noise) {
   const acc x0 = k.A * x_t + k.Bm * out;
   // & rather than &&: no branch, so the loop stays vectorizable
   const bool inside = (x0 >= clip.lo) & (x0 <= clip.hi);
   acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
   grad_x0 = inside ? grad_x0 : acc(0);
-  PSampleGrad<acc> g;
+  StepGrad<acc> g;
   g.out = k.Bm * grad_x0 + (kMeanIsOutput ? grad_sample : acc(0));
   g.x_t = k.A * grad_x0 + (kMeanIsOutput ? acc(0) : k.c2 * grad_sample);
   g.var_out = acc(0);

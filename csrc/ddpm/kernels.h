@@ -22,57 +22,39 @@ struct Timesteps {
   int64_t num_timesteps;  // T, the length of every table
 };
 
-// With generate_noise the noise is drawn in the kernel from noise_key (noise
-// is then unused) and written to noise_out; otherwise it is read from noise.
+// out = a[t]*u + b[t]*v per sample (LinearTables): q_sample (u = x_start,
+// v = noise) and the posterior mean (u = x_start, v = x_t). out may be u or
+// v itself (in place), never overlap them otherwise.
+// With generate_noise, v is drawn in the kernel from noise_key (v is then
+// unused) and written to noise_out. Where per_sample_tables[i] is set,
+// per_sample[i][b] = per_sample_tables[i][t[b]] (the posterior's variance
+// and log variance), written even when sample_numel is 0.
 template <typename scalar_t, typename table_t>
-struct QSampleParams {
-  const scalar_t* x_start;
-  const scalar_t* noise;
+struct LinearParams {
+  const scalar_t* u;
+  const scalar_t* v;
   scalar_t* out;
   Timesteps timesteps;
-  QSampleTables<table_t> tables;
+  LinearTables<table_t> tables;
   int64_t batch, sample_numel;
   bool generate_noise = false;
   NoiseKey noise_key = {0, 0};
   scalar_t* noise_out = nullptr;
+  const table_t* per_sample_tables[2] = {nullptr, nullptr};
+  scalar_t* per_sample[2] = {nullptr, nullptr};  // [batch] each
 };
 
-// grad_x_start = sqrt(abar_t)*grad, grad_noise = sqrt(1-abar_t)*grad;
-// grad_noise == nullptr: grad_x_start only (scale_by_timestep)
+// The backward: grad_u = a[t]*grad, grad_v = b[t]*grad; grad_v null:
+// grad_u alone (scale_by_timestep).
 template <typename scalar_t, typename table_t>
-struct QSampleBackwardParams {
+struct LinearBackwardParams {
   const scalar_t* grad;
-  scalar_t* grad_x_start;
-  scalar_t* grad_noise;
+  scalar_t* grad_u;
+  scalar_t* grad_v;
   Timesteps timesteps;
-  QSampleTables<table_t> tables;
+  LinearTables<table_t> tables;
   int64_t batch, sample_numel;
 };
-
-// mean (elementwise) plus variance and log_variance, one value per sample.
-template <typename scalar_t, typename table_t>
-struct PosteriorParams {
-  const scalar_t* x_start;
-  const scalar_t* x_t;
-  scalar_t* mean;
-  scalar_t* variance;      // [batch]
-  scalar_t* log_variance;  // [batch]
-  Timesteps timesteps;
-  PosteriorTables<table_t> tables;
-  int64_t batch, sample_numel;
-};
-
-template <typename scalar_t, typename table_t>
-struct PosteriorBackwardParams {
-  const scalar_t* grad_mean;
-  scalar_t* grad_x_start;
-  scalar_t* grad_x_t;
-  Timesteps timesteps;
-  PosteriorTables<table_t> tables;
-  int64_t batch, sample_numel;
-};
-
-using PSampleModes = StepModes;
 
 // out[e] = the Philox normal of element e (ddpm/philox.h), e in [0, numel).
 template <typename scalar_t>
@@ -82,25 +64,26 @@ struct PhiloxNormalParams {
   NoiseKey key;
 };
 
-// Compile-time shape of a step's inner loop, from its runtime modes.
+// Compile-time shape of a step's inner loop, from its runtime modes: the
+// model's output is the mean itself (previous_x in an ancestral step).
 DDPM_HD bool step_mean_is_output(const StepModes& m) {
-  return m.mean_type == MeanType::kPreviousX && !m.ddim;
+  return m.mean_type == MeanType::kPreviousX && m.kind == StepKind::kDdpm;
 }
 
-// p_sample and the DDIM step (modes.ddim) share these parameters and kernels.
+// Every kind of step (modes.kind) shares these parameters and kernels.
 // With generate_noise the noise is drawn in the kernel from noise_key and
 // noise is unused. A null pred_xstart is not written (sampling loops that
 // drop it save a quarter of the step's memory traffic).
 template <typename scalar_t, typename table_t>
-struct PSampleParams {
+struct StepParams {
   const scalar_t* model_output;  // [batch, 1 or 2, sample_numel]
   const scalar_t* x_t;
   const scalar_t* noise;
   scalar_t* sample;
   scalar_t* pred_xstart;  // or null: not written
   Timesteps timesteps;
-  PSampleTables<table_t> tables;
-  PSampleModes modes;
+  StepTables<table_t> tables;
+  StepModes modes;
   int64_t batch, sample_numel;
   bool generate_noise = false;
   NoiseKey noise_key = {0, 0};
@@ -111,7 +94,7 @@ struct PSampleParams {
 // is read only for a learned variance with a grad_sample, and may be null
 // otherwise.
 template <typename scalar_t, typename table_t>
-struct PSampleBackwardParams {
+struct StepBackwardParams {
   const scalar_t* grad_sample;       // or null
   const scalar_t* grad_pred_xstart;  // or null
   const scalar_t* model_output;
@@ -120,26 +103,21 @@ struct PSampleBackwardParams {
   scalar_t* grad_model_output;  // same layout as model_output
   scalar_t* grad_x_t;
   Timesteps timesteps;
-  PSampleTables<table_t> tables;
-  PSampleModes modes;
+  StepTables<table_t> tables;
+  StepModes modes;
   int64_t batch, sample_numel;
 };
 
 // ---- CPU (csrc/cpu), instantiated for scalar_t in {float, double, Half,
 // BFloat16} and table_t in {float, double}.
 template <typename S, typename T>
-int64_t q_sample_cpu(const QSampleParams<S, T>& p);
+int64_t linear_cpu(const LinearParams<S, T>& p);
 template <typename S, typename T>
-int64_t q_sample_backward_cpu(const QSampleBackwardParams<S, T>& p);
+int64_t linear_backward_cpu(const LinearBackwardParams<S, T>& p);
 template <typename S, typename T>
-int64_t posterior_mean_variance_cpu(const PosteriorParams<S, T>& p);
+int64_t step_cpu(const StepParams<S, T>& p);
 template <typename S, typename T>
-int64_t posterior_mean_variance_backward_cpu(
-    const PosteriorBackwardParams<S, T>& p);
-template <typename S, typename T>
-int64_t p_sample_cpu(const PSampleParams<S, T>& p);
-template <typename S, typename T>
-int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p);
+int64_t step_backward_cpu(const StepBackwardParams<S, T>& p);
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p);
 // The CPU noise generator in use: "avx512", "avx2" or "default" (all give the
@@ -156,20 +134,13 @@ struct CudaLaunch {
   int num_sms;
 };
 template <typename S, typename T>
-void q_sample_cuda(const QSampleParams<S, T>& p, CudaLaunch launch);
+void linear_cuda(const LinearParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void q_sample_backward_cuda(const QSampleBackwardParams<S, T>& p,
-                            CudaLaunch launch);
+void linear_backward_cuda(const LinearBackwardParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void posterior_mean_variance_cuda(const PosteriorParams<S, T>& p,
-                                  CudaLaunch launch);
+void step_cuda(const StepParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void posterior_mean_variance_backward_cuda(
-    const PosteriorBackwardParams<S, T>& p, CudaLaunch launch);
-template <typename S, typename T>
-void p_sample_cuda(const PSampleParams<S, T>& p, CudaLaunch launch);
-template <typename S, typename T>
-void p_sample_backward_cuda(const PSampleBackwardParams<S, T>& p,
+void step_backward_cuda(const StepBackwardParams<S, T>& p,
                             CudaLaunch launch);
 template <typename S>
 void philox_normal_cuda(const PhiloxNormalParams<S>& p, CudaLaunch launch);

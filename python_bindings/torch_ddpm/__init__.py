@@ -10,8 +10,8 @@ from ._load import library_path, load_library
 load_library()
 
 from . import schedules  # noqa: E402
-from .ops import (mode_name, p_sample, p_sample_philox, posterior_mean_variance,  # noqa: E402
-                  q_sample, q_sample_philox)
+from .ops import (ddim_sample, ddim_sample_philox, mode_name, p_sample,  # noqa: E402
+                  p_sample_philox, posterior_mean_variance, q_sample, q_sample_philox)
 from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
@@ -22,6 +22,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DiffusionSchedule",
+    "ddim_sample",
+    "ddim_sample_philox",
     "PhiloxStream",
     "philox_normal",
     "philox_seed_offset",

@@ -84,7 +84,7 @@ def main(argv=None):
     steps.add_argument("--data-std", type=float, default=0.5, help="std of the Gaussian data (default: 0.5)")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
-    from . import bench, bench_noise, demo
+    from .tools import bench, bench_noise, demo
 
     demo_parser = sub.add_parser("demo", help="train and sample a small diffusion model (see --help)",
                                  description=demo.__doc__,

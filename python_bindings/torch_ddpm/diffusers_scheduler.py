@@ -14,13 +14,12 @@ or trained_betas. Not covered (NotImplementedError): thresholding, other clip
 ranges, variance_type learned (diffusers reads it as a variance, not a
 log-variance) and fixed_large_log, rescale_betas_zero_snr, other schedules.
 """
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .schedules import betas_for_alpha_bar
+from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
 
@@ -77,9 +76,7 @@ class DDPMScheduler:
             self.betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps,
                                         dtype=torch.float32) ** 2
         elif beta_schedule == "squaredcos_cap_v2":
-            self.betas = betas_for_alpha_bar(
-                num_train_timesteps,
-                lambda u: math.cos((u + 0.008) / 1.008 * math.pi / 2) ** 2).float()
+            self.betas = cosine_betas(num_train_timesteps).float()
         else:
             raise NotImplementedError(f"beta_schedule={beta_schedule!r} is not covered")
         self.alphas = 1.0 - self.betas
@@ -149,19 +146,16 @@ class DDPMScheduler:
             prev[ts[-1]] = -1
         ab = self.alphas_cumprod.double()
         ab_prev = torch.where(prev >= 0, ab[prev.clamp(min=0)], torch.ones_like(ab))
-        current_alpha = ab / ab_prev
-        current_beta = 1 - current_alpha
-        variance = ((1 - ab_prev) / (1 - ab) * current_beta).clamp(min=1e-20)
+        current_beta = 1 - ab / ab_prev
+        tab = step_tables(current_beta, ab, ab_prev)
         self._tables_cpu = {
-            "sqrt_recip_alphas_cumprod": torch.sqrt(1.0 / ab),
-            "sqrt_recipm1_alphas_cumprod": torch.sqrt(1.0 / ab - 1),
-            "posterior_mean_coef1": ab_prev.sqrt() * current_beta / (1 - ab),
-            "posterior_mean_coef2": current_alpha.sqrt() * (1 - ab_prev) / (1 - ab),
-            "log_variance": torch.log(variance),
+            **{k: tab[k] for k in ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+                                   "posterior_mean_coef1", "posterior_mean_coef2",
+                                   "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")},
+            # diffusers clamps the variance before its log
+            "log_variance": torch.log(tab["posterior_variance"].clamp(min=1e-20)),
             "current_betas": current_beta,
-            "sqrt_alphas_cumprod": ab.sqrt(),
-            "sqrt_one_minus_alphas_cumprod": (1 - ab).sqrt(),
-            "neg_sqrt_one_minus_alphas_cumprod": -(1 - ab).sqrt(),
+            "neg_sqrt_one_minus_alphas_cumprod": -tab["sqrt_one_minus_alphas_cumprod"],
         }
         self._tables = {}
 

@@ -7,6 +7,7 @@ GaussianDiffusion to; it runs no ddpm operator.
 import numpy as np
 import torch
 
+from . import formulas
 from .gaussian_diffusion import GaussianDiffusion
 from .ops import mode_name
 
@@ -62,8 +63,8 @@ class EagerGaussianDiffusion(GaussianDiffusion):
             else:
                 min_log = extract_into_tensor(self.posterior_log_variance_clipped, t, x.shape)
                 max_log = extract_into_tensor(np.log(self.betas), t, x.shape)
-                frac = (model_var_values + 1) / 2
-                model_log_variance = frac * max_log + (1 - frac) * min_log
+                model_log_variance = formulas.learned_range_log_variance(
+                    model_var_values, min_log, max_log)
                 model_variance = torch.exp(model_log_variance)
         else:
             model_variance, model_log_variance = {
@@ -102,10 +103,9 @@ class EagerGaussianDiffusion(GaussianDiffusion):
         return self.sample_from(out, x, t, torch.randn_like(x), cond_fn, model_kwargs)
 
     def sample_from(self, out, x, t, noise, cond_fn=None, model_kwargs=None):
-        nonzero_mask = (t != 0).float().view(-1, *([1] * (len(x.shape) - 1)))
         if cond_fn is not None:
             out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs)
-        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
+        sample = formulas.ancestral_sample(out["mean"], out["log_variance"], noise, t)
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
@@ -116,13 +116,10 @@ class EagerGaussianDiffusion(GaussianDiffusion):
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
         alpha_bar = extract_into_tensor(self.alphas_cumprod, t, x.shape)
         alpha_bar_prev = extract_into_tensor(self.alphas_cumprod_prev, t, x.shape)
-        sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
-                 * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
+        sigma = formulas.ddim_sigma(eta, alpha_bar, alpha_bar_prev)
         noise = torch.randn_like(x)
-        mean_pred = (out["pred_xstart"] * torch.sqrt(alpha_bar_prev)
-                     + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
-        nonzero_mask = (t != 0).float().view(-1, *([1] * (len(x.shape) - 1)))
-        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+        sample = formulas.ddim_sample(out["pred_xstart"], eps, alpha_bar_prev, sigma, noise, t)
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def ddim_reverse_sample(self, model, x, t, clip_denoised=True, denoised_fn=None,
                             model_kwargs=None, eta=0.0):
@@ -131,5 +128,5 @@ class EagerGaussianDiffusion(GaussianDiffusion):
         eps = ((extract_into_tensor(self.sqrt_recip_alphas_cumprod, t, x.shape) * x - out["pred_xstart"])
                / extract_into_tensor(self.sqrt_recipm1_alphas_cumprod, t, x.shape))
         alpha_bar_next = extract_into_tensor(self.alphas_cumprod_next, t, x.shape)
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
-        return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
+        return {"sample": formulas.ddim_reverse_sample(out["pred_xstart"], eps, alpha_bar_next),
+                "pred_xstart": out["pred_xstart"]}

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import torch
 
+from . import formulas
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
 from .ops import mode_name
 from .noise import as_philox_stream
@@ -195,8 +196,7 @@ class GaussianDiffusion:
             else:
                 min_log = self._extract("posterior_log_variance_clipped", t, x.shape)
                 max_log = torch.log(self._extract("betas", t, x.shape))
-                frac = (var_values + 1) / 2
-                log_variance = frac * max_log + (1 - frac) * min_log
+                log_variance = formulas.learned_range_log_variance(var_values, min_log, max_log)
             return torch.exp(log_variance), log_variance
         if var_type == "fixed_large":
             tab = self._ddpm_tables(t.device)
@@ -282,10 +282,9 @@ class GaussianDiffusion:
             return {"sample": sample, "pred_xstart": pred_xstart}
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         noise = torch.randn_like(x) if stream is None else stream.normal(x)
-        nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
         if cond_fn is not None:
             out["mean"] = self.condition_mean(cond_fn, out, x, t, model_kwargs)
-        sample = out["mean"] + nonzero_mask * torch.exp(0.5 * out["log_variance"]) * noise
+        sample = formulas.ancestral_sample(out["mean"], out["log_variance"], noise, t)
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
@@ -400,13 +399,10 @@ class GaussianDiffusion:
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
         alpha_bar = self._extract("alphas_cumprod", t, x.shape)
         alpha_bar_prev = self._extract("alphas_cumprod_prev", t, x.shape)
-        sigma = (eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar))
-                 * torch.sqrt(1 - alpha_bar / alpha_bar_prev))
+        sigma = formulas.ddim_sigma(eta, alpha_bar, alpha_bar_prev)
         noise = torch.randn_like(x) if stream is None else stream.normal(x)
-        mean_pred = (out["pred_xstart"] * torch.sqrt(alpha_bar_prev)
-                     + torch.sqrt(1 - alpha_bar_prev - sigma**2) * eps)
-        nonzero_mask = (t != 0).float().view(-1, *([1] * (x.dim() - 1)))
-        return {"sample": mean_pred + nonzero_mask * sigma * noise, "pred_xstart": out["pred_xstart"]}
+        sample = formulas.ddim_sample(out["pred_xstart"], eps, alpha_bar_prev, sigma, noise, t)
+        return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def ddim_reverse_sample(self, model, x, t, clip_denoised=True, denoised_fn=None,
                             model_kwargs=None, eta=0.0):
@@ -421,8 +417,8 @@ class GaussianDiffusion:
         out = self.p_mean_variance(model, x, t, clip_denoised, denoised_fn, model_kwargs)
         eps = self._predict_eps_from_xstart(x, t, out["pred_xstart"])
         alpha_bar_next = self._extract("alphas_cumprod_next", t, x.shape)
-        mean_pred = out["pred_xstart"] * torch.sqrt(alpha_bar_next) + torch.sqrt(1 - alpha_bar_next) * eps
-        return {"sample": mean_pred, "pred_xstart": out["pred_xstart"]}
+        return {"sample": formulas.ddim_reverse_sample(out["pred_xstart"], eps, alpha_bar_next),
+                "pred_xstart": out["pred_xstart"]}
 
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
                          cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
@@ -494,8 +490,9 @@ class GaussianDiffusion:
             elif mean_type == "epsilon":
                 target = noise
             else:  # v
-                target = self._extract("sqrt_alphas_cumprod", t, x_start.shape) * noise \
-                    - self._extract("sqrt_one_minus_alphas_cumprod", t, x_start.shape) * x_start
+                target = formulas.v_target(
+                    self._extract("sqrt_alphas_cumprod", t, x_start.shape),
+                    self._extract("sqrt_one_minus_alphas_cumprod", t, x_start.shape), noise, x_start)
             assert model_output.shape == target.shape == x_start.shape
             terms["mse"] = mean_flat((target - model_output) ** 2)
             terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]

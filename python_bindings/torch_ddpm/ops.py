@@ -16,8 +16,8 @@ import torch
 
 from .noise import _as_int64, _checked_offset
 
-__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "mode_name",
-           "q_sample_philox", "p_sample_philox"]
+__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
+           "q_sample_philox", "p_sample_philox", "ddim_sample_philox"]
 
 
 def mode_name(mode) -> str:
@@ -77,6 +77,31 @@ def p_sample(
     )
 
 
+def ddim_sample(
+    model_output, x_t, t, noise,
+    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+    posterior_mean_coef1, posterior_mean_coef2,
+    alphas_cumprod, alphas_cumprod_prev, eta=0.0,
+    model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One fused DDIM step x_t -> x_{t-1}; returns (sample, pred_xstart).
+
+    With eps = (x_t/sqrt(abar_t) - pred_xstart)/sqrt(1/abar_t - 1) and
+    sigma = eta*sqrt((1 - abar_prev)/(1 - abar_t))*sqrt(1 - abar_t/abar_prev):
+    sample = sqrt(abar_prev)*pred_xstart + sqrt(1 - abar_prev - sigma^2)*eps
+    + [t > 0]*sigma*noise, as improved-diffusion's ddim_sample. eta = 0 is the
+    deterministic step; alphas_cumprod_next in place of alphas_cumprod_prev
+    (eta = 0) is ddim_reverse_sample's step x_t -> x_{t+1}. A learned variance
+    half of model_output is ignored. Modes as p_sample's. Give the tables in
+    float64: the step forms 1 - abar from them.
+    """
+    return torch.ops.ddpm.ddim_sample(
+        model_output, x_t, t, noise,
+        sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+        posterior_mean_coef1, posterior_mean_coef2,
+        alphas_cumprod, alphas_cumprod_prev, float(eta),
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+    )
 
 
 def q_sample_philox(x_start, t, seed, offset, sqrt_alphas_cumprod,
@@ -103,5 +128,23 @@ def p_sample_philox(
         sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
         posterior_mean_coef1, posterior_mean_coef2,
         posterior_log_variance_clipped, betas,
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+    )
+
+
+def ddim_sample_philox(
+    model_output, x_t, t, seed, offset,
+    sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+    posterior_mean_coef1, posterior_mean_coef2,
+    alphas_cumprod, alphas_cumprod_prev, eta=0.0,
+    model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """ddim_sample with noise = philox_normal(x_t, seed, offset) drawn in the
+    kernel (in float32, also for 16-bit data)."""
+    return torch.ops.ddpm.ddim_sample_philox(
+        model_output, x_t, t, _as_int64(seed), _checked_offset(offset),
+        sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
+        posterior_mean_coef1, posterior_mean_coef2,
+        alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
     )

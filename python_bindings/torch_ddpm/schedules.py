@@ -19,6 +19,7 @@ __all__ = [
     "linear_betas",
     "cosine_betas",
     "schedule_tables",
+    "step_tables",
     "DiffusionSchedule",
     "MEAN_TYPES",
     "VAR_TYPES",
@@ -65,6 +66,25 @@ def get_named_beta_schedule(name: str, num_timesteps: int) -> torch.Tensor:
     raise NotImplementedError(f"unknown beta schedule: {name!r} (expected 'linear' or 'cosine')")
 
 
+def step_tables(betas, alphas_cumprod, alphas_cumprod_prev) -> dict:
+    """The tables of a chain whose step t goes from alphas_cumprod[t] back to
+    alphas_cumprod_prev[t] with betas[t] (= 1 - abar_t/abar_prev; the
+    training chain's own betas, or a respaced or skipping chain's), in float64:
+    the posterior (MATH.md) and the predictions of x_0. Built here once for
+    schedule_tables and the diffusers adapter."""
+    ab, ab_prev = alphas_cumprod, alphas_cumprod_prev
+    return {
+        "sqrt_alphas_cumprod": torch.sqrt(ab),
+        "sqrt_one_minus_alphas_cumprod": torch.sqrt(1.0 - ab),
+        "sqrt_recip_alphas_cumprod": torch.sqrt(1.0 / ab),
+        "sqrt_recipm1_alphas_cumprod": torch.sqrt(1.0 / ab - 1),
+        # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t): the posterior variance
+        "posterior_variance": betas * (1.0 - ab_prev) / (1.0 - ab),
+        "posterior_mean_coef1": betas * torch.sqrt(ab_prev) / (1.0 - ab),
+        "posterior_mean_coef2": (1.0 - ab_prev) * torch.sqrt(1.0 - betas) / (1.0 - ab),
+    }
+
+
 def schedule_tables(betas) -> dict:
     """Every table of improved-diffusion's GaussianDiffusion, float64, from betas.
 
@@ -80,29 +100,21 @@ def schedule_tables(betas) -> dict:
     if not bool(((betas > 0) & (betas <= 1)).all()):
         raise ValueError("betas must lie in (0, 1]")
     one = torch.ones(1, dtype=torch.float64)
-    alphas = 1.0 - betas
-    alphas_cumprod = torch.cumprod(alphas, dim=0)
+    alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     alphas_cumprod_prev = torch.cat([one, alphas_cumprod[:-1]])
-    alphas_cumprod_next = torch.cat([alphas_cumprod[1:], torch.zeros(1, dtype=torch.float64)])
-    # beta~_t = beta_t (1 - abar_{t-1}) / (1 - abar_t): the posterior variance
-    # (MATH.md); 0 at t = 0, so its log is clipped to the t = 1 value there.
-    posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
+    tables = step_tables(betas, alphas_cumprod, alphas_cumprod_prev)
+    # the posterior variance is 0 at t = 0, so its log is clipped to the t = 1
+    # value there (a one-step schedule has none: its step adds no noise)
+    posterior_variance = tables["posterior_variance"]
     first = posterior_variance[1:2] if betas.numel() > 1 else posterior_variance[:1]
-    posterior_log_variance_clipped = torch.log(torch.cat([first, posterior_variance[1:]]))
     return {
+        **tables,
         "betas": betas,
         "alphas_cumprod": alphas_cumprod,
         "alphas_cumprod_prev": alphas_cumprod_prev,
-        "alphas_cumprod_next": alphas_cumprod_next,
-        "sqrt_alphas_cumprod": torch.sqrt(alphas_cumprod),
-        "sqrt_one_minus_alphas_cumprod": torch.sqrt(1.0 - alphas_cumprod),
+        "alphas_cumprod_next": torch.cat([alphas_cumprod[1:], torch.zeros(1, dtype=torch.float64)]),
         "log_one_minus_alphas_cumprod": torch.log(1.0 - alphas_cumprod),
-        "sqrt_recip_alphas_cumprod": torch.sqrt(1.0 / alphas_cumprod),
-        "sqrt_recipm1_alphas_cumprod": torch.sqrt(1.0 / alphas_cumprod - 1),
-        "posterior_variance": posterior_variance,
-        "posterior_log_variance_clipped": posterior_log_variance_clipped,
-        "posterior_mean_coef1": betas * torch.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod),
-        "posterior_mean_coef2": (1.0 - alphas_cumprod_prev) * torch.sqrt(alphas) / (1.0 - alphas_cumprod),
+        "posterior_log_variance_clipped": torch.log(torch.cat([first, posterior_variance[1:]])),
     }
 
 
@@ -116,6 +128,9 @@ class DiffusionSchedule(torch.nn.Module):
     """
 
     betas: torch.Tensor
+    alphas_cumprod: torch.Tensor
+    alphas_cumprod_prev: torch.Tensor
+    alphas_cumprod_next: torch.Tensor
     sqrt_alphas_cumprod: torch.Tensor
     sqrt_one_minus_alphas_cumprod: torch.Tensor
     sqrt_recip_alphas_cumprod: torch.Tensor
@@ -189,5 +204,51 @@ class DiffusionSchedule(torch.nn.Module):
             self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
             self.posterior_mean_coef1, self.posterior_mean_coef2,
             self.posterior_log_variance_clipped, self.betas,
+            model_mean_type, model_var_type, clip_denoised,
+        )
+
+    def ddim_sample(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        noise: Optional[torch.Tensor] = None,
+        eta: float = 0.0,
+        model_mean_type: str = "epsilon",
+        model_var_type: str = "fixed_small",
+        clip_denoised: bool = True,
+        reverse: bool = False,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """One fused DDIM step: (x_{t-1}, pred_xstart); reverse=True (eta 0) is
+        ddim_reverse_sample's step to x_{t+1}. noise ~ randn_like(x_t) if None."""
+        if noise is None:
+            noise = torch.randn_like(x_t)
+        target = self.alphas_cumprod_next if reverse else self.alphas_cumprod_prev
+        return torch.ops.ddpm.ddim_sample(
+            model_output, x_t, t, noise,
+            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
+            self.posterior_mean_coef1, self.posterior_mean_coef2,
+            self.alphas_cumprod, target, eta,
+            model_mean_type, model_var_type, clip_denoised,
+        )
+
+    def ddim_sample_philox(
+        self,
+        model_output: torch.Tensor,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        seed: int,
+        offset: int,
+        eta: float = 0.0,
+        model_mean_type: str = "epsilon",
+        model_var_type: str = "fixed_small",
+        clip_denoised: bool = True,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ddim_sample with the noise drawn in the kernel from (seed, offset)."""
+        return torch.ops.ddpm.ddim_sample_philox(
+            model_output, x_t, t, seed, offset,
+            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
+            self.posterior_mean_coef1, self.posterior_mean_coef2,
+            self.alphas_cumprod, self.alphas_cumprod_prev, eta,
             model_mean_type, model_var_type, clip_denoised,
         )

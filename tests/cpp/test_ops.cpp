@@ -266,6 +266,92 @@ TEST(SampleOut, WritesTheFunctionalSampleInPlace) {
       c10::Error);
 }
 
+TEST(CppApi, EveryFunctionReachesItsOperator) {
+  // The C++ API is generated from the argument lists (ops/op_args.h): each
+  // function against what it must equal, so that a list out of order (or a
+  // function calling the wrong operator) shows.
+  const Tables tb = make_tables(kT);
+  const auto prev = at::cat({at::ones({1}, at::kDouble), tb.alphas_cumprod.slice(0, 0, kT - 1)});
+  const auto x = at::randn({5, 3, 4});
+  const auto eps = at::randn({5, 3, 4});
+  const auto g = at::randn({5, 3, 4});
+  const int64_t seed = 1234, offset = 8;
+  const auto drawn = ddpm::philox_normal(x, seed, offset);
+  const auto sa = per_sample(tb.sqrt_alphas_cumprod, kTimesteps, 3).to(at::kFloat);
+  const auto s1ma = per_sample(tb.sqrt_one_minus_alphas_cumprod, kTimesteps, 3).to(at::kFloat);
+
+  // q_sample_philox = q_sample with the drawn noise, which it returns too
+  const auto qp = ddpm::q_sample_philox(x, kTimesteps, seed, offset, tb.sqrt_alphas_cumprod,
+                                        tb.sqrt_one_minus_alphas_cumprod);
+  EXPECT_TRUE(at::equal(std::get<1>(qp), drawn));
+  EXPECT_TRUE(at::equal(std::get<0>(qp),
+                        ddpm::q_sample(x, kTimesteps, drawn, tb.sqrt_alphas_cumprod,
+                                       tb.sqrt_one_minus_alphas_cumprod)));
+  // the backward operators: (a[t]*g, b[t]*g), and the first alone
+  const auto qb = ddpm::q_sample_backward(g, kTimesteps, tb.sqrt_alphas_cumprod,
+                                          tb.sqrt_one_minus_alphas_cumprod);
+  EXPECT_TRUE(at::equal(std::get<0>(qb), sa * g));
+  EXPECT_TRUE(at::equal(std::get<1>(qb), s1ma * g));
+  EXPECT_TRUE(at::equal(ddpm::scale_by_timestep(g, kTimesteps, tb.sqrt_one_minus_alphas_cumprod),
+                        s1ma * g));
+  const auto pb = ddpm::posterior_mean_variance_backward(g, kTimesteps, tb.posterior_mean_coef1,
+                                                         tb.posterior_mean_coef2);
+  EXPECT_TRUE(at::equal(std::get<0>(pb),
+                        per_sample(tb.posterior_mean_coef1, kTimesteps, 3).to(at::kFloat) * g));
+  EXPECT_TRUE(at::equal(std::get<1>(pb),
+                        per_sample(tb.posterior_mean_coef2, kTimesteps, 3).to(at::kFloat) * g));
+
+  // each step kind: <step>_philox = <step> with the drawn noise; the _out
+  // forms write that sample; <step>_backward = autograd's gradients
+  const auto p_tables = std::make_tuple(tb.sqrt_recip_alphas_cumprod, tb.sqrt_recipm1_alphas_cumprod,
+                                        tb.posterior_mean_coef1, tb.posterior_mean_coef2,
+                                        tb.posterior_log_variance_clipped, tb.betas);
+  const auto& [r, rm1, c1, c2, lv, betas] = p_tables;
+  const auto ps = ddpm::p_sample(eps, x, kTimesteps, drawn, r, rm1, c1, c2, lv, betas, "epsilon",
+                                 "fixed_large", false);
+  const auto pp = ddpm::p_sample_philox(eps, x, kTimesteps, seed, offset, r, rm1, c1, c2, lv, betas,
+                                        "epsilon", "fixed_large", false);
+  EXPECT_TRUE(at::equal(std::get<0>(pp), std::get<0>(ps)));
+  EXPECT_TRUE(at::equal(std::get<1>(pp), std::get<1>(ps)));
+  at::Tensor out = at::empty_like(x);
+  ddpm::p_sample_philox_out(out, eps, x, kTimesteps, seed, offset, r, rm1, c1, c2, lv, betas,
+                            "epsilon", "fixed_large", false);
+  EXPECT_TRUE(at::equal(out, std::get<0>(ps)));
+
+  const auto ds = ddpm::ddim_sample(eps, x, kTimesteps, drawn, r, rm1, c1, c2, tb.alphas_cumprod,
+                                    prev, 0.6, "epsilon", "fixed_small", false);
+  const auto dp = ddpm::ddim_sample_philox(eps, x, kTimesteps, seed, offset, r, rm1, c1, c2,
+                                           tb.alphas_cumprod, prev, 0.6, "epsilon",
+                                           "fixed_small", false);
+  EXPECT_TRUE(at::equal(std::get<0>(dp), std::get<0>(ds)));
+  out.zero_();
+  ddpm::ddim_sample_philox_out(out, eps, x, kTimesteps, seed, offset, r, rm1, c1, c2,
+                               tb.alphas_cumprod, prev, 0.6, "epsilon", "fixed_small", false);
+  EXPECT_TRUE(at::equal(out, std::get<0>(ds)));
+
+  const auto e64 = eps.to(at::kDouble).requires_grad_(true);
+  const auto x64 = x.to(at::kDouble).requires_grad_(true);
+  const auto n64 = drawn.to(at::kDouble);
+  const auto g_sample = at::randn({5, 3, 4}, at::kDouble);
+  const auto g_pred = at::randn({5, 3, 4}, at::kDouble);
+  for (const bool ddim : {false, true}) {
+    const auto fwd = ddim ? ddpm::ddim_sample(e64, x64, kTimesteps, n64, r, rm1, c1, c2,
+                                              tb.alphas_cumprod, prev, 0.6)
+                          : ddpm::p_sample(e64, x64, kTimesteps, n64, r, rm1, c1, c2, lv, betas);
+    const auto grads = torch::autograd::grad({std::get<0>(fwd), std::get<1>(fwd)}, {e64, x64},
+                                             {g_sample, g_pred});
+    const auto bwd =
+        ddim ? ddpm::ddim_sample_backward(g_sample, g_pred, e64.detach(), x64.detach(),
+                                          kTimesteps, n64, r, rm1, c1, c2, tb.alphas_cumprod,
+                                          prev, 0.6, "epsilon", "fixed_small", true)
+             : ddpm::p_sample_backward(g_sample, g_pred, e64.detach(), x64.detach(), kTimesteps,
+                                       n64, r, rm1, c1, c2, lv, betas, "epsilon", "fixed_small",
+                                       true);
+    EXPECT_TRUE(at::equal(std::get<0>(bwd), grads[0])) << (ddim ? "ddim" : "p_sample");
+    EXPECT_TRUE(at::equal(std::get<1>(bwd), grads[1])) << (ddim ? "ddim" : "p_sample");
+  }
+}
+
 TEST(TorchScript, OperatorsVisibleAndRunnable) {
   // Every operator is in the JIT registry (what scripted code resolves
   // torch.ops.ddpm.* against), and runs from there on an IValue stack.

@@ -143,6 +143,7 @@ const std::vector<Shape>& shapes() {
       {5, 1024, 0, 1},   // samples of exactly one float chunk / noise block
       {1, 1, 0, 1},      // one element
       {0, 16, 0, 1},     // empty
+      {3, 0, 0, 1},      // samples without elements (per-sample outputs still written)
       {9, 333, 0, 1},    // several samples per chunk, odd sizes
   };
   return all;
@@ -199,7 +200,7 @@ const Schedule& schedule() {
   return s;
 }
 
-// ---- q_sample --------------------------------------------------------------------------------
+// ---- the linear map: q_sample and the posterior ---------------------------------------------
 TYPED_TEST(CudaHost, QSample) {
   using S = typename TypeParam::S;
   using T = typename TypeParam::T;
@@ -213,9 +214,9 @@ TYPED_TEST(CudaHost, QSample) {
     for (bool generate : {false, true}) {
       Buffer<S> out_cpu(n, sh.offset), out_gpu(n, sh.offset), nz_cpu(n, sh.offset),
           nz_gpu(n, sh.offset);
-      ddpm::QSampleParams<S, T> p;
-      p.x_start = x0.data();
-      p.noise = generate ? nullptr : noise.data();
+      ddpm::LinearParams<S, T> p;
+      p.u = x0.data();
+      p.v = generate ? nullptr : noise.data();
       p.timesteps = {t.data(), schedule().T};
       p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
       p.batch = sh.batch;
@@ -224,10 +225,10 @@ TYPED_TEST(CudaHost, QSample) {
       p.noise_key = {0x0123456789ABCDEFull, 8};
       p.out = out_cpu.data();
       p.noise_out = generate ? nz_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::q_sample_cpu(p), -1);
+      ASSERT_EQ(ddpm::linear_cpu(p), -1);
       p.out = out_gpu.data();
       p.noise_out = generate ? nz_gpu.data() : nullptr;
-      ddpm::q_sample_cuda(p, launch_on(sh));
+      ddpm::linear_cuda(p, launch_on(sh));
       const std::string what = sh.name() + (generate ? " in-kernel noise" : "");
       expect_same(out_cpu, out_gpu, "x_t " + what);
       expect_same(nz_cpu, nz_gpu, "noise " + what);
@@ -247,18 +248,18 @@ TYPED_TEST(CudaHost, QSampleBackwardAndScaleByTimestep) {
     for (bool both : {true, false}) {
       Buffer<S> gx_cpu(n, sh.offset), gx_gpu(n, sh.offset), gn_cpu(n, sh.offset),
           gn_gpu(n, sh.offset);
-      ddpm::QSampleBackwardParams<S, T> p;
+      ddpm::LinearBackwardParams<S, T> p;
       p.grad = grad.data();
       p.timesteps = {t.data(), schedule().T};
       p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
       p.batch = sh.batch;
       p.sample_numel = sh.sample_numel;
-      p.grad_x_start = gx_cpu.data();
-      p.grad_noise = both ? gn_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::q_sample_backward_cpu(p), -1);
-      p.grad_x_start = gx_gpu.data();
-      p.grad_noise = both ? gn_gpu.data() : nullptr;
-      ddpm::q_sample_backward_cuda(p, launch_on(sh));
+      p.grad_u = gx_cpu.data();
+      p.grad_v = both ? gn_cpu.data() : nullptr;
+      ASSERT_EQ(ddpm::linear_backward_cpu(p), -1);
+      p.grad_u = gx_gpu.data();
+      p.grad_v = both ? gn_gpu.data() : nullptr;
+      ddpm::linear_backward_cuda(p, launch_on(sh));
       const std::string what = sh.name() + (both ? "" : " (scale_by_timestep)");
       expect_same(gx_cpu, gx_gpu, "grad_x_start " + what);
       expect_same(gn_cpu, gn_gpu, "grad_noise " + what);
@@ -266,7 +267,6 @@ TYPED_TEST(CudaHost, QSampleBackwardAndScaleByTimestep) {
   }
 }
 
-// ---- the posterior -----------------------------------------------------------------------
 TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
   using S = typename TypeParam::S;
   using T = typename TypeParam::T;
@@ -277,66 +277,70 @@ TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
     auto x0 = random_buffer<S>(n, sh.offset, rng);
     auto xt = random_buffer<S>(n, sh.offset, rng);
     const auto t = timesteps(sh.batch, schedule().T, rng);
-    const ddpm::PosteriorTables<T> ptab{tab.c1.data(), tab.c2.data(), tab.var.data(),
-                                        tab.log_var_clipped.data()};
+    const ddpm::LinearTables<T> coefs{tab.c1.data(), tab.c2.data()};
     Buffer<S> mean_cpu(n, sh.offset), mean_gpu(n, sh.offset);
     Buffer<S> var_cpu(sh.batch, 0), var_gpu(sh.batch, 0), lv_cpu(sh.batch, 0),
         lv_gpu(sh.batch, 0);
-    ddpm::PosteriorParams<S, T> p{x0.data(), xt.data(), mean_cpu.data(), var_cpu.data(),
-                                  lv_cpu.data(), {t.data(), schedule().T}, ptab, sh.batch,
-                                  sh.sample_numel};
-    ASSERT_EQ(ddpm::posterior_mean_variance_cpu(p), -1);
-    p.mean = mean_gpu.data();
-    p.variance = var_gpu.data();
-    p.log_variance = lv_gpu.data();
-    ddpm::posterior_mean_variance_cuda(p, launch_on(sh));
+    ddpm::LinearParams<S, T> p;
+    p.u = x0.data();
+    p.v = xt.data();
+    p.timesteps = {t.data(), schedule().T};
+    p.tables = coefs;
+    p.batch = sh.batch;
+    p.sample_numel = sh.sample_numel;
+    p.per_sample_tables[0] = tab.var.data();
+    p.per_sample_tables[1] = tab.log_var_clipped.data();
+    p.out = mean_cpu.data();
+    p.per_sample[0] = var_cpu.data();
+    p.per_sample[1] = lv_cpu.data();
+    ASSERT_EQ(ddpm::linear_cpu(p), -1);
+    p.out = mean_gpu.data();
+    p.per_sample[0] = var_gpu.data();
+    p.per_sample[1] = lv_gpu.data();
+    ddpm::linear_cuda(p, launch_on(sh));
     expect_same(mean_cpu, mean_gpu, "mean " + sh.name());
     expect_same(var_cpu, var_gpu, "variance " + sh.name());
     expect_same(lv_cpu, lv_gpu, "log_variance " + sh.name());
 
     Buffer<S> gx0_cpu(n, sh.offset), gx0_gpu(n, sh.offset), gxt_cpu(n, sh.offset),
         gxt_gpu(n, sh.offset);
-    ddpm::PosteriorBackwardParams<S, T> b{x0.data(), gx0_cpu.data(), gxt_cpu.data(),
-                                          {t.data(), schedule().T}, ptab, sh.batch,
-                                          sh.sample_numel};
-    ASSERT_EQ(ddpm::posterior_mean_variance_backward_cpu(b), -1);
-    b.grad_x_start = gx0_gpu.data();
-    b.grad_x_t = gxt_gpu.data();
-    ddpm::posterior_mean_variance_backward_cuda(b, launch_on(sh));
+    ddpm::LinearBackwardParams<S, T> b{x0.data(),     gx0_cpu.data(), gxt_cpu.data(),
+                                       {t.data(), schedule().T}, coefs, sh.batch,
+                                       sh.sample_numel};
+    ASSERT_EQ(ddpm::linear_backward_cpu(b), -1);
+    b.grad_u = gx0_gpu.data();
+    b.grad_v = gxt_gpu.data();
+    ddpm::linear_backward_cuda(b, launch_on(sh));
     expect_same(gx0_cpu, gx0_gpu, "grad_x_start " + sh.name());
     expect_same(gxt_cpu, gxt_gpu, "grad_x_t " + sh.name());
   }
 }
 
 // ---- the steps -----------------------------------------------------------------------------
-struct StepKind {
-  bool ddim;
+struct StepCase {
+  ddpm::StepKind kind;
   double eta;
   const char* name;
 };
-const StepKind kStepKinds[] = {{false, 0.0, "p_sample"},
-                               {true, 0.0, "ddim eta=0"},
-                               {true, 0.7, "ddim eta=0.7"}};
+const StepCase kStepCases[] = {{ddpm::StepKind::kDdpm, 0.0, "p_sample"},
+                               {ddpm::StepKind::kDdim, 0.0, "ddim eta=0"},
+                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7"}};
 const ddpm::MeanType kMeanTypes[] = {ddpm::MeanType::kEpsilon, ddpm::MeanType::kStartX,
                                      ddpm::MeanType::kPreviousX, ddpm::MeanType::kV};
 const ddpm::VarType kVarTypes[] = {ddpm::VarType::kFixedSmall, ddpm::VarType::kFixedLarge,
                                    ddpm::VarType::kLearned, ddpm::VarType::kLearnedRange};
 
 template <typename T>
-ddpm::PSampleTables<T> step_tables(const Tables<T>& tab, bool ddim) {
-  ddpm::PSampleTables<T> p{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
-                           nullptr,      nullptr,        nullptr,       nullptr};
-  if (ddim) {
-    p.alphas_cumprod = tab.abar.data();
-    p.alphas_cumprod_target = tab.abar_prev.data();
-  } else {
-    p.posterior_log_variance_clipped = tab.log_var_clipped.data();
-    p.betas = tab.betas.data();
+ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
+  if (kind == ddpm::StepKind::kDdim) {
+    return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
+            {tab.abar.data(), tab.abar_prev.data()}};
   }
-  return p;
+  return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
+          {tab.log_var_clipped.data(), tab.betas.data()}};
 }
 
-std::string mode_name(const ddpm::StepModes& m, const StepKind& k) {
+std::string mode_name(const ddpm::StepModes& m, const StepCase& k) {
   std::ostringstream o;
   o << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
     << " clip=" << m.clip_denoised;
@@ -374,22 +378,22 @@ TYPED_TEST(CudaHost, StepsForward) {
     StepInputs<S> in(sh, rng);
     const int64_t n = sh.batch * sh.sample_numel;
     int combination = 0;
-    for (const StepKind& kind : kStepKinds) {
+    for (const StepCase& kind : kStepCases) {
       for (ddpm::MeanType mean : kMeanTypes) {
         for (ddpm::VarType var : kVarTypes) {
           for (bool generate : {false, true}) {
             ++combination;
             // clip and pred_xstart alternate, so that each shape sees both
-            const ddpm::StepModes modes{mean, var, combination % 2 == 0, kind.ddim, kind.eta};
+            const ddpm::StepModes modes{kind.kind, mean, var, combination % 2 == 0, kind.eta};
             const bool write_pred = (combination / 2) % 2 == 0;
             Buffer<S> s_cpu(n, sh.offset), s_gpu(n, sh.offset), p_cpu(n, sh.offset),
                 p_gpu(n, sh.offset);
-            ddpm::PSampleParams<S, T> p;
+            ddpm::StepParams<S, T> p;
             p.model_output = in.model_output.data();
             p.x_t = in.x_t.data();
             p.noise = generate ? nullptr : in.noise.data();
             p.timesteps = {in.t.data(), schedule().T};
-            p.tables = step_tables(tab, kind.ddim);
+            p.tables = step_tables(tab, kind.kind);
             p.modes = modes;
             p.batch = sh.batch;
             p.sample_numel = sh.sample_numel;
@@ -397,10 +401,10 @@ TYPED_TEST(CudaHost, StepsForward) {
             p.noise_key = {42, 4 * 1000003ull};
             p.sample = s_cpu.data();
             p.pred_xstart = write_pred ? p_cpu.data() : nullptr;
-            ASSERT_EQ(ddpm::p_sample_cpu(p), -1);
+            ASSERT_EQ(ddpm::step_cpu(p), -1);
             p.sample = s_gpu.data();
             p.pred_xstart = write_pred ? p_gpu.data() : nullptr;
-            ddpm::p_sample_cuda(p, launch_on(sh));
+            ddpm::step_cuda(p, launch_on(sh));
             const std::string what = sh.name() + " " + mode_name(modes, kind) +
                                      (generate ? " in-kernel noise" : "") +
                                      (write_pred ? "" : " sample only");
@@ -424,35 +428,35 @@ TYPED_TEST(CudaHost, StepsBackward) {
     auto grad_sample = random_buffer<S>(n, sh.offset, rng);
     auto grad_pred = random_buffer<S>(n, sh.offset, rng);
     int combination = 0;
-    for (const StepKind& kind : kStepKinds) {
+    for (const StepCase& kind : kStepCases) {
       for (ddpm::MeanType mean : kMeanTypes) {
         for (ddpm::VarType var : kVarTypes) {
           // which gradients are present: both, the sample's, pred_xstart's
           for (int present = 0; present < 3; ++present) {
             ++combination;
-            const ddpm::StepModes modes{mean, var, combination % 2 == 0, kind.ddim, kind.eta};
+            const ddpm::StepModes modes{kind.kind, mean, var, combination % 2 == 0, kind.eta};
             const bool has_gs = present != 2, has_gp = present != 1;
             const bool reads_noise = ddpm::reads_var_channels(modes) && has_gs;
             const int64_t out_n = (ddpm::has_var_channels(modes) ? 2 : 1) * n;
             Buffer<S> gm_cpu(out_n, sh.offset), gm_gpu(out_n, sh.offset), gx_cpu(n, sh.offset),
                 gx_gpu(n, sh.offset);
-            ddpm::PSampleBackwardParams<S, T> p;
+            ddpm::StepBackwardParams<S, T> p;
             p.grad_sample = has_gs ? grad_sample.data() : nullptr;
             p.grad_pred_xstart = has_gp ? grad_pred.data() : nullptr;
             p.model_output = in.model_output.data();
             p.x_t = in.x_t.data();
             p.noise = reads_noise ? in.noise.data() : nullptr;  // never read otherwise
             p.timesteps = {in.t.data(), schedule().T};
-            p.tables = step_tables(tab, kind.ddim);
+            p.tables = step_tables(tab, kind.kind);
             p.modes = modes;
             p.batch = sh.batch;
             p.sample_numel = sh.sample_numel;
             p.grad_model_output = gm_cpu.data();
             p.grad_x_t = gx_cpu.data();
-            ASSERT_EQ(ddpm::p_sample_backward_cpu(p), -1);
+            ASSERT_EQ(ddpm::step_backward_cpu(p), -1);
             p.grad_model_output = gm_gpu.data();
             p.grad_x_t = gx_gpu.data();
-            ddpm::p_sample_backward_cuda(p, launch_on(sh));
+            ddpm::step_backward_cuda(p, launch_on(sh));
             const std::string what = sh.name() + " " + mode_name(modes, kind) +
                                      (has_gs ? "" : " no grad_sample") +
                                      (has_gp ? "" : " no grad_pred_xstart");
@@ -509,16 +513,16 @@ TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
   auto x0 = random_buffer<float>(batch * numel, 0, rng);
   Buffer<float> out(batch * numel, 0);
   const std::vector<int64_t> t = {0, 10, 49};
-  ddpm::QSampleParams<float, double> p;
-  p.x_start = x0.data();
-  p.noise = x0.data();
+  ddpm::LinearParams<float, double> p;
+  p.u = x0.data();
+  p.v = x0.data();
   p.out = out.data();
   p.timesteps = {t.data(), schedule().T};
   p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
   p.batch = batch;
   p.sample_numel = numel;
   cuda_host::stats() = {};
-  ddpm::q_sample_cuda(p, {nullptr, 1});
+  ddpm::linear_cuda(p, {nullptr, 1});
   const int64_t chunks = (batch * numel + 1023) / 1024;
   EXPECT_EQ(cuda_host::stats().launches, 1);
   EXPECT_EQ(cuda_host::stats().last_grid, 8u);
@@ -529,17 +533,17 @@ TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
 
 TEST(CudaHostLaunch, EmptyTensorsLaunchNothing) {
   const Tables<float> tab(schedule());
-  ddpm::QSampleParams<float, float> p;
-  p.x_start = p.noise = nullptr;
+  ddpm::LinearParams<float, float> p;
+  p.u = p.v = nullptr;
   p.out = nullptr;
   p.timesteps = {nullptr, schedule().T};
   p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
   p.batch = 0;
   p.sample_numel = 100;
   cuda_host::stats() = {};
-  ddpm::q_sample_cuda(p, {nullptr, 1});
+  ddpm::linear_cuda(p, {nullptr, 1});
   p.generate_noise = true;
-  ddpm::q_sample_cuda(p, {nullptr, 1});
+  ddpm::linear_cuda(p, {nullptr, 1});
   EXPECT_EQ(cuda_host::stats().launches, 0);
 }
 
@@ -552,24 +556,24 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
   StepInputs<float> in(Shape{batch, numel, 0, 1}, rng);
   in.t = {3, -1, 49, 50};
   Buffer<float> sample(batch * numel, 0), pred(batch * numel, 0);
-  ddpm::PSampleParams<float, double> p;
+  ddpm::StepParams<float, double> p;
   p.model_output = in.model_output.data();
   p.x_t = in.x_t.data();
   p.noise = in.noise.data();
   p.sample = sample.data();
   p.pred_xstart = pred.data();
   p.timesteps = {in.t.data(), schedule().T};
-  p.tables = step_tables(tab, false);
-  p.modes = {ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, false, 0.0};
+  p.tables = step_tables(tab, ddpm::StepKind::kDdpm);
+  p.modes = {ddpm::StepKind::kDdpm, ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, 0.0};
   p.batch = batch;
   p.sample_numel = numel;
-  ddpm::p_sample_cuda(p, {nullptr, 1});
+  ddpm::step_cuda(p, {nullptr, 1});
   Buffer<float> cpu_sample(batch * numel, 0), cpu_pred(batch * numel, 0);
   std::vector<int64_t> good = {3, 0, 49, 0};
   p.timesteps = {good.data(), schedule().T};
   p.sample = cpu_sample.data();
   p.pred_xstart = cpu_pred.data();
-  ASSERT_EQ(ddpm::p_sample_cpu(p), -1);
+  ASSERT_EQ(ddpm::step_cpu(p), -1);
   for (int64_t b = 0; b < batch; ++b) {
     const bool bad = b == 1 || b == 3;
     for (int64_t i = 0; i < numel; ++i) {

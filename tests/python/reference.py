@@ -151,6 +151,10 @@ def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip
     sigma = _no_noise_at_t0(t, x.dim(), sigma)
     sample = abar_tgt.sqrt() * pred + d * eps + sigma * z
     sample_mag = abar_tgt.sqrt() * pred_mag + d * eps_mag + sigma * z.abs()
-    # eps divides by sqrt(1 - abar): the kernel's slack grows with it
-    sample_slack = (abar_tgt.sqrt() + d / (1 - abar).sqrt()) * slack
+    # eps divides by sqrt(1 - abar): the kernel's slack grows with it; and
+    # the kernel forms its eps coefficients from sqrt_recipm1_alphas_cumprod,
+    # whose float64 table carries 2^-53/(1 - abar) relative error (see
+    # _pred_xstart): invisible in float32
+    sample_slack = ((abar_tgt.sqrt() + d / (1 - abar).sqrt()) * slack
+                    + 8 * 2.0**-53 / (1 - abar) * d * eps_mag)
     return sample, pred, sample_mag, pred_mag, (sample_slack, slack)

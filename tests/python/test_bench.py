@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import DEVICES, TORCH_2
-from torch_ddpm import bench, bench_noise
+from torch_ddpm.tools import bench, bench_noise
 
 SMALL = (3, 4, 6, 5)
 

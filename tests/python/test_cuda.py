@@ -320,3 +320,4 @@ def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype)
     bits = {2: torch.int16, 4: torch.int32, 8: torch.int64}[x.element_size()]
     for i, (c, g) in enumerate(zip(run("cpu", tab), run("cuda", gtab))):
         assert torch.equal(c.contiguous().view(bits), g.cpu().contiguous().view(bits)), i
+

@@ -7,7 +7,7 @@ import zlib
 import pytest
 import torch
 
-from torch_ddpm import _png
+from torch_ddpm.tools import png as _png
 
 
 def test_png_roundtrip(tmp_path):
@@ -27,7 +27,7 @@ def test_png_roundtrip(tmp_path):
 
 def test_demo_runs_end_to_end(tmp_path):
     pytest.importorskip("sklearn", reason="the demo's data set ships with scikit-learn")
-    from torch_ddpm import demo
+    from torch_ddpm.tools import demo
     import argparse
 
     parser = argparse.ArgumentParser()

@@ -215,3 +215,24 @@ def test_sample_out_on_meta(op):
     with pytest.raises(RuntimeError, match=r"expected sample to have shape \[4, 3, 5\]"):
         sample_out(*step_op_args(op, tab, mo, x, t, x, "v", "learned_range"),
                    sample=torch.empty(4, 3, 4, device="meta", dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("out", [False, True])
+def test_posterior_variances_of_samples_without_elements(device, out):
+    """Samples with no elements still get their variance and log variance
+    (the CUDA kernel writes them apart from the element loop, which has
+    nothing to do there)."""
+    tab = {k: v.to(device) for k, v in ref.make_tables(1000).items()}
+    x = torch.randn(3, 0, device=device)
+    t = torch.tensor([0, 5, 999], device=device)
+    args = (x, x.clone(), t, tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
+            tab["posterior_variance"], tab["posterior_log_variance_clipped"])
+    if out:
+        mean, var, log_var = torch.ops.ddpm.posterior_mean_variance(*args, mean=torch.empty_like(x))
+    else:
+        mean, var, log_var = torch.ops.ddpm.posterior_mean_variance(*args)
+    assert mean.shape == var.shape == log_var.shape == (3, 0)
+    # the per-sample values behind the expanded [3, 0] views
+    for got, table in ((var, "posterior_variance"), (log_var, "posterior_log_variance_clipped")):
+        assert torch.equal(got.as_strided((3,), (1,)).cpu(), tab[table].cpu()[t.cpu()].float())

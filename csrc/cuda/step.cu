@@ -1,5 +1,5 @@
-// The fused reverse step p_sample and its backward on CUDA: one pass over
-// memory, the mode branches compiled away (see ddpm/elementwise.h).
+// The fused reverse steps (every StepKind) and their backward on CUDA: one
+// pass over memory, the mode branches compiled away (see ddpm/elementwise.h).
 //   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
 //   with in-kernel noise (noise_kernel) the noise is drawn, not read
@@ -11,15 +11,15 @@ namespace ddpm {
 namespace {
 
 template <typename S, typename T, typename P>
-struct PSampleOpBase {
+struct StepOpBase {
   using acc = acc_t<S>;
-  using Coef = PSampleCoef<acc>;
+  using Coef = StepCoef<acc>;
   P p;
   ClipRange<acc> clip;
 
   __device__ Coef coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
-    return t < 0 ? nan_coef<acc, Coef>() : p_sample_coef<acc>(p.tables, t, p.modes);
+    return t < 0 ? nan_coef<acc, Coef>() : step_coef<acc>(p.tables, t, p.modes);
   }
   // Elements per sample of the model output: 2*sample_numel with a variance half.
   __device__ int64_t out_stride() const {
@@ -28,8 +28,8 @@ struct PSampleOpBase {
 };
 
 template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
-struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
-  using Base = PSampleOpBase<S, T, PSampleParams<S, T>>;
+struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
+  using Base = StepOpBase<S, T, StepParams<S, T>>;
   using typename Base::acc;
   using typename Base::Coef;
 
@@ -70,7 +70,7 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
     cuda::load_pack<V>(p.x_t + off, x);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearned>(
+      const StepOut<acc> r = step_elem<kMeanIsOutput, kLearned>(
           k, this->clip, out[j], var_out[j], x[j], z[j]);
       sample[j] = r.sample;
       pred[j] = r.pred_xstart;
@@ -81,8 +81,8 @@ struct PSampleOp : PSampleOpBase<S, T, PSampleParams<S, T>> {
 };
 
 template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
-struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
-  using Base = PSampleOpBase<S, T, PSampleBackwardParams<S, T>>;
+struct StepBackwardOp : StepOpBase<S, T, StepBackwardParams<S, T>> {
+  using Base = StepOpBase<S, T, StepBackwardParams<S, T>>;
   using typename Base::acc;
   using typename Base::Coef;
 
@@ -125,7 +125,7 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
     cuda::load_pack_or_zero<V>(reads_noise() ? p.noise : nullptr, off, z);
 #pragma unroll
     for (int j = 0; j < V; ++j) {
-      const PSampleGrad<acc> g = p_sample_backward_elem<kMeanIsOutput, kLearned>(
+      const StepGrad<acc> g = step_backward_elem<kMeanIsOutput, kLearned>(
           k, this->clip, gs[j], gp[j], out[j], var_out[j], x[j], z[j]);
       g_out[j] = g.out;
       g_var[j] = g.var_out;
@@ -141,7 +141,7 @@ struct PSampleBackwardOp : PSampleOpBase<S, T, PSampleBackwardParams<S, T>> {
 
 // The forward step draws its noise in the kernel when asked to.
 template <typename S, typename Op, typename T>
-void launch_op(const Op& op, const PSampleParams<S, T>& p, CudaLaunch launch) {
+void launch_op(const Op& op, const StepParams<S, T>& p, CudaLaunch launch) {
   if (p.generate_noise) {
     cuda::launch_noise(op, p.batch, p.sample_numel, p.noise_key, launch);
   } else {
@@ -149,7 +149,7 @@ void launch_op(const Op& op, const PSampleParams<S, T>& p, CudaLaunch launch) {
   }
 }
 template <typename S, typename Op, typename T>
-void launch_op(const Op& op, const PSampleBackwardParams<S, T>& p,
+void launch_op(const Op& op, const StepBackwardParams<S, T>& p,
                CudaLaunch launch) {
   cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
 }
@@ -176,20 +176,20 @@ void launch_for_modes(const P& p, CudaLaunch launch) {
 }  // namespace
 
 template <typename S, typename T>
-void p_sample_cuda(const PSampleParams<S, T>& p, CudaLaunch launch) {
-  launch_for_modes<PSampleOp, S, T>(p, launch);
+void step_cuda(const StepParams<S, T>& p, CudaLaunch launch) {
+  launch_for_modes<StepOp, S, T>(p, launch);
 }
 
 template <typename S, typename T>
-void p_sample_backward_cuda(const PSampleBackwardParams<S, T>& p,
+void step_backward_cuda(const StepBackwardParams<S, T>& p,
                             CudaLaunch launch) {
-  launch_for_modes<PSampleBackwardOp, S, T>(p, launch);
+  launch_for_modes<StepBackwardOp, S, T>(p, launch);
 }
 
 #define DDPM_INSTANTIATE(S, T)                                                \
-  template void p_sample_cuda<S, T>(const PSampleParams<S, T>&, CudaLaunch);  \
-  template void p_sample_backward_cuda<S, T>(                                 \
-      const PSampleBackwardParams<S, T>&, CudaLaunch);
+  template void step_cuda<S, T>(const StepParams<S, T>&, CudaLaunch);  \
+  template void step_backward_cuda<S, T>(                                 \
+      const StepBackwardParams<S, T>&, CudaLaunch);
 DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
 #undef DDPM_INSTANTIATE
 

@@ -34,9 +34,9 @@ import time
 import numpy as np
 import torch
 
-from .eager import EagerGaussianDiffusion
-from .gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType, LossType
-from .gaussian_diffusion import get_named_beta_schedule
+from ..eager import EagerGaussianDiffusion
+from ..gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType, LossType
+from ..gaussian_diffusion import get_named_beta_schedule
 
 SHAPES = {
     "64x3x32x32": (64, 3, 32, 32),

@@ -1,4 +1,5 @@
-// Operators that are not differentiable themselves.
+// The operators that are not differentiable themselves, from the operator
+// table.
 //
 // The backward operators (no double backward): PyTorch's not-implemented
 // kernel at Autograd makes differentiating through them an error ("derivative
@@ -11,7 +12,6 @@
 // operator runs below autograd, and the version of every tensor it writes is
 // bumped as an in-place op bumps it, so that autograd notices a tensor saved
 // for a backward pass being overwritten.
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/core/grad_mode.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/csrc/autograd/variable.h>
@@ -20,21 +20,15 @@
 #include <string>
 #include <vector>
 
+#include "../call_args.h"
+#include "../op_table.h"
+
 namespace ddpm {
 namespace ops {
 namespace {
 
-// "ddpm.p_sample.out" for the schema ddpm::p_sample.out
-std::string op_name(const c10::FunctionSchema& schema) {
-  std::string name = schema.name();
-  const size_t colons = name.find("::");
-  if (colons != std::string::npos) name.replace(colons, 2, ".");
-  if (!schema.overload_name().empty()) name += "." + schema.overload_name();
-  return name;
-}
-
-void out_overload_autograd(const c10::OperatorHandle& op,
-                           c10::DispatchKeySet keys, torch::jit::Stack* stack) {
+void out_overload_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet keys,
+                           torch::jit::Stack* stack) {
   const c10::FunctionSchema& schema = op.schema();
   const auto& args = schema.arguments();
   const size_t first = stack->size() - args.size();
@@ -46,15 +40,15 @@ void out_overload_autograd(const c10::OperatorHandle& op,
     const bool is_output = args[i].alias_info() != nullptr && args[i].alias_info()->isWrite();
     if (is_output) written.push_back(x);
     if (!at::GradMode::is_enabled() || !x.requires_grad()) continue;
-    const std::string name = op_name(schema);
+    const std::string functional = error_name(op);
+    const std::string name = functional + "." + schema.overload_name();
     TORCH_CHECK(!is_output, name, ": ", args[i].name(),
                 " requires grad, and an output= tensor is written in place, which "
                 "autograd cannot track: pass one that does not require grad");
     TORCH_CHECK(false, name, ": ", args[i].name(),
                 " requires grad, but the out= and sample= overloads are not "
                 "differentiable (as PyTorch's out= functions): call ",
-                name.substr(0, name.rfind('.')),
-                " without them for gradients, or pass ", args[i].name(),
+                functional, " without them for gradients, or pass ", args[i].name(),
                 ".detach() (or run under torch.no_grad())");
   }
   op.redispatchBoxed(keys & c10::after_autograd_keyset, stack);
@@ -64,17 +58,11 @@ void out_overload_autograd(const c10::OperatorHandle& op,
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
-  for (const char* op : {"q_sample_backward", "scale_by_timestep",
-                         "posterior_mean_variance_backward", "p_sample_backward",
-                         "ddim_sample_backward"}) {
-    m.impl(op, torch::autograd::autogradNotImplementedFallback());
+  for (const std::string& name : op_names().backward) {
+    m.impl(name.c_str(), torch::autograd::autogradNotImplementedFallback());
   }
-  for (const char* op :
-       {"q_sample.out", "posterior_mean_variance.out", "p_sample.out",
-        "ddim_sample.out", "p_sample_philox.out", "ddim_sample_philox.out",
-        "p_sample.sample_out", "ddim_sample.sample_out",
-        "p_sample_philox.sample_out", "ddim_sample_philox.sample_out"}) {
-    m.impl(op, torch::CppFunction::makeFromBoxedFunction<&out_overload_autograd>());
+  for (const std::string& name : op_names().out) {
+    m.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunction<&out_overload_autograd>());
   }
 }
 

@@ -23,10 +23,10 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ._png import image_grid, line_plot, write_png
-from .gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType, ModelVarType,
+from .png import image_grid, line_plot, write_png
+from ..gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType, ModelVarType,
                                  get_named_beta_schedule)
-from .respace import SpacedDiffusion, space_timesteps
+from ..respace import SpacedDiffusion, space_timesteps
 
 
 def load_digits_data(seed):

@@ -1,4 +1,5 @@
-// The fused reverse step p_sample on the CPU, one pass over memory.
+// The fused reverse steps (every StepKind: p_sample, ddim_sample) on the CPU,
+// one pass over memory.
 //   model_output: [batch, 1 or 2, sample_numel] (2 for learned variances)
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
 //   pred_x0 = clamp(A_t*x_t + B_t*out), mean = c1_t*pred_x0 + c2_t*x_t,
@@ -21,14 +22,14 @@ namespace {
 // sample; its alias check lets equal pointers take the vector loop.
 template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
           typename N, typename acc>
-DDPM_ALWAYS_INLINE inline void p_sample_loop(
-    PSampleCoef<acc> k, ClipRange<acc> clip, const S* __restrict out,
+DDPM_ALWAYS_INLINE inline void step_loop(
+    StepCoef<acc> k, ClipRange<acc> clip, const S* __restrict out,
     const S* __restrict var_out, const S* x_t,
     const N* __restrict noise, S* sample,
     S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
-    const PSampleOut<acc> r = p_sample_elem<kMeanIsOutput, kLearnedVar>(
+    const StepOut<acc> r = step_elem<kMeanIsOutput, kLearnedVar>(
         k, clip, load(out + i), v, load(x_t + i),
         static_cast<acc>(load(noise + i)));
     store(sample + i, r.sample);
@@ -38,13 +39,13 @@ DDPM_ALWAYS_INLINE inline void p_sample_loop(
 
 template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
           typename acc>
-DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void step_run(StepCoef<acc> k, ClipRange<acc> clip,
                                   const S* __restrict out,
                                   const S* __restrict var_out,
                                   const S* x_t,
                                   const S* __restrict noise, S* sample,
                                   S* __restrict pred_xstart, int64_t n) {
-  p_sample_loop<kMeanIsOutput, kLearnedVar, kWritePred>(
+  step_loop<kMeanIsOutput, kLearnedVar, kWritePred>(
       k, clip, out, var_out, x_t, noise, sample, pred_xstart, n);
 }
 
@@ -52,16 +53,16 @@ DDPM_CPU_CLONES void p_sample_run(PSampleCoef<acc> k, ClipRange<acc> clip,
 // is null) and is not read. Compile-time, so that each version vectorizes.
 template <bool kMeanIsOutput, bool kLearnedVar, bool kHasGradSample,
           bool kHasGradPred, typename S, typename acc>
-DDPM_ALWAYS_INLINE inline void p_sample_backward_loop(
-    PSampleCoef<acc> k, ClipRange<acc> clip, const S* __restrict grad_sample,
+DDPM_ALWAYS_INLINE inline void step_backward_loop(
+    StepCoef<acc> k, ClipRange<acc> clip, const S* __restrict grad_sample,
     const S* __restrict grad_pred_xstart, const S* __restrict out,
     const S* __restrict var_out, const S* __restrict x_t,
     const S* __restrict noise, S* __restrict grad_out,
     S* __restrict grad_var_out, S* __restrict grad_x_t, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
-    const PSampleGrad<acc> g =
-        p_sample_backward_elem<kMeanIsOutput, kLearnedVar>(
+    const StepGrad<acc> g =
+        step_backward_elem<kMeanIsOutput, kLearnedVar>(
             k, clip, kHasGradSample ? load(grad_sample + i) : acc(0),
             kHasGradPred ? load(grad_pred_xstart + i) : acc(0), load(out + i),
             v, load(x_t + i),
@@ -74,7 +75,7 @@ DDPM_ALWAYS_INLINE inline void p_sample_backward_loop(
 
 // grad_sample or grad_pred_xstart null: a zero gradient, not read.
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
-DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void step_backward_run(StepCoef<acc> k, ClipRange<acc> clip,
                            const S* __restrict grad_sample,
                            const S* __restrict grad_pred_xstart,
                            const S* __restrict out, const S* __restrict var_out,
@@ -83,7 +84,7 @@ DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> cl
                            S* __restrict grad_x_t, int64_t n) {
   const auto loop = [&](auto has_grad_sample, auto has_grad_pred)
                         DDPM_ALWAYS_INLINE {
-    p_sample_backward_loop<kMeanIsOutput, kLearnedVar,
+    step_backward_loop<kMeanIsOutput, kLearnedVar,
                            decltype(has_grad_sample)::value,
                            decltype(has_grad_pred)::value>(
         k, clip, grad_sample, grad_pred_xstart, out, var_out, x_t, noise,
@@ -106,7 +107,7 @@ DDPM_CPU_CLONES void p_sample_backward_run(PSampleCoef<acc> k, ClipRange<acc> cl
 //          std::integral_constant<bool, learned_var>{}) so that the inner
 // loops are compiled without mode branches.
 template <typename Fn>
-void dispatch_modes(const PSampleModes& modes, const Fn& fn) {
+void dispatch_modes(const StepModes& modes, const Fn& fn) {
   using F = std::false_type;
   using T = std::true_type;
   const bool mean_is_output = step_mean_is_output(modes);
@@ -125,19 +126,19 @@ void dispatch_bool(bool flag, const Fn& fn) {
 }
 
 template <typename acc, typename P>
-int64_t gather_p_sample(const P& p, std::vector<PSampleCoef<acc>>& coefs) {
+int64_t gather_step_coefs(const P& p, std::vector<StepCoef<acc>>& coefs) {
   return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
-    return p_sample_coef<acc>(p.tables, t, p.modes);
+    return step_coef<acc>(p.tables, t, p.modes);
   });
 }
 
 }  // namespace
 
 template <typename S, typename T>
-int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
+int64_t step_cpu(const StepParams<S, T>& p) {
   using acc = acc_t<S>;
-  std::vector<PSampleCoef<acc>> coefs;
-  const int64_t bad = gather_p_sample<acc>(p, coefs);
+  std::vector<StepCoef<acc>> coefs;
+  const int64_t bad = gather_step_coefs<acc>(p, coefs);
   if (bad >= 0) return bad;
   const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
   const int64_t n = p.sample_numel;
@@ -155,7 +156,7 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
                 DDPM_ALWAYS_INLINE {
               const int64_t off = b * n + i0;
               const S* out = p.model_output + b * out_stride + i0;
-              p_sample_loop<kMeanIsOutput, kLearned, kWritePred>(
+              step_loop<kMeanIsOutput, kLearned, kWritePred>(
                   coefs[b], clip, out, out + n, p.x_t + off, z, p.sample + off,
                   kWritePred ? p.pred_xstart + off : nullptr, i1 - i0);
             },
@@ -175,7 +176,7 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
                                                int64_t i1) {
         const int64_t off = b * n + i0;
         const S* out = p.model_output + b * out_stride + i0;
-        p_sample_run<kMeanIsOutput, kLearned, kWritePred>(
+        step_run<kMeanIsOutput, kLearned, kWritePred>(
             coefs[b], clip, out, out + n, p.x_t + off, p.noise + off,
             p.sample + off, kWritePred ? p.pred_xstart + off : nullptr,
             i1 - i0);
@@ -186,10 +187,10 @@ int64_t p_sample_cpu(const PSampleParams<S, T>& p) {
 }
 
 template <typename S, typename T>
-int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
+int64_t step_backward_cpu(const StepBackwardParams<S, T>& p) {
   using acc = acc_t<S>;
-  std::vector<PSampleCoef<acc>> coefs;
-  const int64_t bad = gather_p_sample<acc>(p, coefs);
+  std::vector<StepCoef<acc>> coefs;
+  const int64_t bad = gather_step_coefs<acc>(p, coefs);
   if (bad >= 0) return bad;
   const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
   const int64_t n = p.sample_numel;
@@ -205,7 +206,7 @@ int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
       const auto at = [off](const S* data) {  // a null gradient stays null
         return data != nullptr ? data + off : nullptr;
       };
-      p_sample_backward_run<kMeanIsOutput, kLearned>(
+      step_backward_run<kMeanIsOutput, kLearned>(
           coefs[b], clip, at(p.grad_sample), at(p.grad_pred_xstart),
           p.model_output + out_off, p.model_output + out_off + n,
           p.x_t + off, at(p.noise), p.grad_model_output + out_off,
@@ -217,9 +218,9 @@ int64_t p_sample_backward_cpu(const PSampleBackwardParams<S, T>& p) {
 }
 
 #define DDPM_INSTANTIATE(S, T)                                           \
-  template int64_t p_sample_cpu<S, T>(const PSampleParams<S, T>&);       \
-  template int64_t p_sample_backward_cpu<S, T>(                          \
-      const PSampleBackwardParams<S, T>&);
+  template int64_t step_cpu<S, T>(const StepParams<S, T>&);       \
+  template int64_t step_backward_cpu<S, T>(                          \
+      const StepBackwardParams<S, T>&);
 DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
 #undef DDPM_INSTANTIATE
 

@@ -1,0 +1,118 @@
+// Autograd of the reverse steps, every kind and noise source (the table's
+// step operators): (sample, pred_xstart) are differentiable in model_output
+// (both halves for learned variances; the variance half gets zero from a
+// DDIM step) and x_t. The tables are refused if they require grad; the
+// noise is a constant. The backward is the kind's backward operator; for
+// in-kernel noise it gets philox_normal(x_t, seed, offset) where it reads the
+// noise (a learned variance's gradient: rounded to a 16-bit dtype there,
+// where the forward used float).
+#include <torch/library.h>
+
+#include "../ddpm_ops.h"
+#include "../op_table.h"
+#include "../step.h"
+#include "autograd_call.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+
+// The step's backward operator, found once per kind.
+const c10::OperatorHandle& backward_op(const StepKindInfo& info) {
+  static std::vector<c10::OperatorHandle> ops = [] {
+    std::vector<c10::OperatorHandle> found;
+    for (const StepKindInfo& k : step_kinds()) {
+      found.push_back(c10::Dispatcher::singleton().findSchemaOrThrow(
+          ("ddpm::" + std::string(k.name) + "_backward").c_str(), ""));
+    }
+    return found;
+  }();
+  return ops.at(static_cast<size_t>(&info - step_kinds().data()));
+}
+
+class StepFunction : public torch::autograd::Function<StepFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Variable& model_output,
+                               const Variable& x_t, const KeptCall& call) {
+    const StepOp which = step_op_of(*call.op);
+    const StepArgPositions at = step_arg_positions(*which.info, which.noise);
+    const auto& a = call.args;
+    variable_list saved = {model_output, x_t, a[at.t].toTensor()};
+    saved.push_back(which.noise == NoiseSource::kTensor ? a[at.noise].toTensor() : Variable());
+    for (size_t i = 0; i < 6; ++i) saved.push_back(a[at.first_table + i].toTensor());
+    ctx->save_for_backward(saved);
+    ctx->saved_data["kind"] = static_cast<int64_t>(which.info->kind);
+    ctx->saved_data["philox"] = which.noise == NoiseSource::kPhilox;
+    if (which.noise == NoiseSource::kPhilox) {
+      ctx->saved_data["seed"] = a[at.seed];
+      ctx->saved_data["offset"] = a[at.offset];
+    }
+    ctx->saved_data["eta"] = which.info->takes_eta() ? a[at.eta] : c10::IValue(0.0);
+    ctx->saved_data["mean_type"] = a[at.mean_type];
+    ctx->saved_data["var_type"] = a[at.var_type];
+    ctx->saved_data["clip_denoised"] = a[at.clip_denoised];
+    // no zero gradient is filled for an output the loss does not use: the
+    // backward operator takes None for it and never reads it
+    ctx->set_materialize_grads(false);
+    const auto results = call.run_below_autograd();
+    return {results[0].toTensor(), results[1].toTensor()};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const auto s = ctx->get_saved_variables();
+    const StepKindInfo& info =
+        step_kind_info(static_cast<StepKind>(ctx->saved_data["kind"].toInt()));
+    const auto& d = ctx->saved_data;
+    c10::IValue noise = s[3].defined() ? c10::IValue(s[3]) : c10::IValue();
+    const StepModes modes =
+        parse_step_modes("ddpm", info.kind, d.at("mean_type").toStringRef(),
+                         d.at("var_type").toStringRef(), d.at("clip_denoised").toBool(),
+                         d.at("eta").toDouble());
+    if (d.at("philox").toBool() &&
+        step_backward_reads_noise(modes, grads[0].defined() ? &grads[0] : nullptr)) {
+      noise = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
+    }
+    torch::jit::Stack stack = {grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
+                               noise};
+    for (size_t i = 0; i < 6; ++i) stack.push_back(s[4 + i]);
+    if (info.takes_eta()) stack.push_back(d.at("eta"));
+    stack.push_back(d.at("mean_type"));
+    stack.push_back(d.at("var_type"));
+    stack.push_back(d.at("clip_denoised"));
+    backward_op(info).callBoxed(&stack);
+    return {stack[0].toTensor(), stack[1].toTensor(), Variable()};
+  }
+};
+
+void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
+  CallArgs args(op, stack);
+  const StepOp which = step_op_of(op);
+  const StepArgPositions at = step_arg_positions(*which.info, which.noise);
+  std::array<NamedTensor, 6> tables;
+  for (size_t i = 0; i < 6; ++i) tables[i] = {which.info->tables[i], &args.tensor(at.first_table + i)};
+  refuse_grad_of_constants(op, "model_output and x_t", tables);
+  if (ran_without_graph<2>(op, stack, {&args.tensor(at.model_output), &args.tensor(at.x_t)})) {
+    return;
+  }
+  const auto out = StepFunction::apply(args.tensor(at.model_output), args.tensor(at.x_t),
+                                       KeptCall{&op, args.copy()});
+  args.finish({out[0], out[1]});
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
+  for (const StepKindInfo& info : step_kinds()) {
+    for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
+      m.impl(step_op_name(info, noise).c_str(),
+             torch::CppFunction::makeFromBoxedFunction<&step_autograd>());
+    }
+  }
+}
+
+}  // namespace ops
+}  // namespace ddpm

@@ -1,0 +1,72 @@
+// Every ddpm operator's arguments, said once (macros only, no includes: the
+// C++ API header ddpm_ops.h is installed with this one).
+//
+// A list is X(type, name) in schema order; type is a schema type spelled as
+// a token (OptTensor is "Tensor?"). The step modes carry a default:
+// X(type, name, default). From these lists come the schemas and the
+// kernels' argument positions (op_table.h, op_table.cpp) and the C++ API
+// (ddpm_ops.h, ddpm_ops.cpp).
+#pragma once
+
+#define DDPM_Q_SAMPLE_ARGS(X)                                     \
+  X(Tensor, x_start) X(Tensor, t) X(Tensor, noise)                \
+  X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
+#define DDPM_Q_SAMPLE_PHILOX_ARGS(X)                              \
+  X(Tensor, x_start) X(Tensor, t) X(int, seed) X(int, offset)     \
+  X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
+#define DDPM_PHILOX_NORMAL_ARGS(X) X(Tensor, input) X(int, seed) X(int, offset)
+#define DDPM_Q_SAMPLE_BACKWARD_ARGS(X)                            \
+  X(Tensor, grad) X(Tensor, t) X(Tensor, sqrt_alphas_cumprod)     \
+  X(Tensor, sqrt_one_minus_alphas_cumprod)
+// One input's gradient where a backward needs only one: out[b] =
+// table[t[b]] * input[b] (q_sample's and the posterior's are this, with each
+// of their two tables); one read and one write instead of two writes.
+#define DDPM_SCALE_BY_TIMESTEP_ARGS(X) X(Tensor, input) X(Tensor, t) X(Tensor, table)
+#define DDPM_POSTERIOR_ARGS(X)                                              \
+  X(Tensor, x_start) X(Tensor, x_t) X(Tensor, t)                            \
+  X(Tensor, posterior_mean_coef1) X(Tensor, posterior_mean_coef2)           \
+  X(Tensor, posterior_variance) X(Tensor, posterior_log_variance_clipped)
+#define DDPM_POSTERIOR_BACKWARD_ARGS(X)                                     \
+  X(Tensor, grad_mean) X(Tensor, t) X(Tensor, posterior_mean_coef1)         \
+  X(Tensor, posterior_mean_coef2)
+
+// ---- Steps. Every step kind is S(StepKind enumerator, operator name,
+// its six tables, its own arguments); its operators are <name>,
+// <name>_philox (noise drawn in the kernel from seed and offset), each
+// functional, .out and .sample_out, and <name>_backward. Adding a kind: a
+// line here and its coefficients in csrc/ddpm/coefficients.h.
+#define DDPM_STEP_KINDS(S)                                                  \
+  S(kDdpm, p_sample, DDPM_P_SAMPLE_TABLES, DDPM_NO_ARGS)                    \
+  S(kDdim, ddim_sample, DDPM_DDIM_SAMPLE_TABLES, DDPM_DDIM_SAMPLE_ARGS)
+
+// The first four tables are every step's (pred_xstart and the posterior
+// mean); the last two are the kind's own (StepTables::kind_tables).
+#define DDPM_STEP_COMMON_TABLES(X)                                          \
+  X(Tensor, sqrt_recip_alphas_cumprod) X(Tensor, sqrt_recipm1_alphas_cumprod) \
+  X(Tensor, posterior_mean_coef1) X(Tensor, posterior_mean_coef2)
+#define DDPM_P_SAMPLE_TABLES(X)                                             \
+  DDPM_STEP_COMMON_TABLES(X)                                                \
+  X(Tensor, posterior_log_variance_clipped) X(Tensor, betas)
+// DDIM: passing alphas_cumprod_next as alphas_cumprod_prev with eta = 0
+// gives the reverse (ODE) step x_t -> x_{t+1} of ddim_reverse_sample.
+#define DDPM_DDIM_SAMPLE_TABLES(X)                                          \
+  DDPM_STEP_COMMON_TABLES(X) X(Tensor, alphas_cumprod) X(Tensor, alphas_cumprod_prev)
+
+// A kind's own arguments and every step's modes, X(type, name, default).
+#define DDPM_NO_ARGS(X)
+#define DDPM_DDIM_SAMPLE_ARGS(X) X(float, eta, 0.0)  // 0: deterministic
+#define DDPM_STEP_MODES(X)                                                  \
+  X(str, model_mean_type, "epsilon") X(str, model_var_type, "fixed_small")  \
+  X(bool, clip_denoised, true)
+
+// The arguments before the tables: with a noise tensor, with Philox noise,
+// and the backward operator's.
+#define DDPM_STEP_INPUTS(X) X(Tensor, model_output) X(Tensor, x_t) X(Tensor, t)
+#define DDPM_STEP_NOISE(X) X(Tensor, noise)
+#define DDPM_STEP_PHILOX_NOISE(X) X(int, seed) X(int, offset)
+#define DDPM_STEP_BACKWARD_GRADS(X) X(OptTensor, grad_sample) X(OptTensor, grad_pred_xstart)
+#define DDPM_STEP_BACKWARD_NOISE(X) X(OptTensor, noise)
+#define DDPM_STEP_HEAD(X) DDPM_STEP_INPUTS(X) DDPM_STEP_NOISE(X)
+#define DDPM_STEP_PHILOX_HEAD(X) DDPM_STEP_INPUTS(X) DDPM_STEP_PHILOX_NOISE(X)
+#define DDPM_STEP_BACKWARD_HEAD(X) \
+  DDPM_STEP_BACKWARD_GRADS(X) DDPM_STEP_INPUTS(X) DDPM_STEP_BACKWARD_NOISE(X)

@@ -1,0 +1,155 @@
+"""The operators, each with what the generic tests (test_operators.py) need:
+a builder of sample inputs, the float64 reference, the inputs it is
+differentiable in, its modes and its out=/sample= overloads. Adding an
+operator to the library adds an entry here; the generic checks then cover it.
+"""
+from dataclasses import dataclass, field
+from typing import Callable, List, Sequence, Tuple
+
+import torch
+
+import reference as ref
+from helpers import MEAN_TYPES, VAR_TYPES
+
+T = 50
+Q_TABLES = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+POST_TABLES = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
+               "posterior_log_variance_clipped")
+STEP4 = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
+         "posterior_mean_coef2")
+P_TABLES = STEP4 + ("posterior_log_variance_clipped", "betas")
+DDIM_TABLES = STEP4 + ("alphas_cumprod", "alphas_cumprod_prev")
+SEED, OFFSET = 1234, 40
+
+
+@dataclass
+class Case:
+    """One call of an operator: its positional arguments, the names of the
+    data arguments among them (position -> name), the float64 reference's
+    outputs with their magnitudes and slacks."""
+    args: tuple
+    data: dict
+    expected: List[Tuple[torch.Tensor, torch.Tensor, object]]
+
+
+@dataclass
+class Op:
+    name: str
+    build: Callable  # (device, dtype, shape, mode, noncontiguous) -> Case
+    modes: Sequence = (None,)
+    differentiable: Tuple[int, ...] = ()  # positions of the inputs with gradients
+    out_overloads: dict = field(default_factory=dict)  # overload -> output names
+    needs_channels: bool = False  # learned variances need [B, C, ...]
+
+    @property
+    def fn(self):
+        return getattr(torch.ops.ddpm, self.name)
+
+    def __str__(self):
+        return self.name
+
+
+def tables(device):
+    return ref.make_tables(T, "cosine", device)
+
+
+def timesteps(batch, device):
+    """0, 1, middle, T-1, then random: every class of t."""
+    t = torch.randint(0, T, (batch,), generator=torch.Generator().manual_seed(batch))
+    t[: min(batch, 4)] = torch.tensor([0, 1, T // 2, T - 1][: min(batch, 4)])
+    return t.to(device)
+
+
+def data(shape, dtype, device, seed, noncontiguous=False, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    if noncontiguous:
+        return (torch.randn(*shape, 2, generator=g) * scale).to(dtype=dtype, device=device)[..., 1]
+    return (torch.randn(*shape, generator=g) * scale).to(dtype=dtype, device=device)
+
+
+def build_q_sample(device, dtype, shape, mode, nc):
+    tab = tables(device)
+    x0, noise = data(shape, dtype, device, 1, nc), data(shape, dtype, device, 2, nc)
+    t = timesteps(shape[0], device)
+    want, mag = ref.q_sample(x0, t, noise, tab)
+    return Case((x0, t, noise, *(tab[k] for k in Q_TABLES)), {0: "x_start", 2: "noise"},
+                [(want, mag, 0.0)])
+
+
+def build_q_sample_philox(device, dtype, shape, mode, nc):
+    tab = tables(device)
+    x0 = data(shape, dtype, device, 1, nc)
+    t = timesteps(shape[0], device)
+    noise = torch.ops.ddpm.philox_normal(x0.float(), SEED, OFFSET)  # float32, rounded once
+    want, mag = ref.q_sample(x0, t, noise, tab)
+    return Case((x0, t, SEED, OFFSET, *(tab[k] for k in Q_TABLES)), {0: "x_start"},
+                [(want, mag, 0.0), (noise.double(), noise.double().abs(), 0.0)])
+
+
+def build_posterior(device, dtype, shape, mode, nc):
+    tab = tables(device)
+    x0, xt = data(shape, dtype, device, 1, nc), data(shape, dtype, device, 2, nc)
+    t = timesteps(shape[0], device)
+    mean, var, log_var, mag = ref.posterior_mean_variance(x0, xt, t, tab)
+    return Case((x0, xt, t, *(tab[k] for k in POST_TABLES)), {0: "x_start", 1: "x_t"},
+                [(mean, mag, 0.0), (var, var.abs(), 0.0), (log_var, log_var.abs(), 0.0)])
+
+
+def step_builder(ddim, philox):
+    def build(device, dtype, shape, mode, nc):
+        mean_type, var_type, extra = mode
+        tab = tables(device)
+        learned = var_type in ref.LEARNED
+        out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
+        model_output = data(out_shape, dtype, device, 3, nc)
+        if learned:  # the variance half: v in [-1, 1], or a plausible log-variance
+            half = model_output[:, shape[1]:]
+            half.copy_(half.float().clamp(-1, 1) if var_type == "learned_range"
+                       else half.float().clamp(-3, 0) - 2)
+        x = data(shape, dtype, device, 4, nc)
+        t = timesteps(shape[0], device)
+        if philox:
+            noise = torch.ops.ddpm.philox_normal(x.float(), SEED, OFFSET)
+            noise_args = (SEED, OFFSET)
+        else:
+            noise = data(shape, dtype, device, 5, nc)
+            noise_args = (noise,)
+        names = DDIM_TABLES if ddim else P_TABLES
+        eta = (extra,) if ddim else ()
+        if ddim:
+            want = ref.ddim_sample(model_output, x, t, noise, tab, extra, mean_type, var_type, True)
+        else:
+            want = ref.p_sample(model_output, x, t, noise, tab, mean_type, var_type, True)
+        e_sample, e_pred, s_mag, p_mag, (s_slack, p_slack) = want
+        args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *eta,
+                mean_type, var_type, True)
+        data_args = {0: "model_output", 1: "x_t"}
+        if not philox:
+            data_args[3] = "noise"
+        return Case(args, data_args, [(e_sample, s_mag, s_slack), (e_pred, p_mag, p_slack)])
+    return build
+
+
+STEP_OUTS = {"out": ("sample", "pred_xstart"), "sample_out": ("sample",)}
+P_MODES = [(m, v, None) for m in MEAN_TYPES for v in VAR_TYPES]
+DDIM_MODES = [(m, v, eta) for m in MEAN_TYPES for v in ("fixed_small", "learned_range")
+              for eta in (0.0, 0.5)]
+
+OPS = [
+    Op("q_sample", build_q_sample, differentiable=(0, 2), out_overloads={"out": ("out",)}),
+    Op("q_sample_philox", build_q_sample_philox, differentiable=(0,)),
+    Op("posterior_mean_variance", build_posterior, differentiable=(0, 1),
+       out_overloads={"out": ("mean",)}),
+    Op("p_sample", step_builder(False, False), P_MODES, (0, 1), STEP_OUTS, True),
+    Op("p_sample_philox", step_builder(False, True), P_MODES, (0, 1), STEP_OUTS, True),
+    Op("ddim_sample", step_builder(True, False), DDIM_MODES, (0, 1), STEP_OUTS, True),
+    Op("ddim_sample_philox", step_builder(True, True), DDIM_MODES, (0, 1), STEP_OUTS, True),
+]
+
+
+def op_mode_params():
+    """(op, mode) pairs, for pytest parametrization, with readable ids."""
+    import pytest
+
+    return [pytest.param(op, mode, id=f"{op.name}-{'-'.join(map(str, mode)) if mode else 'x'}")
+            for op in OPS for mode in op.modes]
