@@ -37,7 +37,7 @@ def cuda_probe():
         return "absent", "the library was built without CUDA kernels (WITH_CUDA=1)"
     from torch_ddpm.schedules import linear_betas, schedule_tables
 
-    tab = schedule_tables(linear_betas(10))
+    tab = schedule_tables(linear_betas(100))
     x, noise = torch.randn(3, 1027), torch.randn(3, 1027)
     t = torch.tensor([0, 5, 9])
     args = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
