@@ -9,11 +9,12 @@
 #   2. the tests (pytest, every case; TORCH_DDPM_REQUIRE_CUDA=1: a CUDA case
 #      never skips): every op, mode and dtype against the float64 reference
 #      and against the CPU, gradcheck, opcheck, torch.compile, CUDA graphs,
-#      Philox CPU/CUDA bit identity, more than 2^31 elements -> D-junit.xml;
+#      Philox CPU/CUDA bit identity, more than 2^31 elements -> D-junit.xml,
+#      D-collected.txt (so that the table names what a timeout cut off);
 #   3. compute-sanitizer memcheck, racecheck and synccheck over every kernel
 #      (scripts/gpu_sanitize.py), where the tool runs;
-#   4. a short benchmark -> D-bench.json, D-bench-noise.json;
-#   5. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
+#   4. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
+#   5. a short benchmark -> D-bench.json, D-bench-noise.json;
 #   6. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
 # On a machine without a GPU it stops at the first CUDA test, saying why.
 set -uo pipefail
@@ -26,7 +27,9 @@ exec > >(tee -a "$log") 2>&1
 start=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - start )) s"; }
 
-echo "== GPU battery $stamp, commit $(git rev-parse --short HEAD 2>/dev/null || cat build/gpu-carry/PREPARED)"
+# the commit gpu_prepare.sh built from: the device tool's copy of .git can be
+# older than the files it sends
+echo "== GPU battery $stamp, commit $(sed -n 's/^commit: //p' build/gpu-carry/PREPARED 2>/dev/null)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
 python3 -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, 'cuda', torch.version.cuda, '| GPU visible:', torch.cuda.is_available())"
 [ -f build/gpu-carry/PREPARED ] && sed 's/^/prepared: /' build/gpu-carry/PREPARED
@@ -57,17 +60,22 @@ if ! python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py::test_th
   exit 1
 fi
 echo "== tests (pytest, every case, TORCH_DDPM_REQUIRE_CUDA=1)"
-workers=$(( $(nproc) > 8 ? 8 : $(nproc) ))
-timeout 300 python3 -m pytest tests/python -q -rs -p no:cacheprovider -n "$workers" \
-  --junitxml="$out/$stamp-junit.xml"
-tests_status=$?
+# the collected ids, so that the table can name the tests a timeout cut off
+python3 -m pytest tests/python -q -p no:cacheprovider --collect-only >"$out/$stamp-collected.txt" 2>&1
+workers=$(( $(nproc) > 12 ? 12 : $(nproc) ))
+# -v: one line per finished test; faulthandler: the stacks of a test that runs
+# past 60 s (what it waits on), printed while it still runs
+timeout -k 10 200 python3 -m pytest tests/python -v -rs -p no:cacheprovider -n "$workers" \
+  -o faulthandler_timeout=60 --durations=15 --junitxml="$out/$stamp-junit.xml" 2>&1 \
+  | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
+tests_status=${PIPESTATUS[0]}
 echo "tests: exit $tests_status ($(elapsed))"
 
 # 3. compute-sanitizer over every kernel
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool"
-    timeout 120 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
+    timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
       python3 scripts/gpu_sanitize.py 2>&1 | tail -15
     echo "$tool: exit ${PIPESTATUS[0]} ($(elapsed))"
   done
@@ -75,26 +83,26 @@ else
   echo "compute-sanitizer: not installed here"
 fi
 
-# 4. the benchmark
+# 4. the demo, end to end on the GPU
+echo "== demo --device cuda"
+timeout 120 python3 -m torch_ddpm demo --device cuda --out /tmp/ddpm-demo
+echo "demo: exit $? ($(elapsed))"
+cp /tmp/ddpm-demo/samples.png "$out/$stamp-samples.png" 2>/dev/null
+cp /tmp/ddpm-demo/metrics.json "$out/$stamp-demo-metrics.json" 2>/dev/null
+
+# 5. the benchmark
 echo "== benchmark"
-timeout 240 python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 16x4x64x64 64M \
+timeout 150 python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 16x4x64x64 64M \
   --dtypes float32 bfloat16 --backward --reps 30 --warmup 5 --compile-shapes 16x3x64x64 \
   --output "$out/$stamp-bench.json"
 echo "bench: exit $? ($(elapsed))"
-timeout 120 python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
+timeout 60 python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
   --dtypes float32 bfloat16 --reps 30 --warmup 5 --output "$out/$stamp-bench-noise.json"
 echo "bench-noise: exit $? ($(elapsed))"
 
-# 5. the demo, end to end on the GPU
-echo "== demo --device cuda"
-timeout 240 python3 -m torch_ddpm demo --device cuda --out /tmp/ddpm-demo
-echo "demo: exit $? ($(elapsed))"
-cp /tmp/ddpm-demo/samples.png "$out/$stamp-samples.png" 2>/dev/null
-cp /tmp/ddpm-demo/metrics.json /tmp/ddpm-demo-metrics.json 2>/dev/null
-
 # 6. the table
-python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --bench "$out/$stamp-bench.json" \
-  --bench-noise "$out/$stamp-bench-noise.json" --demo /tmp/ddpm-demo-metrics.json \
+python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --collected "$out/$stamp-collected.txt" --bench "$out/$stamp-bench.json" \
+  --bench-noise "$out/$stamp-bench-noise.json" --demo "$out/$stamp-demo-metrics.json" \
   --log "$log" >"$out/$stamp.txt"
 cat "$out/$stamp.txt"
 echo "battery done in $(elapsed)"

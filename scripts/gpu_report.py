@@ -26,30 +26,72 @@ def machine(log_path):
     return lines
 
 
-def tests(junit_path):
-    if not junit_path or not os.path.exists(junit_path):
-        return ["tests: no junit file (the run stopped before the tests)"]
-    rows = collections.OrderedDict()
-    failures = []
+RESULT_LINE = re.compile(r"\[gw\d+\] \[\s*\d+%\] (PASSED|FAILED|ERROR|SKIPPED|XFAIL|XPASS) (\S+)")
+
+
+def outcomes_from_junit(junit_path):
+    """{test id: passed | failed | skipped} from pytest's junit file."""
+    found = {}
     for case in ET.parse(junit_path).iter("testcase"):
-        module = case.get("classname", "").split(".")[-1]
-        name = case.get("name", "")
-        device = "cuda" if ("cuda" in name or module == "test_cuda") else "cpu"
-        counts = rows.setdefault((module, device), collections.Counter())
+        classname = case.get("classname", "")
+        path = classname.replace(".", "/") + ".py"
+        test_id = f"{path}::{case.get('name', '')}"
         if case.find("skipped") is not None:
-            counts["skipped"] += 1
+            found[test_id] = "skipped"
         elif case.find("failure") is not None or case.find("error") is not None:
-            counts["failed"] += 1
-            failures.append(f"{module}::{name}")
+            found[test_id] = "failed"
         else:
-            counts["passed"] += 1
-    out = [f"{'tests (file)':34} {'dev':4} {'pass':>5} {'fail':>5} {'skip':>5}"]
+            found[test_id] = "passed"
+    return found
+
+
+def outcomes_from_log(log_path):
+    """The same from pytest -v's lines under xdist, for a run cut off before
+    it wrote the junit file."""
+    found = {}
+    kind = {"PASSED": "passed", "XPASS": "passed", "XFAIL": "skipped", "SKIPPED": "skipped",
+            "FAILED": "failed", "ERROR": "failed"}
+    with open(log_path, errors="replace") as f:
+        for line in f:
+            m = RESULT_LINE.search(line)
+            if m:
+                found[m.group(2)] = kind[m.group(1)]
+    return found
+
+
+def tests(junit_path, log_path=None, collected_path=None):
+    if junit_path and os.path.exists(junit_path):
+        found, source = outcomes_from_junit(junit_path), "junit"
+    elif log_path and os.path.exists(log_path):
+        found, source = outcomes_from_log(log_path), "the log (pytest did not finish)"
+    else:
+        return ["tests: no junit file and no log"]
+    if not found:
+        return [f"tests: none finished according to {source} (a log of pytest -q, before "
+                "the battery asked for -v, names no test)"]
+    rows = collections.OrderedDict()
+    for test_id, outcome in found.items():
+        module = os.path.basename(test_id.split("::")[0]).removesuffix(".py")
+        name = test_id.split("::", 1)[-1]
+        device = "cuda" if ("cuda" in name or module == "test_cuda") else "cpu"
+        rows.setdefault((module, device), collections.Counter())[outcome] += 1
+    out = [f"tests, from {source}",
+           f"{'tests (file)':34} {'dev':4} {'pass':>5} {'fail':>5} {'skip':>5}"]
     total = collections.Counter()
-    for (module, device), c in rows.items():
+    for (module, device), c in sorted(rows.items()):
         total.update(c)
         out.append(f"{module:34} {device:4} {c['passed']:5} {c['failed']:5} {c['skipped']:5}")
     out.append(f"{'TOTAL':34} {'':4} {total['passed']:5} {total['failed']:5} {total['skipped']:5}")
-    out += [f"FAILED {f}" for f in failures[:40]]
+    out += [f"FAILED {t}" for t, o in found.items() if o == "failed"][:40]
+    if collected_path and os.path.exists(collected_path):
+        with open(collected_path) as f:
+            collected = [line.strip() for line in f if "::" in line]
+        short = {t.split("tests/python/")[-1] for t in found}
+        unfinished = [t for t in collected if t.split("tests/python/")[-1] not in short]
+        out.append(f"finished {len(collected) - len(unfinished)} of {len(collected)} collected")
+        out += [f"NOT FINISHED {t}" for t in unfinished[:40]]
+        if len(unfinished) > 40:
+            out.append(f"... and {len(unfinished) - 40} more")
     return out
 
 
@@ -83,9 +125,15 @@ def bench_noise(path):
         return ["in-kernel noise: no results"]
     out = ["in-kernel noise (paired ratios, randn_like + fused over the in-kernel step)"]
     for r in data.get("rows", []):
-        keys = sorted(k for k in r if "ratio" in k or "speedup" in k)
-        out.append(f"{r.get('shape', '?'):>14} {r.get('dtype', '?'):>8} "
-                   + " ".join(f"{k}={r[k]:.2f}" for k in keys if isinstance(r[k], (int, float))))
+        # "<a>_over_<b>_paired" holds [low, median, high] of the paired ratios
+        cells = []
+        for k in sorted(k for k in r if k.endswith("_over_philox_paired")
+                        or k.endswith("_over_philox_out_paired")
+                        or k.endswith("_over_philox_sample_paired")):
+            low, mid, high = r[k]
+            cells.append(f"{k[:-len('_paired')]} {mid:.2f}x ({low:.2f}-{high:.2f})")
+        out.append(f"{r.get('op', '?'):>9} {r.get('shape', '?'):>12} {r.get('dtype', '?'):>8}  "
+                   + "  ".join(cells))
     return out
 
 
@@ -99,12 +147,13 @@ def demo(path):
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--junit")
+    p.add_argument("--collected", help="pytest --collect-only -q's output")
     p.add_argument("--bench")
     p.add_argument("--bench-noise")
     p.add_argument("--demo")
     p.add_argument("--log")
     a = p.parse_args()
-    for block in (machine(a.log), tests(a.junit), bench(a.bench), bench_noise(a.bench_noise),
+    for block in (machine(a.log), tests(a.junit, a.log, a.collected), bench(a.bench), bench_noise(a.bench_noise),
                   demo(a.demo)):
         print("\n".join(block))
         print()

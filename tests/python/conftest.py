@@ -25,6 +25,18 @@ def _library_has_cuda_kernels():
     return "\nCUDA:" in torch._C._dispatch_dump("ddpm::q_sample")
 
 
+def probe_case():
+    """The probe's inputs: the vector path, a tail and several samples. Built
+    on the CPU (test_cuda.py runs them there too, since the probe itself only
+    runs where a GPU is visible)."""
+    from torch_ddpm.schedules import linear_betas, schedule_tables
+
+    tab = schedule_tables(linear_betas(100))
+    x, noise = torch.randn(3, 1027), torch.randn(3, 1027)
+    t = torch.tensor([0, 5, 99])
+    return x, t, noise, (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
+
+
 def cuda_probe():
     """(state, message): "ok"; "absent" (no GPU, or a library without CUDA
     kernels: the CUDA cases skip, or fail under TORCH_DDPM_REQUIRE_CUDA=1);
@@ -35,12 +47,7 @@ def cuda_probe():
         return "absent", "no GPU is visible"
     if not _library_has_cuda_kernels():
         return "absent", "the library was built without CUDA kernels (WITH_CUDA=1)"
-    from torch_ddpm.schedules import linear_betas, schedule_tables
-
-    tab = schedule_tables(linear_betas(100))
-    x, noise = torch.randn(3, 1027), torch.randn(3, 1027)
-    t = torch.tensor([0, 5, 9])
-    args = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
+    x, t, noise, args = probe_case()
     want = torch.ops.ddpm.q_sample(x, t, noise, *args)
     try:
         got = torch.ops.ddpm.q_sample(x.cuda(), t.cuda(), noise.cuda(),

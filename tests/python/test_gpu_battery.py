@@ -1,0 +1,82 @@
+"""What the GPU battery (scripts/gpu_check.sh) runs before and after the GPU
+does anything, checked here where no GPU is: a bug in these costs a GPU session."""
+import importlib.util
+import os
+import textwrap
+
+import torch
+
+from conftest import probe_case
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _gpu_report():
+    spec = importlib.util.spec_from_file_location(
+        "gpu_report", os.path.join(ROOT, "scripts", "gpu_report.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_cuda_probe_case_runs_on_the_cpu():
+    # the probe only runs where a GPU is visible: its inputs once stopped the
+    # first GPU run (a schedule the checks refuse)
+    x, t, noise, args = probe_case()
+    out = torch.ops.ddpm.q_sample(x, t, noise, *args)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_report_counts_a_cut_off_run_from_its_log_and_names_what_did_not_finish(tmp_path):
+    log = tmp_path / "run.log"
+    log.write_text(textwrap.dedent("""\
+        12 workers [4 items]
+        [gw0] [ 25%] PASSED tests/python/test_forward.py::test_q_sample[cuda-float32]
+        [gw1] [ 50%] FAILED tests/python/test_cuda.py::test_channels_last_inputs[dtype0]
+        [gw2] [ 75%] SKIPPED tests/python/test_forward.py::test_q_sample[cpu-float16]
+        tests: exit 124 (200 s)
+        """))
+    collected = tmp_path / "collected.txt"
+    collected.write_text(textwrap.dedent("""\
+        tests/python/test_forward.py::test_q_sample[cuda-float32]
+        tests/python/test_forward.py::test_q_sample[cpu-float16]
+        tests/python/test_cuda.py::test_channels_last_inputs[dtype0]
+        tests/python/test_cuda.py::test_compile_reduce_overhead
+
+        4 tests collected in 3.00s
+        """))
+    lines = _gpu_report().tests(str(tmp_path / "absent.xml"), str(log), str(collected))
+    text = "\n".join(lines)
+    assert "from the log" in text
+    rows = {tuple(line.split()[:2]): line.split()[2:] for line in lines[2:] if line[:4] == "test"}
+    assert rows[("test_forward", "cuda")] == ["1", "0", "0"]
+    assert rows[("test_forward", "cpu")] == ["0", "0", "1"]
+    assert rows[("test_cuda", "cuda")] == ["0", "1", "0"]
+    assert "FAILED tests/python/test_cuda.py::test_channels_last_inputs[dtype0]" in lines
+    assert "finished 3 of 4 collected" in lines
+    assert "NOT FINISHED tests/python/test_cuda.py::test_compile_reduce_overhead" in lines
+
+
+def test_report_reads_junit_ids_like_the_collected_ones(tmp_path):
+    junit = tmp_path / "junit.xml"
+    junit.write_text(textwrap.dedent("""\
+        <testsuites><testsuite>
+        <testcase classname="tests.python.test_cuda" name="test_compile_reduce_overhead"/>
+        <testcase classname="tests.python.test_forward" name="test_q_sample[cpu-float16]">
+          <skipped/></testcase>
+        </testsuite></testsuites>
+        """))
+    collected = tmp_path / "collected.txt"
+    collected.write_text("tests/python/test_cuda.py::test_compile_reduce_overhead\n"
+                         "tests/python/test_forward.py::test_q_sample[cpu-float16]\n")
+    lines = _gpu_report().tests(str(junit), None, str(collected))
+    assert "finished 2 of 2 collected" in lines
+
+
+def test_report_prints_the_paired_noise_ratios(tmp_path):
+    path = tmp_path / "noise.json"
+    path.write_text('{"rows": [{"op": "q_sample", "shape": "16x3x64x64", "dtype": "float32",'
+                    ' "randn_fused_over_philox": 1.3,'
+                    ' "randn_fused_over_philox_paired": [1.2, 1.31, 1.38]}]}')
+    lines = _gpu_report().bench_noise(str(path))
+    assert "randn_fused_over_philox 1.31x (1.20-1.38)" in lines[1]
