@@ -26,10 +26,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if ! "$PY" -c "import torch, sys; sys.exit(torch.__version__.split('+')[0] != '$TORCH_VERSION')" 2>/dev/null \
-   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers, sklearn, hypothesis" 2>/dev/null; then
+   || ! "$PY" -c "import pytest, ninja, numpy, setuptools, diffusers, sklearn, hypothesis, denoising_diffusion_pytorch" 2>/dev/null; then
   echo "== pip install torch==$TORCH_VERSION (PyPI) and the test tools into $("$PY" -c 'import sys; print(sys.executable)')"
   # diffusers: the scheduler tests hold torch_ddpm's DDPMScheduler against it;
-  # scikit-learn: the demo trains on the digits it ships; hypothesis: the fuzz test.
+  # scikit-learn: the demo trains on the digits it ships; hypothesis: the fuzz test;
+  # denoising-diffusion-pytorch: patch() is held against lucidrains' GaussianDiffusion
+  # (it would upgrade torch if torch were not pinned in the same command).
   "$PY" -m pip install -q "torch==$TORCH_VERSION" ninja pytest numpy setuptools diffusers \
-    scikit-learn hypothesis
+    scikit-learn hypothesis "denoising-diffusion-pytorch==2.3.4"
+  "$PY" -c "import sys, torch; v = torch.__version__.split('+')[0]; sys.exit(0 if v == '$TORCH_VERSION' else f'install_deps: pip changed torch to {v}')"
 fi

@@ -1,5 +1,6 @@
 """torch_ddpm.patch: make an existing improved-diffusion / guided-diffusion
-GaussianDiffusion or SpacedDiffusion run on the ddpm operators, in place.
+GaussianDiffusion or SpacedDiffusion, or a denoising-diffusion-pytorch
+GaussianDiffusion (torch_ddpm.lucidrains), run on the ddpm operators, in place.
 
 Duck-typed: it reads the instance's own betas, num_timesteps, enums (by name)
 and, for SpacedDiffusion, its _wrap_model and _scale_timesteps; it imports
@@ -9,6 +10,7 @@ import inspect
 import types
 
 from .gaussian_diffusion import GaussianDiffusion
+from .lucidrains import looks_like_lucidrains, patch_lucidrains
 
 # What a patched instance keeps of its own: a SpacedDiffusion's
 # _scale_timesteps leaves the scaling to its _wrap_model (which
@@ -31,11 +33,18 @@ _REQUIRED = ("betas", "num_timesteps", "model_mean_type", "model_var_type", "los
 
 
 def patch(diffusion):
-    """Swap the diffusion's methods for operator-backed ones; returns the same object."""
+    """Swap the diffusion's methods for operator-backed ones; returns the same object.
+
+    Takes improved-diffusion's and guided-diffusion's GaussianDiffusion and
+    SpacedDiffusion, and denoising-diffusion-pytorch's GaussianDiffusion
+    (torch_ddpm.lucidrains says what is swapped there)."""
+    if looks_like_lucidrains(diffusion):
+        return patch_lucidrains(diffusion)
     missing = [name for name in _REQUIRED if not hasattr(diffusion, name)]
     if missing:
         raise TypeError(f"torch_ddpm.patch: {type(diffusion).__name__} lacks {missing}; "
-                        "expected an improved/guided-diffusion GaussianDiffusion or SpacedDiffusion")
+                        "expected an improved/guided-diffusion GaussianDiffusion or SpacedDiffusion, "
+                        "or a denoising-diffusion-pytorch GaussianDiffusion")
     if not hasattr(diffusion, "_scale_timesteps"):
         diffusion._scale_timesteps = types.MethodType(GaussianDiffusion._scale_timesteps, diffusion)
     if not hasattr(diffusion, "rescale_timesteps"):

@@ -1,0 +1,136 @@
+"""patch() for lucidrains' denoising-diffusion-pytorch GaussianDiffusion.
+
+Duck-typed like the improved-diffusion patch: it reads the instance's own
+float32 buffers (betas, alphas_cumprod, posterior coefficients), its
+objective and its settings, and imports nothing from that package. Swapped:
+q_sample (so forward -> p_losses trains on the fused operator, offset noise
+and immiscible noise assignment included: both act on the noise before it),
+p_sample (so p_sample_loop, sample and interpolate sample on it) and
+ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
+numbers are drawn where and as the original draws them (randn_like, none at
+t = 0 and none at DDIM's last step), so a seed gives the same losses and
+samples, to float32 rounding: the operators form their coefficients in
+float64 from the instance's float32 tables, where the original multiplies in
+float32. Everything else (the model, self-conditioning, loss weights,
+auto-normalization, the 1-D variant's methods) is the instance's own.
+"""
+import types
+
+import torch
+
+# lucidrains' objective -> the operators' mean type
+_MEAN_TYPES = {"pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
+_BUFFERS = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+            "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
+            "posterior_mean_coef2", "posterior_log_variance_clipped")
+PATCHED_METHODS = ("q_sample", "p_sample", "ddim_sample")
+
+
+def looks_like_lucidrains(diffusion) -> bool:
+    """A denoising-diffusion-pytorch GaussianDiffusion (or a subclass that keeps
+    its buffers and objective): what patch() then swaps is said above."""
+    return (all(hasattr(diffusion, name) for name in _BUFFERS + ("objective", "model",
+                                                                 "p_losses", "model_predictions"))
+            and not hasattr(diffusion, "model_mean_type"))
+
+
+def patch_lucidrains(diffusion):
+    if diffusion.objective not in _MEAN_TYPES:
+        raise TypeError(f"torch_ddpm.patch: objective {diffusion.objective!r} is not one of "
+                        f"{sorted(_MEAN_TYPES)} (denoising-diffusion-pytorch's GaussianDiffusion)")
+    diffusion._ddpm_cache = {}
+    for name in PATCHED_METHODS:
+        setattr(diffusion, name, types.MethodType(globals()[f"_{name}"], diffusion))
+    diffusion._ddpm_patched = True
+    return diffusion
+
+
+def _tables(self, device):
+    """float64 copies of the instance's tables on device, rebuilt when a buffer
+    is replaced, moved or written in place (module.to(), load_state_dict)."""
+    key = (device, tuple((getattr(self, n).data_ptr(), getattr(self, n)._version)
+                         for n in _BUFFERS))
+    cached = self._ddpm_cache.get("tables")
+    if cached is None or cached[0] != key:
+        tabs = {n: getattr(self, n).detach().to(device=device, dtype=torch.float64)
+                for n in _BUFFERS}
+        self._ddpm_cache["tables"] = cached = (key, tabs)
+    return cached[1]
+
+
+def _q_sample(self, x_start, t, noise=None):
+    if noise is None:
+        noise = torch.randn_like(x_start)
+    if getattr(self, "immiscible", False):
+        noise = noise[self.noise_assignment(x_start, noise)]
+    tabs = _tables(self, x_start.device)
+    # the original runs in float32 under autocast (autocast disabled there)
+    with torch.autocast("cuda", enabled=False):
+        return torch.ops.ddpm.q_sample(x_start, t, noise, tabs["sqrt_alphas_cumprod"],
+                                       tabs["sqrt_one_minus_alphas_cumprod"])
+
+
+def _step_tables(tabs):
+    return (tabs["sqrt_recip_alphas_cumprod"], tabs["sqrt_recipm1_alphas_cumprod"],
+            tabs["posterior_mean_coef1"], tabs["posterior_mean_coef2"])
+
+
+@torch.inference_mode()
+def _p_sample(self, x, t: int, x_self_cond=None):
+    batched_times = torch.full((x.shape[0],), t, device=self.device, dtype=torch.long)
+    model_output = self.model(x, batched_times, x_self_cond)
+    # the original draws no noise at t = 0 (the operator adds none there either)
+    noise = torch.randn_like(x) if t > 0 else torch.zeros_like(x)
+    tabs = _tables(self, x.device)
+    return torch.ops.ddpm.p_sample(
+        model_output, x, batched_times, noise, *_step_tables(tabs),
+        tabs["posterior_log_variance_clipped"], tabs["betas"],
+        _MEAN_TYPES[self.objective], "fixed_small", True)
+
+
+def _ddim_pairs(total_timesteps, sampling_timesteps):
+    # the original's (time, time_next) pairs, time_next = -1 at the end
+    times = torch.linspace(-1, total_timesteps - 1, steps=sampling_timesteps + 1)
+    times = list(reversed(times.int().tolist()))
+    return list(zip(times[:-1], times[1:]))
+
+
+def _ddim_tables(self, device, pairs):
+    """alphas_cumprod_prev of the respaced chain: at each visited time, the
+    alphas_cumprod of the next visited one (1 after the last: the step then
+    returns pred_xstart, as the original does)."""
+    key = ("ddim", device, tuple(pairs))
+    tabs = _tables(self, device)
+    cached = self._ddpm_cache.get("ddim")
+    if cached is None or cached[0] != key or cached[1] is not tabs:
+        ab = tabs["alphas_cumprod"]
+        prev = torch.ones_like(ab)
+        for time, time_next in pairs:
+            if time_next >= 0:
+                prev[time] = ab[time_next]
+        self._ddpm_cache["ddim"] = cached = (key, tabs, prev)
+    return cached[2]
+
+
+@torch.inference_mode()
+def _ddim_sample(self, shape, return_all_timesteps=False):
+    batch, device = shape[0], self.device
+    pairs = _ddim_pairs(self.num_timesteps, self.sampling_timesteps)
+    tabs = _tables(self, device)
+    prev = _ddim_tables(self, device, pairs)
+    mean_type = _MEAN_TYPES[self.objective]
+    img = torch.randn(shape, device=device)
+    imgs = [img]
+    x_start = None
+    for time, time_next in pairs:
+        time_cond = torch.full((batch,), time, device=device, dtype=torch.long)
+        self_cond = x_start if self.self_condition else None
+        model_output = self.model(img, time_cond, self_cond)
+        # the original draws no noise before returning pred_xstart at the end
+        noise = torch.randn_like(img) if time_next >= 0 else torch.zeros_like(img)
+        img, x_start = torch.ops.ddpm.ddim_sample(
+            model_output, img, time_cond, noise, *_step_tables(tabs), tabs["alphas_cumprod"],
+            prev, float(self.ddim_sampling_eta), mean_type, "fixed_small", True)
+        imgs.append(img)
+    ret = img if not return_all_timesteps else torch.stack(imgs, dim=1)
+    return self.unnormalize(ret)

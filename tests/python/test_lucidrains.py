@@ -1,0 +1,106 @@
+"""torch_ddpm.patch() on lucidrains' denoising-diffusion-pytorch (the real
+package from PyPI): training losses, the DDPM and DDIM sampling loops and
+interpolate give what the unpatched instance gives for the same seeds, over
+its objectives, schedules and settings."""
+import copy
+import random
+
+import pytest
+import torch
+
+import torch_ddpm
+from torch_ddpm import lucidrains
+
+ddp = pytest.importorskip(
+    "denoising_diffusion_pytorch",
+    reason="needs denoising-diffusion-pytorch (PyPI, torch 2.x; scripts/install_deps.sh)")
+
+# 24 steps: lucidrains' linear schedule scales its betas by 1000/T, which
+# reach 1 (zero terminal SNR, where epsilon prediction has no x_0) at T = 20
+T, SAMPLING_T, SIZE = 24, 6, 8
+
+
+def make(objective="pred_v", beta_schedule="sigmoid", self_condition=False, **settings):
+    torch.manual_seed(1)
+    unet = ddp.Unet(dim=8, dim_mults=(1, 2), channels=3, self_condition=self_condition,
+                    flash_attn=False)
+    settings.setdefault("ddim_sampling_eta", 0.5)
+    original = ddp.GaussianDiffusion(unet, image_size=SIZE, timesteps=T,
+                                     sampling_timesteps=SAMPLING_T, objective=objective,
+                                     beta_schedule=beta_schedule, **settings)
+    return original, torch_ddpm.patch(copy.deepcopy(original))
+
+
+def run_everything(diffusion, images):
+    """Loss, both sampling loops, sample() and interpolate, each from its own seed
+    (torch's and Python's: self-conditioning draws from random.random)."""
+    outs = {}
+    for seed, (name, call) in enumerate((
+        ("loss", lambda: diffusion(images).detach()),
+        ("p_sample_loop", lambda: diffusion.p_sample_loop((2, 3, SIZE, SIZE))),
+        ("ddim_sample", lambda: diffusion.ddim_sample((2, 3, SIZE, SIZE))),
+        ("sample", lambda: diffusion.sample(batch_size=2)),
+        ("interpolate", lambda: diffusion.interpolate(images[:2] * 2 - 1, images[2:] * 2 - 1,
+                                                      t=5)),
+    )):
+        torch.manual_seed(seed)
+        random.seed(3)
+        outs[name] = call()
+        # the same random numbers consumed: the generator is where it was
+        outs[f"{name}, then the generator"] = torch.rand(3)
+    return outs
+
+
+def assert_same_results(original, patched):
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, SIZE, SIZE)
+    want = run_everything(original, images)
+    got = run_everything(patched, images)
+    for name in want:
+        assert torch.isfinite(want[name]).all(), name
+        # float64 coefficients against the original's float32 products
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-5, msg=name)
+
+
+@pytest.mark.parametrize("objective", ["pred_noise", "pred_x0", "pred_v"])
+def test_objectives(objective):
+    assert_same_results(*make(objective, "cosine"))
+
+
+@pytest.mark.parametrize("beta_schedule", ["linear", "sigmoid"])
+def test_schedules(beta_schedule):
+    assert_same_results(*make("pred_noise", beta_schedule))
+
+
+def test_self_condition_offset_noise_min_snr_and_deterministic_ddim():
+    assert_same_results(*make("pred_v", "cosine", self_condition=True, offset_noise_strength=0.1,
+                              min_snr_loss_weight=True, ddim_sampling_eta=0.0))
+
+
+def test_immiscible_noise_and_no_auto_normalize():
+    # the noise assignment stays the instance's own (scipy), before the fused q_sample
+    assert_same_results(*make("pred_x0", "linear", immiscible=True, auto_normalize=False))
+
+
+def test_the_operators_do_the_work():
+    _, patched = make()
+    for name in lucidrains.PATCHED_METHODS:
+        assert getattr(patched, name).__func__ is getattr(lucidrains, f"_{name}"), name
+    assert patched._ddpm_patched
+
+
+def test_tables_follow_the_buffers():
+    # a new state dict (another schedule's buffers) is what the next call uses
+    original, patched = make("pred_noise", "cosine")
+    other, _ = make("pred_noise", "linear")
+    patched.p_sample_loop((1, 3, SIZE, SIZE))  # the cosine tables, cached
+    patched.load_state_dict(other.state_dict())
+    assert_same_results(other, patched)
+
+
+def test_an_unknown_objective_is_refused_by_name():
+    original, _ = make()
+    clone = copy.deepcopy(original)
+    clone.objective = "pred_score"
+    with pytest.raises(TypeError, match="objective 'pred_score'"):
+        torch_ddpm.patch(clone)
