@@ -6,8 +6,8 @@
 # by the run's date (D):
 #   1. load the prepared library (no compile; built there only if loading
 #      fails, and the log says so);
-#   2. the tests (pytest, every case; TORCH_DDPM_REQUIRE_CUDA=1: a CUDA case
-#      never skips): every op, mode and dtype against the float64 reference
+#   2. the CUDA cases of the tests (pytest -k cuda; TORCH_DDPM_REQUIRE_CUDA=1: a
+#      CUDA case never skips): every op, mode and dtype against the float64 reference
 #      and against the CPU, gradcheck, opcheck, torch.compile, CUDA graphs,
 #      Philox CPU/CUDA bit identity, more than 2^31 elements -> D-junit.xml,
 #      D-collected.txt (so that the table names what a timeout cut off);
@@ -15,7 +15,8 @@
 #      (scripts/gpu_sanitize.py), where the tool runs;
 #   4. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
 #   5. a short benchmark -> D-bench.json, D-bench-noise.json;
-#   6. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
+#   6. the CPU cases of the tests, in what time is left (CI runs them too);
+#   7. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
 # On a machine without a GPU it stops at the first CUDA test, saying why.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,7 @@ elapsed() { echo "$(( $(date +%s) - start )) s"; }
 # the commit gpu_prepare.sh built from: the device tool's copy of .git can be
 # older than the files it sends
 echo "== GPU battery $stamp, commit $(sed -n 's/^commit: //p' build/gpu-carry/PREPARED 2>/dev/null)"
+echo "tree: git here says $(git rev-parse --short HEAD 2>/dev/null) (the device tool's .git can lag its files)"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>&1 | sed 's/^/gpu: /'
 python3 -c "import sys, torch; print('python', sys.version.split()[0], '| torch', torch.__version__, 'cuda', torch.version.cuda, '| GPU visible:', torch.cuda.is_available())"
 [ -f build/gpu-carry/PREPARED ] && sed 's/^/prepared: /' build/gpu-carry/PREPARED
@@ -53,19 +55,29 @@ export TORCH_DDPM_LIBRARY="$lib"
 echo "library: $lib ($(elapsed))"
 
 # 2. the tests; the probe first, so that a machine without a usable GPU stops here
-export TORCH_DDPM_REQUIRE_CUDA=1
+# GPU_CHECK_REHEARSAL=1, on the CPU machine: past the probe, every step with a
+# limit of a few seconds, so that the plumbing (files, table) is tried before a
+# GPU's minutes are spent on it
+rehearsal=${GPU_CHECK_REHEARSAL:-}
+limit() { if [ -n "$rehearsal" ]; then echo 15; else echo "$1"; fi; }
+[ -n "$rehearsal" ] || export TORCH_DDPM_REQUIRE_CUDA=1
 echo "== the CUDA kernels run? (tests/python/test_cuda.py::test_the_cuda_kernels_run)"
 if ! python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py::test_the_cuda_kernels_run; then
-  echo "STOPPED: the CUDA kernels do not run here (the reason is above); nothing else was run"
-  exit 1
+  if [ -z "$rehearsal" ]; then
+    echo "STOPPED: the CUDA kernels do not run here (the reason is above); nothing else was run"
+    exit 1
+  fi
+  echo "REHEARSAL: going on without a GPU, each step cut short"
 fi
-echo "== tests (pytest, every case, TORCH_DDPM_REQUIRE_CUDA=1)"
+echo "== tests: the CUDA cases (pytest -k cuda, TORCH_DDPM_REQUIRE_CUDA=1)"
 # the collected ids, so that the table can name the tests a timeout cut off
 python3 -m pytest tests/python -q -p no:cacheprovider --collect-only >"$out/$stamp-collected.txt" 2>&1
 workers=$(( $(nproc) > 12 ? 12 : $(nproc) ))
-# -v: one line per finished test; faulthandler: the stacks of a test that runs
-# past 60 s (what it waits on), printed while it still runs
-timeout -k 10 200 python3 -m pytest tests/python -v -rs -p no:cacheprovider -n "$workers" \
+# what only a GPU can show first: every case with cuda in its id (the CUDA
+# device of each parametrized test, test_cuda.py, the CPU/CUDA comparisons);
+# the CPU cases, which CI runs too, come last. -v: one line per finished test;
+# faulthandler: the stacks of a test that runs past 60 s, printed while it runs
+timeout -k 10 "$(limit 200)" python3 -m pytest tests/python -k cuda -v -rs -p no:cacheprovider -n "$workers" \
   -o faulthandler_timeout=60 --durations=15 --junitxml="$out/$stamp-junit.xml" 2>&1 \
   | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
 tests_status=${PIPESTATUS[0]}
@@ -75,7 +87,7 @@ echo "tests: exit $tests_status ($(elapsed))"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool"
-    timeout 90 compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
+    timeout "$(limit 60)" compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
       python3 scripts/gpu_sanitize.py 2>&1 | tail -15
     echo "$tool: exit ${PIPESTATUS[0]} ($(elapsed))"
   done
@@ -85,22 +97,30 @@ fi
 
 # 4. the demo, end to end on the GPU
 echo "== demo --device cuda"
-timeout 120 python3 -m torch_ddpm demo --device cuda --out /tmp/ddpm-demo
+timeout "$(limit 120)" python3 -m torch_ddpm demo --device cuda --out /tmp/ddpm-demo
 echo "demo: exit $? ($(elapsed))"
 cp /tmp/ddpm-demo/samples.png "$out/$stamp-samples.png" 2>/dev/null
 cp /tmp/ddpm-demo/metrics.json "$out/$stamp-demo-metrics.json" 2>/dev/null
 
 # 5. the benchmark
 echo "== benchmark"
-timeout 150 python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 16x4x64x64 64M \
+timeout "$(limit 150)" python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 16x4x64x64 64M \
   --dtypes float32 bfloat16 --backward --reps 30 --warmup 5 --compile-shapes 16x3x64x64 \
   --output "$out/$stamp-bench.json"
 echo "bench: exit $? ($(elapsed))"
-timeout 60 python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
+timeout "$(limit 60)" python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
   --dtypes float32 bfloat16 --reps 30 --warmup 5 --output "$out/$stamp-bench-noise.json"
 echo "bench-noise: exit $? ($(elapsed))"
 
-# 6. the table
+# 6. the CPU cases, in what time is left (CI runs them on every change; here
+# they meet the GPU machine's Python 3.12 and 16 cores)
+echo "== tests: the CPU cases (pytest -k 'not cuda')"
+timeout -k 10 "$(limit 60)" python3 -m pytest tests/python -k "not cuda" -v -rs -p no:cacheprovider \
+  -n "$workers" -o faulthandler_timeout=60 2>&1 \
+  | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
+echo "cpu tests: exit ${PIPESTATUS[0]} ($(elapsed))"
+
+# 7. the table
 python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --collected "$out/$stamp-collected.txt" --bench "$out/$stamp-bench.json" \
   --bench-noise "$out/$stamp-bench-noise.json" --demo "$out/$stamp-demo-metrics.json" \
   --log "$log" >"$out/$stamp.txt"

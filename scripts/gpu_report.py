@@ -20,7 +20,7 @@ def machine(log_path):
         with open(log_path, errors="replace") as f:
             for line in f:
                 if re.match(r"^(== GPU battery|gpu: |python |prepared: |library: |"
-                            r"(memcheck|racecheck|synccheck|tests|bench|bench-noise|demo): exit|"
+                            r"(memcheck|racecheck|synccheck|tests|cpu tests|bench|bench-noise|demo): exit|"
                             r"compute-sanitizer: |!!|verdict)", line):
                     lines.append(line.rstrip())
     return lines
@@ -60,15 +60,17 @@ def outcomes_from_log(log_path):
 
 
 def tests(junit_path, log_path=None, collected_path=None):
-    if junit_path and os.path.exists(junit_path):
+    # the log names every finished case of both phases (CUDA, then CPU); the
+    # junit file only the CUDA phase's, and only if it finished
+    found = outcomes_from_log(log_path) if log_path and os.path.exists(log_path) else {}
+    source = "the log"
+    if not found and junit_path and os.path.exists(junit_path):
         found, source = outcomes_from_junit(junit_path), "junit"
-    elif log_path and os.path.exists(log_path):
-        found, source = outcomes_from_log(log_path), "the log (pytest did not finish)"
-    else:
+    if not found and not (log_path and os.path.exists(log_path)):
         return ["tests: no junit file and no log"]
     if not found:
-        return [f"tests: none finished according to {source} (a log of pytest -q, before "
-                "the battery asked for -v, names no test)"]
+        return ["tests: none finished according to the log (cut off before the first, or a "
+                "log of pytest -q, from before the battery asked for -v)"]
     rows = collections.OrderedDict()
     for test_id, outcome in found.items():
         module = os.path.basename(test_id.split("::")[0]).removesuffix(".py")
