@@ -9,10 +9,12 @@ Unlike the usual one, `step` also accepts a per-sample timestep tensor [B].
 
 Covered: prediction_type epsilon / sample / v_prediction; variance_type
 fixed_small, fixed_small_log, fixed_large, learned_range; clip_sample with
-clip_sample_range 1.0; beta_schedule linear, scaled_linear, squaredcos_cap_v2
-or trained_betas. Not covered (NotImplementedError): thresholding, other clip
-ranges, variance_type learned (diffusers reads it as a variance, not a
-log-variance) and fixed_large_log, rescale_betas_zero_snr, other schedules.
+clip_sample_range 1.0; beta_schedule linear, scaled_linear, squaredcos_cap_v2,
+sigmoid or trained_betas. Not covered (NotImplementedError): thresholding, other
+clip ranges, variance_type learned (diffusers reads it as a variance, not a
+log-variance) and fixed_large_log; here also rescale_betas_zero_snr and laplace,
+which torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler: from_config,
+save_pretrained, pipelines) takes from diffusers' own helpers.
 """
 from dataclasses import dataclass
 
@@ -38,56 +40,54 @@ class _Config(dict):
     __getattr__ = dict.__getitem__
 
 
-class DDPMScheduler:
+class _FusedDDPMSteps:
+    """The scheduler's state and methods, from its config (self.config): shared by
+    this look-alike and torch_ddpm.diffusers.DDPMScheduler, the real diffusers one."""
     order = 1
+    # the real diffusers subclass also rescales to zero terminal SNR (diffusers' helper)
+    _ZERO_SNR = False
 
-    def __init__(self, num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
-                 beta_schedule="linear", trained_betas=None, variance_type="fixed_small",
-                 clip_sample=True, prediction_type="epsilon", thresholding=False,
-                 dynamic_thresholding_ratio=0.995, clip_sample_range=1.0, sample_max_value=1.0,
-                 timestep_spacing="leading", steps_offset=0, rescale_betas_zero_snr=False):
-        self.config = _Config(
-            num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
-            beta_schedule=beta_schedule, trained_betas=trained_betas, variance_type=variance_type,
-            clip_sample=clip_sample, prediction_type=prediction_type, thresholding=thresholding,
-            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
-            clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
-            timestep_spacing=timestep_spacing, steps_offset=steps_offset,
-            rescale_betas_zero_snr=rescale_betas_zero_snr)
+    def _setup_from_config(self):
+        config = self.config
         unsupported = []
-        if thresholding:
+        if config.thresholding:
             unsupported.append("thresholding=True")
-        if clip_sample and clip_sample_range != 1.0:
-            unsupported.append(f"clip_sample_range={clip_sample_range}")
-        if variance_type not in _VAR_TYPES:
-            unsupported.append(f"variance_type={variance_type!r}")
-        if prediction_type not in _MEAN_TYPES:
-            unsupported.append(f"prediction_type={prediction_type!r}")
-        if rescale_betas_zero_snr:
+        if config.clip_sample and config.clip_sample_range != 1.0:
+            unsupported.append(f"clip_sample_range={config.clip_sample_range}")
+        if config.variance_type not in _VAR_TYPES:
+            unsupported.append(f"variance_type={config.variance_type!r}")
+        if config.prediction_type not in _MEAN_TYPES:
+            unsupported.append(f"prediction_type={config.prediction_type!r}")
+        if config.rescale_betas_zero_snr and not self._ZERO_SNR:
             unsupported.append("rescale_betas_zero_snr=True")
         if unsupported:
-            raise NotImplementedError("torch_ddpm.DDPMScheduler does not cover " + ", ".join(unsupported))
-
-        if trained_betas is not None:
-            self.betas = torch.tensor(trained_betas, dtype=torch.float32)
-        elif beta_schedule == "linear":
-            self.betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
-        elif beta_schedule == "scaled_linear":
-            self.betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps,
-                                        dtype=torch.float32) ** 2
-        elif beta_schedule == "squaredcos_cap_v2":
-            self.betas = cosine_betas(num_train_timesteps).float()
-        else:
-            raise NotImplementedError(f"beta_schedule={beta_schedule!r} is not covered")
+            raise NotImplementedError(f"torch_ddpm {type(self).__name__} does not cover "
+                                      + ", ".join(unsupported))
+        self.betas = self._betas(config)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
         self.one = torch.tensor(1.0)
         self.init_noise_sigma = 1.0
         self.custom_timesteps = False
         self.num_inference_steps = None
-        self.timesteps = torch.from_numpy(np.arange(0, num_train_timesteps)[::-1].copy())
-        self.variance_type = variance_type
+        self.timesteps = torch.from_numpy(np.arange(0, config.num_train_timesteps)[::-1].copy())
+        self.variance_type = config.variance_type
         self._build_tables()
+
+    def _betas(self, config):
+        """float32 betas, built as diffusers builds them."""
+        T, start, end = config.num_train_timesteps, config.beta_start, config.beta_end
+        if config.trained_betas is not None:
+            return torch.tensor(config.trained_betas, dtype=torch.float32)
+        if config.beta_schedule == "linear":
+            return torch.linspace(start, end, T, dtype=torch.float32)
+        if config.beta_schedule == "scaled_linear":
+            return torch.linspace(start**0.5, end**0.5, T, dtype=torch.float32) ** 2
+        if config.beta_schedule == "squaredcos_cap_v2":
+            return cosine_betas(T).float()
+        if config.beta_schedule == "sigmoid":
+            return torch.sigmoid(torch.linspace(-6, 6, T)) * (end - start) + start
+        raise NotImplementedError(f"beta_schedule={config.beta_schedule!r} is not covered")
 
     def __len__(self):
         return self.config.num_train_timesteps
@@ -211,3 +211,23 @@ class DDPMScheduler:
         t = self._timesteps(timesteps, sample.shape[0], sample.device)
         return torch.ops.ddpm.q_sample(noise, t, sample, tab["sqrt_alphas_cumprod"],
                                        tab["neg_sqrt_one_minus_alphas_cumprod"])
+
+
+class DDPMScheduler(_FusedDDPMSteps):
+    """The look-alike: diffusers' constructor and methods without diffusers (no
+    from_config / save_pretrained; torch_ddpm.diffusers.DDPMScheduler has them)."""
+
+    def __init__(self, num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                 beta_schedule="linear", trained_betas=None, variance_type="fixed_small",
+                 clip_sample=True, prediction_type="epsilon", thresholding=False,
+                 dynamic_thresholding_ratio=0.995, clip_sample_range=1.0, sample_max_value=1.0,
+                 timestep_spacing="leading", steps_offset=0, rescale_betas_zero_snr=False):
+        self.config = _Config(
+            num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+            beta_schedule=beta_schedule, trained_betas=trained_betas, variance_type=variance_type,
+            clip_sample=clip_sample, prediction_type=prediction_type, thresholding=thresholding,
+            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+            clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
+            timestep_spacing=timestep_spacing, steps_offset=steps_offset,
+            rescale_betas_zero_snr=rescale_betas_zero_snr)
+        self._setup_from_config()

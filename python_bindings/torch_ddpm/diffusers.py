@@ -1,0 +1,52 @@
+"""torch_ddpm.diffusers: diffusers schedulers on the fused operators.
+
+    from torch_ddpm.diffusers import DDPMScheduler
+    pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+
+DDPMScheduler here is a real diffusers scheduler (SchedulerMixin, ConfigMixin,
+the same registered config as diffusers' DDPMScheduler), so from_config,
+from_pretrained, save_pretrained and the pipelines that take a DDPM scheduler
+work with it, and a config saved by either side loads in the other. Its step,
+add_noise and get_velocity are torch_ddpm.diffusers_scheduler's (one fused
+operator each, the same random numbers as diffusers'); it also takes
+diffusers' laplace schedule and rescale_betas_zero_snr, built by diffusers' own
+helpers. diffusers stays optional: `import torch_ddpm` never imports it.
+"""
+try:
+    from diffusers.configuration_utils import ConfigMixin, register_to_config
+    from diffusers.schedulers import scheduling_ddpm
+    from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+except ImportError as error:  # pragma: no cover (the message is tested in a subprocess)
+    raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
+                      "torch_ddpm.diffusers_scheduler.DDPMScheduler works without it") from error
+
+from .diffusers_scheduler import DDPMSchedulerOutput, _FusedDDPMSteps
+
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
+
+
+class DDPMScheduler(_FusedDDPMSteps, SchedulerMixin, ConfigMixin):
+    """diffusers' DDPMScheduler, each method one fused operator (see the module)."""
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    order = 1
+    _ZERO_SNR = True
+
+    @register_to_config
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
+                 beta_end: float = 0.02, beta_schedule: str = "linear", trained_betas=None,
+                 variance_type: str = "fixed_small", clip_sample: bool = True,
+                 prediction_type: str = "epsilon", thresholding: bool = False,
+                 dynamic_thresholding_ratio: float = 0.995, clip_sample_range: float = 1.0,
+                 sample_max_value: float = 1.0, timestep_spacing: str = "leading",
+                 steps_offset: int = 0, rescale_betas_zero_snr: bool = False):
+        self._setup_from_config()
+
+    def _betas(self, config):
+        if config.trained_betas is None and config.beta_schedule == "laplace":
+            betas = scheduling_ddpm.betas_for_alpha_bar(config.num_train_timesteps,
+                                                        alpha_transform_type="laplace")
+        else:
+            betas = super()._betas(config)
+        if config.rescale_betas_zero_snr:
+            betas = scheduling_ddpm.rescale_zero_terminal_snr(betas)
+        return betas
