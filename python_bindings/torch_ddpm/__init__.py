@@ -17,6 +17,7 @@ from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
 from .respace import SpacedDiffusion, space_timesteps  # noqa: E402
 from .patching import patch  # noqa: E402
+from .weighting import loss_weights  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -35,6 +36,7 @@ __all__ = [
     "ModelVarType",
     "SpacedDiffusion",
     "patch",
+    "loss_weights",
     "space_timesteps",
     "get_named_beta_schedule",
     "library_path",
