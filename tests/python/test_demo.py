@@ -37,8 +37,26 @@ def test_demo_runs_end_to_end(tmp_path):
     demo.run(args)
     for name in ("samples.png", "loss.png", "metrics.json"):
         assert (tmp_path / name).exists()
+    # three labelled panels: a label strip above each 4-row grid of 8x8 digits
+    width, height = struct.unpack(">II", (tmp_path / "samples.png").read_bytes()[16:24])
+    grid_height = (2 * (8 + 1) + 1) * 4  # 32 samples in rows of 16, scale 4
+    assert height == grid_height + 7 * 3 + 2 * 6
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
     assert set(metrics) == {"DDPM samples", "DDIM samples", "held-out real", "pure noise"}
     # the check itself separates real data from noise, so a broken sampler shows
     assert metrics["held-out real"]["frechet"] < 0.2 * metrics["pure noise"]["frechet"]
     assert metrics["held-out real"]["nn_dist"] < metrics["pure noise"]["nn_dist"]
+
+
+def test_text_label_draws_each_glyph_where_it_belongs():
+    strip = _png.text_label("DDPM (40 STEPS)", 400, scale=2, margin=3)
+    assert strip.shape == (7 * 2 + 6, 400) and strip.dtype == torch.uint8
+    ink = strip == 0
+    assert ink.any() and not ink[:3].any() and not ink[-3:].any()  # inside the margins
+    # "I" is a full top bar, a stem and a full bottom bar: 5 + 1 + 5 columns at scale 1
+    i = _png.text_label("I", 6, scale=1, margin=0) == 0
+    assert i[0, :5].all() and i[6, :5].all() and i[3, 2] and not i[3, 0]
+    # different texts, different pictures (each character has its own glyph)
+    assert not torch.equal(_png.text_label("DDPM", 60, 1, 0), _png.text_label("DDIM", 60, 1, 0))
+    with pytest.raises(ValueError, match="no glyph"):
+        _png.text_label("x?", 40)

@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from .png import image_grid, line_plot, write_png
+from .png import image_grid, line_plot, text_label, write_png
 from ..gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType, ModelVarType,
                                  get_named_beta_schedule)
 from ..respace import SpacedDiffusion, space_timesteps
@@ -217,6 +217,10 @@ def run(args):
         columns = 16
         shown = min(n, columns * 4, len(test_x))
         panels = [image_grid((imgs[:shown, 0].cpu() + 1) / 2, columns) for imgs in (test_x, ddpm, ddim)]
+        labels = ("held-out real", f"DDPM ({args.timesteps} steps)",
+                  f"DDIM ({args.ddim_steps} steps)")
+        panels = [torch.cat([text_label(label, panel.shape[1]), panel], dim=0)
+                  for label, panel in zip(labels, panels)]
         sep = torch.full((panels[0].shape[0], 12), 255, dtype=torch.uint8)
         write_png(os.path.join(args.out, "samples.png"),
                   torch.cat([panels[0], sep, panels[1], sep, panels[2]], dim=1))

@@ -67,3 +67,54 @@ def line_plot(series, width=640, height=360, margin=40):
                 if 0 <= y < height and 0 <= x < width:
                     img[max(y - 1, 0):y + 1, x] = torch.tensor(color, dtype=torch.uint8)
     return img
+
+
+# A 5x7 bitmap font, for panel labels: the characters the demo's labels use
+_GLYPHS = {
+    "A": (" ### ", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"),
+    "D": ("#### ", "#   #", "#   #", "#   #", "#   #", "#   #", "#### "),
+    "E": ("#####", "#    ", "#    ", "#### ", "#    ", "#    ", "#####"),
+    "H": ("#   #", "#   #", "#   #", "#####", "#   #", "#   #", "#   #"),
+    "I": ("#####", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", "#####"),
+    "L": ("#    ", "#    ", "#    ", "#    ", "#    ", "#    ", "#####"),
+    "M": ("#   #", "## ##", "# # #", "# # #", "#   #", "#   #", "#   #"),
+    "O": (" ### ", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "),
+    "P": ("#### ", "#   #", "#   #", "#### ", "#    ", "#    ", "#    "),
+    "R": ("#### ", "#   #", "#   #", "#### ", "# #  ", "#  # ", "#   #"),
+    "S": (" ####", "#    ", "#    ", " ### ", "    #", "    #", "#### "),
+    "T": ("#####", "  #  ", "  #  ", "  #  ", "  #  ", "  #  ", "  #  "),
+    "U": ("#   #", "#   #", "#   #", "#   #", "#   #", "#   #", " ### "),
+    "-": ("     ", "     ", "     ", "#####", "     ", "     ", "     "),
+    "(": ("  #  ", " #   ", "#    ", "#    ", "#    ", " #   ", "  #  "),
+    ")": ("  #  ", "   # ", "    #", "    #", "    #", "   # ", "  #  "),
+    " ": ("     ",) * 7,
+    "0": (" ### ", "#   #", "#  ##", "# # #", "##  #", "#   #", " ### "),
+    "1": ("  #  ", " ##  ", "  #  ", "  #  ", "  #  ", "  #  ", " ### "),
+    "2": (" ### ", "#   #", "    #", "   # ", "  #  ", " #   ", "#####"),
+    "3": ("#### ", "    #", "    #", " ### ", "    #", "    #", "#### "),
+    "4": ("   # ", "  ## ", " # # ", "#  # ", "#####", "   # ", "   # "),
+    "5": ("#####", "#    ", "#### ", "    #", "    #", "#   #", " ### "),
+    "6": (" ### ", "#    ", "#    ", "#### ", "#   #", "#   #", " ### "),
+    "7": ("#####", "    #", "   # ", "  #  ", " #   ", " #   ", " #   "),
+    "8": (" ### ", "#   #", "#   #", " ### ", "#   #", "#   #", " ### "),
+    "9": (" ### ", "#   #", "#   #", " ####", "    #", "    #", " ### "),
+}
+
+
+def text_label(text, width, scale=3, margin=6):
+    """A white strip [7*scale + 2*margin, width] uint8 with text in black,
+    centred; characters: A D E H I L M O P R S T U, digits, space, - ( )."""
+    text = text.upper()
+    unknown = sorted(set(text) - set(_GLYPHS))
+    if unknown:
+        raise ValueError(f"text_label: no glyph for {unknown}")
+    ink = torch.tensor([[[c == "#" for c in row] for row in _GLYPHS[ch]] for ch in text],
+                       dtype=torch.bool)  # [len, 7, 5]
+    spaced = torch.cat([ink, torch.zeros(len(text), 7, 1, dtype=torch.bool)], dim=2)
+    line = spaced.permute(1, 0, 2).reshape(7, -1)
+    line = line.repeat_interleave(scale, 0).repeat_interleave(scale, 1)
+    strip = torch.full((7 * scale + 2 * margin, width), 255, dtype=torch.uint8)
+    w = min(line.shape[1], width)
+    left = (width - w) // 2
+    strip[margin:margin + 7 * scale, left:left + w][line[:, :w]] = 0
+    return strip
