@@ -8,11 +8,14 @@ betas and alphas_cumprod), so the same inputs and noise give the same outputs.
 Unlike the usual one, `step` also accepts a per-sample timestep tensor [B].
 
 Covered: prediction_type epsilon / sample / v_prediction; variance_type
-fixed_small, fixed_small_log, fixed_large, learned_range; clip_sample with
-clip_sample_range 1.0; beta_schedule linear, scaled_linear, squaredcos_cap_v2,
-sigmoid or trained_betas. Not covered (NotImplementedError): thresholding, other
-clip ranges, variance_type learned (diffusers reads it as a variance, not a
-log-variance) and fixed_large_log; here also rescale_betas_zero_snr and laplace,
+fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned_range;
+clip_sample with clip_sample_range 1.0; beta_schedule linear, scaled_linear,
+squaredcos_cap_v2, sigmoid or trained_betas. fixed_large_log differs on purpose:
+diffusers takes the square root of log(beta_t) and returns NaN (diffusers
+#14569); here it is a noise of standard deviation exp(log(beta_t) / 2), the same
+step as fixed_large. Not covered (NotImplementedError): thresholding, other clip
+ranges, variance_type learned (diffusers reads it as a variance, not a
+log-variance); here also rescale_betas_zero_snr and laplace,
 which torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler: from_config,
 save_pretrained, pipelines) takes from diffusers' own helpers.
 """
@@ -26,8 +29,12 @@ from .schedules import cosine_betas, step_tables
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
 
 _MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
+# fixed_large_log: diffusers takes the square root of log(beta_t) and steps to
+# NaN (diffusers #14569); its meaning, a noise of standard deviation
+# exp(log(beta_t) / 2), is fixed_large's
 _VAR_TYPES = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small",
-              "fixed_large": "fixed_large", "learned_range": "learned_range"}
+              "fixed_large": "fixed_large", "fixed_large_log": "fixed_large",
+              "learned_range": "learned_range"}
 
 
 @dataclass

@@ -98,6 +98,18 @@ def test_full_sampling_loop_matches():
     close(x_b, x_a)
 
 
+def test_fixed_large_log_is_right_where_diffusers_returns_nan():
+    # diffusers #14569: the square root of log(beta_t)
+    theirs, ours = pair(variance_type="fixed_large_log")
+    _, large = pair(variance_type="fixed_large")
+    sample, out = torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)
+    a = theirs.step(out, 500, sample, generator=torch.Generator().manual_seed(1)).prev_sample
+    b = ours.step(out, 500, sample, generator=torch.Generator().manual_seed(1)).prev_sample
+    c = large.step(out, 500, sample, generator=torch.Generator().manual_seed(1)).prev_sample
+    assert torch.isnan(a).all()
+    assert torch.isfinite(b).all() and torch.equal(b, c)
+
+
 def test_unsupported_options_are_refused():
     for kw in (dict(thresholding=True), dict(clip_sample_range=2.0), dict(variance_type="learned"),
                dict(prediction_type="flow")):
