@@ -182,12 +182,18 @@ class _FusedDDPMSteps:
         """One reverse step. timestep: an int, a 0-d tensor, or a tensor [B] of
         per-sample timesteps. noise: optional explicit noise (else drawn as
         diffusers does: randn of the sample's shape from `generator`, and only
-        when a scalar timestep is > 0)."""
+        when a scalar timestep is > 0).
+
+        No host synchronization: a timestep on a GPU is never read on the host
+        (diffusers reads it, #9475), so its noise is drawn at t = 0 too, where
+        the operator adds none; only the generator's state after the last step
+        differs from diffusers' then. An int or CPU timestep is read as there."""
         tab = self._on(sample.device)
         t = self._timesteps(timestep, sample.shape[0], sample.device)
         if noise is None:
-            scalar = not torch.is_tensor(timestep) or timestep.dim() == 0
-            if scalar and int(timestep) <= 0:
+            host_scalar = not torch.is_tensor(timestep) or (
+                timestep.dim() == 0 and timestep.device.type == "cpu")
+            if host_scalar and int(timestep) <= 0:
                 noise = torch.zeros_like(sample)  # diffusers draws nothing at t = 0
             else:
                 gen_device = generator.device if generator is not None else sample.device

@@ -110,6 +110,25 @@ def test_fixed_large_log_is_right_where_diffusers_returns_nan():
     assert torch.isfinite(b).all() and torch.equal(b, c)
 
 
+def test_step_add_noise_and_velocity_never_read_a_device_value_on_the_host():
+    # meta tensors have no values: any .item(), int() or branch on one raises, so
+    # running on them shows what a CUDA run would do without a host sync
+    with pytest.raises(Exception):
+        int(torch.tensor(3, device="meta"))
+    _, ours = pair(variance_type="learned_range", prediction_type="v_prediction")
+    ours.set_timesteps(10)
+    sample = torch.empty(2, 3, 8, 8, device="meta")
+    out = torch.empty(2, 6, 8, 8, device="meta")
+    for timestep in (torch.tensor(0, device="meta"), torch.tensor(500, device="meta"),
+                     torch.tensor([0, 900], device="meta")):
+        step = ours.step(out, timestep, sample)
+        assert step.prev_sample.device.type == "meta"
+        assert step.prev_sample.shape == sample.shape == step.pred_original_sample.shape
+    t = torch.tensor([0, 900], device="meta")
+    assert ours.add_noise(sample, sample, t).shape == sample.shape
+    assert ours.get_velocity(sample, sample, t).shape == sample.shape
+
+
 def test_unsupported_options_are_refused():
     for kw in (dict(thresholding=True), dict(clip_sample_range=2.0), dict(variance_type="learned"),
                dict(prediction_type="flow")):
