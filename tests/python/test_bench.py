@@ -167,3 +167,23 @@ def test_rotation_spans_twice_the_last_level_cache():
     import glob
     if glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
         assert llc >= 1 << 20  # sysfs read: at least a megabyte
+
+
+def test_scheduler_bench_compares_like_with_like(tmp_path):
+    pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
+        __file__)))), "benchmarks", "bench_scheduler.py")
+    spec = importlib.util.spec_from_file_location("bench_scheduler", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "scheduler.json"
+    rows = module.main(["--shapes", "1x4x64x64", "--dtypes", "float32", "--reps", "2",
+                        "--warmup", "1", "--output", str(out)])
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
+    (row,) = rows
+    assert row["diffusers_s"] > 0 and row["torch_ddpm_s"] > 0
+    # the same step: one fused operator against diffusers' chain
+    assert row["max_abs_difference"] < 1e-3
+    assert 0 < row["torch_ddpm_ops"] < row["diffusers_ops"]

@@ -1,0 +1,125 @@
+"""diffusers' DDPMScheduler.step against torch_ddpm's, side by side in one run.
+
+    python3 benchmarks/bench_scheduler.py [--device cpu|cuda] [--reps 30] [--output F.json]
+
+For each shape and dtype: the median time of one step (model output given,
+noise drawn from a seeded generator as diffusers draws it), the two
+alternating repetition by repetition so that drift hits both alike, the ratio
+of the medians and the median of the per-repetition ratios; and how many
+operators each step dispatches (top-level aten:: / ddpm:: calls counted by
+torch.profiler; on CUDA also the kernel launches).
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "python_bindings"))
+
+import torch  # noqa: E402
+
+import torch_ddpm  # noqa: E402,F401  (loads the operators)
+from torch_ddpm.diffusers_scheduler import DDPMScheduler  # noqa: E402
+
+SHAPES = {"1x4x64x64": (1, 4, 64, 64), "16x4x64x64": (16, 4, 64, 64),
+          "4x4x128x128": (4, 4, 128, 128)}
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _one_step(scheduler, model_output, timestep, sample, seed, device):
+    generator = torch.Generator(device=device).manual_seed(seed)
+    return scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
+
+
+def count_ops(step, device):
+    """(operators, kernel launches) one call of step dispatches."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if device == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as prof:
+        step()
+        _sync(device)
+    events = prof.events()
+    ops = sum(1 for e in events if e.cpu_parent is None
+              and (e.name.startswith("aten::") or e.name.startswith("ddpm::")))
+    launches = sum(1 for e in events if e.name in ("cudaLaunchKernel", "cuLaunchKernel",
+                                                   "cudaLaunchKernelExC"))
+    return ops, launches
+
+
+def bench(shape, dtype, device, reps, warmup):
+    import diffusers
+
+    theirs = diffusers.DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon")
+    ours = DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon")
+    for s in (theirs, ours):
+        s.set_timesteps(50)
+    timestep = theirs.timesteps[10]  # a middle step, with noise
+    gen = torch.Generator().manual_seed(0)
+    sample = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    model_output = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+    steps = {name: (lambda s=s: _one_step(s, model_output, timestep, sample, 1, device))
+             for name, s in (("diffusers", theirs), ("torch_ddpm", ours))}
+    for _ in range(warmup):
+        for step in steps.values():
+            step()
+    times = {name: [] for name in steps}
+    for rep in range(reps):
+        order = list(steps) if rep % 2 == 0 else list(reversed(list(steps)))
+        for name in order:
+            _sync(device)
+            start = time.perf_counter()
+            steps[name]()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+    row = {"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
+           "device": device}
+    for name, ts in times.items():
+        row[f"{name}_s"] = statistics.median(ts)
+        row[f"{name}_ops"], row[f"{name}_launches"] = count_ops(steps[name], device)
+    row["diffusers_over_torch_ddpm"] = row["diffusers_s"] / row["torch_ddpm_s"]
+    row["paired_median"] = statistics.median(
+        a / b for a, b in zip(times["diffusers"], times["torch_ddpm"]))
+    # the same step, so the comparison is of like with like
+    a, b = steps["diffusers"](), steps["torch_ddpm"]()
+    row["max_abs_difference"] = (a.float() - b.float()).abs().max().item()
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--output")
+    args = p.parse_args(argv)
+    rows = []
+    print(f"# torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    for shape in args.shapes:
+        for dtype in args.dtypes:
+            r = bench(SHAPES[shape], getattr(torch, dtype), args.device, args.reps, args.warmup)
+            rows.append(r)
+            print(f"{r['shape']:>12} {r['dtype']:>8}  diffusers {r['diffusers_s'] * 1e3:8.3f} ms "
+                  f"({r['diffusers_ops']} ops, {r['diffusers_launches']} launches)  torch_ddpm "
+                  f"{r['torch_ddpm_s'] * 1e3:8.3f} ms ({r['torch_ddpm_ops']} ops, "
+                  f"{r['torch_ddpm_launches']} launches)  ratio {r['diffusers_over_torch_ddpm']:.2f}x "
+                  f"(paired {r['paired_median']:.2f}x)  max |diff| {r['max_abs_difference']:.2e}")
+    if args.output:
+        with open(args.output, "w") as f:
+            json.dump({"command": " ".join(sys.argv), "torch": torch.__version__,
+                       "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
