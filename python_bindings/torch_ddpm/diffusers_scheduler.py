@@ -9,15 +9,17 @@ Unlike the usual one, `step` also accepts a per-sample timestep tensor [B].
 
 Covered: prediction_type epsilon / sample / v_prediction; variance_type
 fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned_range;
-clip_sample with clip_sample_range 1.0; beta_schedule linear, scaled_linear,
-squaredcos_cap_v2, sigmoid or trained_betas. fixed_large_log differs on purpose:
-diffusers takes the square root of log(beta_t) and returns NaN (diffusers
-#14569); here it is a noise of standard deviation exp(log(beta_t) / 2), the same
-step as fixed_large. Not covered (NotImplementedError): thresholding, other clip
-ranges, variance_type learned (diffusers reads it as a variance, not a
-log-variance); here also rescale_betas_zero_snr and laplace,
-which torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler: from_config,
-save_pretrained, pipelines) takes from diffusers' own helpers.
+clip_sample with clip_sample_range 1.0; thresholding (dynamic_thresholding_ratio,
+sample_max_value; the fused step without clipping, then moved by coef1 times the
+thresholded x_0's change: a few more passes over memory); beta_schedule linear,
+scaled_linear, squaredcos_cap_v2, sigmoid or trained_betas. fixed_large_log
+differs on purpose: diffusers takes the square root of log(beta_t) and returns
+NaN (diffusers #14569); here it is a noise of standard deviation
+exp(log(beta_t) / 2), the same step as fixed_large. Not covered
+(NotImplementedError): other clip ranges, variance_type learned (diffusers reads
+it as a variance, not a log-variance); here also rescale_betas_zero_snr and
+laplace, which torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler:
+from_config, save_pretrained, pipelines) takes from diffusers' own helpers.
 """
 from dataclasses import dataclass
 
@@ -57,9 +59,7 @@ class _FusedDDPMSteps:
     def _setup_from_config(self):
         config = self.config
         unsupported = []
-        if config.thresholding:
-            unsupported.append("thresholding=True")
-        if config.clip_sample and config.clip_sample_range != 1.0:
+        if config.clip_sample and not config.thresholding and config.clip_sample_range != 1.0:
             unsupported.append(f"clip_sample_range={config.clip_sample_range}")
         if config.variance_type not in _VAR_TYPES:
             unsupported.append(f"variance_type={config.variance_type!r}")
@@ -201,15 +201,35 @@ class _FusedDDPMSteps:
                                     dtype=sample.dtype).to(sample.device)
         if model_output.shape[1] == 2 * sample.shape[1] and self.variance_type != "learned_range":
             model_output = model_output[:, : sample.shape[1]]
+        thresholding = bool(self.config.thresholding)
         prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
             _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type],
-            bool(self.config.clip_sample))
+            bool(self.config.clip_sample) and not thresholding)
+        if thresholding:
+            # the mean is linear in x_0: move the unthresholded step by coef1 times
+            # the change (the same noise, added once); not one pass over memory
+            thresholded = self._threshold_sample(pred_original_sample)
+            coef1 = tab["posterior_mean_coef1"][t].view(-1, *([1] * (sample.dim() - 1)))
+            prev_sample = (prev_sample + coef1 * (thresholded - pred_original_sample)).to(sample.dtype)
+            pred_original_sample = thresholded
         if not return_dict:
             return prev_sample, pred_original_sample
         return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def _threshold_sample(self, sample):
+        """Imagen's dynamic thresholding, as diffusers does it: per sample, s = the
+        dynamic_thresholding_ratio quantile of |x_0| clamped to [1, sample_max_value];
+        x_0 clamped to [-s, s] and divided by s."""
+        dtype, shape = sample.dtype, sample.shape
+        flat = sample.reshape(shape[0], -1)
+        if dtype not in (torch.float32, torch.float64):
+            flat = flat.float()  # quantile wants float32 or float64
+        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
+        s = torch.clamp(s, min=1, max=self.config.sample_max_value).unsqueeze(1)
+        return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
 
     def add_noise(self, original_samples, noise, timesteps):
         """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample."""

@@ -129,8 +129,36 @@ def test_step_add_noise_and_velocity_never_read_a_device_value_on_the_host():
     assert ours.get_velocity(sample, sample, t).shape == sample.shape
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+@pytest.mark.parametrize("variance_type", ["fixed_small", "learned_range"])
+def test_dynamic_thresholding_matches_diffusers(prediction_type, variance_type):
+    kw = dict(prediction_type=prediction_type, variance_type=variance_type, thresholding=True,
+              dynamic_thresholding_ratio=0.9, sample_max_value=1.5)
+    theirs, ours = pair(**kw)
+    clipper = diffusers.DDPMScheduler(prediction_type=prediction_type, variance_type=variance_type)
+    for s in (theirs, ours, clipper):
+        s.set_timesteps(20)
+    channels = 6 if variance_type == "learned_range" else 3
+    gen = torch.Generator().manual_seed(5)
+    sample = torch.randn(3, 3, 8, 8, generator=gen) * 2
+    thresholded = 0
+    for t in theirs.timesteps[::4]:
+        out = torch.randn(3, channels, 8, 8, generator=gen) * 2
+        if variance_type == "learned_range":
+            out[:, 3:].uniform_(-1, 1)
+        a = theirs.step(out, t, sample, generator=torch.Generator().manual_seed(int(t)))
+        b = ours.step(out, t, sample, generator=torch.Generator().manual_seed(int(t)))
+        close(b.pred_original_sample, a.pred_original_sample)
+        close(b.prev_sample, a.prev_sample)
+        # the threshold acted: pred_x0 rescaled by s > 1, not what clipping gives
+        clipped = clipper.step(out, t, sample, generator=torch.Generator().manual_seed(int(t)))
+        thresholded += not torch.allclose(clipped.pred_original_sample, a.pred_original_sample)
+        sample = a.prev_sample
+    assert thresholded > 0
+
+
 def test_unsupported_options_are_refused():
-    for kw in (dict(thresholding=True), dict(clip_sample_range=2.0), dict(variance_type="learned"),
+    for kw in (dict(clip_sample_range=2.0), dict(variance_type="learned"),
                dict(prediction_type="flow")):
         with pytest.raises(NotImplementedError, match="does not cover"):
             DDPMScheduler(**kw)
