@@ -77,10 +77,17 @@ workers=$(( $(nproc) > 12 ? 12 : $(nproc) ))
 # device of each parametrized test, test_cuda.py, the CPU/CUDA comparisons);
 # the CPU cases, which CI runs too, come last. -v: one line per finished test;
 # faulthandler: the stacks of a test that runs past 60 s, printed while it runs
-timeout -k 10 "$(limit 200)" python3 -m pytest tests/python -k cuda -v -rs -p no:cacheprovider -n "$workers" \
-  -o faulthandler_timeout=60 --durations=15 --junitxml="$out/$stamp-junit.xml" 2>&1 \
-  | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
-tests_status=${PIPESTATUS[0]}
+# pytest_phase SECONDS ARGS...: one phase of the suite, its exit status returned
+pytest_phase() {
+  local seconds=$1
+  shift
+  timeout -k 10 "$(limit "$seconds")" python3 -m pytest tests/python -v -rs -p no:cacheprovider \
+    -n "$workers" -o faulthandler_timeout=60 "$@" 2>&1 \
+    | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
+  return "${PIPESTATUS[0]}"
+}
+pytest_phase 200 -k cuda --durations=15 --junitxml="$out/$stamp-junit.xml"
+tests_status=$?
 echo "tests: exit $tests_status ($(elapsed))"
 
 # 3. compute-sanitizer over every kernel
@@ -115,10 +122,8 @@ echo "bench-noise: exit $? ($(elapsed))"
 # 6. the CPU cases, in what time is left (CI runs them on every change; here
 # they meet the GPU machine's Python 3.12 and 16 cores)
 echo "== tests: the CPU cases (pytest -k 'not cuda')"
-timeout -k 10 "$(limit 60)" python3 -m pytest tests/python -k "not cuda" -v -rs -p no:cacheprovider \
-  -n "$workers" -o faulthandler_timeout=60 2>&1 \
-  | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
-echo "cpu tests: exit ${PIPESTATUS[0]} ($(elapsed))"
+pytest_phase 60 -k "not cuda"
+echo "cpu tests: exit $? ($(elapsed))"
 
 # 7. the table
 python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --collected "$out/$stamp-collected.txt" --bench "$out/$stamp-bench.json" \

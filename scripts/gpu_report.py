@@ -62,13 +62,13 @@ def outcomes_from_log(log_path):
 def tests(junit_path, log_path=None, collected_path=None):
     # the log names every finished case of both phases (CUDA, then CPU); the
     # junit file only the CUDA phase's, and only if it finished
-    found = outcomes_from_log(log_path) if log_path and os.path.exists(log_path) else {}
-    source = "the log"
+    have_log = bool(log_path) and os.path.exists(log_path)
+    found, source = (outcomes_from_log(log_path) if have_log else {}), "the log"
     if not found and junit_path and os.path.exists(junit_path):
         found, source = outcomes_from_junit(junit_path), "junit"
-    if not found and not (log_path and os.path.exists(log_path)):
-        return ["tests: no junit file and no log"]
     if not found:
+        if not have_log:
+            return ["tests: no junit file and no log"]
         return ["tests: none finished according to the log (cut off before the first, or a "
                 "log of pytest -q, from before the battery asked for -v)"]
     rows = collections.OrderedDict()
@@ -129,9 +129,7 @@ def bench_noise(path):
     for r in data.get("rows", []):
         # "<a>_over_<b>_paired" holds [low, median, high] of the paired ratios
         cells = []
-        for k in sorted(k for k in r if k.endswith("_over_philox_paired")
-                        or k.endswith("_over_philox_out_paired")
-                        or k.endswith("_over_philox_sample_paired")):
+        for k in sorted(k for k in r if k.endswith("_paired")):
             low, mid, high = r[k]
             cells.append(f"{k[:-len('_paired')]} {mid:.2f}x ({low:.2f}-{high:.2f})")
         out.append(f"{r.get('op', '?'):>9} {r.get('shape', '?'):>12} {r.get('dtype', '?'):>8}  "

@@ -95,20 +95,20 @@ def _ddim_pairs(total_timesteps, sampling_timesteps):
     return list(zip(times[:-1], times[1:]))
 
 
-def _ddim_tables(self, device, pairs):
+def _ddim_tables(self, tabs, pairs):
     """alphas_cumprod_prev of the respaced chain: at each visited time, the
     alphas_cumprod of the next visited one (1 after the last: the step then
-    returns pred_xstart, as the original does)."""
-    key = ("ddim", device, tuple(pairs))
-    tabs = _tables(self, device)
+    returns pred_xstart, as the original does). Cached for these pairs and
+    these tables (tabs is rebuilt when a buffer or the device changes)."""
     cached = self._ddpm_cache.get("ddim")
-    if cached is None or cached[0] != key or cached[1] is not tabs:
+    if cached is None or cached[0] != pairs or cached[1] is not tabs:
         ab = tabs["alphas_cumprod"]
+        steps = [(time, time_next) for time, time_next in pairs if time_next >= 0]
         prev = torch.ones_like(ab)
-        for time, time_next in pairs:
-            if time_next >= 0:
-                prev[time] = ab[time_next]
-        self._ddpm_cache["ddim"] = cached = (key, tabs, prev)
+        if steps:
+            times, nexts = (torch.tensor(v, device=ab.device) for v in zip(*steps))
+            prev[times] = ab[nexts]
+        self._ddpm_cache["ddim"] = cached = (pairs, tabs, prev)
     return cached[2]
 
 
@@ -117,7 +117,7 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
     batch, device = shape[0], self.device
     pairs = _ddim_pairs(self.num_timesteps, self.sampling_timesteps)
     tabs = _tables(self, device)
-    prev = _ddim_tables(self, device, pairs)
+    prev = _ddim_tables(self, tabs, pairs)
     mean_type = _MEAN_TYPES[self.objective]
     img = torch.randn(shape, device=device)
     imgs = [img]

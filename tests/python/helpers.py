@@ -1,4 +1,9 @@
+import importlib.util
+import os
+
 import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 MEAN_TYPES = ["epsilon", "start_x", "previous_x", "v"]
@@ -89,3 +94,21 @@ class TinyModel(torch.nn.Module):
             c = x.shape[1]
             return torch.cat([1.5 * torch.tanh(h[:, :c]), torch.tanh(h[:, c:])], dim=1)
         return 1.5 * torch.tanh(h)
+
+
+def load_script(relative_path):
+    """A script of the repository (benchmarks/..., scripts/...) imported as a
+    module: they are not in a package."""
+    name = os.path.splitext(os.path.basename(relative_path))[0]
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relative_path))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def assert_close_to_diffusers(ours, theirs, equal_nan=False):
+    # diffusers forms 1 - alphas_cumprod and the step coefficients in float32,
+    # we in float64 from the same float32 alphas_cumprod: near t = 0 the
+    # cancellation in 1 - abar makes that ~1e-4 relative, so the two agree to
+    # that, not to float32's last bit.
+    torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-4, equal_nan=equal_nan)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import DEVICES, TORCH_2
+from helpers import load_script
 from torch_ddpm.tools import bench, bench_noise
 
 SMALL = (3, 4, 6, 5)
@@ -171,13 +172,7 @@ def test_rotation_spans_twice_the_last_level_cache():
 
 def test_scheduler_bench_compares_like_with_like(tmp_path):
     pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(
-        __file__)))), "benchmarks", "bench_scheduler.py")
-    spec = importlib.util.spec_from_file_location("bench_scheduler", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("benchmarks/bench_scheduler.py")
     out = tmp_path / "scheduler.json"
     rows = module.main(["--shapes", "1x4x64x64", "--dtypes", "float32", "--reps", "2",
                         "--warmup", "1", "--output", str(out)])

@@ -3,6 +3,7 @@ inputs, same noise, same outputs, for every option it covers."""
 import pytest
 import torch
 
+from helpers import assert_close_to_diffusers
 from torch_ddpm.diffusers_scheduler import DDPMScheduler
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
@@ -15,12 +16,7 @@ def pair(**kw):
     return diffusers.DDPMScheduler(**kw), DDPMScheduler(**kw)
 
 
-def close(a, b):
-    # diffusers forms 1 - alphas_cumprod and the step coefficients in float32,
-    # we in float64 from the same float32 alphas_cumprod: near t = 0 the
-    # cancellation in 1 - abar makes that ~1e-4 relative, so the two agree to
-    # that, not to float32's last bit.
-    torch.testing.assert_close(a, b, rtol=1e-3, atol=2e-4)
+close = assert_close_to_diffusers
 
 
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)

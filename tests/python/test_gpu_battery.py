@@ -1,22 +1,15 @@
 """What the GPU battery (scripts/gpu_check.sh) runs before and after the GPU
 does anything, checked here where no GPU is: a bug in these costs a GPU session."""
-import importlib.util
-import os
 import textwrap
 
 import torch
 
 from conftest import probe_case
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import load_script
 
 
 def _gpu_report():
-    spec = importlib.util.spec_from_file_location(
-        "gpu_report", os.path.join(ROOT, "scripts", "gpu_report.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("scripts/gpu_report.py")
 
 
 def test_the_cuda_probe_case_runs_on_the_cpu():
