@@ -109,6 +109,18 @@ MeanType parse_mean_type(const char* op, const std::string& name) {
               name, "'");
 }
 
+LossTarget parse_loss_target(const char* op, const std::string& name) {
+  const std::string n = lower(name);
+  if (n == "epsilon") return LossTarget::kEpsilon;
+  if (n == "start_x") return LossTarget::kStartX;
+  if (n == "v") return LossTarget::kV;
+  TORCH_CHECK(false, op, ": expected target to be one of 'epsilon', 'start_x', 'v', got '",
+              name, "'",
+              n == "previous_x" ? " (the posterior mean as a target is not fused: compute it "
+                                  "with posterior_mean_variance)"
+                                : "");
+}
+
 VarType parse_var_type(const char* op, const std::string& name) {
   const std::string n = lower(name);
   if (n == "fixed_small") return VarType::kFixedSmall;

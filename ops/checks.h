@@ -51,6 +51,8 @@ inline NoiseArg generated_noise(const char* op, int64_t seed, int64_t offset) {
 
 MeanType parse_mean_type(const char* op, const std::string& name);
 VarType parse_var_type(const char* op, const std::string& name);
+// diffusion_mse's target: 'epsilon', 'start_x' or 'v' (any case).
+LossTarget parse_loss_target(const char* op, const std::string& name);
 
 // Raises the error for a timestep outside [0, T) reported by a CPU kernel.
 void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,

@@ -70,6 +70,22 @@ at::Tensor scale_by_timestep(DDPM_CPP_PARAMS(DDPM_SCALE_BY_TIMESTEP_ARGS)) {
       call(DDPM_CPP_OP("scale_by_timestep", ""), {DDPM_CPP_VALUES(DDPM_SCALE_BY_TIMESTEP_ARGS)}));
 }
 
+#define DDPM_CPP_MSE_VALUES(HEAD)                                              \
+  DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_VALUE) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_VALUE) \
+                          DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_VALUE3))
+#define DDPM_CPP_NOTHING(X)
+at::Tensor diffusion_mse(DDPM_CPP_DROP_FIRST(DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
+                                                 DDPM_DIFFUSION_MSE_OPTIONS(
+                                                     DDPM_CPP_PARAM_NO_DEFAULT))) {
+  return one(call(DDPM_CPP_OP("diffusion_mse", ""), {DDPM_CPP_MSE_VALUES(DDPM_CPP_NOTHING)}));
+}
+at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
+    DDPM_DIFFUSION_MSE_BACKWARD_GRAD(DDPM_CPP_PARAM) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
+        DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_NO_DEFAULT))) {
+  return one(call(DDPM_CPP_OP("diffusion_mse_backward", ""),
+                  {DDPM_CPP_MSE_VALUES(DDPM_DIFFUSION_MSE_BACKWARD_GRAD)}));
+}
+
 // A step kind's functions (parameters as declared, without the defaults).
 #define DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS)                          \
   DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_VALUE) TABLES(DDPM_CPP_VALUE)              \

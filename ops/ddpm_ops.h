@@ -27,6 +27,12 @@
 //   (gradient of the first input, of the second); scale_by_timestep(input, t,
 //   table) = table[t[b]] * input[b], the one gradient written when only one
 //   input needs it.
+//   at::Tensor diffusion_mse(model_output, x_start, noise, t,
+//       sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, weight = nullopt,
+//       target = "epsilon"): the training loss per sample, weight[t] *
+//       mean((model_output - target)^2), target 'epsilon' (noise), 'start_x'
+//       (x_start) or 'v'; diffusion_mse_backward(grad, <the same>) ->
+//       grad_model_output.
 //
 // In-kernel noise (csrc/ddpm/philox.h): the noise of element e (the flat
 // index in the data) is the Philox-4x32-10 normal keyed by (seed, offset, e),
@@ -54,7 +60,12 @@
 #define DDPM_CPP_TYPE_str const std::string&
 #define DDPM_CPP_TYPE_bool bool
 #define DDPM_CPP_PARAM(type, name) , DDPM_CPP_TYPE_##type name
-#define DDPM_CPP_PARAM_DEFAULT(type, name, value) , DDPM_CPP_TYPE_##type name = value
+#define DDPM_CPP_DEFAULT_OptTensor(value) c10::nullopt
+#define DDPM_CPP_DEFAULT_float(value) value
+#define DDPM_CPP_DEFAULT_str(value) value
+#define DDPM_CPP_DEFAULT_bool(value) value
+#define DDPM_CPP_PARAM_DEFAULT(type, name, value) \
+  , DDPM_CPP_TYPE_##type name = DDPM_CPP_DEFAULT_##type(value)
 #define DDPM_CPP_PARAM_NO_DEFAULT(type, name, value) , DDPM_CPP_TYPE_##type name
 #define DDPM_CPP_DROP_FIRST_(first, ...) __VA_ARGS__
 #define DDPM_CPP_DROP_FIRST(...) DDPM_CPP_DROP_FIRST_(__VA_ARGS__)
@@ -95,5 +106,11 @@ std::tuple<at::Tensor, at::Tensor> q_sample_backward(DDPM_CPP_PARAMS(DDPM_Q_SAMP
 std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
     DDPM_CPP_PARAMS(DDPM_POSTERIOR_BACKWARD_ARGS));
 at::Tensor scale_by_timestep(DDPM_CPP_PARAMS(DDPM_SCALE_BY_TIMESTEP_ARGS));
+
+at::Tensor diffusion_mse(DDPM_CPP_DROP_FIRST(DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
+                                                 DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
+at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
+    DDPM_DIFFUSION_MSE_BACKWARD_GRAD(DDPM_CPP_PARAM) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
+        DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
 
 }  // namespace ddpm

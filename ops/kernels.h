@@ -8,6 +8,7 @@
 
 #include "op_table.h"
 #include "linear.h"
+#include "loss.h"
 #include "step.h"
 
 namespace ddpm {
@@ -31,6 +32,9 @@ void register_kernels(torch::Library& m) {
        {"q_sample_backward", "posterior_mean_variance_backward", "scale_by_timestep"}) {
     impl(name, F::makeFromBoxedFunction<&linear_backward_kernel<Backend>>());
   }
+  impl("diffusion_mse", F::makeFromBoxedFunction<&diffusion_mse_kernel<Backend>>());
+  impl("diffusion_mse_backward",
+       F::makeFromBoxedFunction<&diffusion_mse_backward_kernel<Backend>>());
   for (const StepKindInfo& info : step_kinds()) {
     for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
       const std::string name = step_op_name(info, noise);

@@ -30,6 +30,15 @@
   X(Tensor, grad_mean) X(Tensor, t) X(Tensor, posterior_mean_coef1)         \
   X(Tensor, posterior_mean_coef2)
 
+// ---- The training loss: per sample, weight[t] * mean((model_output -
+// target)^2) with the target of `target` ('epsilon', 'start_x' or 'v'); the
+// tables give v's target. Its backward takes the loss's gradient first.
+#define DDPM_DIFFUSION_MSE_INPUTS(X)                                        \
+  X(Tensor, model_output) X(Tensor, x_start) X(Tensor, noise) X(Tensor, t) \
+  X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
+#define DDPM_DIFFUSION_MSE_OPTIONS(X) X(OptTensor, weight, None) X(str, target, "epsilon")
+#define DDPM_DIFFUSION_MSE_BACKWARD_GRAD(X) X(Tensor, grad)
+
 // ---- Steps. Every step kind is S(StepKind enumerator, operator name,
 // its six tables, its own arguments); its operators are <name>,
 // <name>_philox (noise drawn in the kernel from seed and offset), each

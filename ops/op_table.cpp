@@ -22,6 +22,7 @@ namespace ops {
 #define DDPM_SCHEMA_DEFAULT_float(value) #value
 #define DDPM_SCHEMA_DEFAULT_str(value) #value
 #define DDPM_SCHEMA_DEFAULT_bool(value) ((value) ? "True" : "False")
+#define DDPM_SCHEMA_DEFAULT_OptTensor(value) #value
 #define DDPM_ARG_SCHEMA(type, name) DDPM_SCHEMA_TYPE_##type " " #name,
 #define DDPM_ARG_SCHEMA_DEFAULT(type, name, value) \
   std::string(DDPM_SCHEMA_TYPE_##type " " #name "=") + DDPM_SCHEMA_DEFAULT_##type(value),
@@ -135,6 +136,12 @@ Schemas build_schemas() {
   const std::vector<std::string> kPosterior = {DDPM_POSTERIOR_ARGS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kPosteriorBackward = {
       DDPM_POSTERIOR_BACKWARD_ARGS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kMse = {DDPM_DIFFUSION_MSE_INPUTS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kMseOptions = {
+      DDPM_DIFFUSION_MSE_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)};
+  const std::vector<std::string> kMseOptionsNoDefaults = {
+      DDPM_DIFFUSION_MSE_OPTIONS(DDPM_ARG_SCHEMA_NO_DEFAULT)};
+  const std::vector<std::string> kMseGrad = {DDPM_DIFFUSION_MSE_BACKWARD_GRAD(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kInputs = {DDPM_STEP_INPUTS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kNoise = {DDPM_STEP_NOISE(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kNoiseKey = {DDPM_STEP_PHILOX_NOISE(DDPM_ARG_SCHEMA)};
@@ -161,6 +168,10 @@ Schemas build_schemas() {
   // (seed, offset, element index), the same on CPU and CUDA.
   s.add(&n.functional, "philox_normal", "", kPhiloxNormal, "Tensor");
   s.add(&n.functional, "q_sample_philox", "", kQSamplePhilox, "(Tensor x_t, Tensor noise)");
+  // The training loss, [B] (float32 for 16-bit data: it is a sum).
+  s.add(&n.functional, "diffusion_mse", "", kMse + kMseOptions, "Tensor");
+  s.add(&n.backward, "diffusion_mse_backward", "", kMseGrad + kMse + kMseOptionsNoDefaults,
+        "Tensor");
   for (const StepKindInfo& info : step_kinds()) {
     for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
       const std::string name = step_op_name(info, noise);

@@ -34,6 +34,14 @@ struct QSampleBackwardArgs { enum : size_t { DDPM_Q_SAMPLE_BACKWARD_ARGS(DDPM_AR
 struct ScaleByTimestepArgs { enum : size_t { DDPM_SCALE_BY_TIMESTEP_ARGS(DDPM_ARG_POSITION) }; };
 struct PosteriorArgs { enum : size_t { DDPM_POSTERIOR_ARGS(DDPM_ARG_POSITION) mean }; };
 struct PosteriorBackwardArgs { enum : size_t { DDPM_POSTERIOR_BACKWARD_ARGS(DDPM_ARG_POSITION) }; };
+#define DDPM_ARG_POSITION3(type, name, value) name,
+// the backward's positions are the forward's plus one (grad comes first)
+struct DiffusionMseArgs {
+  enum : size_t {
+    DDPM_DIFFUSION_MSE_INPUTS(DDPM_ARG_POSITION) DDPM_DIFFUSION_MSE_OPTIONS(DDPM_ARG_POSITION3)
+  };
+};
+#undef DDPM_ARG_POSITION3
 #undef DDPM_ARG_POSITION
 
 // Where a step's noise comes from: a tensor, or Philox drawn in the kernel

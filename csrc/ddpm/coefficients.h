@@ -227,6 +227,28 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
   return k;
 }
 
+// What the training loss (diffusion_mse) compares the model's output with:
+// the model's prediction target, numbered as MeanType (previous_x, the
+// posterior mean, is not a loss target here).
+enum class LossTarget : int32_t {
+  kEpsilon = 0,  // the noise
+  kStartX = 1,   // x_0
+  kV = 3,        // v = sqrt(abar)*noise - sqrt(1-abar)*x_0
+};
+
+// A loss's per-sample coefficients: target = a*noise - b*x_0 for v (a, b
+// unused otherwise); scale = d loss_b / d out_i / (out_i - target_i), the
+// backward's 2*grad_b*weight[t]/N.
+template <typename acc>
+struct LossCoef {
+  acc a, b, scale;
+};
+
+template <typename acc, typename table_t>
+DDPM_HD LossCoef<acc> loss_coef(const LinearTables<table_t>& tab, int64_t t, double scale) {
+  return {static_cast<acc>(tab.a[t]), static_cast<acc>(tab.b[t]), static_cast<acc>(scale)};
+}
+
 // Coefficients that turn every output into NaN: used on the GPU for a
 // timestep outside [0, T), where raising an error would need a host sync.
 // Every coefficient struct above is a plain array of one type, acc.

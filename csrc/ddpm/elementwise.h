@@ -126,4 +126,24 @@ DDPM_HD StepGrad<acc> step_backward_elem(
   return g;
 }
 
+// diffusion_mse: the model output's difference from its training target,
+// out - target. x_start or noise is read only where the target uses it (the
+// callers pass 0 for the other).
+//   epsilon: target = noise;  start_x: target = x_0;
+//   v:       target = sqrt(abar)*noise - sqrt(1-abar)*x_0
+template <LossTarget kTarget>
+DDPM_HD constexpr bool loss_reads_x_start() {
+  return kTarget != LossTarget::kEpsilon;
+}
+template <LossTarget kTarget>
+DDPM_HD constexpr bool loss_reads_noise() {
+  return kTarget != LossTarget::kStartX;
+}
+template <LossTarget kTarget, typename acc>
+DDPM_HD acc loss_diff(const LossCoef<acc>& k, acc out, acc x_start, acc noise) {
+  if (kTarget == LossTarget::kEpsilon) return out - noise;
+  if (kTarget == LossTarget::kStartX) return out - x_start;
+  return out - (k.a * noise - k.b * x_start);
+}
+
 }  // namespace ddpm

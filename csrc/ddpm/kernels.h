@@ -108,6 +108,72 @@ struct StepBackwardParams {
   int64_t batch, sample_numel;
 };
 
+// diffusion_mse, the training loss of one batch:
+//   loss[b] = w[t_b] * mean_i (model_output[b, i] - target[b, i])^2
+// with w = weight (a table of length T) or 1, and the target of `target`
+// (elementwise.h: loss_diff). Sample b of model_output starts at
+// b*model_output_batch_stride (>= sample_numel: the mean half of a learned-
+// variance output, a channel slice, is read where it lies); x_start and
+// noise are [batch, sample_numel]. The sums are in double, per tile of
+// kLossTile elements of one sample into partials[b*tiles + j], then over the
+// tiles in order: the same loss for any thread count or grid. An empty
+// sample's loss is NaN (the mean of nothing, as torch.mean).
+constexpr int64_t kLossTile = 8192;
+DDPM_HD int64_t loss_tiles_per_sample(int64_t sample_numel) {
+  return (sample_numel + kLossTile - 1) / kLossTile;
+}
+
+template <typename scalar_t, typename table_t>
+struct LossParams {
+  const scalar_t* model_output;
+  int64_t model_output_batch_stride;
+  const scalar_t* x_start;
+  const scalar_t* noise;
+  acc_t<scalar_t>* loss;  // [batch]
+  double* partials;       // [batch * loss_tiles_per_sample(sample_numel)]
+  Timesteps timesteps;
+  LinearTables<table_t> tables;  // sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod
+  const table_t* weight;         // or null: 1
+  LossTarget target;
+  int64_t batch, sample_numel;
+};
+
+// Its backward: grad_model_output[b, i] = 2*grad[b]*w[t_b]/N * (out - target),
+// grad_model_output contiguous [batch, sample_numel].
+template <typename scalar_t, typename table_t>
+struct LossBackwardParams {
+  const acc_t<scalar_t>* grad;  // [batch]
+  const scalar_t* model_output;
+  int64_t model_output_batch_stride;
+  const scalar_t* x_start;
+  const scalar_t* noise;
+  scalar_t* grad_model_output;
+  Timesteps timesteps;
+  LinearTables<table_t> tables;
+  const table_t* weight;
+  LossTarget target;
+  int64_t batch, sample_numel;
+};
+
+// The backward's per-sample coefficients (t in range), in double then acc.
+template <typename acc, typename P>
+DDPM_HD LossCoef<acc> loss_backward_coef(const P& p, int64_t b, int64_t t) {
+  const double w = p.weight != nullptr ? static_cast<double>(p.weight[t]) : 1.0;
+  const double scale =
+      2.0 * static_cast<double>(p.grad[b]) * w / static_cast<double>(p.sample_numel);
+  return loss_coef<acc>(p.tables, t, scale);
+}
+
+// The loss of sample b from its tile sums (t in range).
+template <typename P>
+DDPM_HD double loss_from_partials(const P& p, int64_t b, int64_t t) {
+  const int64_t tiles = loss_tiles_per_sample(p.sample_numel);
+  double sum = 0.0;
+  for (int64_t j = 0; j < tiles; ++j) sum += p.partials[b * tiles + j];
+  const double w = p.weight != nullptr ? static_cast<double>(p.weight[t]) : 1.0;
+  return w * (sum / static_cast<double>(p.sample_numel));
+}
+
 // ---- CPU (csrc/cpu), instantiated for scalar_t in {float, double, Half,
 // BFloat16} and table_t in {float, double}.
 template <typename S, typename T>
@@ -120,6 +186,10 @@ template <typename S, typename T>
 int64_t step_backward_cpu(const StepBackwardParams<S, T>& p);
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p);
+template <typename S, typename T>
+int64_t loss_cpu(const LossParams<S, T>& p);
+template <typename S, typename T>
+int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p);
 // The CPU noise generator in use: "avx512", "avx2" or "default" (all give the
 // same bits; TORCH_DDPM_CPU_CAPABILITY=avx2|default caps the choice).
 const char* cpu_noise_generator();
@@ -144,6 +214,12 @@ void step_backward_cuda(const StepBackwardParams<S, T>& p,
                             CudaLaunch launch);
 template <typename S>
 void philox_normal_cuda(const PhiloxNormalParams<S>& p, CudaLaunch launch);
+// diffusion_mse: two launches (tile sums, then the per-sample sum); a bad
+// timestep gives its sample a NaN loss (and NaN gradients).
+template <typename S, typename T>
+void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch);
+template <typename S, typename T>
+void loss_backward_cuda(const LossBackwardParams<S, T>& p, CudaLaunch launch);
 
 }  // namespace ddpm
 

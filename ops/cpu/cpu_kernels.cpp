@@ -19,6 +19,10 @@ struct CpuBackend {
   static int64_t run(const StepParams<S, T>& p) { return step_cpu(p); }
   template <typename S, typename T>
   static int64_t run(const StepBackwardParams<S, T>& p) { return step_backward_cpu(p); }
+  template <typename S, typename T>
+  static int64_t run(const LossParams<S, T>& p) { return loss_cpu(p); }
+  template <typename S, typename T>
+  static int64_t run(const LossBackwardParams<S, T>& p) { return loss_backward_cpu(p); }
   template <typename S>
   static int64_t run(const PhiloxNormalParams<S>& p) {
     philox_normal_cpu(p);

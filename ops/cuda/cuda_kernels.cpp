@@ -58,6 +58,14 @@ struct CudaBackend {
   static int64_t run(const StepBackwardParams<S, T>& p) {
     return launched([](const auto& q, CudaLaunch l) { step_backward_cuda(q, l); }, p, false);
   }
+  template <typename S, typename T>
+  static int64_t run(const LossParams<S, T>& p) {
+    return launched([](const auto& q, CudaLaunch l) { loss_cuda(q, l); }, p, false);
+  }
+  template <typename S, typename T>
+  static int64_t run(const LossBackwardParams<S, T>& p) {
+    return launched([](const auto& q, CudaLaunch l) { loss_backward_cuda(q, l); }, p, false);
+  }
   template <typename S>
   static int64_t run(const PhiloxNormalParams<S>& p) {
     return launched([](const auto& q, CudaLaunch l) { philox_normal_cuda(q, l); }, p, true);

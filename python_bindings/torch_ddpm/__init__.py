@@ -1,17 +1,19 @@
 """torch_ddpm: fused PyTorch operators for denoising diffusion models.
 
 Importing the package loads the compiled library, which registers
-torch.ops.ddpm.q_sample, .posterior_mean_variance and .p_sample (and their
-backward operators, and the in-kernel-noise variants *_philox and
-philox_normal) for CPU, Meta and, when built with WITH_CUDA=1, CUDA.
+torch.ops.ddpm.q_sample, .posterior_mean_variance, .p_sample, .ddim_sample and
+.diffusion_mse (and their backward operators, and the in-kernel-noise
+variants *_philox and philox_normal) for CPU, Meta and, when built with
+WITH_CUDA=1, CUDA.
 """
 from ._load import library_path, load_library
 
 load_library()
 
 from . import schedules  # noqa: E402
-from .ops import (ddim_sample, ddim_sample_philox, mode_name, p_sample,  # noqa: E402
-                  p_sample_philox, posterior_mean_variance, q_sample, q_sample_philox)
+from .ops import (ddim_sample, ddim_sample_philox, diffusion_mse, mode_name,  # noqa: E402
+                  p_sample, p_sample_philox, posterior_mean_variance, q_sample,
+                  q_sample_philox)
 from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
@@ -25,6 +27,7 @@ __all__ = [
     "DiffusionSchedule",
     "ddim_sample",
     "ddim_sample_philox",
+    "diffusion_mse",
     "PhiloxStream",
     "philox_normal",
     "philox_seed_offset",

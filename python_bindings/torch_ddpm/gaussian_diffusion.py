@@ -485,16 +485,14 @@ class GaussianDiffusion:
             mean_type = mode_name(self.model_mean_type)
             if mean_type == "previous_x":
                 target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
-            elif mean_type == "start_x":
-                target = x_start
-            elif mean_type == "epsilon":
-                target = noise
-            else:  # v
-                target = formulas.v_target(
-                    self._extract("sqrt_alphas_cumprod", t, x_start.shape),
-                    self._extract("sqrt_one_minus_alphas_cumprod", t, x_start.shape), noise, x_start)
-            assert model_output.shape == target.shape == x_start.shape
-            terms["mse"] = mean_flat((target - model_output) ** 2)
+                terms["mse"] = mean_flat((target - model_output) ** 2)
+            else:
+                # one pass: the target formed and compared per element, the
+                # mean summed in float64 (a float32 loss for 16-bit data)
+                tab = self._ddpm_tables(x_start.device)
+                terms["mse"] = torch.ops.ddpm.diffusion_mse(
+                    model_output, x_start, noise, t, tab["sqrt_alphas_cumprod"],
+                    tab["sqrt_one_minus_alphas_cumprod"], None, mean_type)
             terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         else:
             raise NotImplementedError(self.loss_type)

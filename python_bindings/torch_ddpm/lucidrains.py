@@ -3,8 +3,11 @@
 Duck-typed like the improved-diffusion patch: it reads the instance's own
 float32 buffers (betas, alphas_cumprod, posterior coefficients), its
 objective and its settings, and imports nothing from that package. Swapped:
-q_sample (so forward -> p_losses trains on the fused operator, offset noise
-and immiscible noise assignment included: both act on the noise before it),
+q_sample (immiscible noise assignment included: it acts on the noise before
+it), p_losses (so forward trains on the fused operators: q_sample, then the
+model, then diffusion_mse with the instance's loss_weight table: the
+target, the squared error, the mean and the weight in one pass; offset
+noise and self-conditioning as the original draws them),
 p_sample (so p_sample_loop, sample and interpolate sample on it) and
 ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
 numbers are drawn where and as the original draws them (randn_like, none at
@@ -14,6 +17,7 @@ float64 from the instance's float32 tables, where the original multiplies in
 float32. Everything else (the model, self-conditioning, loss weights,
 auto-normalization, the 1-D variant's methods) is the instance's own.
 """
+import random
 import types
 
 import torch
@@ -23,7 +27,9 @@ _MEAN_TYPES = {"pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
 _BUFFERS = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
             "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
             "posterior_mean_coef2", "posterior_log_variance_clipped")
-PATCHED_METHODS = ("q_sample", "p_sample", "ddim_sample")
+# read with the tables when the instance has it (p_losses' per-timestep weight)
+_LOSS_WEIGHT = "loss_weight"
+PATCHED_METHODS = ("q_sample", "p_losses", "p_sample", "ddim_sample")
 
 
 def looks_like_lucidrains(diffusion) -> bool:
@@ -48,12 +54,13 @@ def patch_lucidrains(diffusion):
 def _tables(self, device):
     """float64 copies of the instance's tables on device, rebuilt when a buffer
     is replaced, moved or written in place (module.to(), load_state_dict)."""
+    names = _BUFFERS + ((_LOSS_WEIGHT,) if hasattr(self, _LOSS_WEIGHT) else ())
     key = (device, tuple((getattr(self, n).data_ptr(), getattr(self, n)._version)
-                         for n in _BUFFERS))
+                         for n in names))
     cached = self._ddpm_cache.get("tables")
     if cached is None or cached[0] != key:
         tabs = {n: getattr(self, n).detach().to(device=device, dtype=torch.float64)
-                for n in _BUFFERS}
+                for n in names}
         self._ddpm_cache["tables"] = cached = (key, tabs)
     return cached[1]
 
@@ -68,6 +75,35 @@ def _q_sample(self, x_start, t, noise=None):
     with torch.autocast("cuda", enabled=False):
         return torch.ops.ddpm.q_sample(x_start, t, noise, tabs["sqrt_alphas_cumprod"],
                                        tabs["sqrt_one_minus_alphas_cumprod"])
+
+
+def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_reduction="mean"):
+    if noise is None:
+        noise = torch.randn_like(x_start)
+    if offset_noise_strength is None:
+        offset_noise_strength = self.offset_noise_strength
+    if offset_noise_strength > 0.0:
+        # in place, as the original: a noise passed in is changed too
+        offset_noise = torch.randn(x_start.shape[:2], device=self.device)
+        noise += offset_noise_strength * offset_noise.view(*x_start.shape[:2], 1, 1)
+    x = self.q_sample(x_start=x_start, t=t, noise=noise)
+    x_self_cond = None
+    if self.self_condition and random.random() < 0.5:
+        with torch.no_grad():
+            x_self_cond = self.model_predictions(x, t).pred_x_start
+            x_self_cond.detach_()
+    model_out = self.model(x, t, x_self_cond)
+    # under autocast the model's output may be 16-bit where the target is
+    # float32: the loss is taken in the wider type, as autocast's mse_loss does
+    dtype = torch.promote_types(model_out.dtype, x_start.dtype)
+    tabs = _tables(self, x_start.device)
+    loss = torch.ops.ddpm.diffusion_mse(
+        model_out.to(dtype), x_start.to(dtype), noise.to(dtype), t, tabs["sqrt_alphas_cumprod"],
+        tabs["sqrt_one_minus_alphas_cumprod"], tabs.get(_LOSS_WEIGHT),
+        _MEAN_TYPES[self.objective])
+    if loss_reduction == "none":
+        return loss
+    return loss.mean()
 
 
 def _step_tables(tabs):

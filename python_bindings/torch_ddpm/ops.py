@@ -17,7 +17,8 @@ import torch
 from .noise import _as_int64, _checked_offset
 
 __all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
-           "q_sample_philox", "p_sample_philox", "ddim_sample_philox"]
+           "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "diffusion_mse",
+           "loss_target_name"]
 
 
 def mode_name(mode) -> str:
@@ -148,3 +149,47 @@ def ddim_sample_philox(
         alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
     )
+
+
+# The prediction targets as the other codebases name them: diffusers'
+# prediction_type, lucidrains' objective, improved-diffusion's ModelMeanType.
+_TARGET_ALIASES = {"epsilon": "epsilon", "start_x": "start_x", "v": "v",
+                   "sample": "start_x", "v_prediction": "v",
+                   "pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
+
+
+def loss_target_name(target) -> str:
+    """'epsilon', 'start_x' or 'v' from any codebase's name for what the model
+    predicts (diffusers' 'sample' / 'v_prediction', lucidrains' 'pred_noise' /
+    'pred_x0' / 'pred_v', improved-diffusion's ModelMeanType.EPSILON /
+    START_X); other names pass through and the operator refuses them."""
+    name = mode_name(target)
+    return _TARGET_ALIASES.get(name, name)
+
+
+def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
+                  sqrt_one_minus_alphas_cumprod, weight=None, target="epsilon"):
+    """The diffusion training loss per sample, in one pass over memory:
+
+        loss[b] = weight[t_b] * mean((model_output[b] - target[b])**2)
+
+    target: what the model predicts: 'epsilon' (the noise), 'start_x'
+    (x_start) or 'v' (sqrt(abar_t) noise - sqrt(1 - abar_t) x_start); the
+    other codebases' names are accepted too (loss_target_name). weight: a
+    table of length T (torch_ddpm.loss_weights builds min-SNR, P2 and
+    truncated-SNR ones), or None for 1. Returns a [B] tensor: float64 for
+    float64 data, else float32 (the mean is accumulated in float64; 16-bit
+    data is not rounded back). Differentiable in model_output, x_start and
+    noise; its backward writes model_output's gradient in one pass.
+    model_output, x_start and noise share a shape, dtype and device;
+    model_output may be a channel slice (the mean half of a learned-variance
+    output), read in place.
+
+    The same as ``(weight[t] * mean_flat((target - model_output)**2))`` of
+    improved-diffusion, lucidrains' p_losses and diffusers' training scripts
+    (``F.mse_loss(model_pred.float(), target.float(), reduction="none")``
+    then the mean over all but the batch), to float rounding.
+    """
+    return torch.ops.ddpm.diffusion_mse(
+        model_output, x_start, noise, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
+        weight, loss_target_name(target))

@@ -350,6 +350,28 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
     EXPECT_TRUE(at::equal(std::get<0>(bwd), grads[0])) << (ddim ? "ddim" : "p_sample");
     EXPECT_TRUE(at::equal(std::get<1>(bwd), grads[1])) << (ddim ? "ddim" : "p_sample");
   }
+
+  // diffusion_mse: weight[t] * mean((out - v)^2), v = sqrt(abar)*noise -
+  // sqrt(1-abar)*x_0; its backward = autograd's gradient of model_output
+  const auto weight = at::rand({kT}, at::kDouble);
+  const auto v = (per_sample(tb.sqrt_alphas_cumprod, kTimesteps, 3) * n64 -
+                  per_sample(tb.sqrt_one_minus_alphas_cumprod, kTimesteps, 3) * x64.detach());
+  const auto loss = ddpm::diffusion_mse(e64, x64.detach(), n64, kTimesteps,
+                                        tb.sqrt_alphas_cumprod, tb.sqrt_one_minus_alphas_cumprod,
+                                        weight, "v");
+  EXPECT_TRUE(at::allclose(loss, weight.index_select(0, kTimesteps) *
+                                     (e64.detach() - v).pow(2).mean({1, 2}),
+                           1e-12, 0));
+  EXPECT_TRUE(at::allclose(ddpm::diffusion_mse(e64.detach(), x64.detach(), n64, kTimesteps,
+                                               tb.sqrt_alphas_cumprod,
+                                               tb.sqrt_one_minus_alphas_cumprod),
+                           (e64.detach() - n64).pow(2).mean({1, 2}), 1e-12, 0));
+  const auto g_loss = at::randn({5}, at::kDouble);
+  const auto loss_grad = torch::autograd::grad({loss}, {e64}, {g_loss});
+  const auto loss_bwd = ddpm::diffusion_mse_backward(
+      g_loss, e64.detach(), x64.detach(), n64, kTimesteps, tb.sqrt_alphas_cumprod,
+      tb.sqrt_one_minus_alphas_cumprod, weight, "v");
+  EXPECT_TRUE(at::equal(loss_bwd, loss_grad[0]));
 }
 
 TEST(TorchScript, OperatorsVisibleAndRunnable) {

@@ -503,6 +503,101 @@ TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
   }
 }
 
+// ---- the training loss: diffusion_mse and its backward -----------------------------------------
+// The loss sums in double, in another order on the GPU (a tree per tile)
+// than on the CPU (eight running sums per tile): equal to the double
+// rounding of either sum, then rounded once to the loss type. The backward
+// is element-wise: bit for bit.
+template <typename A>
+void expect_loss_near(A cpu, A gpu, const std::string& what) {
+  const double tol = (std::is_same_v<A, float> ? 0x1p-22 : 0x1p-48) * std::fabs(double(cpu));
+  if (std::isnan(double(cpu))) {
+    EXPECT_TRUE(std::isnan(double(gpu))) << what;
+  } else {
+    EXPECT_LE(std::fabs(double(cpu) - double(gpu)), tol) << what << ": " << cpu << " vs " << gpu;
+  }
+}
+
+TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
+  using S = typename TypeParam::S;
+  using T = typename TypeParam::T;
+  using A = ddpm::acc_t<S>;
+  const Tables<T> tab(schedule());
+  std::vector<T> weight(schedule().T);
+  for (int64_t i = 0; i < schedule().T; ++i) weight[i] = T(0.5 + 0.01 * i);
+  std::mt19937_64 rng(8);
+  // a block per tile: the shapes of many tiny samples are costly to emulate,
+  // so fewer of them here (a tile never straddles samples)
+  std::vector<Shape> all;
+  for (const Shape& sh : shapes()) {
+    if (sh.batch <= 100) all.push_back(sh);
+  }
+  all.push_back({3, 2 * ddpm::kLossTile + 77, 0, 1});  // several tiles per sample
+  all.push_back({2, ddpm::kLossTile, 1, 2});           // one whole tile, misaligned
+  int combination = 0;
+  for (const Shape& sh : all) {
+    for (const bool slice : {false, true}) {  // model_output: the mean half of [B, 2, N]
+      const int64_t n = sh.batch * sh.sample_numel;
+      const int64_t stride = slice ? 2 * sh.sample_numel : sh.sample_numel;
+      auto out = random_buffer<S>(sh.batch * stride, sh.offset, rng);
+      auto x0 = random_buffer<S>(n, sh.offset, rng);
+      auto noise = random_buffer<S>(n, sh.offset, rng);
+      const auto t = timesteps(sh.batch, schedule().T, rng);
+      std::vector<A> grad(sh.batch);
+      for (auto& g : grad) g = A(std::uniform_real_distribution<double>(-2, 2)(rng));
+      for (const auto target :
+           {ddpm::LossTarget::kEpsilon, ddpm::LossTarget::kStartX, ddpm::LossTarget::kV}) {
+        // weighted or not, in turn over the shapes and targets
+        for (const bool weighted : {++combination % 2 == 0}) {
+          const std::string what = sh.name() + (slice ? " slice" : "") + " target " +
+                                   std::to_string(int(target)) + (weighted ? " weighted" : "");
+          const int64_t tiles = sh.batch * ddpm::loss_tiles_per_sample(sh.sample_numel);
+          std::vector<double> partials(tiles + 1);
+          std::vector<A> loss_cpu(sh.batch), loss_gpu(sh.batch);
+          ddpm::LossParams<S, T> p;
+          p.model_output = out.data();
+          p.model_output_batch_stride = stride;
+          p.x_start = x0.data();
+          p.noise = noise.data();
+          p.partials = partials.data();
+          p.timesteps = {t.data(), schedule().T};
+          p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+          p.weight = weighted ? weight.data() : nullptr;
+          p.target = target;
+          p.batch = sh.batch;
+          p.sample_numel = sh.sample_numel;
+          p.loss = loss_cpu.data();
+          ASSERT_EQ(ddpm::loss_cpu(p), -1);
+          p.loss = loss_gpu.data();
+          std::fill(partials.begin(), partials.end(), std::nan(""));
+          ddpm::loss_cuda(p, launch_on(sh));
+          for (int64_t b = 0; b < sh.batch; ++b) {
+            expect_loss_near(loss_cpu[b], loss_gpu[b], what + " sample " + std::to_string(b));
+          }
+          Buffer<S> g_cpu(n, sh.offset), g_gpu(n, sh.offset);
+          ddpm::LossBackwardParams<S, T> q;
+          q.grad = grad.data();
+          q.model_output = out.data();
+          q.model_output_batch_stride = stride;
+          q.x_start = x0.data();
+          q.noise = noise.data();
+          q.timesteps = {t.data(), schedule().T};
+          q.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+          q.weight = p.weight;
+          q.target = target;
+          q.batch = sh.batch;
+          q.sample_numel = sh.sample_numel;
+          q.grad_model_output = g_cpu.data();
+          ASSERT_EQ(ddpm::loss_backward_cpu(q), -1);
+          q.grad_model_output = g_gpu.data();
+          ddpm::loss_backward_cuda(q, launch_on(sh));
+          expect_same(g_cpu, g_gpu, "grad_model_output " + what);
+        }
+      }
+    }
+  }
+}
+
 // ---- the launch itself ---------------------------------------------------------------------
 // The shapes above do reach what they are meant to: a grid smaller than the
 // work, and a barrier in every chunk.
@@ -586,6 +681,39 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
       }
     }
   }
+}
+
+// The loss of a sample whose timestep is outside [0, T) is NaN; the others'
+// are their CPU values.
+TEST(CudaHostLaunch, DiffusionMseBadTimestepGivesNaNForItsSampleOnly) {
+  const Tables<double> tab(schedule());
+  const int64_t batch = 3, numel = 500;
+  std::mt19937_64 rng(9);
+  auto out = random_buffer<float>(batch * numel, 0, rng);
+  auto x0 = random_buffer<float>(batch * numel, 0, rng);
+  std::vector<int64_t> t = {3, 50, 49};
+  std::vector<double> partials(batch);
+  std::vector<float> loss(batch), want(batch);
+  ddpm::LossParams<float, double> p;
+  p.model_output = out.data();
+  p.model_output_batch_stride = numel;
+  p.x_start = x0.data();
+  p.noise = x0.data();
+  p.partials = partials.data();
+  p.timesteps = {t.data(), schedule().T};
+  p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
+  p.weight = nullptr;
+  p.target = ddpm::LossTarget::kV;
+  p.batch = batch;
+  p.sample_numel = numel;
+  p.loss = loss.data();
+  ddpm::loss_cuda(p, {nullptr, 1});
+  t[1] = 0;
+  p.loss = want.data();
+  ASSERT_EQ(ddpm::loss_cpu(p), -1);
+  expect_loss_near(want[0], loss[0], "sample 0");
+  EXPECT_TRUE(std::isnan(loss[1]));
+  expect_loss_near(want[2], loss[2], "sample 2");
 }
 
 }  // namespace

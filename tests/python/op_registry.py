@@ -40,6 +40,7 @@ class Op:
     differentiable: Tuple[int, ...] = ()  # positions of the inputs with gradients
     out_overloads: dict = field(default_factory=dict)  # overload -> output names
     needs_channels: bool = False  # learned variances need [B, C, ...]
+    result_dtype: Callable = lambda dtype: dtype  # the outputs' dtype for data of dtype
 
     @property
     def fn(self):
@@ -130,6 +131,19 @@ def step_builder(ddim, philox):
     return build
 
 
+def build_diffusion_mse(device, dtype, shape, mode, nc):
+    target, weighted = mode
+    tab = tables(device)
+    out, x0 = data(shape, dtype, device, 3, nc), data(shape, dtype, device, 1, nc)
+    noise = data(shape, dtype, device, 2, nc)
+    t = timesteps(shape[0], device)
+    weight = torch.rand(T, generator=torch.Generator().manual_seed(7),
+                        dtype=torch.float64).to(device) if weighted else None
+    want, mag = ref.diffusion_mse(out, x0, noise, t, tab, weight, target)
+    return Case((out, x0, noise, t, *(tab[k] for k in Q_TABLES), weight, target),
+                {0: "model_output", 1: "x_start", 2: "noise"}, [(want, mag, 0.0)])
+
+
 STEP_OUTS = {"out": ("sample", "pred_xstart"), "sample_out": ("sample",)}
 P_MODES = [(m, v, None) for m in MEAN_TYPES for v in VAR_TYPES]
 DDIM_MODES = [(m, v, eta) for m in MEAN_TYPES for v in ("fixed_small", "learned_range")
@@ -140,6 +154,11 @@ OPS = [
     Op("q_sample_philox", build_q_sample_philox, differentiable=(0,)),
     Op("posterior_mean_variance", build_posterior, differentiable=(0, 1),
        out_overloads={"out": ("mean",)}),
+    # the first mode has a weight: TorchScript's generic test types every argument
+    Op("diffusion_mse", build_diffusion_mse,
+       [(target, weighted) for weighted in (True, False) for target in ("epsilon", "start_x", "v")],
+       (0, 1, 2), result_dtype=lambda dtype: torch.float64 if dtype == torch.float64
+       else torch.float32),
     Op("p_sample", step_builder(False, False), P_MODES, (0, 1), STEP_OUTS, True),
     Op("p_sample_philox", step_builder(False, True), P_MODES, (0, 1), STEP_OUTS, True),
     Op("ddim_sample", step_builder(True, False), DDIM_MODES, (0, 1), STEP_OUTS, True),

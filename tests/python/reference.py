@@ -158,3 +158,27 @@ def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip
     sample_slack = ((abar_tgt.sqrt() + d / (1 - abar).sqrt()) * slack
                     + 8 * 2.0**-53 / (1 - abar) * d * eps_mag)
     return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
+
+
+def diffusion_mse(model_output, x_start, noise, t, tab, weight, target):
+    """weight[t] * mean((out - target)^2) per sample, and the size of what the
+    kernel rounds: each difference out - target to u(|out| + |target's
+    terms|), which moves its square by 2|d| times that."""
+    out, x0, n = model_output.double(), x_start.double(), noise.double()
+    a = per_sample(tab["sqrt_alphas_cumprod"], t, out.dim())
+    b = per_sample(tab["sqrt_one_minus_alphas_cumprod"], t, out.dim())
+    if target == "epsilon":
+        want, terms = n, n.abs()
+    elif target == "start_x":
+        want, terms = x0, x0.abs()
+    elif target == "v":
+        want, terms = a * n - b * x0, a.abs() * n.abs() + b.abs() * x0.abs()
+    else:
+        raise ValueError(target)
+    d = out - want
+    dims = list(range(1, out.dim()))
+    w = weight.double()[t] if weight is not None else torch.ones(t.shape, dtype=torch.float64,
+                                                                    device=t.device)
+    loss = w * (d * d).mean(dim=dims)
+    mag = w.abs() * (2 * d.abs() * (out.abs() + terms) + d * d).mean(dim=dims)
+    return loss, mag

@@ -87,6 +87,28 @@ def test_the_operators_do_the_work():
     for name in lucidrains.PATCHED_METHODS:
         assert getattr(patched, name).__func__ is getattr(lucidrains, f"_{name}"), name
     assert patched._ddpm_patched
+    # the loss is diffusion_mse's (its autograd node), not F.mse_loss's
+    loss = patched(torch.rand(2, 3, SIZE, SIZE))
+    assert "DiffusionMse" in loss.grad_fn.next_functions[0][0].name()
+
+
+def test_the_loss_without_reduction_and_its_gradients():
+    # per-sample losses (loss_reduction="none") and the model's gradients
+    original, patched = make("pred_v", "cosine", min_snr_loss_weight=True)
+    images = torch.rand(4, 3, SIZE, SIZE)
+    grads = []
+    for diffusion in (original, patched):
+        torch.manual_seed(5)
+        losses = diffusion(images, loss_reduction="none")
+        assert losses.shape == (4,)
+        losses.sum().backward()
+        grads.append([p.grad.clone() for p in diffusion.model.parameters()])
+        if diffusion is original:
+            want = losses.detach()
+        else:
+            torch.testing.assert_close(losses.detach(), want, rtol=1e-5, atol=1e-6)
+    for g_patched, g_original in zip(*grads[::-1]):
+        torch.testing.assert_close(g_patched, g_original, rtol=1e-4, atol=1e-6)
 
 
 def test_tables_follow_the_buffers():

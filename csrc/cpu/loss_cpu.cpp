@@ -1,0 +1,139 @@
+// diffusion_mse on the CPU (see LossParams in ddpm/kernels.h).
+//   model_output: sample b at b*model_output_batch_stride; x_start, noise,
+//   grad_model_output: [batch, sample_numel]; loss, grad: [batch]
+//   loss[b] = w[t_b] * mean_i (out - target)^2
+//   backward: grad_model_output = 2*grad[b]*w[t_b]/N * (out - target)
+// The tiles of every sample are summed in parallel, each into its own
+// partial (eight double accumulators, in a fixed order), then each sample's
+// partials in order: no result depends on the thread count.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "ddpm/elementwise.h"
+#include "loops.h"
+
+namespace ddpm {
+namespace {
+
+// x_start or noise where the target reads it, else 0 (not loaded).
+template <bool kReads, typename S, typename acc>
+DDPM_HD acc load_if(const S* p) {
+  return kReads ? static_cast<acc>(load(p)) : acc(0);
+}
+
+template <LossTarget kTarget, typename S, typename acc>
+DDPM_HD acc diff_at(const LossCoef<acc>& k, const S* out, const S* x_start, const S* noise,
+                    int64_t i) {
+  return loss_diff<kTarget>(k, static_cast<acc>(load(out + i)),
+                            load_if<loss_reads_x_start<kTarget>(), S, acc>(x_start + i),
+                            load_if<loss_reads_noise<kTarget>(), S, acc>(noise + i));
+}
+
+template <LossTarget kTarget, typename S, typename acc>
+DDPM_CPU_CLONES double tile_sum(LossCoef<acc> k, const S* __restrict out,
+                                const S* __restrict x_start, const S* __restrict noise,
+                                int64_t n) {
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const double d = diff_at<kTarget>(k, out, x_start, noise, i + j);
+      lanes[j] += d * d;
+    }
+  }
+  for (int j = 0; i < n; ++i, ++j) {
+    const double d = diff_at<kTarget>(k, out, x_start, noise, i);
+    lanes[j] += d * d;
+  }
+  double sum = 0.0;
+  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
+  return sum;
+}
+
+template <LossTarget kTarget, typename S, typename acc>
+DDPM_CPU_CLONES void backward_run(LossCoef<acc> k, const S* __restrict out,
+                                  const S* __restrict x_start, const S* __restrict noise,
+                                  S* __restrict grad_out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store(grad_out + i, k.scale * diff_at<kTarget>(k, out, x_start, noise, i));
+}
+
+// fn(std::integral_constant<LossTarget, target>{})
+template <typename Fn>
+void dispatch_target(LossTarget target, const Fn& fn) {
+  switch (target) {
+    case LossTarget::kEpsilon:
+      fn(std::integral_constant<LossTarget, LossTarget::kEpsilon>{});
+      break;
+    case LossTarget::kStartX:
+      fn(std::integral_constant<LossTarget, LossTarget::kStartX>{});
+      break;
+    case LossTarget::kV:
+      fn(std::integral_constant<LossTarget, LossTarget::kV>{});
+      break;
+  }
+}
+
+}  // namespace
+
+template <typename S, typename T>
+int64_t loss_cpu(const LossParams<S, T>& p) {
+  using acc = acc_t<S>;
+  std::vector<LossCoef<acc>> coefs;
+  const int64_t bad = cpu::gather_coefficients(
+      p.timesteps, p.batch, coefs, [&](int64_t t) { return loss_coef<acc>(p.tables, t, 0.0); });
+  if (bad >= 0) return bad;
+  const int64_t n = p.sample_numel;
+  const int64_t tiles = loss_tiles_per_sample(n);
+  dispatch_target(p.target, [&](auto target) {
+    constexpr LossTarget kTarget = decltype(target)::value;
+    at::parallel_for(0, p.batch * tiles, std::max<int64_t>(cpu::kGrainSize / kLossTile, 1),
+                     [&](int64_t begin, int64_t end) {
+                       for (int64_t tile = begin; tile < end; ++tile) {
+                         const int64_t b = tile / tiles;
+                         const int64_t i0 = (tile - b * tiles) * kLossTile;
+                         const int64_t len = std::min(kLossTile, n - i0);
+                         const int64_t off = b * n + i0;
+                         p.partials[tile] = tile_sum<kTarget>(
+                             coefs[b], p.model_output + b * p.model_output_batch_stride + i0,
+                             p.x_start + off, p.noise + off, len);
+                       }
+                     });
+  });
+  for (int64_t b = 0; b < p.batch; ++b) {
+    p.loss[b] = static_cast<acc>(loss_from_partials(p, b, p.timesteps.t[b]));
+  }
+  return -1;
+}
+
+template <typename S, typename T>
+int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
+  using acc = acc_t<S>;
+  std::vector<LossCoef<acc>> coefs;
+  int64_t next_b = 0;  // gather_coefficients calls make_coef once per sample, in order
+  const int64_t bad = cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
+    return loss_backward_coef<acc>(p, next_b++, t);
+  });
+  if (bad >= 0) return bad;
+  const int64_t n = p.sample_numel;
+  dispatch_target(p.target, [&](auto target) {
+    constexpr LossTarget kTarget = decltype(target)::value;
+    cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
+      const int64_t off = b * n + i0;
+      backward_run<kTarget>(coefs[b], p.model_output + b * p.model_output_batch_stride + i0,
+                            p.x_start + off, p.noise + off, p.grad_model_output + off, i1 - i0);
+    });
+  });
+  return -1;
+}
+
+#define DDPM_INSTANTIATE(S, T)                                 \
+  template int64_t loss_cpu<S, T>(const LossParams<S, T>&); \
+  template int64_t loss_backward_cpu<S, T>(const LossBackwardParams<S, T>&);
+DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
+#undef DDPM_INSTANTIATE
+
+}  // namespace ddpm

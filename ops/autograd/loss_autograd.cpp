@@ -1,0 +1,99 @@
+// Autograd of diffusion_mse, in model_output, x_start and noise (the tables
+// and weight are refused if they require grad). The backward operator writes
+// model_output's gradient in one pass; the target's inputs get theirs from
+// it where they require grad (rare in training: the data and the noise are
+// constants), since d loss/d target = -d loss/d out:
+//   epsilon: grad_noise = -g;  start_x: grad_x_start = -g;
+//   v:       grad_noise = -sqrt(abar)*g, grad_x_start = sqrt(1-abar)*g.
+#include <torch/library.h>
+
+#include <string>
+#include <vector>
+
+#include "../ddpm_ops.h"
+#include "../op_table.h"
+#include "autograd_call.h"
+
+namespace ddpm {
+namespace ops {
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+using A = DiffusionMseArgs;
+
+class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFunction> {
+ public:
+  static variable_list forward(AutogradContext* ctx, const Variable& model_output,
+                               const Variable& x_start, const Variable& noise,
+                               const KeptCall& call) {
+    const auto& a = call.args;
+    const c10::IValue& weight = a[A::weight];
+    ctx->save_for_backward({model_output, x_start, noise, a[A::t].toTensor(),
+                            a[A::sqrt_alphas_cumprod].toTensor(),
+                            a[A::sqrt_one_minus_alphas_cumprod].toTensor(),
+                            weight.isTensor() ? weight.toTensor() : at::Tensor()});
+    ctx->saved_data["target"] = a[A::target];
+    ctx->set_materialize_grads(false);
+    return {call.run_below_autograd()[0].toTensor()};
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    const at::Tensor& grad = grads[0];
+    if (!grad.defined()) return {Variable(), Variable(), Variable(), Variable()};
+    const auto s = ctx->get_saved_variables();
+    const at::Tensor &t = s[3], &sqrt_abar = s[4], &sqrt_one_minus_abar = s[5];
+    const std::string target = ctx->saved_data["target"].toStringRef();
+    // through autograd: its not-implemented kernel makes a double backward an error
+    torch::jit::Stack stack = {grad, s[0], s[1], s[2], t, sqrt_abar, sqrt_one_minus_abar,
+                               grad_or_none(s[6]), target};
+    backward_handle().callBoxed(&stack);
+    const at::Tensor g = stack[0].toTensor();
+    const LossTarget kind = parse_loss_target("ddpm.diffusion_mse", target);
+    Variable grad_x_start, grad_noise;
+    if (ctx->needs_input_grad(1)) {
+      if (kind == LossTarget::kStartX) grad_x_start = -g;
+      if (kind == LossTarget::kV) grad_x_start = ddpm::scale_by_timestep(g, t, sqrt_one_minus_abar);
+    }
+    if (ctx->needs_input_grad(2)) {
+      if (kind == LossTarget::kEpsilon) grad_noise = -g;
+      if (kind == LossTarget::kV) grad_noise = -ddpm::scale_by_timestep(g, t, sqrt_abar);
+    }
+    return {ctx->needs_input_grad(0) ? g : Variable(), grad_x_start, grad_noise, Variable()};
+  }
+
+ private:
+  static const c10::OperatorHandle& backward_handle() {
+    static const c10::OperatorHandle handle =
+        c10::Dispatcher::singleton().findSchemaOrThrow("ddpm::diffusion_mse_backward", "");
+    return handle;
+  }
+};
+
+void diffusion_mse_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
+                            torch::jit::Stack* stack) {
+  CallArgs args(op, stack);
+  const at::Tensor* weight = args.optional_tensor(A::weight);
+  // (t stands in for an absent weight: an int64 tensor never requires grad)
+  const std::array<NamedTensor, 3> tables = {
+      args.named_tensor(A::sqrt_alphas_cumprod),
+      args.named_tensor(A::sqrt_one_minus_alphas_cumprod),
+      NamedTensor{"weight", weight != nullptr ? weight : &args.tensor(A::t)}};
+  refuse_grad_of_constants(op, "model_output, x_start and noise", tables);
+  const at::Tensor &model_output = args.tensor(A::model_output),
+                   &x_start = args.tensor(A::x_start), &noise = args.tensor(A::noise);
+  if (ran_without_graph<3>(op, stack, {&model_output, &x_start, &noise})) return;
+  const variable_list out =
+      DiffusionMseFunction::apply(model_output, x_start, noise, KeptCall{&op, args.copy()});
+  args.finish(out);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
+  m.impl("diffusion_mse", torch::CppFunction::makeFromBoxedFunction<&diffusion_mse_autograd>());
+}
+
+}  // namespace ops
+}  // namespace ddpm

@@ -1,0 +1,160 @@
+// The training loss and its backward operator (see LossParams in
+// ddpm/kernels.h): one boxed kernel each for every backend (see step.h for
+// what a Backend is).
+//   diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
+//                 sqrt_one_minus_alphas_cumprod, weight=None,
+//                 target="epsilon") -> loss [B]
+//     loss[b] = weight[t_b] * mean((model_output[b] - target[b])^2), in
+//     float64 for float64 data, else float32
+//   diffusion_mse_backward(grad, <the same>) -> grad_model_output
+// model_output is read where it lies when each sample is contiguous (a
+// channel slice such as the mean half of a learned-variance output is);
+// otherwise from a contiguous copy.
+#pragma once
+
+#include <string>
+
+#include "call_args.h"
+#include "checks.h"
+#include "op_table.h"
+
+namespace ddpm {
+namespace ops {
+
+// A checked loss call; `first` is model_output's position (1 in the
+// backward, after grad).
+struct LossCall {
+  const at::Tensor *model_output, *x_start, *noise, *t, *a, *b, *weight;
+  LossTarget target;
+  int64_t T;
+};
+
+inline LossCall check_loss_call(const char* op, const CallArgs& args, size_t first) {
+  using A = DiffusionMseArgs;
+  const auto at = [&](size_t position) { return first + position; };
+  LossCall c;
+  c.model_output = &args.tensor(at(A::model_output));
+  c.x_start = &args.tensor(at(A::x_start));
+  c.noise = &args.tensor(at(A::noise));
+  c.t = &args.tensor(at(A::t));
+  c.a = &args.tensor(at(A::sqrt_alphas_cumprod));
+  c.b = &args.tensor(at(A::sqrt_one_minus_alphas_cumprod));
+  c.weight = args.optional_tensor(at(A::weight));
+  check_data_tensor(op, "x_start", *c.x_start);
+  check_like(op, args.named_tensor(at(A::model_output)), args.named_tensor(at(A::x_start)));
+  check_like(op, args.named_tensor(at(A::noise)), args.named_tensor(at(A::x_start)));
+  check_timesteps(op, *c.t, *c.x_start);
+  const NamedTensor a = args.named_tensor(at(A::sqrt_alphas_cumprod));
+  const NamedTensor b = args.named_tensor(at(A::sqrt_one_minus_alphas_cumprod));
+  c.T = c.weight == nullptr ? check_tables(op, {a, b}, *c.x_start)
+                            : check_tables(op, {a, b, {"weight", c.weight}}, *c.x_start);
+  c.target = parse_loss_target(op, args.str(at(A::target)));
+  return c;
+}
+
+// The loss's dtype: the sum's (float32 for 16-bit data).
+inline at::ScalarType loss_dtype(const at::Tensor& x) {
+  return x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+// model_output as the kernels read it: itself when each sample is
+// contiguous (any batch stride), else a contiguous copy.
+inline at::Tensor samples_contiguous(const at::Tensor& x) {
+  int64_t expected = 1;
+  for (int64_t d = x.dim() - 1; d >= 1; --d) {
+    if (x.size(d) != 1 && x.stride(d) != expected) return x.contiguous();
+    expected *= x.size(d);
+  }
+  return x;
+}
+
+// The fields both directions share, from contiguous operands.
+template <typename S, typename Tab, typename P>
+void fill_loss_params(P& p, const LossCall& c, const at::Tensor& model_output,
+                      const at::Tensor& x_start, const at::Tensor& noise, const at::Tensor& t,
+                      const at::Tensor& a, const at::Tensor& b, const at::Tensor& weight) {
+  p.model_output = data_of<S>(model_output);
+  p.model_output_batch_stride = model_output.stride(0);
+  p.x_start = data_of<S>(x_start);
+  p.noise = data_of<S>(noise);
+  p.timesteps = {t.data_ptr<int64_t>(), c.T};
+  p.tables = {a.data_ptr<Tab>(), b.data_ptr<Tab>()};
+  p.weight = weight.defined() ? weight.data_ptr<Tab>() : nullptr;
+  p.target = c.target;
+  p.batch = x_start.size(0);
+  p.sample_numel = sample_numel(x_start);
+}
+
+// Runs fn(S{}, Tab{}, operands...) with the operands made contiguous as the
+// kernels read them.
+template <typename Fn>
+void with_loss_operands(const LossCall& c, const Fn& fn) {
+  const at::Tensor model_output = samples_contiguous(*c.model_output);
+  const at::Tensor x_start = c.x_start->contiguous(), noise = c.noise->contiguous();
+  const at::Tensor t = c.t->contiguous(), a = c.a->contiguous(), b = c.b->contiguous();
+  const at::Tensor weight = c.weight != nullptr ? c.weight->contiguous() : at::Tensor();
+  dispatch_types(x_start.scalar_type(), a.scalar_type(), [&](auto s, auto tab) {
+    fn(s, tab, model_output, x_start, noise, t, a, b, weight);
+  });
+}
+
+template <typename Backend>
+void diffusion_mse_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
+                          torch::jit::Stack* stack) {
+  CallArgs args(op, stack);
+  const std::string name = error_name(op);
+  const LossCall c = check_loss_call(name.c_str(), args, 0);
+  const typename Backend::Guard guard(c.x_start->device());
+  const int64_t batch = c.x_start->size(0);
+  at::Tensor loss = at::empty({batch}, c.x_start->options().dtype(loss_dtype(*c.x_start)));
+  if (Backend::kRuns && batch > 0) {
+    const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
+    at::Tensor partials = at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
+    with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
+      using S = decltype(s);
+      using Tab = decltype(tab);
+      LossParams<S, Tab> p;
+      fill_loss_params<S, Tab>(p, c, operands...);
+      p.loss = loss.data_ptr<acc_t<S>>();
+      p.partials = partials.data_ptr<double>();
+      const int64_t bad = Backend::run(p);
+      if (bad >= 0) fail_bad_timestep(name.c_str(), *c.t, bad, c.T);
+    });
+  }
+  args.finish({loss});
+}
+
+template <typename Backend>
+void diffusion_mse_backward_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
+                                   torch::jit::Stack* stack) {
+  CallArgs args(op, stack);
+  const std::string name = error_name(op);
+  const char* n = name.c_str();
+  const LossCall c = check_loss_call(n, args, 1);
+  const at::Tensor& grad = args.tensor(0);
+  const int64_t batch = c.x_start->size(0);
+  TORCH_CHECK(grad.scalar_type() == loss_dtype(*c.x_start) && grad.dim() == 1 &&
+                  grad.size(0) == batch && grad.device() == c.x_start->device(),
+              n, ": expected grad to be the loss's gradient, a ", loss_dtype(*c.x_start),
+              " tensor of shape [", batch, "] on ", c.x_start->device(), ", got ",
+              grad.scalar_type(), " ", grad.sizes(), " on ", grad.device());
+  const typename Backend::Guard guard(c.x_start->device());
+  at::Tensor grad_model_output = at::empty_like(*c.x_start, at::MemoryFormat::Contiguous);
+  if (Backend::kRuns && c.x_start->numel() > 0) {
+    const at::Tensor g = grad.contiguous();
+    with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
+      using S = decltype(s);
+      using Tab = decltype(tab);
+      LossBackwardParams<S, Tab> p;
+      fill_loss_params<S, Tab>(p, c, operands...);
+      p.grad = g.data_ptr<acc_t<S>>();
+      p.grad_model_output = mutable_data_of<S>(grad_model_output);
+      const int64_t bad = Backend::run(p);
+      if (bad >= 0) fail_bad_timestep(n, *c.t, bad, c.T);
+    });
+  }
+  args.finish({grad_model_output});
+}
+
+}  // namespace ops
+}  // namespace ddpm
