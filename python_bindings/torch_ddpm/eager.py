@@ -9,6 +9,7 @@ import torch
 
 from . import formulas
 from .gaussian_diffusion import GaussianDiffusion
+from .losses import mean_flat
 from .ops import mode_name
 
 __all__ = ["EagerGaussianDiffusion", "extract_into_tensor"]
@@ -39,6 +40,21 @@ class EagerGaussianDiffusion(GaussianDiffusion):
             noise = torch.randn_like(x_start)
         return (extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape) * x_start
                 + extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape) * noise)
+
+    def _mse_term(self, model_output, x_start, x_t, t, noise):
+        mean_type = mode_name(self.model_mean_type)
+        if mean_type == "previous_x":
+            target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
+        elif mean_type == "start_x":
+            target = x_start
+        elif mean_type == "epsilon":
+            target = noise
+        else:  # v
+            target = formulas.v_target(
+                extract_into_tensor(self.sqrt_alphas_cumprod, t, x_start.shape),
+                extract_into_tensor(self.sqrt_one_minus_alphas_cumprod, t, x_start.shape),
+                noise, x_start)
+        return mean_flat((target - model_output) ** 2)
 
     def q_posterior_mean_variance(self, x_start, x_t, t):
         posterior_mean = (extract_into_tensor(self.posterior_mean_coef1, t, x_t.shape) * x_start

@@ -482,21 +482,24 @@ class GaussianDiffusion:
                     _Frozen(frozen_out), x_start, x_t, t, clip_denoised=False)["output"]
                 if loss_type == "rescaled_mse":
                     terms["vb"] *= self.num_timesteps / 1000.0
-            mean_type = mode_name(self.model_mean_type)
-            if mean_type == "previous_x":
-                target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
-                terms["mse"] = mean_flat((target - model_output) ** 2)
-            else:
-                # one pass: the target formed and compared per element, the
-                # mean summed in float64 (a float32 loss for 16-bit data)
-                tab = self._ddpm_tables(x_start.device)
-                terms["mse"] = torch.ops.ddpm.diffusion_mse(
-                    model_output, x_start, noise, t, tab["sqrt_alphas_cumprod"],
-                    tab["sqrt_one_minus_alphas_cumprod"], None, mean_type)
+            terms["mse"] = self._mse_term(model_output, x_start, x_t, t, noise)
             terms["loss"] = terms["mse"] + terms["vb"] if "vb" in terms else terms["mse"]
         else:
             raise NotImplementedError(self.loss_type)
         return terms
+
+    def _mse_term(self, model_output, x_start, x_t, t, noise):
+        """mean_flat((target - model_output)**2), the target being what the
+        model predicts; for epsilon, x_0 and v in one pass (diffusion_mse: the
+        mean summed in float64, a float32 loss for 16-bit data)."""
+        mean_type = mode_name(self.model_mean_type)
+        if mean_type == "previous_x":
+            target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
+            return mean_flat((target - model_output) ** 2)
+        tab = self._ddpm_tables(x_start.device)
+        return torch.ops.ddpm.diffusion_mse(
+            model_output, x_start, noise, t, tab["sqrt_alphas_cumprod"],
+            tab["sqrt_one_minus_alphas_cumprod"], None, mean_type)
 
     def _prior_bpd(self, x_start):
         """KL of q(x_T | x_0) from N(0, I), in bits per dimension."""
