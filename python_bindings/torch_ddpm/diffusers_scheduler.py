@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .ops import loss_target_name
 from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
@@ -244,6 +245,25 @@ class _FusedDDPMSteps:
         t = self._timesteps(timesteps, sample.shape[0], sample.device)
         return torch.ops.ddpm.q_sample(noise, t, sample, tab["sqrt_alphas_cumprod"],
                                        tab["neg_sqrt_one_minus_alphas_cumprod"])
+
+    def training_loss(self, model_output, original_samples, noise, timesteps, weight=None):
+        """The training loss per sample of a model predicting
+        config.prediction_type from add_noise(original_samples, noise,
+        timesteps): weight[t] * mean((model_output - target)**2) in one pass
+        (torch_ddpm.diffusion_mse), [B], float32 (float64 for float64 data).
+        weight: a [T] table (torch_ddpm.loss_weights(self, "min_snr", ...)) or
+        None. A 16-bit model output (autocast) is compared in the wider type,
+        as diffusers' scripts do with .float(). In place of the target and
+        F.mse_loss(...).mean(dims) of diffusers' training scripts."""
+        tab = self._on(original_samples.device)
+        t = self._timesteps(timesteps, original_samples.shape[0], original_samples.device)
+        dtype = torch.promote_types(model_output.dtype, original_samples.dtype)
+        if weight is not None:
+            weight = weight.to(device=original_samples.device, dtype=torch.float64)
+        return torch.ops.ddpm.diffusion_mse(
+            model_output.to(dtype), original_samples.to(dtype), noise.to(dtype), t,
+            tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"], weight,
+            loss_target_name(self.config.prediction_type))
 
 
 class DDPMScheduler(_FusedDDPMSteps):

@@ -167,3 +167,25 @@ def test_training_losses_take_their_mse_from_the_operator():
     terms = d.training_losses(lambda x, t: conv(x), torch.randn(3, 2, 4, 4),
                               torch.tensor([0, 5, T - 1]))
     assert "DiffusionMse" in terms["mse"].grad_fn.name()
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_the_diffusers_style_scheduler_gives_the_training_loss_of_its_scripts(prediction_type):
+    # diffusers' train_text_to_image.py: the target of the prediction type,
+    # F.mse_loss(pred.float(), target.float(), reduction="none"), the mean over
+    # all but the batch, times the min-SNR weight of t
+    from torch_ddpm.diffusers_scheduler import DDPMScheduler
+
+    sched = DDPMScheduler(prediction_type=prediction_type)
+    latents, noise, pred = (torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(i))
+                            for i in range(3))
+    timesteps = torch.tensor([0, 10, 500, 999])
+    weight = torch_ddpm.loss_weights(sched, "min_snr", gamma=5.0, prediction=prediction_type)
+    target = {"epsilon": noise, "sample": latents,
+              "v_prediction": sched.get_velocity(latents, noise, timesteps)}[prediction_type]
+    pred = pred.bfloat16()  # as autocast gives it
+    want = torch.nn.functional.mse_loss(pred.double(), target.double(), reduction="none")
+    want = want.mean(dim=(1, 2, 3)) * weight[timesteps]
+    got = sched.training_loss(pred, latents, noise, timesteps, weight)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-7)
