@@ -109,6 +109,20 @@ MeanType parse_mean_type(const char* op, const std::string& name) {
               name, "'");
 }
 
+void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at::Tensor& x) {
+  if (noise_offset == nullptr) return;
+  const at::Tensor& o = *noise_offset;
+  TORCH_CHECK(x.dim() >= 2, op, ": expected x_start to have shape [B, C, ...] with a noise_offset, "
+              "got ", x.sizes());
+  TORCH_CHECK(o.dim() == 2 && o.size(0) == x.size(0) && o.size(1) == x.size(1), op,
+              ": expected noise_offset to have shape [", x.size(0), ", ", x.size(1),
+              "] (one value per sample and channel), got ", o.sizes());
+  TORCH_CHECK(o.scalar_type() == x.scalar_type(), op, ": expected noise_offset to have dtype ",
+              x.scalar_type(), " like the data, got ", o.scalar_type());
+  TORCH_CHECK(o.device() == x.device(), op, ": expected noise_offset on ", x.device(),
+              " like the data, got ", o.device());
+}
+
 LossTarget parse_loss_target(const char* op, const std::string& name) {
   const std::string n = lower(name);
   if (n == "epsilon") return LossTarget::kEpsilon;

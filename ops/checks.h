@@ -49,6 +49,10 @@ inline NoiseArg generated_noise(const char* op, int64_t seed, int64_t offset) {
   return {nullptr, check_noise_key(op, seed, offset)};
 }
 
+// noise_offset (offset noise): null (None), or [B, C] of x's dtype on x's
+// device, x being at least 2-D ([B, C, ...]).
+void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at::Tensor& x);
+
 MeanType parse_mean_type(const char* op, const std::string& name);
 VarType parse_var_type(const char* op, const std::string& name);
 // diffusion_mse's target: 'epsilon', 'start_x' or 'v' (any case).
@@ -111,6 +115,17 @@ void dispatch_types(at::ScalarType data, at::ScalarType table, const Fn& fn) {
     default:
       TORCH_CHECK(false, "ddpm: unsupported data dtype ", data);
   }
+}
+
+// The kernels' view of a checked noise offset (contiguous, or undefined).
+template <typename S>
+NoiseOffset<S> noise_offset_of(const at::Tensor& offset, const at::Tensor& x) {
+  NoiseOffset<S> o;
+  if (!offset.defined()) return o;
+  o.offset = reinterpret_cast<const S*>(offset.data_ptr());
+  o.channels = x.size(1);
+  o.channel_numel = o.channels == 0 ? 0 : sample_numel(x) / o.channels;
+  return o;
 }
 
 // Pointers into a tensor whose dtype matches the kernel's storage type S.

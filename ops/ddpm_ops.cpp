@@ -41,8 +41,11 @@ Pair two(const std::vector<c10::IValue>& r) { return {r[0].toTensor(), r[1].toTe
 #define DDPM_CPP_VALUE3(type, name, value) , name
 #define DDPM_CPP_VALUES(LIST) DDPM_CPP_DROP_FIRST(LIST(DDPM_CPP_VALUE))
 
-at::Tensor q_sample(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_ARGS)) {
-  return one(call(DDPM_CPP_OP("q_sample", ""), {DDPM_CPP_VALUES(DDPM_Q_SAMPLE_ARGS)}));
+at::Tensor q_sample(DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_PARAM)
+                                            DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_PARAM_NO_DEFAULT))) {
+  return one(call(DDPM_CPP_OP("q_sample", ""),
+                  {DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_VALUE)
+                                           DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_VALUE3))}));
 }
 Pair q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS)) {
   return two(

@@ -4,8 +4,9 @@
 // the schema's, in its order, with its defaults (op_args.h lists them):
 //
 //   at::Tensor q_sample(x_start, t, noise, sqrt_alphas_cumprod,
-//                       sqrt_one_minus_alphas_cumprod)
+//                       sqrt_one_minus_alphas_cumprod, noise_offset = nullopt)
 //       x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise
+//       (noise + noise_offset[b, c] with a [B, C] offset)
 //   (x_t, noise) q_sample_philox(x_start, t, seed, offset, <the two tables>)
 //   at::Tensor philox_normal(input, seed, offset)
 //   (mean, variance, log_variance) posterior_mean_variance(x_start, x_t, t,
@@ -29,7 +30,7 @@
 //   input needs it.
 //   at::Tensor diffusion_mse(model_output, x_start, noise, t,
 //       sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, weight = nullopt,
-//       target = "epsilon"): the training loss per sample, weight[t] *
+//       target = "epsilon", noise_offset = nullopt): the training loss per sample, weight[t] *
 //       mean((model_output - target)^2), target 'epsilon' (noise), 'start_x'
 //       (x_start) or 'v'; diffusion_mse_backward(grad, <the same>) ->
 //       grad_model_output.
@@ -94,7 +95,8 @@
 
 namespace ddpm {
 
-at::Tensor q_sample(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_ARGS));
+at::Tensor q_sample(DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_PARAM)
+                                            DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
 std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS));
 at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS));
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(

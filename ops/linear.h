@@ -45,6 +45,7 @@ struct LinearCall {
   const at::Tensor* t;
   const at::Tensor *a, *b;
   std::array<const at::Tensor*, 2> per_sample_tables = {nullptr, nullptr};
+  const at::Tensor* noise_offset = nullptr;  // q_sample's, added to v
   int64_t T;
 };
 
@@ -93,6 +94,8 @@ void run_linear(const char* op, const LinearCall& c, at::Tensor& out, at::Tensor
   const at::Tensor v = c.v != nullptr ? c.v->contiguous() : at::Tensor();
   const at::Tensor t = c.t->contiguous();
   const at::Tensor a = c.a->contiguous(), b = c.b->contiguous();
+  const at::Tensor noise_offset =
+      c.noise_offset != nullptr ? c.noise_offset->contiguous() : at::Tensor();
   std::array<at::Tensor, 2> per_sample_tables;
   if (has_per_sample) {
     for (int j = 0; j < 2; ++j) per_sample_tables[j] = c.per_sample_tables[j]->contiguous();
@@ -111,6 +114,7 @@ void run_linear(const char* op, const LinearCall& c, at::Tensor& out, at::Tensor
     p.generate_noise = !v.defined();
     p.noise_key = c.key;
     p.noise_out = noise_out != nullptr ? mutable_data_of<S>(*noise_out) : nullptr;
+    p.noise_offset = noise_offset_of<S>(noise_offset, u);
     if (has_per_sample) {
       for (int j = 0; j < 2; ++j) {
         p.per_sample_tables[j] = per_sample_tables[j].data_ptr<Tab>();
@@ -123,19 +127,21 @@ void run_linear(const char* op, const LinearCall& c, at::Tensor& out, at::Tensor
 }
 
 // q_sample and q_sample.out: the output may be x_start (in place); no other
-// overlap.
+// overlap. With a noise_offset [B, C] the noise is noise + noise_offset[b, c].
 template <typename Backend>
 void q_sample_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
   CallArgs args(op, stack);
   const std::string name = error_name(op);
   using A = QSampleArgs;
-  const LinearCall c = check_linear_call(
+  LinearCall c = check_linear_call(
       name.c_str(), args,
       {A::x_start, A::noise, A::t, A::sqrt_alphas_cumprod, A::sqrt_one_minus_alphas_cumprod});
+  c.noise_offset = args.optional_tensor(A::noise_offset);
+  check_noise_offset(name.c_str(), c.noise_offset, *c.u);
   const typename Backend::Guard guard(c.u->device());
-  at::Tensor out = output_like(name.c_str(), "out",
-                               args.overload() == "out" ? &args.tensor(A::out) : nullptr, *c.u,
-                               {{"x_start", c.u, true}, {"noise", c.v, false}});
+  at::Tensor out = output_like(
+      name.c_str(), "out", args.overload() == "out" ? &args.tensor(A::out) : nullptr, *c.u,
+      {{"x_start", c.u, true}, {"noise", c.v, false}, {"noise_offset", c.noise_offset, false}});
   run_linear<Backend>(name.c_str(), c, out, nullptr, nullptr);
   args.finish({out});
 }

@@ -3,7 +3,7 @@
 // what a Backend is).
 //   diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
 //                 sqrt_one_minus_alphas_cumprod, weight=None,
-//                 target="epsilon") -> loss [B]
+//                 target="epsilon", noise_offset=None) -> loss [B]
 //     loss[b] = weight[t_b] * mean((model_output[b] - target[b])^2), in
 //     float64 for float64 data, else float32
 //   diffusion_mse_backward(grad, <the same>) -> grad_model_output
@@ -24,7 +24,7 @@ namespace ops {
 // A checked loss call; `first` is model_output's position (1 in the
 // backward, after grad).
 struct LossCall {
-  const at::Tensor *model_output, *x_start, *noise, *t, *a, *b, *weight;
+  const at::Tensor *model_output, *x_start, *noise, *t, *a, *b, *weight, *noise_offset;
   LossTarget target;
   int64_t T;
 };
@@ -40,6 +40,7 @@ inline LossCall check_loss_call(const char* op, const CallArgs& args, size_t fir
   c.a = &args.tensor(at(A::sqrt_alphas_cumprod));
   c.b = &args.tensor(at(A::sqrt_one_minus_alphas_cumprod));
   c.weight = args.optional_tensor(at(A::weight));
+  c.noise_offset = args.optional_tensor(at(A::noise_offset));
   check_data_tensor(op, "x_start", *c.x_start);
   check_like(op, args.named_tensor(at(A::model_output)), args.named_tensor(at(A::x_start)));
   check_like(op, args.named_tensor(at(A::noise)), args.named_tensor(at(A::x_start)));
@@ -49,6 +50,7 @@ inline LossCall check_loss_call(const char* op, const CallArgs& args, size_t fir
   c.T = c.weight == nullptr ? check_tables(op, {a, b}, *c.x_start)
                             : check_tables(op, {a, b, {"weight", c.weight}}, *c.x_start);
   c.target = parse_loss_target(op, args.str(at(A::target)));
+  check_noise_offset(op, c.noise_offset, *c.x_start);
   return c;
 }
 
@@ -72,7 +74,8 @@ inline at::Tensor samples_contiguous(const at::Tensor& x) {
 template <typename S, typename Tab, typename P>
 void fill_loss_params(P& p, const LossCall& c, const at::Tensor& model_output,
                       const at::Tensor& x_start, const at::Tensor& noise, const at::Tensor& t,
-                      const at::Tensor& a, const at::Tensor& b, const at::Tensor& weight) {
+                      const at::Tensor& a, const at::Tensor& b, const at::Tensor& weight,
+                      const at::Tensor& noise_offset) {
   p.model_output = data_of<S>(model_output);
   p.model_output_batch_stride = model_output.stride(0);
   p.x_start = data_of<S>(x_start);
@@ -83,6 +86,7 @@ void fill_loss_params(P& p, const LossCall& c, const at::Tensor& model_output,
   p.target = c.target;
   p.batch = x_start.size(0);
   p.sample_numel = sample_numel(x_start);
+  p.noise_offset = noise_offset_of<S>(noise_offset, x_start);
 }
 
 // Runs fn(S{}, Tab{}, operands...) with the operands made contiguous as the
@@ -93,8 +97,10 @@ void with_loss_operands(const LossCall& c, const Fn& fn) {
   const at::Tensor x_start = c.x_start->contiguous(), noise = c.noise->contiguous();
   const at::Tensor t = c.t->contiguous(), a = c.a->contiguous(), b = c.b->contiguous();
   const at::Tensor weight = c.weight != nullptr ? c.weight->contiguous() : at::Tensor();
+  const at::Tensor noise_offset =
+      c.noise_offset != nullptr ? c.noise_offset->contiguous() : at::Tensor();
   dispatch_types(x_start.scalar_type(), a.scalar_type(), [&](auto s, auto tab) {
-    fn(s, tab, model_output, x_start, noise, t, a, b, weight);
+    fn(s, tab, model_output, x_start, noise, t, a, b, weight, noise_offset);
   });
 }
 

@@ -11,6 +11,10 @@
 #define DDPM_Q_SAMPLE_ARGS(X)                                     \
   X(Tensor, x_start) X(Tensor, t) X(Tensor, noise)                \
   X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
+// Offset noise: noise + noise_offset[b, c] (one value per sample and
+// channel, [B, C]) is the noise, in one pass (lucidrains' and diffusers'
+// noise_offset); diffusion_mse takes it too, for the target.
+#define DDPM_Q_SAMPLE_OPTIONS(X) X(OptTensor, noise_offset, None)
 #define DDPM_Q_SAMPLE_PHILOX_ARGS(X)                              \
   X(Tensor, x_start) X(Tensor, t) X(int, seed) X(int, offset)     \
   X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
@@ -36,7 +40,8 @@
 #define DDPM_DIFFUSION_MSE_INPUTS(X)                                        \
   X(Tensor, model_output) X(Tensor, x_start) X(Tensor, noise) X(Tensor, t) \
   X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
-#define DDPM_DIFFUSION_MSE_OPTIONS(X) X(OptTensor, weight, None) X(str, target, "epsilon")
+#define DDPM_DIFFUSION_MSE_OPTIONS(X) \
+  X(OptTensor, weight, None) X(str, target, "epsilon") X(OptTensor, noise_offset, None)
 #define DDPM_DIFFUSION_MSE_BACKWARD_GRAD(X) X(Tensor, grad)
 
 // ---- Steps. Every step kind is S(StepKind enumerator, operator name,

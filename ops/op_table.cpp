@@ -126,7 +126,8 @@ struct Schemas {
 // (Built on first use, from other files' static initializers too: every
 // list is local, so none is used before it is made.)
 Schemas build_schemas() {
-  const std::vector<std::string> kQSample = {DDPM_Q_SAMPLE_ARGS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kQSample = {DDPM_Q_SAMPLE_ARGS(DDPM_ARG_SCHEMA)
+                                                 DDPM_Q_SAMPLE_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)};
   const std::vector<std::string> kQSamplePhilox = {DDPM_Q_SAMPLE_PHILOX_ARGS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kPhiloxNormal = {DDPM_PHILOX_NORMAL_ARGS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kQSampleBackward = {

@@ -27,14 +27,16 @@ namespace ops {
 // of the names (QSampleArgs::noise is noise's position; an out= overload's
 // output comes after the last).
 #define DDPM_ARG_POSITION(type, name) name,
-struct QSampleArgs { enum : size_t { DDPM_Q_SAMPLE_ARGS(DDPM_ARG_POSITION) out }; };
+#define DDPM_ARG_POSITION3(type, name, value) name,
+struct QSampleArgs {
+  enum : size_t { DDPM_Q_SAMPLE_ARGS(DDPM_ARG_POSITION) DDPM_Q_SAMPLE_OPTIONS(DDPM_ARG_POSITION3) out };
+};
 struct QSamplePhiloxArgs { enum : size_t { DDPM_Q_SAMPLE_PHILOX_ARGS(DDPM_ARG_POSITION) }; };
 struct PhiloxNormalArgs { enum : size_t { DDPM_PHILOX_NORMAL_ARGS(DDPM_ARG_POSITION) }; };
 struct QSampleBackwardArgs { enum : size_t { DDPM_Q_SAMPLE_BACKWARD_ARGS(DDPM_ARG_POSITION) }; };
 struct ScaleByTimestepArgs { enum : size_t { DDPM_SCALE_BY_TIMESTEP_ARGS(DDPM_ARG_POSITION) }; };
 struct PosteriorArgs { enum : size_t { DDPM_POSTERIOR_ARGS(DDPM_ARG_POSITION) mean }; };
 struct PosteriorBackwardArgs { enum : size_t { DDPM_POSTERIOR_BACKWARD_ARGS(DDPM_ARG_POSITION) }; };
-#define DDPM_ARG_POSITION3(type, name, value) name,
 // the backward's positions are the forward's plus one (grad comes first)
 struct DiffusionMseArgs {
   enum : size_t {

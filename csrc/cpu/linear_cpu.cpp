@@ -21,6 +21,14 @@ DDPM_CPU_CLONES void linear_run(LinearCoef<acc> k, const S* u, const S* v, S* ou
   for (int64_t i = 0; i < n; ++i) store(out + i, linear_elem(k, load(u + i), load(v + i)));
 }
 
+// q_sample with offset noise: v + off is the noise (off: this channel's);
+// not __restrict, as linear_run
+template <typename S, typename acc>
+DDPM_CPU_CLONES void linear_offset_run(LinearCoef<acc> k, acc off, const S* u, const S* v,
+                                       S* out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) store(out + i, linear_elem(k, load(u + i), load(v + i) + off));
+}
+
 // v: float normals drawn by the noise pass (noise.h), which inlines this
 // loop; noise_out gets them rounded to S.
 template <typename S, typename acc>
@@ -88,8 +96,16 @@ int64_t linear_cpu(const LinearParams<S, T>& p) {
     return -1;
   }
   cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
-    const int64_t off = b * n + i0;
-    linear_run(coefs[b], p.u + off, p.v + off, p.out + off, i1 - i0);
+    if (!p.noise_offset.present()) {
+      const int64_t off = b * n + i0;
+      linear_run(coefs[b], p.u + off, p.v + off, p.out + off, i1 - i0);
+      return;
+    }
+    cpu::for_each_offset_run(p.noise_offset, b, i0, i1, [&](acc noise_offset, int64_t s0,
+                                                             int64_t s1) {
+      const int64_t off = b * n + s0;
+      linear_offset_run(coefs[b], noise_offset, p.u + off, p.v + off, p.out + off, s1 - s0);
+    });
   });
   return -1;
 }

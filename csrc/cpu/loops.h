@@ -114,5 +114,22 @@ void for_each_sample_run(int64_t batch, int64_t sample_numel, const Run& run) {
   });
 }
 
+// Calls fn(off, s0, s1) for the runs of elements [i0, i1) of sample b that
+// share one noise offset (NoiseOffset): one run with off = 0 where there is
+// none, else one per channel the elements touch.
+template <typename S, typename Fn>
+DDPM_ALWAYS_INLINE inline void for_each_offset_run(const NoiseOffset<S>& offset, int64_t b,
+                                                   int64_t i0, int64_t i1, const Fn& fn) {
+  if (!offset.present()) {
+    fn(acc_t<S>(0), i0, i1);
+    return;
+  }
+  for (int64_t i = i0; i < i1;) {
+    const int64_t end = std::min(i1, (i / offset.channel_numel + 1) * offset.channel_numel);
+    fn(offset.at(b, i), i, end);
+    i = end;
+  }
+}
+
 }  // namespace cpu
 }  // namespace ddpm

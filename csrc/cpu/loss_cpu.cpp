@@ -24,16 +24,18 @@ DDPM_HD acc load_if(const S* p) {
   return kReads ? static_cast<acc>(load(p)) : acc(0);
 }
 
+// (noise_offset: this channel's, 0 where there is none: added alike on CUDA)
 template <LossTarget kTarget, typename S, typename acc>
-DDPM_HD acc diff_at(const LossCoef<acc>& k, const S* out, const S* x_start, const S* noise,
-                    int64_t i) {
-  return loss_diff<kTarget>(k, static_cast<acc>(load(out + i)),
-                            load_if<loss_reads_x_start<kTarget>(), S, acc>(x_start + i),
-                            load_if<loss_reads_noise<kTarget>(), S, acc>(noise + i));
+DDPM_HD acc diff_at(const LossCoef<acc>& k, acc noise_offset, const S* out, const S* x_start,
+                    const S* noise, int64_t i) {
+  return loss_diff<kTarget>(
+      k, static_cast<acc>(load(out + i)),
+      load_if<loss_reads_x_start<kTarget>(), S, acc>(x_start + i),
+      load_if<loss_reads_noise<kTarget>(), S, acc>(noise + i) + noise_offset);
 }
 
 template <LossTarget kTarget, typename S, typename acc>
-DDPM_CPU_CLONES double tile_sum(LossCoef<acc> k, const S* __restrict out,
+DDPM_CPU_CLONES double tile_sum(LossCoef<acc> k, acc noise_offset, const S* __restrict out,
                                 const S* __restrict x_start, const S* __restrict noise,
                                 int64_t n) {
   constexpr int kLanes = 8;
@@ -41,12 +43,12 @@ DDPM_CPU_CLONES double tile_sum(LossCoef<acc> k, const S* __restrict out,
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (int j = 0; j < kLanes; ++j) {
-      const double d = diff_at<kTarget>(k, out, x_start, noise, i + j);
+      const double d = diff_at<kTarget>(k, noise_offset, out, x_start, noise, i + j);
       lanes[j] += d * d;
     }
   }
   for (int j = 0; i < n; ++i, ++j) {
-    const double d = diff_at<kTarget>(k, out, x_start, noise, i);
+    const double d = diff_at<kTarget>(k, noise_offset, out, x_start, noise, i);
     lanes[j] += d * d;
   }
   double sum = 0.0;
@@ -55,10 +57,12 @@ DDPM_CPU_CLONES double tile_sum(LossCoef<acc> k, const S* __restrict out,
 }
 
 template <LossTarget kTarget, typename S, typename acc>
-DDPM_CPU_CLONES void backward_run(LossCoef<acc> k, const S* __restrict out,
+DDPM_CPU_CLONES void backward_run(LossCoef<acc> k, acc noise_offset, const S* __restrict out,
                                   const S* __restrict x_start, const S* __restrict noise,
                                   S* __restrict grad_out, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) store(grad_out + i, k.scale * diff_at<kTarget>(k, out, x_start, noise, i));
+  for (int64_t i = 0; i < n; ++i) {
+    store(grad_out + i, k.scale * diff_at<kTarget>(k, noise_offset, out, x_start, noise, i));
+  }
 }
 
 // fn(std::integral_constant<LossTarget, target>{})
@@ -95,11 +99,18 @@ int64_t loss_cpu(const LossParams<S, T>& p) {
                        for (int64_t tile = begin; tile < end; ++tile) {
                          const int64_t b = tile / tiles;
                          const int64_t i0 = (tile - b * tiles) * kLossTile;
-                         const int64_t len = std::min(kLossTile, n - i0);
-                         const int64_t off = b * n + i0;
-                         p.partials[tile] = tile_sum<kTarget>(
-                             coefs[b], p.model_output + b * p.model_output_batch_stride + i0,
-                             p.x_start + off, p.noise + off, len);
+                         const int64_t i1 = std::min(i0 + kLossTile, n);
+                         double sum = 0.0;
+                         cpu::for_each_offset_run(
+                             p.noise_offset, b, i0, i1,
+                             [&](acc noise_offset, int64_t s0, int64_t s1) {
+                               const int64_t off = b * n + s0;
+                               sum += tile_sum<kTarget>(
+                                   coefs[b], noise_offset,
+                                   p.model_output + b * p.model_output_batch_stride + s0,
+                                   p.x_start + off, p.noise + off, s1 - s0);
+                             });
+                         p.partials[tile] = sum;
                        }
                      });
   });
@@ -122,9 +133,14 @@ int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
   dispatch_target(p.target, [&](auto target) {
     constexpr LossTarget kTarget = decltype(target)::value;
     cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
-      const int64_t off = b * n + i0;
-      backward_run<kTarget>(coefs[b], p.model_output + b * p.model_output_batch_stride + i0,
-                            p.x_start + off, p.noise + off, p.grad_model_output + off, i1 - i0);
+      cpu::for_each_offset_run(
+          p.noise_offset, b, i0, i1, [&](acc noise_offset, int64_t s0, int64_t s1) {
+            const int64_t off = b * n + s0;
+            backward_run<kTarget>(coefs[b], noise_offset,
+                                  p.model_output + b * p.model_output_batch_stride + s0,
+                                  p.x_start + off, p.noise + off, p.grad_model_output + off,
+                                  s1 - s0);
+          });
     });
   });
   return -1;

@@ -1,6 +1,7 @@
 // The per-sample linear map on CUDA: q_sample and the posterior mean.
 //   u, v, out: [batch, sample_numel]; per_sample[i]: [batch]
-//   out = a_t*u + b_t*v; per_sample[i][b] = per_sample_tables[i][t_b],
+//   out = a_t*u + b_t*v (v + noise_offset[b, channel] with offset noise);
+//   per_sample[i][b] = per_sample_tables[i][t_b],
 //   written by the thread that owns element 0 of sample b (by a kernel of
 //   its own when samples are empty)
 //   backward: grad_u = a_t*grad, grad_v = b_t*grad (grad_v null: the first
@@ -56,6 +57,10 @@ struct LinearOp : LinearOpBase<S, T, LinearParams<S, T>> {
     acc u[V], v[V], o[V];
     cuda::load_pack<V>(p.u + off, u);
     cuda::load_pack<V>(p.v + off, v);
+    if (p.noise_offset.present()) {  // uniform across the grid
+#pragma unroll
+      for (int j = 0; j < V; ++j) v[j] = v[j] + p.noise_offset.at(b, i + j);
+    }
 #pragma unroll
     for (int j = 0; j < V; ++j) o[j] = linear_elem(k, u[j], v[j]);
     cuda::store_pack<V>(p.out + off, o);

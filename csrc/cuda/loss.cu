@@ -46,7 +46,11 @@ __device__ __forceinline__ void diffs(const P& p, const LossCoef<acc>& k, int64_
   load_pack_if<loss_reads_x_start<kTarget>()>(p.x_start + off, x_start);
   load_pack_if<loss_reads_noise<kTarget>()>(p.noise + off, noise);
 #pragma unroll
-  for (int j = 0; j < V; ++j) d[j] = loss_diff<kTarget>(k, out[j], x_start[j], noise[j]);
+  for (int j = 0; j < V; ++j) {
+    // 0 added where there is no offset, as the CPU loop adds it
+    const acc noise_offset = p.noise_offset.present() ? p.noise_offset.at(b, i + j) : acc(0);
+    d[j] = loss_diff<kTarget>(k, out[j], x_start[j], noise[j] + noise_offset);
+  }
 }
 
 template <LossTarget kTarget, int VEC, typename S, typename T>

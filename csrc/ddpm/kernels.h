@@ -22,6 +22,21 @@ struct Timesteps {
   int64_t num_timesteps;  // T, the length of every table
 };
 
+// Offset noise (lucidrains' and diffusers' noise_offset): the noise of
+// element i of sample b is v + offset[b*channels + i/channel_numel], one value
+// per (sample, channel), added in the compute type (16-bit noise is not
+// rounded after it). A null offset adds nothing.
+template <typename scalar_t>
+struct NoiseOffset {
+  const scalar_t* offset = nullptr;  // [batch, channels]
+  int64_t channels = 0, channel_numel = 0;
+  DDPM_HD bool present() const { return offset != nullptr; }
+  // the offset of element i of sample b (present() only)
+  DDPM_HD acc_t<scalar_t> at(int64_t b, int64_t i) const {
+    return load(offset + b * channels + i / channel_numel);
+  }
+};
+
 // out = a[t]*u + b[t]*v per sample (LinearTables): q_sample (u = x_start,
 // v = noise) and the posterior mean (u = x_start, v = x_t). out may be u or
 // v itself (in place), never overlap them otherwise.
@@ -42,6 +57,7 @@ struct LinearParams {
   scalar_t* noise_out = nullptr;
   const table_t* per_sample_tables[2] = {nullptr, nullptr};
   scalar_t* per_sample[2] = {nullptr, nullptr};  // [batch] each
+  NoiseOffset<scalar_t> noise_offset;  // added to v (q_sample with a noise tensor only)
 };
 
 // The backward: grad_u = a[t]*grad, grad_v = b[t]*grad; grad_v null:
@@ -114,7 +130,7 @@ struct StepBackwardParams {
 // (elementwise.h: loss_diff). Sample b of model_output starts at
 // b*model_output_batch_stride (>= sample_numel: the mean half of a learned-
 // variance output, a channel slice, is read where it lies); x_start and
-// noise are [batch, sample_numel]. The sums are in double, per tile of
+// noise are [batch, sample_numel], the noise offset by noise_offset if given. The sums are in double, per tile of
 // kLossTile elements of one sample into partials[b*tiles + j], then over the
 // tiles in order: the same loss for any thread count or grid. An empty
 // sample's loss is NaN (the mean of nothing, as torch.mean).
@@ -136,6 +152,7 @@ struct LossParams {
   const table_t* weight;         // or null: 1
   LossTarget target;
   int64_t batch, sample_numel;
+  NoiseOffset<scalar_t> noise_offset;  // the target's noise is noise + offset
 };
 
 // Its backward: grad_model_output[b, i] = 2*grad[b]*w[t_b]/N * (out - target),
@@ -153,6 +170,7 @@ struct LossBackwardParams {
   const table_t* weight;
   LossTarget target;
   int64_t batch, sample_numel;
+  NoiseOffset<scalar_t> noise_offset;
 };
 
 // The backward's per-sample coefficients (t in range), in double then acc.

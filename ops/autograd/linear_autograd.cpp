@@ -32,6 +32,7 @@ struct LinearAutograd {
   std::string op;
   size_t u, v, t, a, b;
   std::vector<size_t> other_tables;  // refused with a and b if they require grad
+  size_t optional_constant;          // a Tensor? refused alike (SIZE_MAX: none)
   const char* backward_op;
   const char* differentiable;  // for the message
 };
@@ -42,12 +43,13 @@ const std::vector<LinearAutograd>& linear_operators() {
   using P = PosteriorArgs;
   static const std::vector<LinearAutograd> all = {
       {"q_sample", Q::x_start, Q::noise, Q::t, Q::sqrt_alphas_cumprod,
-       Q::sqrt_one_minus_alphas_cumprod, {}, "q_sample_backward", "x_start and noise"},
+       Q::sqrt_one_minus_alphas_cumprod, {}, Q::noise_offset, "q_sample_backward",
+       "x_start and noise"},
       {"q_sample_philox", QP::x_start, SIZE_MAX, QP::t, QP::sqrt_alphas_cumprod,
-       QP::sqrt_one_minus_alphas_cumprod, {}, "q_sample_backward", "x_start"},
+       QP::sqrt_one_minus_alphas_cumprod, {}, SIZE_MAX, "q_sample_backward", "x_start"},
       {"posterior_mean_variance", P::x_start, P::x_t, P::t, P::posterior_mean_coef1,
        P::posterior_mean_coef2, {P::posterior_variance, P::posterior_log_variance_clipped},
-       "posterior_mean_variance_backward", "x_start and x_t"},
+       SIZE_MAX, "posterior_mean_variance_backward", "x_start and x_t"},
   };
   return all;
 }
@@ -120,6 +122,10 @@ void linear_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
   std::array<NamedTensor, 4> tables = {args.named_tensor(info.a), args.named_tensor(info.b)};
   size_t num_tables = 2;
   for (size_t i : info.other_tables) tables[num_tables++] = args.named_tensor(i);
+  if (info.optional_constant != SIZE_MAX) {
+    const at::Tensor* x = args.optional_tensor(info.optional_constant);
+    if (x != nullptr) tables[num_tables++] = {args.name(info.optional_constant), x};
+  }
   refuse_grad_of_constants(op, info.differentiable,
                            c10::ArrayRef<NamedTensor>(tables.data(), num_tables));
   const at::Tensor* v_arg = info.v == SIZE_MAX ? nullptr : &args.tensor(info.v);

@@ -1,5 +1,5 @@
-// Autograd of diffusion_mse, in model_output, x_start and noise (the tables
-// and weight are refused if they require grad). The backward operator writes
+// Autograd of diffusion_mse, in model_output, x_start and noise (the tables,
+// weight and noise_offset are refused if they require grad). The backward operator writes
 // model_output's gradient in one pass; the target's inputs get theirs from
 // it where they require grad (rare in training: the data and the noise are
 // constants), since d loss/d target = -d loss/d out:
@@ -33,7 +33,9 @@ class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFuncti
     ctx->save_for_backward({model_output, x_start, noise, a[A::t].toTensor(),
                             a[A::sqrt_alphas_cumprod].toTensor(),
                             a[A::sqrt_one_minus_alphas_cumprod].toTensor(),
-                            weight.isTensor() ? weight.toTensor() : at::Tensor()});
+                            weight.isTensor() ? weight.toTensor() : at::Tensor(),
+                            a[A::noise_offset].isTensor() ? a[A::noise_offset].toTensor()
+                                                          : at::Tensor()});
     ctx->saved_data["target"] = a[A::target];
     ctx->set_materialize_grads(false);
     return {call.run_below_autograd()[0].toTensor()};
@@ -47,7 +49,7 @@ class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFuncti
     const std::string target = ctx->saved_data["target"].toStringRef();
     // through autograd: its not-implemented kernel makes a double backward an error
     torch::jit::Stack stack = {grad, s[0], s[1], s[2], t, sqrt_abar, sqrt_one_minus_abar,
-                               grad_or_none(s[6]), target};
+                               grad_or_none(s[6]), target, grad_or_none(s[7])};
     backward_handle().callBoxed(&stack);
     const at::Tensor g = stack[0].toTensor();
     const LossTarget kind = parse_loss_target("ddpm.diffusion_mse", target);
@@ -75,11 +77,13 @@ void diffusion_mse_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
                             torch::jit::Stack* stack) {
   CallArgs args(op, stack);
   const at::Tensor* weight = args.optional_tensor(A::weight);
-  // (t stands in for an absent weight: an int64 tensor never requires grad)
-  const std::array<NamedTensor, 3> tables = {
+  const at::Tensor* noise_offset = args.optional_tensor(A::noise_offset);
+  // (t stands in for an absent one: an int64 tensor never requires grad)
+  const std::array<NamedTensor, 4> tables = {
       args.named_tensor(A::sqrt_alphas_cumprod),
       args.named_tensor(A::sqrt_one_minus_alphas_cumprod),
-      NamedTensor{"weight", weight != nullptr ? weight : &args.tensor(A::t)}};
+      NamedTensor{"weight", weight != nullptr ? weight : &args.tensor(A::t)},
+      NamedTensor{"noise_offset", noise_offset != nullptr ? noise_offset : &args.tensor(A::t)}};
   refuse_grad_of_constants(op, "model_output, x_start and noise", tables);
   const at::Tensor &model_output = args.tensor(A::model_output),
                    &x_start = args.tensor(A::x_start), &noise = args.tensor(A::noise);

@@ -232,12 +232,20 @@ class _FusedDDPMSteps:
         s = torch.clamp(s, min=1, max=self.config.sample_max_value).unsqueeze(1)
         return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
 
-    def add_noise(self, original_samples, noise, timesteps):
-        """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample."""
+    def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
+        """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample.
+
+        noise_offset ([B, C], beyond diffusers): the noise is noise +
+        noise_offset[b, c], in the same pass: the scripts' --noise_offset
+        (``noise += s * randn(B, C, 1, 1)``) without the full-size add; pass
+        it to training_loss too."""
         tab = self._on(original_samples.device)
         t = self._timesteps(timesteps, original_samples.shape[0], original_samples.device)
+        if noise_offset is not None:
+            noise_offset = noise_offset.reshape(original_samples.shape[:2]).to(
+                original_samples.dtype)
         return torch.ops.ddpm.q_sample(original_samples, t, noise, tab["sqrt_alphas_cumprod"],
-                                       tab["sqrt_one_minus_alphas_cumprod"])
+                                       tab["sqrt_one_minus_alphas_cumprod"], noise_offset)
 
     def get_velocity(self, sample, noise, timesteps):
         """v = sqrt(abar_t) noise - sqrt(1 - abar_t) sample (q_sample with a negated table)."""
@@ -246,13 +254,15 @@ class _FusedDDPMSteps:
         return torch.ops.ddpm.q_sample(noise, t, sample, tab["sqrt_alphas_cumprod"],
                                        tab["neg_sqrt_one_minus_alphas_cumprod"])
 
-    def training_loss(self, model_output, original_samples, noise, timesteps, weight=None):
+    def training_loss(self, model_output, original_samples, noise, timesteps, weight=None,
+                      noise_offset=None):
         """The training loss per sample of a model predicting
         config.prediction_type from add_noise(original_samples, noise,
         timesteps): weight[t] * mean((model_output - target)**2) in one pass
         (torch_ddpm.diffusion_mse), [B], float32 (float64 for float64 data).
         weight: a [T] table (torch_ddpm.loss_weights(self, "min_snr", ...)) or
-        None. A 16-bit model output (autocast) is compared in the wider type,
+        None. noise_offset: add_noise's. A 16-bit model output (autocast) is
+        compared in the wider type,
         as diffusers' scripts do with .float(). In place of the target and
         F.mse_loss(...).mean(dims) of diffusers' training scripts."""
         tab = self._on(original_samples.device)
@@ -260,10 +270,12 @@ class _FusedDDPMSteps:
         dtype = torch.promote_types(model_output.dtype, original_samples.dtype)
         if weight is not None:
             weight = weight.to(device=original_samples.device, dtype=torch.float64)
+        if noise_offset is not None:
+            noise_offset = noise_offset.reshape(original_samples.shape[:2]).to(dtype)
         return torch.ops.ddpm.diffusion_mse(
             model_output.to(dtype), original_samples.to(dtype), noise.to(dtype), t,
             tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"], weight,
-            loss_target_name(self.config.prediction_type))
+            loss_target_name(self.config.prediction_type), noise_offset)
 
 
 class DDPMScheduler(_FusedDDPMSteps):

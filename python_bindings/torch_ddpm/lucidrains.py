@@ -7,7 +7,10 @@ q_sample (immiscible noise assignment included: it acts on the noise before
 it), p_losses (so forward trains on the fused operators: q_sample, then the
 model, then diffusion_mse with the instance's loss_weight table: the
 target, the squared error, the mean and the weight in one pass; offset
-noise and self-conditioning as the original draws them),
+noise drawn as the original draws it and added inside both operators, one
+value per sample and channel, so a noise tensor passed to p_losses is left
+as it was, where the original adds the offset to it in place; with immiscible
+noise it is added first, as there; self-conditioning as the original),
 p_sample (so p_sample_loop, sample and interpolate sample on it) and
 ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
 numbers are drawn where and as the original draws them (randn_like, none at
@@ -82,11 +85,24 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
         noise = torch.randn_like(x_start)
     if offset_noise_strength is None:
         offset_noise_strength = self.offset_noise_strength
+    noise_offset = None
     if offset_noise_strength > 0.0:
-        # in place, as the original: a noise passed in is changed too
-        offset_noise = torch.randn(x_start.shape[:2], device=self.device)
-        noise += offset_noise_strength * offset_noise.view(*x_start.shape[:2], 1, 1)
-    x = self.q_sample(x_start=x_start, t=t, noise=noise)
+        # drawn as the original draws it; then added inside q_sample and the
+        # loss (one value per sample and channel), not to a full-size noise
+        noise_offset = offset_noise_strength * torch.randn(x_start.shape[:2], device=self.device)
+        if getattr(self, "immiscible", False):
+            # the assignment reads the shifted noise: shift it first, as the
+            # original does (in place: a noise passed in is changed too)
+            noise += noise_offset.view(*x_start.shape[:2], 1, 1)
+            noise_offset = None
+    if noise_offset is None:
+        x = self.q_sample(x_start=x_start, t=t, noise=noise)
+    else:
+        tabs = _tables(self, x_start.device)
+        with torch.autocast("cuda", enabled=False):
+            x = torch.ops.ddpm.q_sample(x_start, t, noise, tabs["sqrt_alphas_cumprod"],
+                                        tabs["sqrt_one_minus_alphas_cumprod"],
+                                        noise_offset.to(x_start.dtype))
     x_self_cond = None
     if self.self_condition and random.random() < 0.5:
         with torch.no_grad():
@@ -100,7 +116,7 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
     loss = torch.ops.ddpm.diffusion_mse(
         model_out.to(dtype), x_start.to(dtype), noise.to(dtype), t, tabs["sqrt_alphas_cumprod"],
         tabs["sqrt_one_minus_alphas_cumprod"], tabs.get(_LOSS_WEIGHT),
-        _MEAN_TYPES[self.objective])
+        _MEAN_TYPES[self.objective], None if noise_offset is None else noise_offset.to(dtype))
     if loss_reduction == "none":
         return loss
     return loss.mean()

@@ -30,10 +30,16 @@ def mode_name(mode) -> str:
     return name.lower()
 
 
-def q_sample(x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod):
-    """Diffuse x_start to step t: sqrt(abar_t) x_start + sqrt(1 - abar_t) noise."""
+def q_sample(x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
+             noise_offset=None):
+    """Diffuse x_start to step t: sqrt(abar_t) x_start + sqrt(1 - abar_t) noise.
+
+    noise_offset: offset noise ([B, C], x's dtype): the noise is then
+    noise + noise_offset[b, c] (lucidrains' and diffusers' noise_offset,
+    ``noise + s * randn(B, C, 1, 1)``), in the same pass; give diffusion_mse
+    the same offset for the target."""
     return torch.ops.ddpm.q_sample(
-        x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod
+        x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, noise_offset
     )
 
 
@@ -168,7 +174,8 @@ def loss_target_name(target) -> str:
 
 
 def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
-                  sqrt_one_minus_alphas_cumprod, weight=None, target="epsilon"):
+                  sqrt_one_minus_alphas_cumprod, weight=None, target="epsilon",
+                  noise_offset=None):
     """The diffusion training loss per sample, in one pass over memory:
 
         loss[b] = weight[t_b] * mean((model_output[b] - target[b])**2)
@@ -183,7 +190,8 @@ def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
     noise; its backward writes model_output's gradient in one pass.
     model_output, x_start and noise share a shape, dtype and device;
     model_output may be a channel slice (the mean half of a learned-variance
-    output), read in place.
+    output), read in place. noise_offset: as q_sample's (the target's noise
+    is noise + noise_offset[b, c]).
 
     The same as ``(weight[t] * mean_flat((target - model_output)**2))`` of
     improved-diffusion, lucidrains' p_losses and diffusers' training scripts
@@ -192,4 +200,4 @@ def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
     """
     return torch.ops.ddpm.diffusion_mse(
         model_output, x_start, noise, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
-        weight, loss_target_name(target))
+        weight, loss_target_name(target), noise_offset)

@@ -287,6 +287,13 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
   EXPECT_TRUE(at::equal(std::get<0>(qp),
                         ddpm::q_sample(x, kTimesteps, drawn, tb.sqrt_alphas_cumprod,
                                        tb.sqrt_one_minus_alphas_cumprod)));
+  // offset noise: the noise plus one value per (sample, channel)
+  const auto offset = at::randn({5, 3});
+  EXPECT_TRUE(at::equal(ddpm::q_sample(x, kTimesteps, drawn, tb.sqrt_alphas_cumprod,
+                                       tb.sqrt_one_minus_alphas_cumprod, offset),
+                        ddpm::q_sample(x, kTimesteps, drawn + offset.unsqueeze(2),
+                                       tb.sqrt_alphas_cumprod,
+                                       tb.sqrt_one_minus_alphas_cumprod)));
   // the backward operators: (a[t]*g, b[t]*g), and the first alone
   const auto qb = ddpm::q_sample_backward(g, kTimesteps, tb.sqrt_alphas_cumprod,
                                           tb.sqrt_one_minus_alphas_cumprod);
@@ -372,6 +379,13 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
       g_loss, e64.detach(), x64.detach(), n64, kTimesteps, tb.sqrt_alphas_cumprod,
       tb.sqrt_one_minus_alphas_cumprod, weight, "v");
   EXPECT_TRUE(at::equal(loss_bwd, loss_grad[0]));
+  const auto offset64 = at::randn({5, 3}, at::kDouble);
+  EXPECT_TRUE(at::allclose(
+      ddpm::diffusion_mse(e64.detach(), x64.detach(), n64, kTimesteps, tb.sqrt_alphas_cumprod,
+                          tb.sqrt_one_minus_alphas_cumprod, weight, "v", offset64),
+      ddpm::diffusion_mse(e64.detach(), x64.detach(), n64 + offset64.unsqueeze(2), kTimesteps,
+                          tb.sqrt_alphas_cumprod, tb.sqrt_one_minus_alphas_cumprod, weight, "v"),
+      1e-12, 0));
 }
 
 TEST(TorchScript, OperatorsVisibleAndRunnable) {

@@ -149,6 +149,27 @@ const std::vector<Shape>& shapes() {
   return all;
 }
 
+// Offset noise over a shape: [batch, channels] values, channels the first of
+// 5, 4, 3, 2 that divides the sample (channels then straddle vector packs).
+template <typename S>
+struct Offsets {
+  Buffer<S> values;
+  ddpm::NoiseOffset<S> view;
+  Offsets(const Shape& sh, std::mt19937_64& rng) : values(0, 0) {
+    int64_t channels = 1;
+    for (int64_t c : {5, 4, 3, 2}) {
+      if (sh.sample_numel > 0 && sh.sample_numel % c == 0) {
+        channels = c;
+        break;
+      }
+    }
+    values = random_buffer<S>(sh.batch * channels, sh.offset, rng, -0.3, 0.3);
+    view.offset = values.data();
+    view.channels = channels;
+    view.channel_numel = sh.sample_numel / channels;
+  }
+};
+
 std::vector<int64_t> timesteps(int64_t batch, int64_t T, std::mt19937_64& rng) {
   std::vector<int64_t> t(batch);
   std::uniform_int_distribution<int64_t> dist(0, T - 1);
@@ -211,10 +232,13 @@ TYPED_TEST(CudaHost, QSample) {
     auto x0 = random_buffer<S>(n, sh.offset, rng);
     auto noise = random_buffer<S>(n, sh.offset, rng);
     const auto t = timesteps(sh.batch, schedule().T, rng);
-    for (bool generate : {false, true}) {
+    Offsets<S> offsets(sh, rng);
+    for (int mode = 0; mode < 3; ++mode) {  // noise tensor, drawn, tensor with an offset
+      const bool generate = mode == 1;
       Buffer<S> out_cpu(n, sh.offset), out_gpu(n, sh.offset), nz_cpu(n, sh.offset),
           nz_gpu(n, sh.offset);
       ddpm::LinearParams<S, T> p;
+      if (mode == 2) p.noise_offset = offsets.view;
       p.u = x0.data();
       p.v = generate ? nullptr : noise.data();
       p.timesteps = {t.data(), schedule().T};
@@ -229,7 +253,8 @@ TYPED_TEST(CudaHost, QSample) {
       p.out = out_gpu.data();
       p.noise_out = generate ? nz_gpu.data() : nullptr;
       ddpm::linear_cuda(p, launch_on(sh));
-      const std::string what = sh.name() + (generate ? " in-kernel noise" : "");
+      const std::string what =
+          sh.name() + (generate ? " in-kernel noise" : (mode == 2 ? " noise offset" : ""));
       expect_same(out_cpu, out_gpu, "x_t " + what);
       expect_same(nz_cpu, nz_gpu, "noise " + what);
     }
@@ -543,14 +568,18 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
       auto x0 = random_buffer<S>(n, sh.offset, rng);
       auto noise = random_buffer<S>(n, sh.offset, rng);
       const auto t = timesteps(sh.batch, schedule().T, rng);
+      Offsets<S> offsets(sh, rng);
       std::vector<A> grad(sh.batch);
       for (auto& g : grad) g = A(std::uniform_real_distribution<double>(-2, 2)(rng));
       for (const auto target :
            {ddpm::LossTarget::kEpsilon, ddpm::LossTarget::kStartX, ddpm::LossTarget::kV}) {
         // weighted or not, in turn over the shapes and targets
         for (const bool weighted : {++combination % 2 == 0}) {
+          // an offset noise with every other weighting
+          const bool offset = (combination / 2) % 2 == 1;
           const std::string what = sh.name() + (slice ? " slice" : "") + " target " +
-                                   std::to_string(int(target)) + (weighted ? " weighted" : "");
+                                   std::to_string(int(target)) + (weighted ? " weighted" : "") +
+                                   (offset ? " noise offset" : "");
           const int64_t tiles = sh.batch * ddpm::loss_tiles_per_sample(sh.sample_numel);
           std::vector<double> partials(tiles + 1);
           std::vector<A> loss_cpu(sh.batch), loss_gpu(sh.batch);
@@ -566,6 +595,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           p.target = target;
           p.batch = sh.batch;
           p.sample_numel = sh.sample_numel;
+          if (offset) p.noise_offset = offsets.view;
           p.loss = loss_cpu.data();
           ASSERT_EQ(ddpm::loss_cpu(p), -1);
           p.loss = loss_gpu.data();
@@ -587,6 +617,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           q.target = target;
           q.batch = sh.batch;
           q.sample_numel = sh.sample_numel;
+          q.noise_offset = p.noise_offset;
           q.grad_model_output = g_cpu.data();
           ASSERT_EQ(ddpm::loss_backward_cpu(q), -1);
           q.grad_model_output = g_gpu.data();

@@ -132,7 +132,7 @@ def test_errors_name_the_argument():
                                            r"loss's gradient, a Float tensor of shape \[2\]"):
         torch.ops.ddpm.diffusion_mse_backward(
             torch.ones(2, dtype=torch.float64), out.detach(), x0, noise, t,
-            tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"], None, "epsilon")
+            tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"], None, "epsilon", None)
 
 
 def test_no_double_backward():
