@@ -14,7 +14,8 @@
 #   3. compute-sanitizer memcheck, racecheck and synccheck over every kernel
 #      (scripts/gpu_sanitize.py), where the tool runs;
 #   4. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
-#   5. a short benchmark -> D-bench.json, D-bench-noise.json;
+#   5. a short benchmark -> D-bench.json, D-bench-noise.json, and the training
+#      step (q_sample + diffusion_mse, forward and backward) into the table;
 #   6. the CPU cases of the tests, in what time is left (CI runs them too);
 #   7. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
 # On a machine without a GPU it stops at the first CUDA test, saying why.
@@ -118,6 +119,11 @@ echo "bench: exit $? ($(elapsed))"
 timeout "$(limit 60)" python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 8x3x256x256 \
   --dtypes float32 bfloat16 --reps 30 --warmup 5 --output "$out/$stamp-bench-noise.json"
 echo "bench-noise: exit $? ($(elapsed))"
+# (its JSON stays outside $OUT: the tool returns 8 files; the table and the
+# log carry its numbers)
+timeout "$(limit 60)" python3 benchmarks/bench_training.py --device cuda --shapes 16x3x64x64 64M \
+  --reps 20 --output /tmp/ddpm-bench-training.json
+echo "bench-training: exit $? ($(elapsed))"
 
 # 6. the CPU cases, in what time is left (CI runs them on every change; here
 # they meet the GPU machine's Python 3.12 and 16 cores)
@@ -127,7 +133,8 @@ echo "cpu tests: exit $? ($(elapsed))"
 
 # 7. the table
 python3 scripts/gpu_report.py --junit "$out/$stamp-junit.xml" --collected "$out/$stamp-collected.txt" --bench "$out/$stamp-bench.json" \
-  --bench-noise "$out/$stamp-bench-noise.json" --demo "$out/$stamp-demo-metrics.json" \
+  --bench-noise "$out/$stamp-bench-noise.json" --bench-training /tmp/ddpm-bench-training.json \
+  --demo "$out/$stamp-demo-metrics.json" \
   --log "$log" >"$out/$stamp.txt"
 cat "$out/$stamp.txt"
 echo "battery done in $(elapsed)"

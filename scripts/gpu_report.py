@@ -20,7 +20,7 @@ def machine(log_path):
         with open(log_path, errors="replace") as f:
             for line in f:
                 if re.match(r"^(== GPU battery|gpu: |python |prepared: |library: |"
-                            r"(memcheck|racecheck|synccheck|tests|cpu tests|bench|bench-noise|demo): exit|"
+                            r"(memcheck|racecheck|synccheck|tests|cpu tests|bench|bench-noise|bench-training|demo): exit|"
                             r"compute-sanitizer: |!!|verdict)", line):
                     lines.append(line.rstrip())
     return lines
@@ -137,6 +137,20 @@ def bench_noise(path):
     return out
 
 
+def bench_training(path):
+    data = load_json(path)
+    if data is None:
+        return ["training step (q_sample + loss, forward and backward): no results"]
+    out = ["training step (q_sample + loss, forward and backward; ratios over fused)"]
+    for r in data.get("rows", []):
+        line = (f"{r.get('shape', '?'):>14} {r.get('dtype', '?'):>8} {r.get('config', '?'):>9}  "
+                f"fused {r['fused_s'] * 1e3:.3f} ms  eager {r['eager_over_fused']:.2f}x")
+        if "compiled_over_fused" in r:
+            line += f"  compiled {r['compiled_over_fused']:.2f}x"
+        out.append(line)
+    return out
+
+
 def demo(path):
     m = load_json(path)
     if m is None:
@@ -150,11 +164,12 @@ def main():
     p.add_argument("--collected", help="pytest --collect-only -q's output")
     p.add_argument("--bench")
     p.add_argument("--bench-noise")
+    p.add_argument("--bench-training")
     p.add_argument("--demo")
     p.add_argument("--log")
     a = p.parse_args()
-    for block in (machine(a.log), tests(a.junit, a.log, a.collected), bench(a.bench), bench_noise(a.bench_noise),
-                  demo(a.demo)):
+    for block in (machine(a.log), tests(a.junit, a.log, a.collected), bench(a.bench),
+                  bench_noise(a.bench_noise), bench_training(a.bench_training), demo(a.demo)):
         print("\n".join(block))
         print()
 

@@ -73,3 +73,11 @@ def test_report_prints_the_paired_noise_ratios(tmp_path):
                     ' "randn_fused_over_philox_paired": [1.2, 1.31, 1.38]}]}')
     lines = _gpu_report().bench_noise(str(path))
     assert "randn_fused_over_philox 1.31x (1.20-1.38)" in lines[1]
+
+
+def test_report_prints_the_training_ratios(tmp_path):
+    path = tmp_path / "training.json"
+    path.write_text('{"rows": [{"shape": "16x3x64x64", "dtype": "float32", "config": "epsilon",'
+                    ' "fused_s": 0.0005, "eager_over_fused": 2.5, "compiled_over_fused": 1.5}]}')
+    lines = _gpu_report().bench_training(str(path))
+    assert "fused 0.500 ms  eager 2.50x  compiled 1.50x" in lines[1]
