@@ -288,10 +288,10 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
                         ddpm::q_sample(x, kTimesteps, drawn, tb.sqrt_alphas_cumprod,
                                        tb.sqrt_one_minus_alphas_cumprod)));
   // offset noise: the noise plus one value per (sample, channel)
-  const auto offset = at::randn({5, 3});
+  const auto noise_offset = at::randn({5, 3});
   EXPECT_TRUE(at::equal(ddpm::q_sample(x, kTimesteps, drawn, tb.sqrt_alphas_cumprod,
-                                       tb.sqrt_one_minus_alphas_cumprod, offset),
-                        ddpm::q_sample(x, kTimesteps, drawn + offset.unsqueeze(2),
+                                       tb.sqrt_one_minus_alphas_cumprod, noise_offset),
+                        ddpm::q_sample(x, kTimesteps, drawn + noise_offset.unsqueeze(2),
                                        tb.sqrt_alphas_cumprod,
                                        tb.sqrt_one_minus_alphas_cumprod)));
   // the backward operators: (a[t]*g, b[t]*g), and the first alone
@@ -414,6 +414,12 @@ TEST(TorchScript, OperatorsVisibleAndRunnable) {
   const auto noise = at::randn({5, 3});
   torch::jit::Stack stack{x0, kTimesteps, noise, tb.sqrt_alphas_cumprod,
                           tb.sqrt_one_minus_alphas_cumprod};
+  // the arguments left out get their schema defaults, as TorchScript fills them
+  const auto& arguments = q_sample_op->schema().arguments();
+  for (size_t i = stack.size(); i < arguments.size(); ++i) {
+    ASSERT_TRUE(arguments[i].default_value().has_value()) << arguments[i].name();
+    stack.push_back(*arguments[i].default_value());
+  }
   q_sample_op->getOperation()(stack);
   ASSERT_EQ(stack.size(), 1u);
   EXPECT_TRUE(at::equal(stack[0].toTensor(),
