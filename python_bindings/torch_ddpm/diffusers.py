@@ -3,10 +3,10 @@
     from torch_ddpm.diffusers import DDPMScheduler
     pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
-DDPMScheduler here is a real diffusers scheduler (SchedulerMixin, ConfigMixin,
-the same registered config as diffusers' DDPMScheduler), so from_config,
-from_pretrained, save_pretrained and the pipelines that take a DDPM scheduler
-work with it, and a config saved by either side loads in the other. Its step,
+DDPMScheduler and DDIMScheduler here are real diffusers schedulers
+(SchedulerMixin, ConfigMixin, the same registered config as diffusers' own),
+so from_config, from_pretrained, save_pretrained and the pipelines that take a
+DDPM or DDIM scheduler work with them, and a config saved by either side loads in the other. Its step,
 add_noise and get_velocity are torch_ddpm.diffusers_scheduler's (one fused
 operator each, the same random numbers as diffusers'); it also takes
 diffusers' laplace schedule and rescale_betas_zero_snr, built by diffusers' own
@@ -20,9 +20,10 @@ except ImportError as error:  # pragma: no cover (the message is tested in a sub
     raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
                       "torch_ddpm.diffusers_scheduler.DDPMScheduler works without it") from error
 
-from .diffusers_scheduler import DDPMSchedulerOutput, _FusedDDPMSteps
+from .diffusers_scheduler import (DDIMSchedulerOutput, DDPMSchedulerOutput, _FusedDDIMSteps,
+                                  _FusedDDPMSteps)
 
-__all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
 
 
 class DDPMScheduler(_FusedDDPMSteps, SchedulerMixin, ConfigMixin):
@@ -47,6 +48,30 @@ class DDPMScheduler(_FusedDDPMSteps, SchedulerMixin, ConfigMixin):
                                                         alpha_transform_type="laplace")
         else:
             betas = super()._betas(config)
+        if config.rescale_betas_zero_snr:
+            betas = scheduling_ddpm.rescale_zero_terminal_snr(betas)
+        return betas
+
+
+class DDIMScheduler(_FusedDDIMSteps, SchedulerMixin, ConfigMixin):
+    """diffusers' DDIMScheduler, its step one fused ddim_sample (see the module
+    and torch_ddpm.diffusers_scheduler._FusedDDIMSteps.step)."""
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    order = 1
+    _ZERO_SNR = True
+
+    @register_to_config
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
+                 beta_end: float = 0.02, beta_schedule: str = "linear", trained_betas=None,
+                 clip_sample: bool = True, set_alpha_to_one: bool = True, steps_offset: int = 0,
+                 prediction_type: str = "epsilon", thresholding: bool = False,
+                 dynamic_thresholding_ratio: float = 0.995, clip_sample_range: float = 1.0,
+                 sample_max_value: float = 1.0, timestep_spacing: str = "leading",
+                 rescale_betas_zero_snr: bool = False):
+        self._setup_from_config()
+
+    def _betas(self, config):
+        betas = super()._betas(config)
         if config.rescale_betas_zero_snr:
             betas = scheduling_ddpm.rescale_zero_terminal_snr(betas)
         return betas

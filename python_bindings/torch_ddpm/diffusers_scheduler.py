@@ -29,7 +29,7 @@ import torch
 from .ops import loss_target_name
 from .schedules import cosine_betas, step_tables
 
-__all__ = ["DDPMScheduler", "DDPMSchedulerOutput"]
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
 
 _MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
 # fixed_large_log: diffusers takes the square root of log(beta_t) and steps to
@@ -42,6 +42,12 @@ _VAR_TYPES = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small",
 
 @dataclass
 class DDPMSchedulerOutput:
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor
+
+
+@dataclass
+class DDIMSchedulerOutput:
     prev_sample: torch.Tensor
     pred_original_sample: torch.Tensor
 
@@ -295,4 +301,183 @@ class DDPMScheduler(_FusedDDPMSteps):
             clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
             timestep_spacing=timestep_spacing, steps_offset=steps_offset,
             rescale_betas_zero_snr=rescale_betas_zero_snr)
+        self._setup_from_config()
+
+
+class _FusedDDIMSteps(_FusedDDPMSteps):
+    """diffusers' DDIMScheduler state and methods on the fused ddim_sample
+    operator: shared by the look-alike below and torch_ddpm.diffusers'.
+    add_noise, get_velocity, training_loss, scale_model_input and the
+    thresholding are the DDPM scheduler's."""
+
+    def _setup_from_config(self):
+        config = self.config
+        unsupported = []
+        if config.clip_sample and not config.thresholding and config.clip_sample_range != 1.0:
+            unsupported.append(f"clip_sample_range={config.clip_sample_range}")
+        if config.prediction_type not in _MEAN_TYPES:
+            unsupported.append(f"prediction_type={config.prediction_type!r}")
+        if config.rescale_betas_zero_snr and not self._ZERO_SNR:
+            unsupported.append("rescale_betas_zero_snr=True")
+        if unsupported:
+            raise NotImplementedError(f"torch_ddpm {type(self).__name__} does not cover "
+                                      + ", ".join(unsupported))
+        self.betas = self._betas(config)
+        self.alphas = 1.0 - self.betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        # the target of the last step: 1, or the first alphas_cumprod
+        self.final_alpha_cumprod = (torch.tensor(1.0) if config.set_alpha_to_one
+                                    else self.alphas_cumprod[0])
+        self.init_noise_sigma = 1.0
+        self.num_inference_steps = None
+        self.timesteps = torch.from_numpy(
+            np.arange(0, config.num_train_timesteps)[::-1].copy().astype(np.int64))
+        self._build_tables()
+
+    def set_timesteps(self, num_inference_steps, device=None):
+        """The timesteps of the sampling chain, as diffusers' DDIMScheduler chooses them."""
+        T = self.config.num_train_timesteps
+        if num_inference_steps > T:
+            raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than "
+                             f"`self.config.train_timesteps`: {T}")
+        self.num_inference_steps = num_inference_steps
+        spacing = self.config.timestep_spacing
+        if spacing == "linspace":
+            timesteps = np.linspace(0, T - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+        elif spacing == "leading":
+            step_ratio = T // num_inference_steps
+            timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
+            timesteps += self.config.steps_offset
+        elif spacing == "trailing":
+            step_ratio = T / num_inference_steps
+            timesteps = np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
+        else:
+            raise ValueError(f"{spacing} is not supported. Please make sure to choose one of "
+                             "'leading' or 'trailing'.")
+        if self.config.prediction_type == "epsilon" and bool(
+                (self.alphas_cumprod[torch.from_numpy(timesteps)] == 0).any()):
+            # diffusers divides by sqrt(abar) = 0 there and returns NaN (#3851)
+            raise ValueError(
+                "torch_ddpm DDIMScheduler: epsilon prediction has no x_0 at zero signal-to-noise "
+                f"ratio (alphas_cumprod[{T - 1}] = 0 with rescale_betas_zero_snr, and this "
+                f"'{spacing}' spacing steps from t = {T - 1}): a zero-terminal-SNR model predicts "
+                "v (prediction_type='v_prediction'); diffusers' DDIMScheduler returns NaN here "
+                "(diffusers #3851)")
+        self.timesteps = torch.from_numpy(timesteps).to(device)
+        self._build_tables()
+
+    def _prev_alphas_cumprod(self):
+        """Per train timestep t, float64: alphas_cumprod at t - T // n (diffusers'
+        prev_timestep, whatever the spacing), or final_alpha_cumprod below 0."""
+        T = self.config.num_train_timesteps
+        ab = self.alphas_cumprod.double()
+        step = T // self.num_inference_steps if self.num_inference_steps else 1
+        prev = torch.arange(T, dtype=torch.long) - step
+        final = self.final_alpha_cumprod.double()
+        return torch.where(prev >= 0, ab[prev.clamp(min=0)], final)
+
+    def _build_tables(self):
+        ab = self.alphas_cumprod.double()
+        ab_prev = self._prev_alphas_cumprod()
+        sqrt_one_minus = (1 - ab).sqrt()
+        self._tables_cpu = {
+            "sqrt_recip_alphas_cumprod": 1 / ab.sqrt(),
+            "sqrt_recipm1_alphas_cumprod": (1 / ab - 1).sqrt(),
+            # (read by the previous_x prediction only, which diffusers has not)
+            "posterior_mean_coef1": torch.zeros_like(ab),
+            "posterior_mean_coef2": torch.zeros_like(ab),
+            "alphas_cumprod": ab,
+            "alphas_cumprod_prev": ab_prev,
+            "sqrt_alphas_cumprod_prev": ab_prev.sqrt(),
+            "sqrt_alphas_cumprod": ab.sqrt(),
+            "sqrt_one_minus_alphas_cumprod": sqrt_one_minus,
+            "neg_sqrt_one_minus_alphas_cumprod": -sqrt_one_minus,
+        }
+        self._tables = {}
+
+    def _get_variance(self, timestep, prev_timestep):
+        alpha_prod_t = self.alphas_cumprod[timestep]
+        alpha_prod_t_prev = (self.alphas_cumprod[prev_timestep] if prev_timestep >= 0
+                             else self.final_alpha_cumprod)
+        return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
+
+    def step(self, model_output, timestep, sample, eta=0.0, use_clipped_model_output=False,
+             generator=None, variance_noise=None, return_dict=True):
+        """One DDIM step, as diffusers' DDIMScheduler.step, in one fused pass
+        where diffusers' semantics allow (no clipping, or the noise re-derived
+        from the clipped x_0: use_clipped_model_output=True); otherwise the
+        fused step without clipping, then moved by sqrt(abar_prev) times the
+        clipped (or thresholded) x_0's change: the model's own noise
+        prediction stays, as diffusers keeps it. timestep: an int, a 0-d
+        tensor or a tensor [B] (one per sample). Noise is drawn only for
+        eta > 0, as diffusers draws it (randn of model_output's shape and
+        dtype from `generator`), or taken from variance_noise."""
+        if self.num_inference_steps is None:
+            raise ValueError("Number of inference steps is 'None', you need to run "
+                             "'set_timesteps' after creating the scheduler")
+        tab = self._on(sample.device)
+        t = self._timesteps(timestep, sample.shape[0], sample.device)
+        if eta > 0:
+            if variance_noise is not None and generator is not None:
+                raise ValueError("Cannot pass both generator and variance_noise. Please make sure "
+                                 "that either `generator` or `variance_noise` stays `None`.")
+            if variance_noise is None:
+                gen_device = generator.device if generator is not None else model_output.device
+                variance_noise = torch.randn(model_output.shape, generator=generator,
+                                             device=gen_device,
+                                             dtype=model_output.dtype).to(model_output.device)
+            noise = variance_noise.to(sample.dtype)
+        else:
+            noise = torch.zeros_like(sample)  # eta = 0: no noise term (and none drawn)
+        thresholding = bool(self.config.thresholding)
+        clip = bool(self.config.clip_sample) and not thresholding
+        fused_clip = clip and use_clipped_model_output
+        prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
+            model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
+            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
+            tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"],
+            float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", fused_clip)
+        if (clip and not fused_clip) or thresholding:
+            limited = (self._threshold_sample(pred_original_sample) if thresholding
+                       else pred_original_sample.clamp(-1, 1))
+            # the step is linear in x_0 with the noise prediction held: sqrt(abar_prev)
+            # times the change; with use_clipped_model_output the noise follows x_0,
+            # and the coefficient is the fused step's (sqrt(abar_prev) - d / rm1)
+            shape = (-1,) + (1,) * (sample.dim() - 1)
+            coef = tab["sqrt_alphas_cumprod_prev"][t]
+            if use_clipped_model_output:
+                coef = coef - self._direction(tab, t, eta) / tab["sqrt_recipm1_alphas_cumprod"][t]
+            prev_sample = (prev_sample + coef.view(shape) * (limited - pred_original_sample)).to(
+                sample.dtype)
+            pred_original_sample = limited
+        if not return_dict:
+            return prev_sample, pred_original_sample
+        return DDIMSchedulerOutput(prev_sample=prev_sample,
+                                   pred_original_sample=pred_original_sample)
+
+    @staticmethod
+    def _direction(tab, t, eta):
+        """sqrt(1 - abar_prev - sigma^2) per sample (the noise prediction's weight)."""
+        ab, ab_prev = tab["alphas_cumprod"][t], tab["alphas_cumprod_prev"][t]
+        variance = (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
+        return (1 - ab_prev - eta * eta * variance).clamp(min=0).sqrt()
+
+
+class DDIMScheduler(_FusedDDIMSteps):
+    """The look-alike of diffusers' DDIMScheduler without diffusers (no
+    from_config / save_pretrained; torch_ddpm.diffusers.DDIMScheduler has them)."""
+
+    def __init__(self, num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                 beta_schedule="linear", trained_betas=None, clip_sample=True,
+                 set_alpha_to_one=True, steps_offset=0, prediction_type="epsilon",
+                 thresholding=False, dynamic_thresholding_ratio=0.995, clip_sample_range=1.0,
+                 sample_max_value=1.0, timestep_spacing="leading", rescale_betas_zero_snr=False):
+        self.config = _Config(
+            num_train_timesteps=num_train_timesteps, beta_start=beta_start, beta_end=beta_end,
+            beta_schedule=beta_schedule, trained_betas=trained_betas, clip_sample=clip_sample,
+            set_alpha_to_one=set_alpha_to_one, steps_offset=steps_offset,
+            prediction_type=prediction_type, thresholding=thresholding,
+            dynamic_thresholding_ratio=dynamic_thresholding_ratio,
+            clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
+            timestep_spacing=timestep_spacing, rescale_betas_zero_snr=rescale_betas_zero_snr)
         self._setup_from_config()
