@@ -35,9 +35,13 @@ _MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
 # fixed_large_log: diffusers takes the square root of log(beta_t) and steps to
 # NaN (diffusers #14569); its meaning, a noise of standard deviation
 # exp(log(beta_t) / 2), is fixed_large's
+# learned: diffusers reads the model's variance half as the variance itself
+# (its square root scales the noise); the operator's learned reads a
+# log-variance, so the step hands it the log of that half
 _VAR_TYPES = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small",
               "fixed_large": "fixed_large", "fixed_large_log": "fixed_large",
-              "learned_range": "learned_range"}
+              "learned": "learned", "learned_range": "learned_range"}
+_LEARNED = ("learned", "learned_range")
 
 
 @dataclass
@@ -66,8 +70,6 @@ class _FusedDDPMSteps:
     def _setup_from_config(self):
         config = self.config
         unsupported = []
-        if config.clip_sample and not config.thresholding and config.clip_sample_range != 1.0:
-            unsupported.append(f"clip_sample_range={config.clip_sample_range}")
         if config.variance_type not in _VAR_TYPES:
             unsupported.append(f"variance_type={config.variance_type!r}")
         if config.prediction_type not in _MEAN_TYPES:
@@ -206,25 +208,47 @@ class _FusedDDPMSteps:
                 gen_device = generator.device if generator is not None else sample.device
                 noise = torch.randn(sample.shape, generator=generator, device=gen_device,
                                     dtype=sample.dtype).to(sample.device)
-        if model_output.shape[1] == 2 * sample.shape[1] and self.variance_type != "learned_range":
-            model_output = model_output[:, : sample.shape[1]]
-        thresholding = bool(self.config.thresholding)
+        channels = sample.shape[1]
+        if model_output.shape[1] == 2 * channels and self.variance_type not in _LEARNED:
+            model_output = model_output[:, :channels]
+        if self.variance_type == "learned":
+            if model_output.shape[1] != 2 * channels:
+                raise ValueError(f"variance_type='learned' needs a model output of {2 * channels} "
+                                 f"channels (the mean, then the variance), got "
+                                 f"{model_output.shape[1]}")
+            model_output = torch.cat([model_output[:, :channels],
+                                      torch.log(model_output[:, channels:])], dim=1)
+        fused_clip = self._fused_clip()
         prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
-            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type],
-            bool(self.config.clip_sample) and not thresholding)
-        if thresholding:
-            # the mean is linear in x_0: move the unthresholded step by coef1 times
+            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type], fused_clip)
+        limited = self._limited_x0(pred_original_sample, fused_clip)
+        if limited is not None:
+            # the mean is linear in x_0: move the unlimited step by coef1 times
             # the change (the same noise, added once); not one pass over memory
-            thresholded = self._threshold_sample(pred_original_sample)
             coef1 = tab["posterior_mean_coef1"][t].view(-1, *([1] * (sample.dim() - 1)))
-            prev_sample = (prev_sample + coef1 * (thresholded - pred_original_sample)).to(sample.dtype)
-            pred_original_sample = thresholded
+            prev_sample = (prev_sample + coef1 * (limited - pred_original_sample)).to(sample.dtype)
+            pred_original_sample = limited
         if not return_dict:
             return prev_sample, pred_original_sample
         return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def _fused_clip(self):
+        """Whether the operator's own clipping (to [-1, 1]) is diffusers' here."""
+        return (bool(self.config.clip_sample) and not self.config.thresholding
+                and self.config.clip_sample_range == 1.0)
+
+    def _limited_x0(self, x0, fused_clip):
+        """x_0 as diffusers limits it where the fused step did not (thresholded,
+        or clamped to clip_sample_range); None where nothing is left to do."""
+        if self.config.thresholding:
+            return self._threshold_sample(x0)
+        if self.config.clip_sample and not fused_clip:
+            r = self.config.clip_sample_range
+            return x0.clamp(-r, r)
+        return None
 
     def _threshold_sample(self, sample):
         """Imagen's dynamic thresholding, as diffusers does it: per sample, s = the
@@ -313,8 +337,6 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
     def _setup_from_config(self):
         config = self.config
         unsupported = []
-        if config.clip_sample and not config.thresholding and config.clip_sample_range != 1.0:
-            unsupported.append(f"clip_sample_range={config.clip_sample_range}")
         if config.prediction_type not in _MEAN_TYPES:
             unsupported.append(f"prediction_type={config.prediction_type!r}")
         if config.rescale_betas_zero_snr and not self._ZERO_SNR:
@@ -429,17 +451,14 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
             noise = variance_noise.to(sample.dtype)
         else:
             noise = torch.zeros_like(sample)  # eta = 0: no noise term (and none drawn)
-        thresholding = bool(self.config.thresholding)
-        clip = bool(self.config.clip_sample) and not thresholding
-        fused_clip = clip and use_clipped_model_output
+        fused_clip = self._fused_clip() and use_clipped_model_output
         prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"],
             float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", fused_clip)
-        if (clip and not fused_clip) or thresholding:
-            limited = (self._threshold_sample(pred_original_sample) if thresholding
-                       else pred_original_sample.clamp(-1, 1))
+        limited = self._limited_x0(pred_original_sample, fused_clip)
+        if limited is not None:
             # the step is linear in x_0 with the noise prediction held: sqrt(abar_prev)
             # times the change; with use_clipped_model_output the noise follows x_0,
             # and the coefficient is the fused step's (sqrt(abar_prev) - d / rm1)

@@ -24,6 +24,7 @@ CONFIGS = [
     {"prediction_type": "v_prediction", "rescale_betas_zero_snr": True,
      "timestep_spacing": "trailing", "clip_sample": False},
     {"prediction_type": "v_prediction", "thresholding": True, "sample_max_value": 2.0},
+    {"clip_sample_range": 0.8},
 ]
 
 

@@ -9,7 +9,7 @@ from torch_ddpm.diffusers_scheduler import DDPMScheduler
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 
 PREDICTIONS = ["epsilon", "sample", "v_prediction"]
-VARIANCES = ["fixed_small", "fixed_small_log", "fixed_large", "learned_range"]
+VARIANCES = ["fixed_small", "fixed_small_log", "fixed_large", "learned", "learned_range"]
 
 
 def pair(**kw):
@@ -32,12 +32,14 @@ def test_step_matches_diffusers(prediction_type, variance_type, clip_sample, inf
         ours.set_timesteps(inference_steps)
         assert torch.equal(theirs.timesteps, ours.timesteps)
     sample = torch.randn(2, 3, 8, 8)
-    channels = 6 if variance_type == "learned_range" else 3
+    channels = 6 if variance_type in ("learned", "learned_range") else 3
     for t in [int(theirs.timesteps[0]), int(theirs.timesteps[len(theirs.timesteps) // 2]),
               int(theirs.timesteps[-2]), int(theirs.timesteps[-1])]:
         out = torch.randn(2, channels, 8, 8) * 1.5
         if variance_type == "learned_range":
             out[:, 3:].uniform_(-1, 1)
+        if variance_type == "learned":  # a variance, as diffusers reads this half
+            out[:, 3:].uniform_(0.0, 0.05)
         a = theirs.step(out, t, sample, generator=torch.Generator().manual_seed(t))
         b = ours.step(out, t, sample, generator=torch.Generator().manual_seed(t))
         close(b.pred_original_sample, a.pred_original_sample)
@@ -153,9 +155,28 @@ def test_dynamic_thresholding_matches_diffusers(prediction_type, variance_type):
     assert thresholded > 0
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+@pytest.mark.parametrize("clip_sample_range", [0.5, 2.0])
+def test_other_clip_ranges_match_diffusers(prediction_type, clip_sample_range):
+    theirs, ours = pair(prediction_type=prediction_type, clip_sample_range=clip_sample_range)
+    theirs.set_timesteps(20)
+    ours.set_timesteps(20)
+    sample = torch.randn(2, 3, 8, 8) * 2
+    for t in theirs.timesteps[::4]:
+        out = torch.randn(2, 3, 8, 8) * 2
+        a = theirs.step(out, t, sample, generator=torch.Generator().manual_seed(int(t)))
+        b = ours.step(out, t, sample, generator=torch.Generator().manual_seed(int(t)))
+        close(b.pred_original_sample, a.pred_original_sample)
+        close(b.prev_sample, a.prev_sample)
+        assert b.pred_original_sample.abs().max() <= clip_sample_range
+        sample = a.prev_sample
+
+
 def test_unsupported_options_are_refused():
-    for kw in (dict(clip_sample_range=2.0), dict(variance_type="learned"),
-               dict(prediction_type="flow")):
+    with pytest.raises(ValueError, match="variance_type='learned' needs a model output of 6"):
+        DDPMScheduler(variance_type="learned").step(torch.zeros(1, 3, 2, 2), 5,
+                                                    torch.zeros(1, 3, 2, 2))
+    for kw in (dict(prediction_type="flow"), dict(variance_type="fixed_huge")):
         with pytest.raises(NotImplementedError, match="does not cover"):
             DDPMScheduler(**kw)
 
