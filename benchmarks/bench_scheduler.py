@@ -10,7 +10,6 @@ operators each step dispatches (top-level aten:: / ddpm:: calls counted by
 torch.profiler; on CUDA also the kernel launches).
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -21,6 +20,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 
 import torch  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from side_by_side import alternate, count_ops, write_json  # noqa: E402
+
 import torch_ddpm  # noqa: E402,F401  (loads the operators)
 from torch_ddpm.diffusers_scheduler import DDPMScheduler  # noqa: E402
 
@@ -28,30 +30,9 @@ SHAPES = {"1x4x64x64": (1, 4, 64, 64), "16x4x64x64": (16, 4, 64, 64),
           "4x4x128x128": (4, 4, 128, 128)}
 
 
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
 def _one_step(scheduler, model_output, timestep, sample, seed, device):
     generator = torch.Generator(device=device).manual_seed(seed)
     return scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
-
-
-def count_ops(step, device):
-    """(operators, kernel launches) one call of step dispatches."""
-    activities = [torch.profiler.ProfilerActivity.CPU]
-    if device == "cuda":
-        activities.append(torch.profiler.ProfilerActivity.CUDA)
-    with torch.profiler.profile(activities=activities) as prof:
-        step()
-        _sync(device)
-    events = prof.events()
-    ops = sum(1 for e in events if e.cpu_parent is None
-              and (e.name.startswith("aten::") or e.name.startswith("ddpm::")))
-    launches = sum(1 for e in events if e.name in ("cudaLaunchKernel", "cuLaunchKernel",
-                                                   "cudaLaunchKernelExC"))
-    return ops, launches
 
 
 def bench(shape, dtype, device, reps, warmup):
@@ -67,18 +48,7 @@ def bench(shape, dtype, device, reps, warmup):
     model_output = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
     steps = {name: (lambda s=s: _one_step(s, model_output, timestep, sample, 1, device))
              for name, s in (("diffusers", theirs), ("torch_ddpm", ours))}
-    for _ in range(warmup):
-        for step in steps.values():
-            step()
-    times = {name: [] for name in steps}
-    for rep in range(reps):
-        order = list(steps) if rep % 2 == 0 else list(reversed(list(steps)))
-        for name in order:
-            _sync(device)
-            start = time.perf_counter()
-            steps[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+    times = alternate(steps, reps, warmup, device)
     row = {"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
            "device": device}
     for name, ts in times.items():
@@ -115,9 +85,7 @@ def main(argv=None):
                   f"{r['torch_ddpm_launches']} launches)  ratio {r['diffusers_over_torch_ddpm']:.2f}x "
                   f"(paired {r['paired_median']:.2f}x)  max |diff| {r['max_abs_difference']:.2e}")
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+        write_json(args.output, rows)
     return rows
 
 

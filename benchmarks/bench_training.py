@@ -17,18 +17,19 @@ medians, the operators dispatched per step (torch.profiler, top level), and
 the largest relative difference of the losses and gradients from eager.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 import types
-import warnings
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "python_bindings"))
 
 import torch  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from side_by_side import alternate, count_ops, write_json  # noqa: E402
 
 import torch_ddpm  # noqa: E402
 from torch_ddpm.schedules import get_named_beta_schedule, schedule_tables  # noqa: E402
@@ -37,11 +38,6 @@ SHAPES = {"16x3x64x64": (16, 3, 64, 64), "64x4x32x32": (64, 4, 32, 32),
           "64M": (16, 4, 1024, 1024)}
 CONFIGS = {"epsilon": ("epsilon", None), "v-min_snr": ("v", "min_snr")}
 T = 1000
-
-
-def _sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
 
 
 def eager_step(x_start, noise, t, model_output, sqrt_ac, sqrt_1m_ac, weight, target):
@@ -66,15 +62,6 @@ def fused_step(x_start, noise, t, model_output, sqrt_ac, sqrt_1m_ac, weight, tar
     loss = torch.ops.ddpm.diffusion_mse(model_output, x_start, noise, t, sqrt_ac, sqrt_1m_ac,
                                         weight, target)
     return x_t, loss.mean()
-
-
-def count_ops(run, device):
-    warnings.filterwarnings("ignore", message="Warning: Profiler clears events")
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        run()
-        _sync(device)
-    return sum(1 for e in prof.events() if e.cpu_parent is None
-               and (e.name.startswith("aten::") or e.name.startswith("ddpm::")))
 
 
 def bench(shape, dtype, config, device, reps, warmup, compile_too):
@@ -105,23 +92,13 @@ def bench(shape, dtype, config, device, reps, warmup, compile_too):
         return x_t, loss.detach(), out.grad
 
     results = {name: run(fn) for name, fn in fns.items()}  # compiles here
-    for _ in range(warmup):
-        for fn in fns.values():
-            run(fn)
-    times = {name: [] for name in fns}
-    for rep in range(reps):
-        order = list(fns) if rep % 2 == 0 else list(reversed(list(fns)))
-        for name in order:
-            _sync(device)
-            start = time.perf_counter()
-            run(fns[name])
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
+    times = alternate({name: (lambda fn=fn: run(fn)) for name, fn in fns.items()}, reps, warmup,
+                      device)
     row = {"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
            "config": config, "device": device}
     for name, ts in times.items():
         row[f"{name}_s"] = statistics.median(ts)
-        row[f"{name}_ops"] = count_ops(lambda fn=fns[name]: run(fn), device)
+        row[f"{name}_ops"] = count_ops(lambda fn=fns[name]: run(fn), device)[0]
     for name in fns:
         if name != "fused":
             row[f"{name}_over_fused"] = row[f"{name}_s"] / row["fused_s"]
@@ -171,9 +148,7 @@ def main(argv=None):
                 line += f"  max rel diff {r['fused_max_rel_diff']:.1e}"
                 print(line, flush=True)
     if args.output:
-        with open(args.output, "w") as f:
-            json.dump({"command": " ".join(sys.argv), "torch": torch.__version__,
-                       "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)
+        write_json(args.output, rows)
     return rows
 
 

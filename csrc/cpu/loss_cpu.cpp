@@ -9,7 +9,6 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
 #include "ddpm/elementwise.h"
@@ -65,22 +64,6 @@ DDPM_CPU_CLONES void backward_run(LossCoef<acc> k, acc noise_offset, const S* __
   }
 }
 
-// fn(std::integral_constant<LossTarget, target>{})
-template <typename Fn>
-void dispatch_target(LossTarget target, const Fn& fn) {
-  switch (target) {
-    case LossTarget::kEpsilon:
-      fn(std::integral_constant<LossTarget, LossTarget::kEpsilon>{});
-      break;
-    case LossTarget::kStartX:
-      fn(std::integral_constant<LossTarget, LossTarget::kStartX>{});
-      break;
-    case LossTarget::kV:
-      fn(std::integral_constant<LossTarget, LossTarget::kV>{});
-      break;
-  }
-}
-
 }  // namespace
 
 template <typename S, typename T>
@@ -92,7 +75,7 @@ int64_t loss_cpu(const LossParams<S, T>& p) {
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   const int64_t tiles = loss_tiles_per_sample(n);
-  dispatch_target(p.target, [&](auto target) {
+  dispatch_loss_target(p.target, [&](auto target) {
     constexpr LossTarget kTarget = decltype(target)::value;
     at::parallel_for(0, p.batch * tiles, std::max<int64_t>(cpu::kGrainSize / kLossTile, 1),
                      [&](int64_t begin, int64_t end) {
@@ -130,7 +113,7 @@ int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
   });
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
-  dispatch_target(p.target, [&](auto target) {
+  dispatch_loss_target(p.target, [&](auto target) {
     constexpr LossTarget kTarget = decltype(target)::value;
     cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
       cpu::for_each_offset_run(

@@ -128,22 +128,6 @@ struct LossBackwardOp {
   }
 };
 
-// fn(std::integral_constant<LossTarget, target>{})
-template <typename Fn>
-void dispatch_target(LossTarget target, const Fn& fn) {
-  switch (target) {
-    case LossTarget::kEpsilon:
-      fn(std::integral_constant<LossTarget, LossTarget::kEpsilon>{});
-      break;
-    case LossTarget::kStartX:
-      fn(std::integral_constant<LossTarget, LossTarget::kStartX>{});
-      break;
-    case LossTarget::kV:
-      fn(std::integral_constant<LossTarget, LossTarget::kV>{});
-      break;
-  }
-}
-
 }  // namespace
 
 template <typename S, typename T>
@@ -152,7 +136,7 @@ void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch) {
   const auto stream = static_cast<cudaStream_t>(launch.stream);
   const int64_t tiles = p.batch * loss_tiles_per_sample(p.sample_numel);
   if (tiles > 0) {
-    dispatch_target(p.target, [&](auto target) {
+    dispatch_loss_target(p.target, [&](auto target) {
       constexpr auto kKernel = tiles_kernel<decltype(target)::value, cuda::VecWidth<S>::value, S, T>;
       cuda::launch_kernel(kKernel, cuda::grid_size<kKernel>(tiles, launch), stream, p);
     });
@@ -166,7 +150,7 @@ void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch) {
 
 template <typename S, typename T>
 void loss_backward_cuda(const LossBackwardParams<S, T>& p, CudaLaunch launch) {
-  dispatch_target(p.target, [&](auto target) {
+  dispatch_loss_target(p.target, [&](auto target) {
     cuda::launch_elementwise<S>(LossBackwardOp<decltype(target)::value, S, T>{p}, p.batch,
                                 p.sample_numel, launch);
   });

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "coefficients.h"
 #include "philox.h"
@@ -172,6 +173,23 @@ struct LossBackwardParams {
   int64_t batch, sample_numel;
   NoiseOffset<scalar_t> noise_offset;
 };
+
+// Calls fn(std::integral_constant<LossTarget, target>{}): the loops are
+// compiled once per target, reading only what it needs.
+template <typename Fn>
+void dispatch_loss_target(LossTarget target, const Fn& fn) {
+  switch (target) {
+    case LossTarget::kEpsilon:
+      fn(std::integral_constant<LossTarget, LossTarget::kEpsilon>{});
+      break;
+    case LossTarget::kStartX:
+      fn(std::integral_constant<LossTarget, LossTarget::kStartX>{});
+      break;
+    case LossTarget::kV:
+      fn(std::integral_constant<LossTarget, LossTarget::kV>{});
+      break;
+  }
+}
 
 // The backward's per-sample coefficients (t in range), in double then acc.
 template <typename acc, typename P>

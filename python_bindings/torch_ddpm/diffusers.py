@@ -26,21 +26,13 @@ from .diffusers_scheduler import (DDIMSchedulerOutput, DDPMSchedulerOutput, _Fus
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
 
 
-class DDPMScheduler(_FusedDDPMSteps, SchedulerMixin, ConfigMixin):
-    """diffusers' DDPMScheduler, each method one fused operator (see the module)."""
+class _DiffusersSchedules:
+    """What both diffusers subclasses add to the fused steps: diffusers' place in
+    the scheduler family, and the schedules built by diffusers' own helpers
+    (laplace, zero-terminal-SNR rescaling)."""
     _compatibles = [e.name for e in KarrasDiffusionSchedulers]
     order = 1
     _ZERO_SNR = True
-
-    @register_to_config
-    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
-                 beta_end: float = 0.02, beta_schedule: str = "linear", trained_betas=None,
-                 variance_type: str = "fixed_small", clip_sample: bool = True,
-                 prediction_type: str = "epsilon", thresholding: bool = False,
-                 dynamic_thresholding_ratio: float = 0.995, clip_sample_range: float = 1.0,
-                 sample_max_value: float = 1.0, timestep_spacing: str = "leading",
-                 steps_offset: int = 0, rescale_betas_zero_snr: bool = False):
-        self._setup_from_config()
 
     def _betas(self, config):
         if config.trained_betas is None and config.beta_schedule == "laplace":
@@ -53,12 +45,23 @@ class DDPMScheduler(_FusedDDPMSteps, SchedulerMixin, ConfigMixin):
         return betas
 
 
-class DDIMScheduler(_FusedDDIMSteps, SchedulerMixin, ConfigMixin):
+class DDPMScheduler(_DiffusersSchedules, _FusedDDPMSteps, SchedulerMixin, ConfigMixin):
+    """diffusers' DDPMScheduler, each method one fused operator (see the module)."""
+
+    @register_to_config
+    def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
+                 beta_end: float = 0.02, beta_schedule: str = "linear", trained_betas=None,
+                 variance_type: str = "fixed_small", clip_sample: bool = True,
+                 prediction_type: str = "epsilon", thresholding: bool = False,
+                 dynamic_thresholding_ratio: float = 0.995, clip_sample_range: float = 1.0,
+                 sample_max_value: float = 1.0, timestep_spacing: str = "leading",
+                 steps_offset: int = 0, rescale_betas_zero_snr: bool = False):
+        self._setup_from_config()
+
+
+class DDIMScheduler(_DiffusersSchedules, _FusedDDIMSteps, SchedulerMixin, ConfigMixin):
     """diffusers' DDIMScheduler, its step one fused ddim_sample (see the module
     and torch_ddpm.diffusers_scheduler._FusedDDIMSteps.step)."""
-    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
-    order = 1
-    _ZERO_SNR = True
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
@@ -69,9 +72,3 @@ class DDIMScheduler(_FusedDDIMSteps, SchedulerMixin, ConfigMixin):
                  sample_max_value: float = 1.0, timestep_spacing: str = "leading",
                  rescale_betas_zero_snr: bool = False):
         self._setup_from_config()
-
-    def _betas(self, config):
-        betas = super()._betas(config)
-        if config.rescale_betas_zero_snr:
-            betas = scheduling_ddpm.rescale_zero_terminal_snr(betas)
-        return betas

@@ -60,6 +60,23 @@ class _Config(dict):
     __getattr__ = dict.__getitem__
 
 
+def _spaced_timesteps(config, num_inference_steps):
+    """The sampling chain's timesteps (int64, descending) as diffusers' DDPM and
+    DDIM schedulers space them."""
+    T, spacing = config.num_train_timesteps, config.timestep_spacing
+    if spacing == "linspace":
+        return np.linspace(0, T - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
+    if spacing == "leading":
+        step_ratio = T // num_inference_steps
+        timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy()
+        return timesteps.astype(np.int64) + config.steps_offset
+    if spacing == "trailing":
+        step_ratio = T / num_inference_steps
+        return np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
+    raise ValueError(f"{spacing} is not supported. Please make sure to choose one of 'leading', "
+                     "'trailing' or 'linspace'.")
+
+
 class _FusedDDPMSteps:
     """The scheduler's state and methods, from its config (self.config): shared by
     this look-alike and torch_ddpm.diffusers.DDPMScheduler, the real diffusers one."""
@@ -67,10 +84,12 @@ class _FusedDDPMSteps:
     # the real diffusers subclass also rescales to zero terminal SNR (diffusers' helper)
     _ZERO_SNR = False
 
-    def _setup_from_config(self):
+    def _schedule_from_config(self):
+        """Refuses what the config asks that is not covered, then builds the
+        schedule and the untouched chain (every training timestep)."""
         config = self.config
         unsupported = []
-        if config.variance_type not in _VAR_TYPES:
+        if "variance_type" in config and config.variance_type not in _VAR_TYPES:
             unsupported.append(f"variance_type={config.variance_type!r}")
         if config.prediction_type not in _MEAN_TYPES:
             unsupported.append(f"prediction_type={config.prediction_type!r}")
@@ -82,12 +101,16 @@ class _FusedDDPMSteps:
         self.betas = self._betas(config)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
-        self.one = torch.tensor(1.0)
         self.init_noise_sigma = 1.0
-        self.custom_timesteps = False
         self.num_inference_steps = None
-        self.timesteps = torch.from_numpy(np.arange(0, config.num_train_timesteps)[::-1].copy())
-        self.variance_type = config.variance_type
+        self.timesteps = torch.from_numpy(
+            np.arange(0, config.num_train_timesteps)[::-1].copy().astype(np.int64))
+
+    def _setup_from_config(self):
+        self._schedule_from_config()
+        self.one = torch.tensor(1.0)
+        self.custom_timesteps = False
+        self.variance_type = self.config.variance_type
         self._build_tables()
 
     def _betas(self, config):
@@ -128,18 +151,7 @@ class _FusedDDPMSteps:
                 raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than {T}")
             self.num_inference_steps = num_inference_steps
             self.custom_timesteps = False
-            spacing = self.config.timestep_spacing
-            if spacing == "linspace":
-                timesteps = np.linspace(0, T - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
-            elif spacing == "leading":
-                step_ratio = T // num_inference_steps
-                timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
-                timesteps += self.config.steps_offset
-            elif spacing == "trailing":
-                step_ratio = T / num_inference_steps
-                timesteps = np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
-            else:
-                raise ValueError(f"{spacing} is not supported")
+            timesteps = _spaced_timesteps(self.config, num_inference_steps)
         self.timesteps = torch.from_numpy(timesteps).to(device)
         self._build_tables()
 
@@ -335,25 +347,10 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
     thresholding are the DDPM scheduler's."""
 
     def _setup_from_config(self):
-        config = self.config
-        unsupported = []
-        if config.prediction_type not in _MEAN_TYPES:
-            unsupported.append(f"prediction_type={config.prediction_type!r}")
-        if config.rescale_betas_zero_snr and not self._ZERO_SNR:
-            unsupported.append("rescale_betas_zero_snr=True")
-        if unsupported:
-            raise NotImplementedError(f"torch_ddpm {type(self).__name__} does not cover "
-                                      + ", ".join(unsupported))
-        self.betas = self._betas(config)
-        self.alphas = 1.0 - self.betas
-        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
+        self._schedule_from_config()
         # the target of the last step: 1, or the first alphas_cumprod
-        self.final_alpha_cumprod = (torch.tensor(1.0) if config.set_alpha_to_one
+        self.final_alpha_cumprod = (torch.tensor(1.0) if self.config.set_alpha_to_one
                                     else self.alphas_cumprod[0])
-        self.init_noise_sigma = 1.0
-        self.num_inference_steps = None
-        self.timesteps = torch.from_numpy(
-            np.arange(0, config.num_train_timesteps)[::-1].copy().astype(np.int64))
         self._build_tables()
 
     def set_timesteps(self, num_inference_steps, device=None):
@@ -363,28 +360,16 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
             raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than "
                              f"`self.config.train_timesteps`: {T}")
         self.num_inference_steps = num_inference_steps
-        spacing = self.config.timestep_spacing
-        if spacing == "linspace":
-            timesteps = np.linspace(0, T - 1, num_inference_steps).round()[::-1].copy().astype(np.int64)
-        elif spacing == "leading":
-            step_ratio = T // num_inference_steps
-            timesteps = (np.arange(0, num_inference_steps) * step_ratio).round()[::-1].copy().astype(np.int64)
-            timesteps += self.config.steps_offset
-        elif spacing == "trailing":
-            step_ratio = T / num_inference_steps
-            timesteps = np.round(np.arange(T, 0, -step_ratio)).astype(np.int64) - 1
-        else:
-            raise ValueError(f"{spacing} is not supported. Please make sure to choose one of "
-                             "'leading' or 'trailing'.")
+        timesteps = _spaced_timesteps(self.config, num_inference_steps)
         if self.config.prediction_type == "epsilon" and bool(
                 (self.alphas_cumprod[torch.from_numpy(timesteps)] == 0).any()):
             # diffusers divides by sqrt(abar) = 0 there and returns NaN (#3851)
             raise ValueError(
                 "torch_ddpm DDIMScheduler: epsilon prediction has no x_0 at zero signal-to-noise "
                 f"ratio (alphas_cumprod[{T - 1}] = 0 with rescale_betas_zero_snr, and this "
-                f"'{spacing}' spacing steps from t = {T - 1}): a zero-terminal-SNR model predicts "
-                "v (prediction_type='v_prediction'); diffusers' DDIMScheduler returns NaN here "
-                "(diffusers #3851)")
+                f"'{self.config.timestep_spacing}' spacing steps from t = {T - 1}): a "
+                "zero-terminal-SNR model predicts v (prediction_type='v_prediction'); diffusers' "
+                "DDIMScheduler returns NaN here (diffusers #3851)")
         self.timesteps = torch.from_numpy(timesteps).to(device)
         self._build_tables()
 

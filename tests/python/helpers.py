@@ -112,3 +112,15 @@ def assert_close_to_diffusers(ours, theirs, equal_nan=False):
     # cancellation in 1 - abar makes that ~1e-4 relative, so the two agree to
     # that, not to float32's last bit.
     torch.testing.assert_close(ours, theirs, rtol=1e-3, atol=2e-4, equal_nan=equal_nan)
+
+
+def tiny_unet():
+    """A small random diffusers UNet2DModel (8x8, 3 channels), seeded, for the
+    pipeline tests."""
+    import diffusers
+
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3,
+                                 block_out_channels=(8, 16), layers_per_block=1,
+                                 norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"))

@@ -182,3 +182,17 @@ def test_scheduler_bench_compares_like_with_like(tmp_path):
     # the same step: one fused operator against diffusers' chain
     assert row["max_abs_difference"] < 1e-3
     assert 0 < row["torch_ddpm_ops"] < row["diffusers_ops"]
+
+
+def test_training_bench_compares_like_with_like(tmp_path):
+    module = load_script("benchmarks/bench_training.py")
+    out = tmp_path / "training.json"
+    rows = module.main(["--shapes", "16x3x64x64", "--dtypes", "float32", "--reps", "2",
+                        "--warmup", "0", "--no-compile", "--output", str(out)])
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
+    assert [r["config"] for r in rows] == ["epsilon", "v-min_snr"]
+    for row in rows:
+        assert row["eager_s"] > 0 and row["fused_s"] > 0
+        # the same x_t, loss and gradient as the chain, to float32 rounding
+        assert row["fused_max_rel_diff"] < 1e-5
+        assert 0 < row["fused_ops"] < row["eager_ops"]

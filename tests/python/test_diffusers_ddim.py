@@ -8,7 +8,7 @@ refused rather than NaN)."""
 import pytest
 import torch
 
-from helpers import assert_close_to_diffusers
+from helpers import assert_close_to_diffusers, tiny_unet
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 from torch_ddpm.diffusers import DDIMScheduler  # noqa: E402
@@ -84,11 +84,7 @@ def test_variance_noise_and_the_generator_are_used_as_diffusers_uses_them():
 
 
 def test_one_line_swap_in_ddim_pipeline_gives_the_same_images():
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3,
-                                 block_out_channels=(8, 16), layers_per_block=1,
-                                 norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    unet = tiny_unet()
     pipe = diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler(
         num_train_timesteps=100))
     pipe.set_progress_bar_config(disable=True)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from helpers import assert_close_to_diffusers
+from helpers import assert_close_to_diffusers, tiny_unet
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 from torch_ddpm.diffusers import DDPMScheduler  # noqa: E402
@@ -41,11 +41,7 @@ def test_configs_travel_both_ways(tmp_path):
 
 
 def test_one_line_swap_in_ddpm_pipeline_gives_the_same_images():
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=8, in_channels=3, out_channels=3,
-                                 block_out_channels=(8, 16), layers_per_block=1,
-                                 norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"))
+    unet = tiny_unet()
     pipe = diffusers.DDPMPipeline(unet=unet, scheduler=diffusers.DDPMScheduler(
         num_train_timesteps=100, variance_type="fixed_small"))
     pipe.set_progress_bar_config(disable=True)
