@@ -7,7 +7,7 @@ import torch
 
 import reference as ref
 import torch_ddpm
-from conftest import DEVICES
+from conftest import DEVICES, requires_torch2
 from helpers import assert_within_rounding
 
 T = 40
@@ -189,3 +189,45 @@ def test_the_diffusers_style_scheduler_gives_the_training_loss_of_its_scripts(pr
     got = sched.training_loss(pred, latents, noise, timesteps, weight)
     assert got.dtype == torch.float32
     torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-7)
+
+
+@requires_torch2
+def test_compile_fullgraph_and_export_of_a_training_step_with_the_fused_loss():
+    # the Meta kernels and the autograd registration under dynamo / AOT autograd,
+    # with an offset noise and a weight table; and torch.export of the loss
+    torch._dynamo.reset()
+    tab = tables()
+    a, b = tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"]
+    weight = torch.linspace(0.5, 2.0, T, dtype=torch.float64)
+    net = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def train_step(x0, t, noise, offset):
+        x_t = torch.ops.ddpm.q_sample(x0, t, noise, a, b, offset)
+        return torch.ops.ddpm.diffusion_mse(net(x_t), x0, noise, t, a, b, weight, "v",
+                                            offset).mean()
+
+    x0, noise = torch.randn(4, 3, 6, 6), torch.randn(4, 3, 6, 6)
+    offset = 0.1 * torch.randn(4, 3)
+    t = torch.tensor([0, 5, 20, T - 1])
+    want = train_step(x0, t, noise, offset)
+    want.backward()
+    want_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    loss = torch.compile(train_step, fullgraph=True, backend="aot_eager")(x0, t, noise, offset)
+    loss.backward()
+    torch.testing.assert_close(loss, want)
+    for g, w in zip((p.grad for p in net.parameters()), want_grads):
+        torch.testing.assert_close(g, w)
+    exported = torch.export.export(_LossModule(a, b, weight), (net(x0).detach(), x0, noise, t))
+    assert "ddpm.diffusion_mse" in str(exported.graph)
+
+
+class _LossModule(torch.nn.Module):
+    def __init__(self, a, b, weight):
+        super().__init__()
+        self.register_buffer("a", a)
+        self.register_buffer("b", b)
+        self.register_buffer("weight", weight)
+
+    def forward(self, out, x0, noise, t):
+        return torch.ops.ddpm.diffusion_mse(out, x0, noise, t, self.a, self.b, self.weight, "v")
