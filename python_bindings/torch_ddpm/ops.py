@@ -193,11 +193,20 @@ def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
     output), read in place. noise_offset: as q_sample's (the target's noise
     is noise + noise_offset[b, c]).
 
+    Under autocast the model's output is often 16-bit where x_start and the
+    noise are float32: the three are compared in the widest of their dtypes
+    here (as autocast runs mse_loss in float32, and diffusers' scripts call
+    .float()); the operator itself takes one dtype and names a mismatch.
+
     The same as ``(weight[t] * mean_flat((target - model_output)**2))`` of
     improved-diffusion, lucidrains' p_losses and diffusers' training scripts
     (``F.mse_loss(model_pred.float(), target.float(), reduction="none")``
     then the mean over all but the batch), to float rounding.
     """
+    dtype = torch.promote_types(torch.promote_types(model_output.dtype, x_start.dtype),
+                                noise.dtype)
+    if noise_offset is not None:
+        noise_offset = noise_offset.to(dtype)
     return torch.ops.ddpm.diffusion_mse(
-        model_output, x_start, noise, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
-        weight, loss_target_name(target), noise_offset)
+        model_output.to(dtype), x_start.to(dtype), noise.to(dtype), t, sqrt_alphas_cumprod,
+        sqrt_one_minus_alphas_cumprod, weight, loss_target_name(target), noise_offset)

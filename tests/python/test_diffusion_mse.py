@@ -231,3 +231,15 @@ class _LossModule(torch.nn.Module):
 
     def forward(self, out, x0, noise, t):
         return torch.ops.ddpm.diffusion_mse(out, x0, noise, t, self.a, self.b, self.weight, "v")
+
+
+def test_the_front_end_compares_a_16_bit_output_with_float32_targets_in_float32():
+    # autocast's case: the model's output bfloat16, the data and noise float32
+    tab = tables()
+    out, x0, noise, t = inputs((3, 2, 4))
+    a, b = tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"]
+    got = torch_ddpm.diffusion_mse(out.bfloat16(), x0, noise, t, a, b, target="v")
+    assert torch.equal(got, call(out.bfloat16().float(), x0, noise, t, tab, target="v"))
+    with pytest.raises(RuntimeError, match=r"expected model_output to have dtype Float like "
+                                           r"x_start, got BFloat16"):
+        call(out.bfloat16(), x0, noise, t, tab)
