@@ -1,4 +1,5 @@
-"""diffusers' DDPMScheduler.step against torch_ddpm's, side by side in one run.
+"""diffusers' DDPMScheduler.step and DDIMScheduler.step against torch_ddpm's,
+side by side in one run.
 
     python3 benchmarks/bench_scheduler.py [--device cpu|cuda] [--reps 30] [--output F.json]
 
@@ -24,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from side_by_side import alternate, count_ops, write_json  # noqa: E402
 
 import torch_ddpm  # noqa: E402,F401  (loads the operators)
-from torch_ddpm.diffusers_scheduler import DDPMScheduler  # noqa: E402
+from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 SHAPES = {"1x4x64x64": (1, 4, 64, 64), "16x4x64x64": (16, 4, 64, 64),
           "4x4x128x128": (4, 4, 128, 128)}
@@ -35,11 +36,21 @@ def _one_step(scheduler, model_output, timestep, sample, seed, device):
     return scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
 
 
-def bench(shape, dtype, device, reps, warmup):
+def schedulers(name):
+    """(diffusers', ours): DDPM epsilon / fixed_small (noise drawn as diffusers
+    draws it), or DDIM epsilon without clipping at eta = 0 (no noise: the step
+    math alone), Stable Diffusion's DDIM setting."""
     import diffusers
 
-    theirs = diffusers.DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon")
-    ours = DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon")
+    if name == "ddpm":
+        kw = dict(variance_type="fixed_small", prediction_type="epsilon")
+        return diffusers.DDPMScheduler(**kw), DDPMScheduler(**kw)
+    kw = dict(prediction_type="epsilon", clip_sample=False)
+    return diffusers.DDIMScheduler(**kw), DDIMScheduler(**kw)
+
+
+def bench(shape, dtype, device, reps, warmup, scheduler="ddpm"):
+    theirs, ours = schedulers(scheduler)
     for s in (theirs, ours):
         s.set_timesteps(50)
     timestep = theirs.timesteps[10]  # a middle step, with noise
@@ -49,8 +60,8 @@ def bench(shape, dtype, device, reps, warmup):
     steps = {name: (lambda s=s: _one_step(s, model_output, timestep, sample, 1, device))
              for name, s in (("diffusers", theirs), ("torch_ddpm", ours))}
     times = alternate(steps, reps, warmup, device)
-    row = {"shape": "x".join(map(str, shape)), "dtype": str(dtype).replace("torch.", ""),
-           "device": device}
+    row = {"scheduler": scheduler, "shape": "x".join(map(str, shape)),
+           "dtype": str(dtype).replace("torch.", ""), "device": device}
     for name, ts in times.items():
         row[f"{name}_s"] = statistics.median(ts)
         row[f"{name}_ops"], row[f"{name}_launches"] = count_ops(steps[name], device)
@@ -68,6 +79,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
+    p.add_argument("--schedulers", nargs="+", default=["ddpm", "ddim"], choices=["ddpm", "ddim"])
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--output")
@@ -75,18 +87,25 @@ def main(argv=None):
     rows = []
     print(f"# torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    for shape in args.shapes:
-        for dtype in args.dtypes:
-            r = bench(SHAPES[shape], getattr(torch, dtype), args.device, args.reps, args.warmup)
-            rows.append(r)
-            print(f"{r['shape']:>12} {r['dtype']:>8}  diffusers {r['diffusers_s'] * 1e3:8.3f} ms "
-                  f"({r['diffusers_ops']} ops, {r['diffusers_launches']} launches)  torch_ddpm "
-                  f"{r['torch_ddpm_s'] * 1e3:8.3f} ms ({r['torch_ddpm_ops']} ops, "
-                  f"{r['torch_ddpm_launches']} launches)  ratio {r['diffusers_over_torch_ddpm']:.2f}x "
-                  f"(paired {r['paired_median']:.2f}x)  max |diff| {r['max_abs_difference']:.2e}")
+    for scheduler in args.schedulers:
+        for shape in args.shapes:
+            for dtype in args.dtypes:
+                r = bench(SHAPES[shape], getattr(torch, dtype), args.device, args.reps,
+                          args.warmup, scheduler)
+                rows.append(r)
+                print_row(r)
     if args.output:
         write_json(args.output, rows)
     return rows
+
+
+def print_row(r):
+    print(f"{r['scheduler']:>4} {r['shape']:>12} {r['dtype']:>8}  "
+          f"diffusers {r['diffusers_s'] * 1e3:8.3f} ms ({r['diffusers_ops']} ops, "
+          f"{r['diffusers_launches']} launches)  torch_ddpm {r['torch_ddpm_s'] * 1e3:8.3f} ms "
+          f"({r['torch_ddpm_ops']} ops, {r['torch_ddpm_launches']} launches)  "
+          f"ratio {r['diffusers_over_torch_ddpm']:.2f}x (paired {r['paired_median']:.2f}x)  "
+          f"max |diff| {r['max_abs_difference']:.2e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -177,11 +177,12 @@ def test_scheduler_bench_compares_like_with_like(tmp_path):
     rows = module.main(["--shapes", "1x4x64x64", "--dtypes", "float32", "--reps", "2",
                         "--warmup", "1", "--output", str(out)])
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
-    (row,) = rows
-    assert row["diffusers_s"] > 0 and row["torch_ddpm_s"] > 0
-    # the same step: one fused operator against diffusers' chain
-    assert row["max_abs_difference"] < 1e-3
-    assert 0 < row["torch_ddpm_ops"] < row["diffusers_ops"]
+    assert [row["scheduler"] for row in rows] == ["ddpm", "ddim"]
+    for row in rows:
+        assert row["diffusers_s"] > 0 and row["torch_ddpm_s"] > 0
+        # the same step: one fused operator against diffusers' chain
+        assert row["max_abs_difference"] < 1e-3
+        assert 0 < row["torch_ddpm_ops"] < row["diffusers_ops"]
 
 
 def test_training_bench_compares_like_with_like(tmp_path):
