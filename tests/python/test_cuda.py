@@ -326,21 +326,23 @@ def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype)
 def test_diffusers_style_step_has_no_host_sync():
     """The scheduler's step, add_noise and get_velocity with GPU timesteps, under
     set_sync_debug_mode("error") (any host read of a device value raises)."""
-    from torch_ddpm.diffusers_scheduler import DDPMScheduler
+    from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
 
-    sched = DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon")
-    sched.set_timesteps(10, device="cuda")
-    x = torch.randn(2, 3, 16, 16, device="cuda")
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    sched.step(x, sched.timesteps[0], x, generator=gen)  # tables moved to the GPU first
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for t in sched.timesteps:
-            x = sched.step(x, t, x, generator=gen).prev_sample
-        t = sched.timesteps[:2]
-        sched.add_noise(x, x, t)
-        sched.get_velocity(x, x, t)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert torch.isfinite(x).all()
+    for sched in (DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon"),
+                  DDIMScheduler(prediction_type="epsilon", clip_sample=True)):
+        sched.set_timesteps(10, device="cuda")
+        x = torch.randn(2, 3, 16, 16, device="cuda")
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        sched.step(x, sched.timesteps[0], x, generator=gen)  # tables moved to the GPU first
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for t in sched.timesteps:
+                x = sched.step(x, t, x, generator=gen).prev_sample
+            t = sched.timesteps[:2]
+            sched.add_noise(x, x, t)
+            sched.get_velocity(x, x, t)
+            sched.training_loss(x, x, x, t)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert torch.isfinite(x).all(), type(sched).__name__

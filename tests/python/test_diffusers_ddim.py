@@ -8,6 +8,7 @@ refused rather than NaN)."""
 import pytest
 import torch
 
+from conftest import requires_cuda
 from helpers import assert_close_to_diffusers, tiny_unet
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
@@ -156,3 +157,34 @@ def test_the_look_alike_is_the_same_scheduler():
                                   run_chain(theirs, theirs.timesteps, 0.3, False)):
         assert_close_to_diffusers(gs, ws)
         assert_close_to_diffusers(gp, wp)
+
+
+@requires_cuda
+def test_cuda_graph_of_a_unet_and_ddim_steps_replays_the_eager_loop():
+    # no host sync in the step: the whole loop, model and scheduler, is one
+    # CUDA graph, replayed for new inputs with the eager loop's images
+    unet = tiny_unet().cuda().eval()
+    sched = DDIMScheduler(num_train_timesteps=100, clip_sample=True)
+    sched.set_timesteps(8, device="cuda")
+
+    def loop(x):
+        for t in sched.timesteps:
+            x = sched.step(unet(x, t).sample, t, x).prev_sample
+        return x
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    inputs = [torch.randn(2, 3, 8, 8, device="cuda", generator=gen) for _ in range(2)]
+    with torch.no_grad():
+        static_x = inputs[0].clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm up (tables to the GPU) off the default stream
+            loop(static_x)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = loop(static_x)
+        for x in inputs:
+            static_x.copy_(x)
+            graph.replay()
+            torch.testing.assert_close(static_out, loop(x), rtol=1e-5, atol=1e-5)
