@@ -275,7 +275,10 @@ class _FusedDDPMSteps:
         return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
 
     def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
-        """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample.
+        """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample, the coefficients
+        from float64 tables and the result rounded once: a 16-bit sample gets its
+        noise at small t too, where diffusers casts alphas_cumprod to the
+        sample's dtype first and adds none (diffusers #9004).
 
         noise_offset ([B, C], beyond diffusers): the noise is noise +
         noise_offset[b, c], in the same pass: the scripts' --noise_offset

@@ -72,6 +72,26 @@ def test_per_sample_timesteps(schedule, spacing):
     close(got, torch.cat(expected))
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_16_bit_add_noise_is_right_where_diffusers_adds_no_noise(dtype):
+    # diffusers #9004: alphas_cumprod cast to the sample's dtype first, so at
+    # small t (1 - abar below the 16-bit resolution near 1) no noise is added;
+    # here the coefficients stay float64 and the result is rounded once
+    theirs, ours = pair()
+    x = torch.randn(4, 3, 8, 8).to(dtype)
+    noise = torch.randn(4, 3, 8, 8).to(dtype)
+    t = torch.tensor([0, 1, 3, 500])
+    abar = theirs.alphas_cumprod.double()[t].view(-1, 1, 1, 1)
+    want = abar.sqrt() * x.double() + (1 - abar).sqrt() * noise.double()
+    got = ours.add_noise(x, noise, t)
+    assert got.dtype == dtype
+    ulp = torch.finfo(dtype).eps
+    assert ((got.double() - want).abs() <= ulp * want.abs() + 1e-6).all()
+    if dtype == torch.bfloat16:  # diffusers' result at t = 0 is the clean sample
+        assert torch.equal(theirs.add_noise(x, noise, t)[0], x[0])
+        assert not torch.equal(got[0], x[0])
+
+
 @pytest.mark.parametrize("schedule", ["linear", "scaled_linear", "squaredcos_cap_v2"])
 def test_add_noise_and_velocity(schedule):
     theirs, ours = pair(beta_schedule=schedule)
