@@ -62,7 +62,7 @@ DDPM_CPU_CLONES void scale_run(acc a, const S* __restrict in, S* __restrict out,
 template <typename acc, typename P>
 int64_t linear_coefs(const P& p, std::vector<LinearCoef<acc>>& coefs) {
   return cpu::gather_coefficients(p.timesteps, p.batch, coefs,
-                                  [&](int64_t t) { return linear_coef<acc>(p.tables, t); });
+                                  [&](int64_t, int64_t t) { return linear_coef<acc>(p.tables, t); });
 }
 
 }  // namespace

@@ -48,7 +48,7 @@
 namespace ddpm {
 namespace cpu {
 
-// coefs[b] = make_coef(t[b]) for every sample; returns -1, or the first b
+// coefs[b] = make_coef(b, t[b]) for every sample; returns -1, or the first b
 // whose timestep is outside [0, T).
 template <typename Coef, typename MakeCoef>
 int64_t gather_coefficients(const Timesteps& ts, int64_t batch,
@@ -57,7 +57,7 @@ int64_t gather_coefficients(const Timesteps& ts, int64_t batch,
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t t = ts.t[b];
     if (t < 0 || t >= ts.num_timesteps) return b;
-    coefs[static_cast<size_t>(b)] = make_coef(t);
+    coefs[static_cast<size_t>(b)] = make_coef(b, t);
   }
   return -1;
 }

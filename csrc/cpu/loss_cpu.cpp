@@ -71,7 +71,8 @@ int64_t loss_cpu(const LossParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<LossCoef<acc>> coefs;
   const int64_t bad = cpu::gather_coefficients(
-      p.timesteps, p.batch, coefs, [&](int64_t t) { return loss_coef<acc>(p.tables, t, 0.0); });
+      p.timesteps, p.batch, coefs,
+      [&](int64_t, int64_t t) { return loss_coef<acc>(p.tables, t, 0.0); });
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   const int64_t tiles = loss_tiles_per_sample(n);
@@ -107,10 +108,9 @@ template <typename S, typename T>
 int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<LossCoef<acc>> coefs;
-  int64_t next_b = 0;  // gather_coefficients calls make_coef once per sample, in order
-  const int64_t bad = cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
-    return loss_backward_coef<acc>(p, next_b++, t);
-  });
+  const int64_t bad = cpu::gather_coefficients(
+      p.timesteps, p.batch, coefs,
+      [&](int64_t b, int64_t t) { return loss_backward_coef<acc>(p, b, t); });
   if (bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   dispatch_loss_target(p.target, [&](auto target) {

@@ -127,7 +127,7 @@ void dispatch_bool(bool flag, const Fn& fn) {
 
 template <typename acc, typename P>
 int64_t gather_step_coefs(const P& p, std::vector<StepCoef<acc>>& coefs) {
-  return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t t) {
+  return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t, int64_t t) {
     return step_coef<acc>(p.tables, t, p.modes);
   });
 }

@@ -131,10 +131,11 @@ struct StepBackwardParams {
 // (elementwise.h: loss_diff). Sample b of model_output starts at
 // b*model_output_batch_stride (>= sample_numel: the mean half of a learned-
 // variance output, a channel slice, is read where it lies); x_start and
-// noise are [batch, sample_numel], the noise offset by noise_offset if given. The sums are in double, per tile of
-// kLossTile elements of one sample into partials[b*tiles + j], then over the
-// tiles in order: the same loss for any thread count or grid. An empty
-// sample's loss is NaN (the mean of nothing, as torch.mean).
+// noise are [batch, sample_numel], the noise offset by noise_offset if
+// given. The sums are in double, per tile of kLossTile elements of one
+// sample into partials[b*tiles + j], then over the tiles in order: the same
+// loss for any thread count or grid. An empty sample's loss is NaN (the mean
+// of nothing, as torch.mean).
 constexpr int64_t kLossTile = 8192;
 DDPM_HD int64_t loss_tiles_per_sample(int64_t sample_numel) {
   return (sample_numel + kLossTile - 1) / kLossTile;

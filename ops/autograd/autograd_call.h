@@ -31,7 +31,8 @@ struct KeptCall {
   }
 };
 
-// Refuses constants (schedule tables) that require grad; differentiable:
+// Refuses constants (schedule tables, optional ones null when absent) that
+// require grad; differentiable:
 // the inputs op has gradients for, for the message. (Any container of
 // NamedTensor: no allocation on the way through.)
 template <typename NamedTensors>
@@ -39,6 +40,7 @@ void refuse_grad_of_constants(const c10::OperatorHandle& op, const char* differe
                               const NamedTensors& constants) {
   if (!at::GradMode::is_enabled()) return;
   for (const NamedTensor& arg : constants) {
+    if (arg.second == nullptr) continue;  // an absent Tensor? argument
     const at::Tensor& x = *arg.second;
     if (!x.defined() || !x.requires_grad()) continue;
     const std::string name = error_name(op);

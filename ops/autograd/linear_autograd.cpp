@@ -123,8 +123,8 @@ void linear_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
   size_t num_tables = 2;
   for (size_t i : info.other_tables) tables[num_tables++] = args.named_tensor(i);
   if (info.optional_constant != SIZE_MAX) {
-    const at::Tensor* x = args.optional_tensor(info.optional_constant);
-    if (x != nullptr) tables[num_tables++] = {args.name(info.optional_constant), x};
+    tables[num_tables++] = {args.name(info.optional_constant),
+                            args.optional_tensor(info.optional_constant)};
   }
   refuse_grad_of_constants(op, info.differentiable,
                            c10::ArrayRef<NamedTensor>(tables.data(), num_tables));

@@ -76,14 +76,11 @@ class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFuncti
 void diffusion_mse_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
                             torch::jit::Stack* stack) {
   CallArgs args(op, stack);
-  const at::Tensor* weight = args.optional_tensor(A::weight);
-  const at::Tensor* noise_offset = args.optional_tensor(A::noise_offset);
-  // (t stands in for an absent one: an int64 tensor never requires grad)
   const std::array<NamedTensor, 4> tables = {
       args.named_tensor(A::sqrt_alphas_cumprod),
       args.named_tensor(A::sqrt_one_minus_alphas_cumprod),
-      NamedTensor{"weight", weight != nullptr ? weight : &args.tensor(A::t)},
-      NamedTensor{"noise_offset", noise_offset != nullptr ? noise_offset : &args.tensor(A::t)}};
+      NamedTensor{"weight", args.optional_tensor(A::weight)},
+      NamedTensor{"noise_offset", args.optional_tensor(A::noise_offset)}};
   refuse_grad_of_constants(op, "model_output, x_start and noise", tables);
   const at::Tensor &model_output = args.tensor(A::model_output),
                    &x_start = args.tensor(A::x_start), &noise = args.tensor(A::noise);

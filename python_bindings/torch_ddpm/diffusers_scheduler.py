@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ops import loss_target_name
+from .ops import diffusion_mse
 from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
@@ -58,6 +58,13 @@ class DDIMSchedulerOutput:
 
 class _Config(dict):
     __getattr__ = dict.__getitem__
+
+
+def _randn_like(x, generator):
+    """Normal noise of x's shape and dtype, drawn as diffusers' randn_tensor draws
+    it: on the generator's device (x's without one), then moved to x's."""
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def _spaced_timesteps(config, num_inference_steps):
@@ -217,9 +224,7 @@ class _FusedDDPMSteps:
             if host_scalar and int(timestep) <= 0:
                 noise = torch.zeros_like(sample)  # diffusers draws nothing at t = 0
             else:
-                gen_device = generator.device if generator is not None else sample.device
-                noise = torch.randn(sample.shape, generator=generator, device=gen_device,
-                                    dtype=sample.dtype).to(sample.device)
+                noise = _randn_like(sample, generator)
         channels = sample.shape[1]
         if model_output.shape[1] == 2 * channels and self.variance_type not in _LEARNED:
             model_output = model_output[:, :channels]
@@ -307,20 +312,18 @@ class _FusedDDPMSteps:
         (torch_ddpm.diffusion_mse), [B], float32 (float64 for float64 data).
         weight: a [T] table (torch_ddpm.loss_weights(self, "min_snr", ...)) or
         None. noise_offset: add_noise's. A 16-bit model output (autocast) is
-        compared in the wider type,
-        as diffusers' scripts do with .float(). In place of the target and
+        compared in the wider type, as diffusers' scripts do with .float()
+        (the front end's rule). In place of the target and
         F.mse_loss(...).mean(dims) of diffusers' training scripts."""
         tab = self._on(original_samples.device)
         t = self._timesteps(timesteps, original_samples.shape[0], original_samples.device)
-        dtype = torch.promote_types(model_output.dtype, original_samples.dtype)
         if weight is not None:
             weight = weight.to(device=original_samples.device, dtype=torch.float64)
         if noise_offset is not None:
-            noise_offset = noise_offset.reshape(original_samples.shape[:2]).to(dtype)
-        return torch.ops.ddpm.diffusion_mse(
-            model_output.to(dtype), original_samples.to(dtype), noise.to(dtype), t,
-            tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"], weight,
-            loss_target_name(self.config.prediction_type), noise_offset)
+            noise_offset = noise_offset.reshape(original_samples.shape[:2])
+        return diffusion_mse(model_output, original_samples, noise, t,
+                             tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"],
+                             weight, self.config.prediction_type, noise_offset)
 
 
 class DDPMScheduler(_FusedDDPMSteps):
@@ -432,10 +435,7 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                 raise ValueError("Cannot pass both generator and variance_noise. Please make sure "
                                  "that either `generator` or `variance_noise` stays `None`.")
             if variance_noise is None:
-                gen_device = generator.device if generator is not None else model_output.device
-                variance_noise = torch.randn(model_output.shape, generator=generator,
-                                             device=gen_device,
-                                             dtype=model_output.dtype).to(model_output.device)
+                variance_noise = _randn_like(model_output, generator)
             noise = variance_noise.to(sample.dtype)
         else:
             noise = torch.zeros_like(sample)  # eta = 0: no noise term (and none drawn)

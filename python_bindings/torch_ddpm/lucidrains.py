@@ -25,6 +25,8 @@ import types
 
 import torch
 
+from .ops import diffusion_mse
+
 # lucidrains' objective -> the operators' mean type
 _MEAN_TYPES = {"pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
 _BUFFERS = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
@@ -109,14 +111,12 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
             x_self_cond = self.model_predictions(x, t).pred_x_start
             x_self_cond.detach_()
     model_out = self.model(x, t, x_self_cond)
-    # under autocast the model's output may be 16-bit where the target is
-    # float32: the loss is taken in the wider type, as autocast's mse_loss does
-    dtype = torch.promote_types(model_out.dtype, x_start.dtype)
+    # (under autocast a 16-bit output is compared with the float32 target in
+    # float32, the front end's rule, as autocast's mse_loss does)
     tabs = _tables(self, x_start.device)
-    loss = torch.ops.ddpm.diffusion_mse(
-        model_out.to(dtype), x_start.to(dtype), noise.to(dtype), t, tabs["sqrt_alphas_cumprod"],
-        tabs["sqrt_one_minus_alphas_cumprod"], tabs.get(_LOSS_WEIGHT),
-        _MEAN_TYPES[self.objective], None if noise_offset is None else noise_offset.to(dtype))
+    loss = diffusion_mse(model_out, x_start, noise, t, tabs["sqrt_alphas_cumprod"],
+                         tabs["sqrt_one_minus_alphas_cumprod"], tabs.get(_LOSS_WEIGHT),
+                         _MEAN_TYPES[self.objective], noise_offset)
     if loss_reduction == "none":
         return loss
     return loss.mean()
