@@ -69,9 +69,17 @@
 // A kind's own arguments and every step's modes, X(type, name, default).
 #define DDPM_NO_ARGS(X)
 #define DDPM_DDIM_SAMPLE_ARGS(X) X(float, eta, 0.0)  // 0: deterministic
-#define DDPM_STEP_MODES(X)                                                  \
+#define DDPM_STEP_MODES(X) DDPM_STEP_BASE_MODES(X) DDPM_STEP_CLIP_OPTIONS(X)
+#define DDPM_STEP_BASE_MODES(X)                                             \
   X(str, model_mean_type, "epsilon") X(str, model_var_type, "fixed_small")  \
   X(bool, clip_denoised, true)
+// clip_bound [B] (with clip_denoised): pred_xstart is clamped to
+// [-clip_bound[b], clip_bound[b]] instead of [-1, 1]; clip_rescale also
+// divides it by clip_bound[b] (Imagen's dynamic thresholding, whose bound
+// is a quantile of |x_0| computed before the step). Still one pass. Trailing
+// and defaulted in every step operator, the backward ones too, so that calls
+// written before them are unchanged.
+#define DDPM_STEP_CLIP_OPTIONS(X) X(OptTensor, clip_bound, None) X(bool, clip_rescale, false)
 
 // The arguments before the tables: with a noise tensor, with Philox noise,
 // and the backward operator's.

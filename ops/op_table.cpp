@@ -67,6 +67,8 @@ StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise)
   at.mean_type = next++;
   at.var_type = next++;
   at.clip_denoised = next++;
+  at.clip_bound = next++;
+  at.clip_rescale = next++;
   at.sample = next++;
   at.pred_xstart = next;
   return at;
@@ -78,7 +80,9 @@ StepBackwardPositions step_backward_positions(const StepKindInfo& info) {
   at.eta = info.takes_eta() ? next++ : SIZE_MAX;
   at.mean_type = next++;
   at.var_type = next++;
-  at.clip_denoised = next;
+  at.clip_denoised = next++;
+  at.clip_bound = next++;
+  at.clip_rescale = next;
   return at;
 }
 
@@ -101,7 +105,7 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
 
 // A step's arguments after its noise: the tables, eta for DDIM, the modes;
 // with_defaults: the forward operators' (a backward operator takes every
-// argument explicitly).
+// argument explicitly but the trailing clip options).
 std::vector<std::string> step_tail(const StepKindInfo& info, bool with_defaults) {
   std::vector<std::string> args = tensors({info.tables.begin(), info.tables.end()});
   if (with_defaults) {
@@ -109,7 +113,8 @@ std::vector<std::string> step_tail(const StepKindInfo& info, bool with_defaults)
            std::vector<std::string>{DDPM_STEP_MODES(DDPM_ARG_SCHEMA_DEFAULT)};
   }
   return args + info.own_args_no_defaults +
-         std::vector<std::string>{DDPM_STEP_MODES(DDPM_ARG_SCHEMA_NO_DEFAULT)};
+         std::vector<std::string>{DDPM_STEP_BASE_MODES(DDPM_ARG_SCHEMA_NO_DEFAULT)
+                                      DDPM_STEP_CLIP_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)};
 }
 
 struct Schemas {

@@ -76,7 +76,7 @@ struct StepArgPositions {
   size_t noise, seed, offset;  // noise for a tensor, seed and offset for Philox
   size_t first_table;          // then the six tables
   size_t eta;                  // if the kind takes it
-  size_t mean_type, var_type, clip_denoised;
+  size_t mean_type, var_type, clip_denoised, clip_bound, clip_rescale;
   size_t sample, pred_xstart;  // out= / sample_out arguments
 };
 StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise);
@@ -86,7 +86,7 @@ StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise)
 struct StepBackwardPositions {
   size_t grad_sample = 0, grad_pred_xstart = 1, model_output = 2, x_t = 3, t = 4,
          noise = 5, first_table = 6;
-  size_t eta, mean_type, var_type, clip_denoised;
+  size_t eta, mean_type, var_type, clip_denoised, clip_bound, clip_rescale;
 };
 StepBackwardPositions step_backward_positions(const StepKindInfo& info);
 

@@ -40,11 +40,32 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
 }
 
 StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mean_type,
-                           const std::string& var_type, bool clip_denoised, double eta) {
+                           const std::string& var_type, bool clip_denoised, double eta,
+                           bool clip_rescale) {
   TORCH_CHECK(!step_kind_info(kind).takes_eta() || (eta >= 0.0 && eta < 1e300), op,
               ": expected eta to be a finite number >= 0, got ", eta);
-  return {kind, parse_mean_type(op, mean_type), parse_var_type(op, var_type),
-          clip_denoised, eta};
+  return {kind,          parse_mean_type(op, mean_type), parse_var_type(op, var_type),
+          clip_denoised, eta,                            clip_rescale};
+}
+
+void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Tensor& x_t,
+                      const StepModes& modes) {
+  if (clip_bound == nullptr) {
+    TORCH_CHECK(!modes.clip_rescale, op,
+                ": clip_rescale=True divides pred_xstart by the per-sample clip_bound, but "
+                "clip_bound is None: pass clip_bound (shape [B]) or clip_rescale=False");
+    return;
+  }
+  TORCH_CHECK(modes.clip_denoised, op,
+              ": clip_bound is pred_xstart's per-sample clamp, but clip_denoised=False: pass "
+              "clip_denoised=True to clip, or clip_bound=None");
+  const at::Tensor& s = *clip_bound;
+  check_float_dtype(op, "clip_bound", s);
+  TORCH_CHECK(s.dim() == 1 && s.size(0) == x_t.size(0), op,
+              ": expected clip_bound to have shape [", x_t.size(0),
+              "] (one bound per sample), got ", s.sizes());
+  TORCH_CHECK(s.device() == x_t.device(), op, ": expected clip_bound on ", x_t.device(),
+              " like x_t, got ", s.device());
 }
 
 std::tuple<at::Tensor, at::Tensor> step_outputs(const char* op, const StepOutputs& given,
@@ -88,7 +109,9 @@ StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSou
                 : explicit_noise(args.tensor(at.noise));
   c.modes = parse_step_modes(op, info.kind, args.str(at.mean_type), args.str(at.var_type),
                              args.flag(at.clip_denoised),
-                             info.takes_eta() ? args.real(at.eta) : 0.0);
+                             info.takes_eta() ? args.real(at.eta) : 0.0,
+                             args.flag(at.clip_rescale));
+  c.clip_bound = args.optional_tensor(at.clip_bound);
   c.model_output = &args.tensor(at.model_output);
   c.x_t = &args.tensor(at.x_t);
   c.t = &args.tensor(at.t);
@@ -129,7 +152,9 @@ StepBackwardCall read_step_backward_call(const CallArgs& args) {
   const char* op = c.op.c_str();
   c.modes = parse_step_modes(op, info->kind, args.str(at.mean_type), args.str(at.var_type),
                              args.flag(at.clip_denoised),
-                             info->takes_eta() ? args.real(at.eta) : 0.0);
+                             info->takes_eta() ? args.real(at.eta) : 0.0,
+                             args.flag(at.clip_rescale));
+  c.clip_bound = args.optional_tensor(at.clip_bound);
   c.grad_sample = args.optional_tensor(at.grad_sample);
   c.grad_pred_xstart = args.optional_tensor(at.grad_pred_xstart);
   c.model_output = &args.tensor(at.model_output);
@@ -139,6 +164,7 @@ StepBackwardCall read_step_backward_call(const CallArgs& args) {
   c.tables = table_args(args, *info, at.first_table);
   c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
   if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
+  check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
   TORCH_CHECK(c.noise != nullptr || !step_backward_reads_noise(c.modes, c.grad_sample), op,
               ": expected a noise tensor like x_t: a learned variance's "
               "gradient reads the noise when grad_sample is given, got None");

@@ -37,7 +37,20 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
 
 // The modes of a step call, parsed and checked.
 StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mean_type,
-                           const std::string& var_type, bool clip_denoised, double eta);
+                           const std::string& var_type, bool clip_denoised, double eta,
+                           bool clip_rescale);
+
+// clip_bound: null (None), or [B] floating on x_t's device, given only with
+// clip_denoised; clip_rescale only with a clip_bound.
+void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Tensor& x_t,
+                      const StepModes& modes);
+
+// The kernels' clip bounds: the tables' dtype, contiguous (undefined: none).
+inline at::Tensor clip_bound_for_kernel(const at::Tensor* clip_bound,
+                                        const at::Tensor& table) {
+  return clip_bound != nullptr ? clip_bound->to(table.scalar_type()).contiguous()
+                               : at::Tensor();
+}
 
 // The noise enters the backward pass only through a learned variance's
 // gradient, which is grad_sample times noise times d sigma.
@@ -72,6 +85,7 @@ struct StepCall {
   NoiseArg noise;
   StepTableArgs tables;
   StepModes modes;
+  const at::Tensor* clip_bound;  // or null
   StepOutputs outputs;
 };
 StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSource noise);
@@ -92,6 +106,7 @@ void step_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
   const char* name = c.op.c_str();
   const int64_t T = check_step_layout(name, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
   if (c.noise.tensor != nullptr) check_like(name, {"noise", c.noise.tensor}, {"x_t", c.x_t});
+  check_clip_bound(name, c.clip_bound, *c.x_t, c.modes);
   const typename Backend::Guard guard(c.x_t->device());
   at::Tensor sample, pred_xstart;
   std::tie(sample, pred_xstart) =
@@ -103,10 +118,12 @@ void step_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
     const at::Tensor t = c.t->contiguous();
     std::array<at::Tensor, 6> tables;
     for (size_t i = 0; i < 6; ++i) tables[i] = c.tables[i].second->contiguous();
+    const at::Tensor clip_bound = clip_bound_for_kernel(c.clip_bound, tables[0]);
     dispatch_types(x_t.scalar_type(), tables[0].scalar_type(), [&](auto s, auto tb) {
       using S = decltype(s);
       using Tab = decltype(tb);
       StepParams<S, Tab> p;
+      p.clip_bound = clip_bound.defined() ? clip_bound.data_ptr<Tab>() : nullptr;
       p.model_output = data_of<S>(model_output);
       p.x_t = data_of<S>(x_t);
       p.noise = noise.defined() ? data_of<S>(noise) : nullptr;
@@ -142,6 +159,7 @@ struct StepBackwardCall {
   const at::Tensor* noise;
   StepTableArgs tables;
   StepModes modes;
+  const at::Tensor* clip_bound;  // or null
   int64_t num_timesteps;
 };
 StepBackwardCall read_step_backward_call(const CallArgs& args);
@@ -169,6 +187,7 @@ void step_backward_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
     const at::Tensor t = c.t->contiguous();
     std::array<at::Tensor, 6> tables;
     for (size_t i = 0; i < 6; ++i) tables[i] = c.tables[i].second->contiguous();
+    const at::Tensor clip_bound = clip_bound_for_kernel(c.clip_bound, tables[0]);
     dispatch_types(x_t.scalar_type(), tables[0].scalar_type(), [&](auto s, auto tb) {
       using S = decltype(s);
       using Tab = decltype(tb);
@@ -188,6 +207,7 @@ void step_backward_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
       p.modes = c.modes;
       p.batch = x_t.size(0);
       p.sample_numel = sample_numel(x_t);
+      p.clip_bound = clip_bound.defined() ? clip_bound.data_ptr<Tab>() : nullptr;
       const int64_t bad = Backend::run(p);
       if (bad >= 0) fail_bad_timestep(name, t, bad, c.num_timesteps);
     });

@@ -23,14 +23,14 @@ namespace {
 template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
           typename N, typename acc>
 DDPM_ALWAYS_INLINE inline void step_loop(
-    StepCoef<acc> k, ClipRange<acc> clip, const S* __restrict out,
+    StepCoef<acc> k, const S* __restrict out,
     const S* __restrict var_out, const S* x_t,
     const N* __restrict noise, S* sample,
     S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
     const StepOut<acc> r = step_elem<kMeanIsOutput, kLearnedVar>(
-        k, clip, load(out + i), v, load(x_t + i),
+        k, load(out + i), v, load(x_t + i),
         static_cast<acc>(load(noise + i)));
     store(sample + i, r.sample);
     if (kWritePred) store(pred_xstart + i, r.pred_xstart);
@@ -39,14 +39,14 @@ DDPM_ALWAYS_INLINE inline void step_loop(
 
 template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
           typename acc>
-DDPM_CPU_CLONES void step_run(StepCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void step_run(StepCoef<acc> k,
                                   const S* __restrict out,
                                   const S* __restrict var_out,
                                   const S* x_t,
                                   const S* __restrict noise, S* sample,
                                   S* __restrict pred_xstart, int64_t n) {
   step_loop<kMeanIsOutput, kLearnedVar, kWritePred>(
-      k, clip, out, var_out, x_t, noise, sample, pred_xstart, n);
+      k, out, var_out, x_t, noise, sample, pred_xstart, n);
 }
 
 // kHasGradSample / kHasGradPred false: that gradient is zero (its pointer
@@ -54,7 +54,7 @@ DDPM_CPU_CLONES void step_run(StepCoef<acc> k, ClipRange<acc> clip,
 template <bool kMeanIsOutput, bool kLearnedVar, bool kHasGradSample,
           bool kHasGradPred, typename S, typename acc>
 DDPM_ALWAYS_INLINE inline void step_backward_loop(
-    StepCoef<acc> k, ClipRange<acc> clip, const S* __restrict grad_sample,
+    StepCoef<acc> k, const S* __restrict grad_sample,
     const S* __restrict grad_pred_xstart, const S* __restrict out,
     const S* __restrict var_out, const S* __restrict x_t,
     const S* __restrict noise, S* __restrict grad_out,
@@ -63,7 +63,7 @@ DDPM_ALWAYS_INLINE inline void step_backward_loop(
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
     const StepGrad<acc> g =
         step_backward_elem<kMeanIsOutput, kLearnedVar>(
-            k, clip, kHasGradSample ? load(grad_sample + i) : acc(0),
+            k, kHasGradSample ? load(grad_sample + i) : acc(0),
             kHasGradPred ? load(grad_pred_xstart + i) : acc(0), load(out + i),
             v, load(x_t + i),
             kLearnedVar && kHasGradSample ? load(noise + i) : acc(0));
@@ -75,7 +75,7 @@ DDPM_ALWAYS_INLINE inline void step_backward_loop(
 
 // grad_sample or grad_pred_xstart null: a zero gradient, not read.
 template <bool kMeanIsOutput, bool kLearnedVar, typename S, typename acc>
-DDPM_CPU_CLONES void step_backward_run(StepCoef<acc> k, ClipRange<acc> clip,
+DDPM_CPU_CLONES void step_backward_run(StepCoef<acc> k,
                            const S* __restrict grad_sample,
                            const S* __restrict grad_pred_xstart,
                            const S* __restrict out, const S* __restrict var_out,
@@ -87,7 +87,7 @@ DDPM_CPU_CLONES void step_backward_run(StepCoef<acc> k, ClipRange<acc> clip,
     step_backward_loop<kMeanIsOutput, kLearnedVar,
                            decltype(has_grad_sample)::value,
                            decltype(has_grad_pred)::value>(
-        k, clip, grad_sample, grad_pred_xstart, out, var_out, x_t, noise,
+        k, grad_sample, grad_pred_xstart, out, var_out, x_t, noise,
         grad_out, grad_var_out, grad_x_t, n);
   };
   using F = std::false_type;
@@ -127,8 +127,8 @@ void dispatch_bool(bool flag, const Fn& fn) {
 
 template <typename acc, typename P>
 int64_t gather_step_coefs(const P& p, std::vector<StepCoef<acc>>& coefs) {
-  return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t, int64_t t) {
-    return step_coef<acc>(p.tables, t, p.modes);
+  return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t b, int64_t t) {
+    return sample_step_coef<acc>(p, b, t);
   });
 }
 
@@ -140,7 +140,6 @@ int64_t step_cpu(const StepParams<S, T>& p) {
   std::vector<StepCoef<acc>> coefs;
   const int64_t bad = gather_step_coefs<acc>(p, coefs);
   if (bad >= 0) return bad;
-  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
   const int64_t n = p.sample_numel;
   const bool write_pred = p.pred_xstart != nullptr;
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
@@ -157,7 +156,7 @@ int64_t step_cpu(const StepParams<S, T>& p) {
               const int64_t off = b * n + i0;
               const S* out = p.model_output + b * out_stride + i0;
               step_loop<kMeanIsOutput, kLearned, kWritePred>(
-                  coefs[b], clip, out, out + n, p.x_t + off, z, p.sample + off,
+                  coefs[b], out, out + n, p.x_t + off, z, p.sample + off,
                   kWritePred ? p.pred_xstart + off : nullptr, i1 - i0);
             },
             [&](int64_t b, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
@@ -177,7 +176,7 @@ int64_t step_cpu(const StepParams<S, T>& p) {
         const int64_t off = b * n + i0;
         const S* out = p.model_output + b * out_stride + i0;
         step_run<kMeanIsOutput, kLearned, kWritePred>(
-            coefs[b], clip, out, out + n, p.x_t + off, p.noise + off,
+            coefs[b], out, out + n, p.x_t + off, p.noise + off,
             p.sample + off, kWritePred ? p.pred_xstart + off : nullptr,
             i1 - i0);
       });
@@ -192,7 +191,6 @@ int64_t step_backward_cpu(const StepBackwardParams<S, T>& p) {
   std::vector<StepCoef<acc>> coefs;
   const int64_t bad = gather_step_coefs<acc>(p, coefs);
   if (bad >= 0) return bad;
-  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
   const int64_t n = p.sample_numel;
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
     constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
@@ -207,7 +205,7 @@ int64_t step_backward_cpu(const StepBackwardParams<S, T>& p) {
         return data != nullptr ? data + off : nullptr;
       };
       step_backward_run<kMeanIsOutput, kLearned>(
-          coefs[b], clip, at(p.grad_sample), at(p.grad_pred_xstart),
+          coefs[b], at(p.grad_sample), at(p.grad_pred_xstart),
           p.model_output + out_off, p.model_output + out_off + n,
           p.x_t + off, at(p.noise), p.grad_model_output + out_off,
           var_channels ? p.grad_model_output + out_off + n : nullptr,

@@ -15,11 +15,10 @@ struct StepOpBase {
   using acc = acc_t<S>;
   using Coef = StepCoef<acc>;
   P p;
-  ClipRange<acc> clip;
 
   __device__ Coef coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
-    return t < 0 ? nan_coef<acc, Coef>() : step_coef<acc>(p.tables, t, p.modes);
+    return t < 0 ? nan_coef<acc, Coef>() : sample_step_coef<acc>(p, b, t);
   }
   // Elements per sample of the model output: 2*sample_numel with a variance half.
   __device__ int64_t out_stride() const {
@@ -71,7 +70,7 @@ struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const StepOut<acc> r = step_elem<kMeanIsOutput, kLearned>(
-          k, this->clip, out[j], var_out[j], x[j], z[j]);
+          k, out[j], var_out[j], x[j], z[j]);
       sample[j] = r.sample;
       pred[j] = r.pred_xstart;
     }
@@ -126,7 +125,7 @@ struct StepBackwardOp : StepOpBase<S, T, StepBackwardParams<S, T>> {
 #pragma unroll
     for (int j = 0; j < V; ++j) {
       const StepGrad<acc> g = step_backward_elem<kMeanIsOutput, kLearned>(
-          k, this->clip, gs[j], gp[j], out[j], var_out[j], x[j], z[j]);
+          k, gs[j], gp[j], out[j], var_out[j], x[j], z[j]);
       g_out[j] = g.out;
       g_var[j] = g.var_out;
       g_x[j] = g.x_t;
@@ -158,18 +157,16 @@ void launch_op(const Op& op, const StepBackwardParams<S, T>& p,
 template <template <typename, typename, bool, bool> class Op, typename S,
           typename T, typename P>
 void launch_for_modes(const P& p, CudaLaunch launch) {
-  using acc = acc_t<S>;
-  const ClipRange<acc> clip = clip_range<acc>(p.modes.clip_denoised);
   const bool mean_is_output = step_mean_is_output(p.modes);
   const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
-    launch_op<S>(Op<S, T, true, true>{{p, clip}}, p, launch);
+    launch_op<S>(Op<S, T, true, true>{{p}}, p, launch);
   } else if (mean_is_output) {
-    launch_op<S>(Op<S, T, true, false>{{p, clip}}, p, launch);
+    launch_op<S>(Op<S, T, true, false>{{p}}, p, launch);
   } else if (learned) {
-    launch_op<S>(Op<S, T, false, true>{{p, clip}}, p, launch);
+    launch_op<S>(Op<S, T, false, true>{{p}}, p, launch);
   } else {
-    launch_op<S>(Op<S, T, false, false>{{p, clip}}, p, launch);
+    launch_op<S>(Op<S, T, false, false>{{p}}, p, launch);
   }
 }
 

@@ -67,13 +67,15 @@ struct StepTables {
 };
 
 // The kind of step, what the model predicts, how the variance is formed;
-// eta is DDIM's.
+// eta is DDIM's. clip_rescale: pred_x0 is clamped to the sample's bound s and
+// divided by s (dynamic thresholding; see step_coef).
 struct StepModes {
   StepKind kind;
   MeanType mean_type;
   VarType var_type;
   bool clip_denoised;
   double eta;
+  bool clip_rescale;
 };
 
 // The model output carries a variance half (2C channels).
@@ -97,7 +99,8 @@ DDPM_HD LinearCoef<acc> linear_coef(const LinearTables<table_t>& tab, int64_t t)
 }
 
 // One reverse step, written so every mode is the same few multiply-adds:
-//   pred_x0 = clamp(A*x_t + Bm*out, lo, hi)
+//   pred_x0 = clamp(A*x_t + Bm*out, lo, hi)  (per sample: [-s, s], [-1, 1]
+//                                             with rescaling, or no clamp)
 //   mean    = c1*pred_x0 + c2*x_t          (mean = out for previous_x)
 //   sigma   = sigma_fixed                   (fixed variances)
 //           = nz*exp(0.5*(lv_a + lv_b*v))   (learned: v is the variance half)
@@ -118,6 +121,7 @@ struct StepCoef {
   acc lv_a, lv_b;       // log_variance = lv_a + lv_b*v for learned variances
   acc nz;               // 1 where t > 0, else 0
   acc log_var_fixed;    // log_variance for fixed variances (for p_mean_variance)
+  acc clip_lo, clip_hi;  // pred_x0's clamp: -inf and inf without clipping
 };
 
 // pred_x0 = A*x_t + Bm*model_out for the mean type; zero_snr: abar_t = 0 (a
@@ -197,10 +201,32 @@ DDPM_HD void ddpm_coef(const StepTables<table_t>& tab, int64_t t,
   k.log_var_fixed = static_cast<acc>(log_var);
 }
 
-// The coefficients of step t, formed in double and rounded once to acc.
+// pred_x0's clamp for a sample whose clip bound is s (1 unless the call
+// gives one). Dynamic thresholding, clamp(x_0, -s, s)/s, is
+// clamp(x_0/s, -1, 1): folded into A and Bm, so the element loop is the same.
+template <typename acc>
+DDPM_HD void clip_coef(const StepModes& modes, double s, double& A, double& Bm,
+                       StepCoef<acc>& k) {
+  const double inf = std::numeric_limits<double>::infinity();
+  double lo = -inf, hi = inf;
+  if (modes.clip_denoised && modes.clip_rescale) {
+    A /= s;
+    Bm /= s;
+    lo = -1.0;
+    hi = 1.0;
+  } else if (modes.clip_denoised) {
+    lo = -s;
+    hi = s;
+  }
+  k.clip_lo = static_cast<acc>(lo);
+  k.clip_hi = static_cast<acc>(hi);
+}
+
+// The coefficients of step t, formed in double and rounded once to acc;
+// clip_bound: the sample's bound s (see clip_coef).
 template <typename acc, typename table_t>
 DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
-                                const StepModes& modes) {
+                                const StepModes& modes, double clip_bound = 1.0) {
   const double r = static_cast<double>(tab.sqrt_recip_alphas_cumprod[t]);
   const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
   const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
@@ -210,6 +236,7 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
   pred_x0_coef(modes.mean_type, r, rm1, c1, c2, zero_snr, A, Bm);
 
   StepCoef<acc> k;
+  clip_coef(modes, clip_bound, A, Bm, k);
   k.A = static_cast<acc>(A);
   k.Bm = static_cast<acc>(Bm);
   k.nz = static_cast<acc>(t != 0 ? 1.0 : 0.0);

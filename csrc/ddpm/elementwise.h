@@ -14,20 +14,6 @@ DDPM_HD acc linear_elem(const LinearCoef<acc>& k, acc u, acc v) {
   return k.a * u + k.b * v;
 }
 
-// Clip bounds for pred_x0: [-1, 1] when clipping, else (-inf, inf), so that
-// one code path serves both and NaN still propagates.
-template <typename acc>
-struct ClipRange {
-  acc lo, hi;
-};
-
-template <typename acc>
-DDPM_HD ClipRange<acc> clip_range(bool clip_denoised) {
-  const acc inf = std::numeric_limits<acc>::infinity();
-  return clip_denoised ? ClipRange<acc>{acc(-1), acc(1)}
-                       : ClipRange<acc>{-inf, inf};
-}
-
 // exp for the learned variances. On the CPU, float uses a branch-free
 // Cody-Waite reduction and a degree-7 polynomial (under 2 ulp on the range
 // that matters, |x| < 80; beyond it it saturates to 0 or inf like expf) so
@@ -77,13 +63,14 @@ struct StepOut {
 };
 
 // One reverse step for one element. out is the model output (the mean half),
-// var_out the variance half (read only when kLearnedVar).
+// var_out the variance half (read only when kLearnedVar). The clamp's bounds
+// are the sample's (infinite without clipping: one code path for both, and
+// NaN still propagates).
 template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
-DDPM_HD StepOut<acc> step_elem(const StepCoef<acc>& k,
-                                      const ClipRange<acc>& clip, acc out,
-                                      acc var_out, acc x_t, acc noise) {
+DDPM_HD StepOut<acc> step_elem(const StepCoef<acc>& k, acc out, acc var_out,
+                               acc x_t, acc noise) {
   StepOut<acc> r;
-  r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, clip.lo, clip.hi);
+  r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, k.clip_lo, k.clip_hi);
   r.mean = kMeanIsOutput ? out : k.c1 * r.pred_xstart + k.c2 * x_t;
   acc sigma = k.sigma_fixed;
   r.log_variance = k.log_var_fixed;
@@ -102,14 +89,15 @@ struct StepGrad {
 
 // Backward of step_elem for (sample, pred_xstart), with respect to the
 // model output (both halves) and x_t. clamp passes the gradient where
-// lo <= pred_x0 <= hi, as torch.clamp's backward does.
+// lo <= pred_x0 <= hi, as torch.clamp's backward does (a clip bound is a
+// constant: no gradient flows to it).
 template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
 DDPM_HD StepGrad<acc> step_backward_elem(
-    const StepCoef<acc>& k, const ClipRange<acc>& clip, acc grad_sample,
-    acc grad_pred_xstart, acc out, acc var_out, acc x_t, acc noise) {
+    const StepCoef<acc>& k, acc grad_sample, acc grad_pred_xstart, acc out,
+    acc var_out, acc x_t, acc noise) {
   const acc x0 = k.A * x_t + k.Bm * out;
   // & rather than &&: no branch, so the loop stays vectorizable
-  const bool inside = (x0 >= clip.lo) & (x0 <= clip.hi);
+  const bool inside = (x0 >= k.clip_lo) & (x0 <= k.clip_hi);
   acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
   grad_x0 = inside ? grad_x0 : acc(0);
   StepGrad<acc> g;

@@ -104,6 +104,7 @@ struct StepParams {
   int64_t batch, sample_numel;
   bool generate_noise = false;
   NoiseKey noise_key = {0, 0};
+  const table_t* clip_bound = nullptr;  // [batch] or null: 1 (see clip_coef)
 };
 
 // A null grad_sample or grad_pred_xstart is a zero gradient (autograd's
@@ -123,7 +124,16 @@ struct StepBackwardParams {
   StepTables<table_t> tables;
   StepModes modes;
   int64_t batch, sample_numel;
+  const table_t* clip_bound = nullptr;  // as StepParams'
 };
+
+// The coefficients of sample b (timestep t in range) of a step or its
+// backward: the tables' at t, the clip bound's at b.
+template <typename acc, typename P>
+DDPM_HD StepCoef<acc> sample_step_coef(const P& p, int64_t b, int64_t t) {
+  const double bound = p.clip_bound != nullptr ? static_cast<double>(p.clip_bound[b]) : 1.0;
+  return step_coef<acc>(p.tables, t, p.modes, bound);
+}
 
 // diffusion_mse, the training loss of one batch:
 //   loss[b] = w[t_b] * mean_i (model_output[b, i] - target[b, i])^2

@@ -1,11 +1,11 @@
 // Autograd of the reverse steps, every kind and noise source (the table's
 // step operators): (sample, pred_xstart) are differentiable in model_output
 // (both halves for learned variances; the variance half gets zero from a
-// DDIM step) and x_t. The tables are refused if they require grad; the
-// noise is a constant. The backward is the kind's backward operator; for
-// in-kernel noise it gets philox_normal(x_t, seed, offset) where it reads the
-// noise (a learned variance's gradient: rounded to a 16-bit dtype there,
-// where the forward used float).
+// DDIM step) and x_t. The tables and a clip bound are refused if they
+// require grad; the noise is a constant. The backward is the kind's backward
+// operator; for in-kernel noise it gets philox_normal(x_t, seed, offset)
+// where it reads the noise (a learned variance's gradient: rounded to a
+// 16-bit dtype there, where the forward used float).
 #include <torch/library.h>
 
 #include "../ddpm_ops.h"
@@ -55,6 +55,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     ctx->saved_data["mean_type"] = a[at.mean_type];
     ctx->saved_data["var_type"] = a[at.var_type];
     ctx->saved_data["clip_denoised"] = a[at.clip_denoised];
+    ctx->saved_data["clip_bound"] = a[at.clip_bound];
+    ctx->saved_data["clip_rescale"] = a[at.clip_rescale];
     // no zero gradient is filled for an output the loss does not use: the
     // backward operator takes None for it and never reads it
     ctx->set_materialize_grads(false);
@@ -71,7 +73,7 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     const StepModes modes =
         parse_step_modes("ddpm", info.kind, d.at("mean_type").toStringRef(),
                          d.at("var_type").toStringRef(), d.at("clip_denoised").toBool(),
-                         d.at("eta").toDouble());
+                         d.at("eta").toDouble(), d.at("clip_rescale").toBool());
     if (d.at("philox").toBool() &&
         step_backward_reads_noise(modes, grads[0].defined() ? &grads[0] : nullptr)) {
       noise = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
@@ -83,6 +85,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     stack.push_back(d.at("mean_type"));
     stack.push_back(d.at("var_type"));
     stack.push_back(d.at("clip_denoised"));
+    stack.push_back(d.at("clip_bound"));
+    stack.push_back(d.at("clip_rescale"));
     backward_op(info).callBoxed(&stack);
     return {stack[0].toTensor(), stack[1].toTensor(), Variable()};
   }
@@ -92,9 +96,12 @@ void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::ji
   CallArgs args(op, stack);
   const StepOp which = step_op_of(op);
   const StepArgPositions at = step_arg_positions(*which.info, which.noise);
-  std::array<NamedTensor, 6> tables;
-  for (size_t i = 0; i < 6; ++i) tables[i] = {which.info->tables[i], &args.tensor(at.first_table + i)};
-  refuse_grad_of_constants(op, "model_output and x_t", tables);
+  std::array<NamedTensor, 7> constants;
+  for (size_t i = 0; i < 6; ++i) {
+    constants[i] = {which.info->tables[i], &args.tensor(at.first_table + i)};
+  }
+  constants[6] = {"clip_bound", args.optional_tensor(at.clip_bound)};
+  refuse_grad_of_constants(op, "model_output and x_t", constants);
   if (ran_without_graph<2>(op, stack, {&args.tensor(at.model_output), &args.tensor(at.x_t)})) {
     return;
   }

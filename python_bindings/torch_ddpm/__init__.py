@@ -11,9 +11,9 @@ from ._load import library_path, load_library
 load_library()
 
 from . import schedules  # noqa: E402
-from .ops import (ddim_sample, ddim_sample_philox, diffusion_mse, mode_name,  # noqa: E402
-                  p_sample, p_sample_philox, posterior_mean_variance, q_sample,
-                  q_sample_philox)
+from .ops import (DynamicThreshold, ddim_sample, ddim_sample_philox,  # noqa: E402
+                  diffusion_mse, dynamic_threshold_bound, mode_name, p_sample, p_sample_philox,
+                  posterior_mean_variance, q_sample, q_sample_philox)
 from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
@@ -28,6 +28,8 @@ __all__ = [
     "ddim_sample",
     "ddim_sample_philox",
     "diffusion_mse",
+    "dynamic_threshold_bound",
+    "DynamicThreshold",
     "PhiloxStream",
     "philox_normal",
     "philox_seed_offset",

@@ -7,26 +7,26 @@ spacing), and the tables are built the way diffusers builds them (float32
 betas and alphas_cumprod), so the same inputs and noise give the same outputs.
 Unlike the usual one, `step` also accepts a per-sample timestep tensor [B].
 
-Covered: prediction_type epsilon / sample / v_prediction; variance_type
-fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned_range;
-clip_sample with clip_sample_range 1.0; thresholding (dynamic_thresholding_ratio,
-sample_max_value; the fused step without clipping, then moved by coef1 times the
-thresholded x_0's change: a few more passes over memory); beta_schedule linear,
+Covered: prediction_type epsilon / sample / v_prediction; every variance_type
+(learned: diffusers reads the model's variance half as the variance itself, so
+the step hands the operator its log); clip_sample with any clip_sample_range
+and thresholding (dynamic_thresholding_ratio, sample_max_value), both inside
+the one fused pass as a per-sample clip bound (thresholding's bound is the
+quantile of the unclipped x_0, computed first); beta_schedule linear,
 scaled_linear, squaredcos_cap_v2, sigmoid or trained_betas. fixed_large_log
 differs on purpose: diffusers takes the square root of log(beta_t) and returns
 NaN (diffusers #14569); here it is a noise of standard deviation
-exp(log(beta_t) / 2), the same step as fixed_large. Not covered
-(NotImplementedError): other clip ranges, variance_type learned (diffusers reads
-it as a variance, not a log-variance); here also rescale_betas_zero_snr and
-laplace, which torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler:
-from_config, save_pretrained, pipelines) takes from diffusers' own helpers.
+exp(log(beta_t) / 2), the same step as fixed_large. Not covered here
+(NotImplementedError): rescale_betas_zero_snr and laplace, which
+torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler: from_config,
+save_pretrained, pipelines) takes from diffusers' own helpers.
 """
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from .ops import diffusion_mse
+from .ops import DynamicThreshold, diffusion_mse, dynamic_threshold_bound
 from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
@@ -235,34 +235,54 @@ class _FusedDDPMSteps:
                                  f"{model_output.shape[1]}")
             model_output = torch.cat([model_output[:, :channels],
                                       torch.log(model_output[:, channels:])], dim=1)
-        fused_clip = self._fused_clip()
+        clip, bound, rescale = self._clip_args(model_output[:, :channels], sample, t, tab)
         prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
-            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type], fused_clip)
-        limited = self._limited_x0(pred_original_sample, fused_clip)
-        if limited is not None:
-            # the mean is linear in x_0: move the unlimited step by coef1 times
-            # the change (the same noise, added once); not one pass over memory
-            coef1 = tab["posterior_mean_coef1"][t].view(-1, *([1] * (sample.dim() - 1)))
-            prev_sample = (prev_sample + coef1 * (limited - pred_original_sample)).to(sample.dtype)
-            pred_original_sample = limited
+            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type], clip,
+            bound, rescale)
         if not return_dict:
             return prev_sample, pred_original_sample
         return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
-    def _fused_clip(self):
-        """Whether the operator's own clipping (to [-1, 1]) is diffusers' here."""
-        return (bool(self.config.clip_sample) and not self.config.thresholding
-                and self.config.clip_sample_range == 1.0)
+    def _clip_args(self, model_output, sample, t, tab):
+        """The step operator's (clip_denoised, clip_bound, clip_rescale) for
+        diffusers' limit on x_0: thresholding (the bound from the unclipped
+        x_0's quantile, computed here first; clamp and divide in the step),
+        clip_sample_range (a bound of r for every sample), or [-1, 1]."""
+        if self.config.thresholding:
+            x0 = self._unclipped_x0(model_output, sample, t, tab)
+            bound = dynamic_threshold_bound(x0, self.config.dynamic_thresholding_ratio,
+                                            self.config.sample_max_value)
+            return True, bound, True
+        if self.config.clip_sample and self.config.clip_sample_range != 1.0:
+            bound = torch.full((sample.shape[0],), float(self.config.clip_sample_range),
+                               dtype=torch.float64, device=sample.device)
+            return True, bound, False
+        return bool(self.config.clip_sample), None, False
 
-    def _limited_x0(self, x0, fused_clip):
-        """x_0 as diffusers limits it where the fused step did not (thresholded,
-        or clamped to clip_sample_range); None where nothing is left to do."""
+    def _unclipped_x0(self, model_output, sample, t, tab):
+        """x_0 as the model predicts it, before any limit (for the quantile):
+        in float32 (float64 for float64 data), per sample from the tables."""
+        dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
+        shape = (-1,) + (1,) * (sample.dim() - 1)
+        x, out = sample.to(dtype), model_output.to(dtype)
+        kind = self.config.prediction_type
+        if kind == "sample":
+            return out
+        if kind == "epsilon":
+            a, b = tab["sqrt_recip_alphas_cumprod"], -tab["sqrt_recipm1_alphas_cumprod"]
+        else:  # v_prediction
+            a, b = tab["sqrt_alphas_cumprod"], tab["neg_sqrt_one_minus_alphas_cumprod"]
+        return torch.addcmul(a[t].to(dtype).view(shape) * x, b[t].to(dtype).view(shape), out)
+
+    def _limited_x0(self, x0):
+        """x_0 as diffusers limits it (thresholded, or clamped to
+        clip_sample_range); None where it has no limit."""
         if self.config.thresholding:
             return self._threshold_sample(x0)
-        if self.config.clip_sample and not fused_clip:
+        if self.config.clip_sample:
             r = self.config.clip_sample_range
             return x0.clamp(-r, r)
         return None
@@ -271,13 +291,8 @@ class _FusedDDPMSteps:
         """Imagen's dynamic thresholding, as diffusers does it: per sample, s = the
         dynamic_thresholding_ratio quantile of |x_0| clamped to [1, sample_max_value];
         x_0 clamped to [-s, s] and divided by s."""
-        dtype, shape = sample.dtype, sample.shape
-        flat = sample.reshape(shape[0], -1)
-        if dtype not in (torch.float32, torch.float64):
-            flat = flat.float()  # quantile wants float32 or float64
-        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
-        s = torch.clamp(s, min=1, max=self.config.sample_max_value).unsqueeze(1)
-        return (torch.clamp(flat, -s, s) / s).reshape(shape).to(dtype)
+        return DynamicThreshold(self.config.dynamic_thresholding_ratio,
+                                self.config.sample_max_value).apply(sample)
 
     def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
         """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample, the coefficients
@@ -439,13 +454,17 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
             noise = variance_noise.to(sample.dtype)
         else:
             noise = torch.zeros_like(sample)  # eta = 0: no noise term (and none drawn)
-        fused_clip = self._fused_clip() and use_clipped_model_output
+        # with use_clipped_model_output the noise prediction follows the limited
+        # x_0, which is the operator's step: one pass, the limit inside it
+        clip, bound, rescale = (self._clip_args(model_output, sample, t, tab)
+                                if use_clipped_model_output else (False, None, False))
         prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"],
-            float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", fused_clip)
-        limited = self._limited_x0(pred_original_sample, fused_clip)
+            float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", clip,
+            bound, rescale)
+        limited = None if use_clipped_model_output else self._limited_x0(pred_original_sample)
         if limited is not None:
             # the step is linear in x_0 with the noise prediction held: sqrt(abar_prev)
             # times the change; with use_clipped_model_output the noise follows x_0,

@@ -10,7 +10,7 @@ import torch
 from . import formulas
 from .gaussian_diffusion import GaussianDiffusion
 from .losses import mean_flat
-from .ops import mode_name
+from .ops import DynamicThreshold, mode_name
 
 __all__ = ["EagerGaussianDiffusion", "extract_into_tensor"]
 
@@ -94,6 +94,8 @@ class EagerGaussianDiffusion(GaussianDiffusion):
         def process_xstart(v):
             if denoised_fn is not None:
                 v = denoised_fn(v)
+            if isinstance(clip_denoised, DynamicThreshold):
+                return clip_denoised.apply(v)
             return v.clamp(-1, 1) if clip_denoised else v
 
         mean_type = mode_name(self.model_mean_type)

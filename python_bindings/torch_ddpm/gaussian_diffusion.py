@@ -20,7 +20,7 @@ import torch
 
 from . import formulas
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from .ops import mode_name
+from .ops import DynamicThreshold, dynamic_threshold_bound, mode_name
 from .noise import as_philox_stream
 from .schedules import betas_for_alpha_bar, schedule_tables
 
@@ -179,12 +179,30 @@ class GaussianDiffusion:
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
         out = {} if sample is None else {"sample": sample}
+        clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:
             seed, offset = stream.take(x.device)
             return torch.ops.ddpm.p_sample_philox(model_output, x, t, seed, offset, *tables,
-                                                  mean_type, var_type, bool(clip_denoised), **out)
+                                                  mean_type, var_type, *clip, **out)
         return torch.ops.ddpm.p_sample(model_output, x, t, noise, *tables,
-                                       mean_type, var_type, bool(clip_denoised), **out)
+                                       mean_type, var_type, *clip, **out)
+
+    def _clip_options(self, model_output, x, t, clip_denoised):
+        """The step operators' (clip_denoised, clip_bound, clip_rescale) for a
+        clip_denoised flag or a DynamicThreshold: its bound from the unclipped
+        pred_xstart (one fused pass to get it), the clamp and division inside
+        the step."""
+        if not isinstance(clip_denoised, DynamicThreshold):
+            return bool(clip_denoised), None, False
+        tab = self._ddpm_tables(x.device)
+        mean_type, var_type = self._modes()
+        tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
+        with torch.no_grad():  # the bound is a constant for autograd (see DynamicThreshold)
+            _, pred_xstart = torch.ops.ddpm.p_sample(model_output, x, t, x, *tables, mean_type,
+                                                     var_type, False)
+            bound = dynamic_threshold_bound(pred_xstart, clip_denoised.ratio,
+                                            clip_denoised.max_value)
+        return True, bound, True
 
     def _variance(self, model_output, x, t):
         """(variance, log_variance) for the configured variance type."""
@@ -221,7 +239,9 @@ class GaussianDiffusion:
         else:
             _, pred_xstart = self._fused_step(model_output, x, t, zeros, False)
             pred_xstart = denoised_fn(pred_xstart)
-            if clip_denoised:
+            if isinstance(clip_denoised, DynamicThreshold):
+                pred_xstart = clip_denoised.apply(pred_xstart)
+            elif clip_denoised:
                 pred_xstart = pred_xstart.clamp(-1, 1)
             if mode_name(self.model_mean_type) == "previous_x":
                 mean = model_output[:, : x.shape[1]]
@@ -374,14 +394,14 @@ class GaussianDiffusion:
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["alphas_cumprod"], tab[target])
         out = {} if sample is None else {"sample": sample}
+        clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:
             seed, offset = stream.take(x.device)
             return torch.ops.ddpm.ddim_sample_philox(
                 model_output, x, t, seed, offset, *tables, float(eta), mean_type, var_type,
-                bool(clip_denoised), **out)
+                *clip, **out)
         return torch.ops.ddpm.ddim_sample(
-            model_output, x, t, noise, *tables, float(eta), mean_type, var_type,
-            bool(clip_denoised), **out)
+            model_output, x, t, noise, *tables, float(eta), mean_type, var_type, *clip, **out)
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
                     model_kwargs=None, eta=0.0, philox=None):

@@ -10,7 +10,7 @@ tensors have shape [B, ...]; tables are 1-D float32/float64 tensors of length T
 on the same device (build them with torch_ddpm.schedules). float16 and
 bfloat16 data are computed in float32 and rounded once on store.
 """
-from typing import Tuple
+from typing import NamedTuple, Tuple
 
 import torch
 
@@ -18,7 +18,7 @@ from .noise import _as_int64, _checked_offset
 
 __all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
            "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "diffusion_mse",
-           "loss_target_name"]
+           "loss_target_name", "dynamic_threshold_bound", "DynamicThreshold"]
 
 
 def mode_name(mode) -> str:
@@ -57,12 +57,46 @@ def posterior_mean_variance(
     )
 
 
+class DynamicThreshold(NamedTuple):
+    """Imagen's dynamic thresholding, given where a clip_denoised flag goes
+    (GaussianDiffusion's p_sample, ddim_sample and their loops):
+    clip_denoised=DynamicThreshold(0.995, 1.5) clamps each sample's pred_x0
+    to [-s, s] and divides it by s, s = dynamic_threshold_bound(pred_x0,
+    ratio, max_value); the step stays one fused pass (the quantile, of the
+    unclipped pred_x0, is computed before it). For autograd s is a constant
+    (the fused step's gradient is 1/s inside the bound, 0 outside); apply()
+    differentiates through the quantile as well."""
+    ratio: float = 0.995
+    max_value: float = 1.0
+
+    def apply(self, pred_xstart):
+        """clamp(pred_xstart, -s, s) / s per sample, as a chain of tensor ops
+        (for code that holds pred_xstart already, e.g. after a denoised_fn)."""
+        s = dynamic_threshold_bound(pred_xstart, self.ratio, self.max_value)
+        s = s.view(-1, *([1] * (pred_xstart.dim() - 1)))
+        return (torch.clamp(pred_xstart.to(s.dtype), -s, s) / s).to(pred_xstart.dtype)
+
+
+def dynamic_threshold_bound(pred_xstart, ratio=0.995, max_value=1.0) -> torch.Tensor:
+    """Imagen's dynamic thresholding bound, one per sample [B]: the `ratio`
+    quantile of |pred_xstart| over the sample, clamped to [1, max_value], as
+    diffusers' _threshold_sample forms it (in float32 for 16-bit data).
+    Give it the unclipped pred_xstart and pass the result to a step as
+    clip_bound with clip_rescale=True: the step clamps pred_xstart to [-s, s]
+    and divides it by s in its one pass."""
+    flat = pred_xstart.reshape(pred_xstart.shape[0], -1)
+    if flat.dtype not in (torch.float32, torch.float64):
+        flat = flat.float()  # quantile wants float32 or float64
+    return torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1, max=max_value)
+
+
 def p_sample(
     model_output, x_t, t, noise,
     sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod,
     posterior_mean_coef1, posterior_mean_coef2,
     posterior_log_variance_clipped, betas,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+    clip_bound=None, clip_rescale=False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One fused reverse step x_t -> x_{t-1}; returns (sample, pred_xstart).
 
@@ -72,6 +106,10 @@ def p_sample(
         'learned_range'); for the learned ones model_output has 2C channels,
         the second half being the log-variance or its interpolation weight.
     clip_denoised: clamp pred_xstart to [-1, 1] before forming the mean.
+    clip_bound: a tensor [B], one bound s per sample: pred_xstart is clamped
+        to [-s, s] instead (needs clip_denoised); with clip_rescale it is
+        also divided by s: Imagen's dynamic thresholding, s from
+        dynamic_threshold_bound(). Still one pass; no gradient flows to s.
     No noise is added where t == 0. Same semantics as improved-diffusion's
     p_mean_variance followed by p_sample, with the noise passed explicitly.
     """
@@ -81,6 +119,7 @@ def p_sample(
         posterior_mean_coef1, posterior_mean_coef2,
         posterior_log_variance_clipped, betas,
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+        clip_bound, bool(clip_rescale),
     )
 
 
@@ -90,6 +129,7 @@ def ddim_sample(
     posterior_mean_coef1, posterior_mean_coef2,
     alphas_cumprod, alphas_cumprod_prev, eta=0.0,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+    clip_bound=None, clip_rescale=False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One fused DDIM step x_t -> x_{t-1}; returns (sample, pred_xstart).
 
@@ -108,6 +148,7 @@ def ddim_sample(
         posterior_mean_coef1, posterior_mean_coef2,
         alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+        clip_bound, bool(clip_rescale),
     )
 
 
@@ -126,6 +167,7 @@ def p_sample_philox(
     posterior_mean_coef1, posterior_mean_coef2,
     posterior_log_variance_clipped, betas,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+    clip_bound=None, clip_rescale=False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """p_sample with noise = philox_normal(x_t, seed, offset) drawn in the
     kernel (in float32, also for 16-bit data): reads model_output and x_t,
@@ -136,6 +178,7 @@ def p_sample_philox(
         posterior_mean_coef1, posterior_mean_coef2,
         posterior_log_variance_clipped, betas,
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+        clip_bound, bool(clip_rescale),
     )
 
 
@@ -145,6 +188,7 @@ def ddim_sample_philox(
     posterior_mean_coef1, posterior_mean_coef2,
     alphas_cumprod, alphas_cumprod_prev, eta=0.0,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
+    clip_bound=None, clip_rescale=False,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """ddim_sample with noise = philox_normal(x_t, seed, offset) drawn in the
     kernel (in float32, also for 16-bit data)."""
@@ -154,6 +198,7 @@ def ddim_sample_philox(
         posterior_mean_coef1, posterior_mean_coef2,
         alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
+        clip_bound, bool(clip_rescale),
     )
 
 

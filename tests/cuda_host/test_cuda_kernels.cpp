@@ -365,10 +365,33 @@ ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
           {tab.log_var_clipped.data(), tab.betas.data()}};
 }
 
-std::string mode_name(const ddpm::StepModes& m, const StepCase& k) {
+// How a combination clips pred_xstart: not, to [-1, 1], to a per-sample
+// bound, to the bound then divided by it (dynamic thresholding).
+enum class Clip { kNone, kUnit, kBound, kRescale };
+Clip clip_of(int combination) { return static_cast<Clip>(combination % 4); }
+
+ddpm::StepModes step_modes(const StepCase& kind, ddpm::MeanType mean, ddpm::VarType var,
+                           Clip clip) {
+  return {kind.kind, mean, var, clip != Clip::kNone, kind.eta, clip == Clip::kRescale};
+}
+
+// Per-sample bounds, some below and some above the data's magnitudes.
+template <typename T>
+std::vector<T> clip_bounds(int64_t batch) {
+  const double pattern[] = {0.5, 1.5, 3.0, 0.8, 2.0};
+  std::vector<T> bounds;
+  for (int64_t b = 0; b < batch; ++b) bounds.push_back(static_cast<T>(pattern[b % 5]));
+  return bounds;
+}
+template <typename T>
+const T* clip_bound_of(Clip clip, const std::vector<T>& bounds) {
+  return clip == Clip::kBound || clip == Clip::kRescale ? bounds.data() : nullptr;
+}
+
+std::string mode_name(const ddpm::StepModes& m, const StepCase& k, Clip clip) {
   std::ostringstream o;
   o << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
-    << " clip=" << m.clip_denoised;
+    << " clip=" << int(clip);
   return o.str();
 }
 
@@ -402,15 +425,17 @@ TYPED_TEST(CudaHost, StepsForward) {
   for (const Shape& sh : shapes()) {
     StepInputs<S> in(sh, rng);
     const int64_t n = sh.batch * sh.sample_numel;
+    const std::vector<T> bounds = clip_bounds<T>(sh.batch);
     int combination = 0;
     for (const StepCase& kind : kStepCases) {
       for (ddpm::MeanType mean : kMeanTypes) {
         for (ddpm::VarType var : kVarTypes) {
           for (bool generate : {false, true}) {
             ++combination;
-            // clip and pred_xstart alternate, so that each shape sees both
-            const ddpm::StepModes modes{kind.kind, mean, var, combination % 2 == 0, kind.eta};
-            const bool write_pred = (combination / 2) % 2 == 0;
+            // the clips and pred_xstart alternate, so that each shape sees all
+            const Clip clip = clip_of(combination);
+            const ddpm::StepModes modes = step_modes(kind, mean, var, clip);
+            const bool write_pred = (combination / 4) % 2 == 0;
             Buffer<S> s_cpu(n, sh.offset), s_gpu(n, sh.offset), p_cpu(n, sh.offset),
                 p_gpu(n, sh.offset);
             ddpm::StepParams<S, T> p;
@@ -424,13 +449,14 @@ TYPED_TEST(CudaHost, StepsForward) {
             p.sample_numel = sh.sample_numel;
             p.generate_noise = generate;
             p.noise_key = {42, 4 * 1000003ull};
+            p.clip_bound = clip_bound_of(clip, bounds);
             p.sample = s_cpu.data();
             p.pred_xstart = write_pred ? p_cpu.data() : nullptr;
             ASSERT_EQ(ddpm::step_cpu(p), -1);
             p.sample = s_gpu.data();
             p.pred_xstart = write_pred ? p_gpu.data() : nullptr;
             ddpm::step_cuda(p, launch_on(sh));
-            const std::string what = sh.name() + " " + mode_name(modes, kind) +
+            const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
                                      (generate ? " in-kernel noise" : "") +
                                      (write_pred ? "" : " sample only");
             expect_same(s_cpu, s_gpu, "sample " + what);
@@ -452,6 +478,7 @@ TYPED_TEST(CudaHost, StepsBackward) {
     const int64_t n = sh.batch * sh.sample_numel;
     auto grad_sample = random_buffer<S>(n, sh.offset, rng);
     auto grad_pred = random_buffer<S>(n, sh.offset, rng);
+    const std::vector<T> bounds = clip_bounds<T>(sh.batch);
     int combination = 0;
     for (const StepCase& kind : kStepCases) {
       for (ddpm::MeanType mean : kMeanTypes) {
@@ -459,7 +486,8 @@ TYPED_TEST(CudaHost, StepsBackward) {
           // which gradients are present: both, the sample's, pred_xstart's
           for (int present = 0; present < 3; ++present) {
             ++combination;
-            const ddpm::StepModes modes{kind.kind, mean, var, combination % 2 == 0, kind.eta};
+            const Clip clip = clip_of(combination);
+            const ddpm::StepModes modes = step_modes(kind, mean, var, clip);
             const bool has_gs = present != 2, has_gp = present != 1;
             const bool reads_noise = ddpm::reads_var_channels(modes) && has_gs;
             const int64_t out_n = (ddpm::has_var_channels(modes) ? 2 : 1) * n;
@@ -476,13 +504,14 @@ TYPED_TEST(CudaHost, StepsBackward) {
             p.modes = modes;
             p.batch = sh.batch;
             p.sample_numel = sh.sample_numel;
+            p.clip_bound = clip_bound_of(clip, bounds);
             p.grad_model_output = gm_cpu.data();
             p.grad_x_t = gx_cpu.data();
             ASSERT_EQ(ddpm::step_backward_cpu(p), -1);
             p.grad_model_output = gm_gpu.data();
             p.grad_x_t = gx_gpu.data();
             ddpm::step_backward_cuda(p, launch_on(sh));
-            const std::string what = sh.name() + " " + mode_name(modes, kind) +
+            const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
                                      (has_gs ? "" : " no grad_sample") +
                                      (has_gp ? "" : " no grad_pred_xstart");
             expect_same(gm_cpu, gm_gpu, "grad_model_output " + what);
@@ -690,7 +719,8 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
   p.pred_xstart = pred.data();
   p.timesteps = {in.t.data(), schedule().T};
   p.tables = step_tables(tab, ddpm::StepKind::kDdpm);
-  p.modes = {ddpm::StepKind::kDdpm, ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, 0.0};
+  p.modes = {ddpm::StepKind::kDdpm, ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, 0.0,
+             false};
   p.batch = batch;
   p.sample_numel = numel;
   ddpm::step_cuda(p, {nullptr, 1});

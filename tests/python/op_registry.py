@@ -96,9 +96,17 @@ def build_posterior(device, dtype, shape, mode, nc):
                 [(mean, mag, 0.0), (var, var.abs(), 0.0), (log_var, log_var.abs(), 0.0)])
 
 
+def clip_bounds(batch, device):
+    """Per-sample clip bounds: tight, loose and in between (some elements
+    clipped, some not, whatever the timestep)."""
+    return (torch.tensor([0.5, 1.5, 3.0, 0.8, 2.0], dtype=torch.float64)
+            .repeat(batch // 5 + 1)[:batch].to(device))
+
+
 def step_builder(ddim, philox):
     def build(device, dtype, shape, mode, nc):
-        mean_type, var_type, extra = mode
+        mean_type, var_type, extra = mode[:3]
+        clip = mode[3] if len(mode) > 3 else None  # None, "bound" or "rescale"
         tab = tables(device)
         learned = var_type in ref.LEARNED
         out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
@@ -117,13 +125,18 @@ def step_builder(ddim, philox):
             noise_args = (noise,)
         names = DDIM_TABLES if ddim else P_TABLES
         eta = (extra,) if ddim else ()
+        clip_args, ref_clip = (), True
+        if clip is not None:
+            bound = clip_bounds(shape[0], device)
+            clip_args, ref_clip = (bound, clip == "rescale"), (bound, clip == "rescale")
         if ddim:
-            want = ref.ddim_sample(model_output, x, t, noise, tab, extra, mean_type, var_type, True)
+            want = ref.ddim_sample(model_output, x, t, noise, tab, extra, mean_type, var_type,
+                                   ref_clip)
         else:
-            want = ref.p_sample(model_output, x, t, noise, tab, mean_type, var_type, True)
+            want = ref.p_sample(model_output, x, t, noise, tab, mean_type, var_type, ref_clip)
         e_sample, e_pred, s_mag, p_mag, (s_slack, p_slack) = want
         args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *eta,
-                mean_type, var_type, True)
+                mean_type, var_type, True, *clip_args)
         data_args = {0: "model_output", 1: "x_t"}
         if not philox:
             data_args[3] = "noise"
@@ -145,9 +158,13 @@ def build_diffusion_mse(device, dtype, shape, mode, nc):
 
 
 STEP_OUTS = {"out": ("sample", "pred_xstart"), "sample_out": ("sample",)}
-P_MODES = [(m, v, None) for m in MEAN_TYPES for v in VAR_TYPES]
+# the last modes clip to a per-sample bound, or threshold (clamp and divide)
+P_MODES = [(m, v, None) for m in MEAN_TYPES for v in VAR_TYPES] + [
+    ("epsilon", "fixed_small", None, "rescale"), ("v", "learned_range", None, "bound"),
+    ("start_x", "fixed_large", None, "rescale")]
 DDIM_MODES = [(m, v, eta) for m in MEAN_TYPES for v in ("fixed_small", "learned_range")
-              for eta in (0.0, 0.5)]
+              for eta in (0.0, 0.5)] + [
+    ("epsilon", "fixed_small", 0.5, "rescale"), ("v", "fixed_small", 0.0, "bound")]
 
 OPS = [
     Op("q_sample", build_q_sample, differentiable=(0, 2), out_overloads={"out": ("out",)}),

@@ -38,7 +38,9 @@ def posterior_mean_variance(x_start, x_t, t, tab):
 
 
 def _pred_xstart(out, x, t, tab, mean_type, clip):
-    """(pred_xstart, its magnitude, v's slack) as improved-diffusion forms it.
+    """(pred_xstart, its magnitude, v's slack) as improved-diffusion forms it;
+    clip: True ([-1, 1]), False, or (clip_bound, clip_rescale): clamped to
+    [-s, s] per sample, and divided by s with clip_rescale.
 
     slack bounds the error the kernel inherits, for the v prediction, from
     deriving sqrt(1 - abar) out of the sqrt_recipm1_alphas_cumprod table: that
@@ -63,7 +65,13 @@ def _pred_xstart(out, x, t, tab, mean_type, clip):
     slack = torch.zeros_like(pred)
     if mean_type == "v":
         slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
-    if clip:
+    if isinstance(clip, tuple):  # (clip_bound [B], clip_rescale)
+        bound, rescale = clip
+        s = bound.double().view(-1, *([1] * (x.dim() - 1)))
+        pred = torch.maximum(torch.minimum(pred, s), -s)
+        if rescale:
+            pred, pred_mag, slack = pred / s, pred_mag / s, slack / s
+    elif clip:
         pred = pred.clamp(-1, 1)
     return pred, pred_mag, slack
 
