@@ -15,7 +15,10 @@
 //   For each step kind (p_sample, ddim_sample):
 //     (sample, pred_xstart) <step>(model_output, x_t, t, noise, <6 tables>,
 //         [eta = 0.0,] model_mean_type = "epsilon",
-//         model_var_type = "fixed_small", clip_denoised = true)
+//         model_var_type = "fixed_small", clip_denoised = true,
+//         clip_bound = nullopt, clip_rescale = false)
+//       clip_bound [B]: pred_xstart clamped to [-s_b, s_b] (divided by s_b
+//       too with clip_rescale: dynamic thresholding) instead of [-1, 1]
 //     (sample, pred_xstart) <step>_philox(model_output, x_t, t, seed, offset, ...)
 //     at::Tensor& <step>_out(sample, <the arguments of <step>>) and
 //     <step>_philox_out(sample, ...): the sample alone, written into `sample`
