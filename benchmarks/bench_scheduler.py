@@ -36,17 +36,28 @@ def _one_step(scheduler, model_output, timestep, sample, seed, device):
     return scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
 
 
+# name -> (scheduler class name, its config)
+CONFIGS = {
+    # epsilon / fixed_small, noise drawn as diffusers draws it
+    "ddpm": ("DDPMScheduler", dict(variance_type="fixed_small", prediction_type="epsilon")),
+    # DeepFloyd IF's dynamic thresholding (the quantile is most of the time)
+    "ddpm-threshold": ("DDPMScheduler", dict(variance_type="fixed_small", thresholding=True,
+                                             dynamic_thresholding_ratio=0.95,
+                                             sample_max_value=1.5)),
+    # Stable Diffusion's DDIM: no clipping, eta = 0 (no noise: the step math alone)
+    "ddim": ("DDIMScheduler", dict(prediction_type="epsilon", clip_sample=False)),
+    # DDIMScheduler's defaults: clip_sample=True, the model's own noise kept
+    "ddim-clip": ("DDIMScheduler", dict(prediction_type="epsilon")),
+}
+
+
 def schedulers(name):
-    """(diffusers', ours): DDPM epsilon / fixed_small (noise drawn as diffusers
-    draws it), or DDIM epsilon without clipping at eta = 0 (no noise: the step
-    math alone), Stable Diffusion's DDIM setting."""
+    """(diffusers', ours) for CONFIGS[name]."""
     import diffusers
 
-    if name == "ddpm":
-        kw = dict(variance_type="fixed_small", prediction_type="epsilon")
-        return diffusers.DDPMScheduler(**kw), DDPMScheduler(**kw)
-    kw = dict(prediction_type="epsilon", clip_sample=False)
-    return diffusers.DDIMScheduler(**kw), DDIMScheduler(**kw)
+    cls, kw = CONFIGS[name]
+    ours = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}[cls]
+    return getattr(diffusers, cls)(**kw), ours(**kw)
 
 
 def bench(shape, dtype, device, reps, warmup, scheduler="ddpm"):
@@ -79,7 +90,7 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--shapes", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     p.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"])
-    p.add_argument("--schedulers", nargs="+", default=["ddpm", "ddim"], choices=["ddpm", "ddim"])
+    p.add_argument("--schedulers", nargs="+", default=["ddpm", "ddim"], choices=list(CONFIGS))
     p.add_argument("--reps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--output")
@@ -100,7 +111,7 @@ def main(argv=None):
 
 
 def print_row(r):
-    print(f"{r['scheduler']:>4} {r['shape']:>12} {r['dtype']:>8}  "
+    print(f"{r['scheduler']:>14} {r['shape']:>12} {r['dtype']:>8}  "
           f"diffusers {r['diffusers_s'] * 1e3:8.3f} ms ({r['diffusers_ops']} ops, "
           f"{r['diffusers_launches']} launches)  torch_ddpm {r['torch_ddpm_s'] * 1e3:8.3f} ms "
           f"({r['torch_ddpm_ops']} ops, {r['torch_ddpm_launches']} launches)  "

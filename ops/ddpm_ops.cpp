@@ -90,30 +90,33 @@ at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
 }
 
 // A step kind's functions (parameters as declared, without the defaults).
-#define DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS)                          \
+#define DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS)              \
   DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_VALUE) TABLES(DDPM_CPP_VALUE)              \
-                          OWN_ARGS(DDPM_CPP_VALUE3) DDPM_STEP_MODES(DDPM_CPP_VALUE3))
-#define DDPM_CPP_STEP_FUNCTION(Result, function, op, overload, HEAD, TABLES, OWN_ARGS, \
-                               SAMPLE_PARAM, SAMPLE_VALUE, RETURN)                      \
-  Result function(SAMPLE_PARAM DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS,             \
-                                                    DDPM_CPP_PARAM_NO_DEFAULT)) {       \
-    const auto r = call(DDPM_CPP_OP(op, overload),                                      \
-                        {DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS) SAMPLE_VALUE});   \
-    return RETURN;                                                                      \
+                          OWN_ARGS(DDPM_CPP_VALUE3) DDPM_STEP_MODES(DDPM_CPP_VALUE3) \
+                              OWN_OPTIONS(DDPM_CPP_VALUE3))
+#define DDPM_CPP_STEP_FUNCTION(Result, function, op, overload, HEAD, TABLES, OWN_ARGS,     \
+                               OWN_OPTIONS, SAMPLE_PARAM, SAMPLE_VALUE, RETURN)             \
+  Result function(SAMPLE_PARAM DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS,    \
+                                                    DDPM_CPP_PARAM_NO_DEFAULT)) {           \
+    const auto r =                                                                          \
+        call(DDPM_CPP_OP(op, overload),                                                     \
+             {DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS) SAMPLE_VALUE});     \
+    return RETURN;                                                                          \
   }
 #define DDPM_CPP_COMMA ,
-#define DDPM_CPP_STEP_DEFINITIONS(kind, step, TABLES, OWN_ARGS)                              \
-  DDPM_CPP_STEP_FUNCTION(Pair, step, #step, "", DDPM_STEP_HEAD, TABLES, OWN_ARGS, , , two(r)) \
-  DDPM_CPP_STEP_FUNCTION(Pair, step##_philox, #step "_philox", "", DDPM_STEP_PHILOX_HEAD,     \
-                         TABLES, OWN_ARGS, , , two(r))                                       \
-  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_out, #step, "sample_out", DDPM_STEP_HEAD,       \
-                         TABLES, OWN_ARGS, at::Tensor& sample DDPM_CPP_COMMA,                \
-                         DDPM_CPP_COMMA sample, sample)                                      \
-  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox", "sample_out",      \
-                         DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS,                            \
-                         at::Tensor& sample DDPM_CPP_COMMA, DDPM_CPP_COMMA sample, sample)   \
-  DDPM_CPP_STEP_FUNCTION(Pair, step##_backward, #step "_backward", "",                       \
-                         DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, , , two(r))
+#define DDPM_CPP_STEP_DEFINITIONS(kind, step, TABLES, OWN_ARGS, OWN_OPTIONS)                \
+  DDPM_CPP_STEP_FUNCTION(Pair, step, #step, "", DDPM_STEP_HEAD, TABLES, OWN_ARGS,           \
+                         OWN_OPTIONS, , , two(r))                                           \
+  DDPM_CPP_STEP_FUNCTION(Pair, step##_philox, #step "_philox", "", DDPM_STEP_PHILOX_HEAD,   \
+                         TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r))                         \
+  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_out, #step, "sample_out", DDPM_STEP_HEAD,      \
+                         TABLES, OWN_ARGS, OWN_OPTIONS, at::Tensor& sample DDPM_CPP_COMMA,  \
+                         DDPM_CPP_COMMA sample, sample)                                     \
+  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox", "sample_out",     \
+                         DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS,              \
+                         at::Tensor& sample DDPM_CPP_COMMA, DDPM_CPP_COMMA sample, sample)  \
+  DDPM_CPP_STEP_FUNCTION(Pair, step##_backward, #step "_backward", "",                      \
+                         DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r))
 DDPM_STEP_KINDS(DDPM_CPP_STEP_DEFINITIONS)
 
 }  // namespace ddpm

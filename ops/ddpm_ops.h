@@ -18,7 +18,9 @@
 //         model_var_type = "fixed_small", clip_denoised = true,
 //         clip_bound = nullopt, clip_rescale = false)
 //       clip_bound [B]: pred_xstart clamped to [-s_b, s_b] (divided by s_b
-//       too with clip_rescale: dynamic thresholding) instead of [-1, 1]
+//       too with clip_rescale: dynamic thresholding) instead of [-1, 1];
+//       ddim_sample's last: use_clipped_model_output = true (false: the
+//       direction term uses the model's own noise prediction, diffusers')
 //     (sample, pred_xstart) <step>_philox(model_output, x_t, t, seed, offset, ...)
 //     at::Tensor& <step>_out(sample, <the arguments of <step>>) and
 //     <step>_philox_out(sample, ...): the sample alone, written into `sample`
@@ -76,25 +78,27 @@
 #define DDPM_CPP_PARAMS(LIST) DDPM_CPP_DROP_FIRST(LIST(DDPM_CPP_PARAM))
 
 // A step function's parameters: HEAD's (the arguments before the tables),
-// the tables, the kind's own, the modes (PARAM3: with defaults or without).
-#define DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, PARAM3)                    \
+// the tables, the kind's own, the modes, the kind's trailing options (PARAM3:
+// with defaults or without).
+#define DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, PARAM3)         \
   DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_PARAM) TABLES(DDPM_CPP_PARAM) OWN_ARGS(PARAM3) \
-                          DDPM_STEP_MODES(PARAM3))
+                          DDPM_STEP_MODES(PARAM3) OWN_OPTIONS(PARAM3))
 
 // A step kind's functions.
-#define DDPM_CPP_STEP_DECLARATIONS(kind, step, TABLES, OWN_ARGS)                       \
-  std::tuple<at::Tensor, at::Tensor> step(                                             \
-      DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));  \
-  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(               \
-      DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));                \
-  at::Tensor& step##_out(                                                              \
-      at::Tensor& sample,                                                              \
-      DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));  \
-  at::Tensor& step##_philox_out(at::Tensor& sample,                                    \
-                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_PHILOX_HEAD, TABLES,    \
-                                                     OWN_ARGS, DDPM_CPP_PARAM_DEFAULT)); \
-  std::tuple<at::Tensor, at::Tensor> step##_backward(DDPM_CPP_STEP_PARAMS(             \
-      DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, DDPM_CPP_PARAM_DEFAULT));
+#define DDPM_CPP_STEP_DECLARATIONS(kind, step, TABLES, OWN_ARGS, OWN_OPTIONS)          \
+  std::tuple<at::Tensor, at::Tensor> step(DDPM_CPP_STEP_PARAMS(                         \
+      DDPM_STEP_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));          \
+  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(                \
+      DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));   \
+  at::Tensor& step##_out(at::Tensor& sample,                                            \
+                         DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS,         \
+                                              OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));    \
+  at::Tensor& step##_philox_out(at::Tensor& sample,                                     \
+                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_PHILOX_HEAD, TABLES,     \
+                                                     OWN_ARGS, OWN_OPTIONS,             \
+                                                     DDPM_CPP_PARAM_DEFAULT));          \
+  std::tuple<at::Tensor, at::Tensor> step##_backward(DDPM_CPP_STEP_PARAMS(              \
+      DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));
 
 namespace ddpm {
 

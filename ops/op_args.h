@@ -45,13 +45,15 @@
 #define DDPM_DIFFUSION_MSE_BACKWARD_GRAD(X) X(Tensor, grad)
 
 // ---- Steps. Every step kind is S(StepKind enumerator, operator name,
-// its six tables, its own arguments); its operators are <name>,
+// its six tables, its own arguments, its own trailing options (after every
+// step's modes: added later, so defaulted)); its operators are <name>,
 // <name>_philox (noise drawn in the kernel from seed and offset), each
 // functional, .out and .sample_out, and <name>_backward. Adding a kind: a
 // line here and its coefficients in csrc/ddpm/coefficients.h.
 #define DDPM_STEP_KINDS(S)                                                  \
-  S(kDdpm, p_sample, DDPM_P_SAMPLE_TABLES, DDPM_NO_ARGS)                    \
-  S(kDdim, ddim_sample, DDPM_DDIM_SAMPLE_TABLES, DDPM_DDIM_SAMPLE_ARGS)
+  S(kDdpm, p_sample, DDPM_P_SAMPLE_TABLES, DDPM_NO_ARGS, DDPM_NO_ARGS)      \
+  S(kDdim, ddim_sample, DDPM_DDIM_SAMPLE_TABLES, DDPM_DDIM_SAMPLE_ARGS,     \
+    DDPM_DDIM_SAMPLE_OPTIONS)
 
 // The first four tables are every step's (pred_xstart and the posterior
 // mean); the last two are the kind's own (StepTables::kind_tables).
@@ -69,6 +71,11 @@
 // A kind's own arguments and every step's modes, X(type, name, default).
 #define DDPM_NO_ARGS(X)
 #define DDPM_DDIM_SAMPLE_ARGS(X) X(float, eta, 0.0)  // 0: deterministic
+// use_clipped_model_output: the direction term's noise prediction is the one
+// re-derived from the clipped pred_xstart (true: improved-diffusion's DDIM,
+// diffusers' use_clipped_model_output=True) or the model's own, from the
+// unclipped x_0 (false: diffusers' default). The same step without clipping.
+#define DDPM_DDIM_SAMPLE_OPTIONS(X) X(bool, use_clipped_model_output, true)
 #define DDPM_STEP_MODES(X) DDPM_STEP_BASE_MODES(X) DDPM_STEP_CLIP_OPTIONS(X)
 #define DDPM_STEP_BASE_MODES(X)                                             \
   X(str, model_mean_type, "epsilon") X(str, model_var_type, "fixed_small")  \

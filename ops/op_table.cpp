@@ -30,9 +30,13 @@ namespace ops {
 
 const std::vector<StepKindInfo>& step_kinds() {
 #define DDPM_TABLE_NAME(type, name) #name,
-#define DDPM_STEP_KIND_INFO(kind, op, TABLES, OWN_ARGS)                              \
-  StepKindInfo{StepKind::kind, #op, {TABLES(DDPM_TABLE_NAME)},                       \
-               {OWN_ARGS(DDPM_ARG_SCHEMA_DEFAULT)}, {OWN_ARGS(DDPM_ARG_SCHEMA_NO_DEFAULT)}},
+#define DDPM_STEP_KIND_INFO(kind, op, TABLES, OWN_ARGS, OWN_OPTIONS)                 \
+  StepKindInfo{StepKind::kind,                                                       \
+               #op,                                                                  \
+               {TABLES(DDPM_TABLE_NAME)},                                            \
+               {OWN_ARGS(DDPM_ARG_SCHEMA_DEFAULT)},                                  \
+               {OWN_ARGS(DDPM_ARG_SCHEMA_NO_DEFAULT)},                               \
+               {OWN_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)}},
   static const std::vector<StepKindInfo> kinds = {DDPM_STEP_KINDS(DDPM_STEP_KIND_INFO)};
 #undef DDPM_STEP_KIND_INFO
 #undef DDPM_TABLE_NAME
@@ -69,6 +73,7 @@ StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise)
   at.clip_denoised = next++;
   at.clip_bound = next++;
   at.clip_rescale = next++;
+  at.use_clipped_model_output = info.takes_use_clipped_model_output() ? next++ : SIZE_MAX;
   at.sample = next++;
   at.pred_xstart = next;
   return at;
@@ -82,7 +87,8 @@ StepBackwardPositions step_backward_positions(const StepKindInfo& info) {
   at.var_type = next++;
   at.clip_denoised = next++;
   at.clip_bound = next++;
-  at.clip_rescale = next;
+  at.clip_rescale = next++;
+  at.use_clipped_model_output = info.takes_use_clipped_model_output() ? next : SIZE_MAX;
   return at;
 }
 
@@ -105,16 +111,17 @@ std::vector<std::string> operator+(std::vector<std::string> a, const std::vector
 
 // A step's arguments after its noise: the tables, eta for DDIM, the modes;
 // with_defaults: the forward operators' (a backward operator takes every
-// argument explicitly but the trailing clip options).
+// argument explicitly but the trailing options).
 std::vector<std::string> step_tail(const StepKindInfo& info, bool with_defaults) {
   std::vector<std::string> args = tensors({info.tables.begin(), info.tables.end()});
   if (with_defaults) {
     return args + info.own_args +
-           std::vector<std::string>{DDPM_STEP_MODES(DDPM_ARG_SCHEMA_DEFAULT)};
+           std::vector<std::string>{DDPM_STEP_MODES(DDPM_ARG_SCHEMA_DEFAULT)} + info.own_options;
   }
   return args + info.own_args_no_defaults +
          std::vector<std::string>{DDPM_STEP_BASE_MODES(DDPM_ARG_SCHEMA_NO_DEFAULT)
-                                      DDPM_STEP_CLIP_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)};
+                                      DDPM_STEP_CLIP_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)} +
+         info.own_options;
 }
 
 struct Schemas {

@@ -52,15 +52,17 @@ enum class NoiseSource { kTensor, kPhilox };
 
 // One kind of reverse step as an operator (a DDPM_STEP_KINDS line): its
 // name, the schedule tables it reads in schema order (the first four are
-// every step's; the last two fill StepTables::kind_tables), and its own
-// arguments' schema text (with and without defaults); eta is the only one
-// so far.
+// every step's; the last two fill StepTables::kind_tables), its own
+// arguments' schema text (with and without defaults; eta is the only one so
+// far) and its trailing options' (with defaults; DDIM's
+// use_clipped_model_output).
 struct StepKindInfo {
   StepKind kind;
   const char* name;
   std::array<const char*, 6> tables;
-  std::vector<std::string> own_args, own_args_no_defaults;
+  std::vector<std::string> own_args, own_args_no_defaults, own_options;
   bool takes_eta() const { return !own_args.empty(); }
+  bool takes_use_clipped_model_output() const { return !own_options.empty(); }
 };
 
 // Every step kind, from DDPM_STEP_KINDS.
@@ -77,7 +79,8 @@ struct StepArgPositions {
   size_t first_table;          // then the six tables
   size_t eta;                  // if the kind takes it
   size_t mean_type, var_type, clip_denoised, clip_bound, clip_rescale;
-  size_t sample, pred_xstart;  // out= / sample_out arguments
+  size_t use_clipped_model_output;  // if the kind takes it
+  size_t sample, pred_xstart;       // out= / sample_out arguments
 };
 StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise);
 
@@ -87,6 +90,7 @@ struct StepBackwardPositions {
   size_t grad_sample = 0, grad_pred_xstart = 1, model_output = 2, x_t = 3, t = 4,
          noise = 5, first_table = 6;
   size_t eta, mean_type, var_type, clip_denoised, clip_bound, clip_rescale;
+  size_t use_clipped_model_output;
 };
 StepBackwardPositions step_backward_positions(const StepKindInfo& info);
 

@@ -41,11 +41,18 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
 
 StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mean_type,
                            const std::string& var_type, bool clip_denoised, double eta,
-                           bool clip_rescale) {
+                           bool clip_rescale, bool use_clipped_model_output) {
   TORCH_CHECK(!step_kind_info(kind).takes_eta() || (eta >= 0.0 && eta < 1e300), op,
               ": expected eta to be a finite number >= 0, got ", eta);
-  return {kind,          parse_mean_type(op, mean_type), parse_var_type(op, var_type),
-          clip_denoised, eta,                            clip_rescale};
+  StepModes modes;
+  modes.kind = kind;
+  modes.mean_type = parse_mean_type(op, mean_type);
+  modes.var_type = parse_var_type(op, var_type);
+  modes.clip_denoised = clip_denoised;
+  modes.eta = eta;
+  modes.clip_rescale = clip_rescale;
+  modes.model_noise = !use_clipped_model_output;
+  return modes;
 }
 
 void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Tensor& x_t,
@@ -110,7 +117,9 @@ StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSou
   c.modes = parse_step_modes(op, info.kind, args.str(at.mean_type), args.str(at.var_type),
                              args.flag(at.clip_denoised),
                              info.takes_eta() ? args.real(at.eta) : 0.0,
-                             args.flag(at.clip_rescale));
+                             args.flag(at.clip_rescale),
+                             !info.takes_use_clipped_model_output() ||
+                                 args.flag(at.use_clipped_model_output));
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.model_output = &args.tensor(at.model_output);
   c.x_t = &args.tensor(at.x_t);
@@ -153,7 +162,9 @@ StepBackwardCall read_step_backward_call(const CallArgs& args) {
   c.modes = parse_step_modes(op, info->kind, args.str(at.mean_type), args.str(at.var_type),
                              args.flag(at.clip_denoised),
                              info->takes_eta() ? args.real(at.eta) : 0.0,
-                             args.flag(at.clip_rescale));
+                             args.flag(at.clip_rescale),
+                             !info->takes_use_clipped_model_output() ||
+                                 args.flag(at.use_clipped_model_output));
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.grad_sample = args.optional_tensor(at.grad_sample);
   c.grad_pred_xstart = args.optional_tensor(at.grad_pred_xstart);

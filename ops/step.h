@@ -38,7 +38,7 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
 // The modes of a step call, parsed and checked.
 StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mean_type,
                            const std::string& var_type, bool clip_denoised, double eta,
-                           bool clip_rescale);
+                           bool clip_rescale, bool use_clipped_model_output);
 
 // clip_bound: null (None), or [B] floating on x_t's device, given only with
 // clip_denoised; clip_rescale only with a clip_bound.

@@ -124,6 +124,11 @@ echo "bench-noise: exit $? ($(elapsed))"
 timeout "$(limit 60)" python3 benchmarks/bench_training.py --device cuda --shapes 16x3x64x64 64M \
   --reps 20 --output /tmp/ddpm-bench-training.json
 echo "bench-training: exit $? ($(elapsed))"
+# diffusers' scheduler steps against ours (issue 19): its rows in the log
+timeout "$(limit 45)" python3 benchmarks/bench_scheduler.py --device cuda \
+  --shapes 16x4x64x64 4x4x128x128 --dtypes float32 bfloat16 \
+  --schedulers ddpm ddim ddim-clip --reps 20 --warmup 3
+echo "bench-scheduler: exit $? ($(elapsed))"
 
 # 6. the CPU cases, in what time is left (CI runs them on every change; here
 # they meet the GPU machine's Python 3.12 and 16 cores)

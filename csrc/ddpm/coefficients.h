@@ -68,7 +68,10 @@ struct StepTables {
 
 // The kind of step, what the model predicts, how the variance is formed;
 // eta is DDIM's. clip_rescale: pred_x0 is clamped to the sample's bound s and
-// divided by s (dynamic thresholding; see step_coef).
+// divided by s (dynamic thresholding; see step_coef). model_noise (DDIM): the
+// direction term uses the model's own noise prediction, from the unclipped
+// x_0 (diffusers' use_clipped_model_output=False), not the one re-derived
+// from the clipped pred_x0 (improved-diffusion's DDIM).
 struct StepModes {
   StepKind kind;
   MeanType mean_type;
@@ -76,6 +79,7 @@ struct StepModes {
   bool clip_denoised;
   double eta;
   bool clip_rescale;
+  bool model_noise;
 };
 
 // The model output carries a variance half (2C channels).
@@ -101,7 +105,8 @@ DDPM_HD LinearCoef<acc> linear_coef(const LinearTables<table_t>& tab, int64_t t)
 // One reverse step, written so every mode is the same few multiply-adds:
 //   pred_x0 = clamp(A*x_t + Bm*out, lo, hi)  (per sample: [-s, s], [-1, 1]
 //                                             with rescaling, or no clamp)
-//   mean    = c1*pred_x0 + c2*x_t          (mean = out for previous_x)
+//   mean    = c1*pred_x0 + c2*x_t [+ c3*out] (mean = out for previous_x;
+//                                             c3 is 0 but for model_noise)
 //   sigma   = sigma_fixed                   (fixed variances)
 //           = nz*exp(0.5*(lv_a + lv_b*v))   (learned: v is the variance half)
 //   sample  = mean + sigma*noise
@@ -112,11 +117,15 @@ DDPM_HD LinearCoef<acc> linear_coef(const LinearTables<table_t>& tab, int64_t t)
 //   sample = sqrt(abar_tgt)*pred_x0 + d*eps + nz*sigma*noise
 //          = (sqrt(abar_tgt) - d/rm1)*pred_x0 + (d*r/rm1)*x_t + nz*sigma*noise,
 // so c1 = sqrt(abar_tgt) - d/rm1, c2 = d*r/rm1, sigma_fixed = nz*sigma, where
-// sigma = eta*sqrt((1-abar_tgt)/(1-abar))*sqrt(1-abar/abar_tgt).
+// sigma = eta*sqrt((1-abar_tgt)/(1-abar))*sqrt(1-abar/abar_tgt). With the
+// model's own noise (model_noise), eps = (r*x_t - x_0)/rm1 of the unclipped
+// x_0 = A*x_t + Bm*out: c1 = sqrt(abar_tgt), c2 = d*(r - A)/rm1, c3 =
+// -d*Bm/rm1 (for epsilon exactly c2 = 0, c3 = d: eps is the output itself).
 template <typename acc>
 struct StepCoef {
   acc A, Bm;            // pred_x0 = A*x_t + Bm*model_out
   acc c1, c2;           // posterior mean coefficients
+  acc c3;               // the model output's own term in the mean (0 but DDIM's model_noise)
   acc sigma_fixed;      // nz*exp(0.5*log_variance) for fixed variances
   acc lv_a, lv_b;       // log_variance = lv_a + lv_b*v for learned variances
   acc nz;               // 1 where t > 0, else 0
@@ -154,7 +163,7 @@ DDPM_HD void pred_x0_coef(MeanType mean_type, double r, double rm1, double c1,
 template <typename acc, typename table_t>
 DDPM_HD void ddim_coef(const StepTables<table_t>& tab, int64_t t,
                        const StepModes& modes, double r, double rm1,
-                       bool zero_snr, StepCoef<acc>& k) {
+                       bool zero_snr, double A, double Bm, StepCoef<acc>& k) {
   const double abar = static_cast<double>(tab.kind_tables[0][t]);      // alphas_cumprod
   const double abar_tgt = static_cast<double>(tab.kind_tables[1][t]);  // the target's
   // eta = 0 must give exactly 0, also for a reverse step (abar_tgt < abar)
@@ -167,9 +176,22 @@ DDPM_HD void ddim_coef(const StepTables<table_t>& tab, int64_t t,
   // terminal SNR): rounding must not make it negative there (NaN).
   const double d_squared = 1.0 - abar_tgt - sigma * sigma;
   const double d = ::sqrt(d_squared > 0.0 ? d_squared : 0.0);
-  k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
-  k.c2 = static_cast<acc>(zero_snr ? d : d * r / rm1);
   k.sigma_fixed = static_cast<acc>(t != 0 ? sigma : 0.0);
+  if (!modes.model_noise) {
+    k.c1 = static_cast<acc>(::sqrt(abar_tgt) - d / rm1);
+    k.c2 = static_cast<acc>(zero_snr ? d : d * r / rm1);
+    return;
+  }
+  // eps of the unclipped x_0; at zero SNR (r, rm1 inf) eps = x_t but for
+  // epsilon, whose eps is the output at every t
+  double e_x = zero_snr ? 1.0 : (r - A) / rm1, e_out = zero_snr ? 0.0 : -Bm / rm1;
+  if (modes.mean_type == MeanType::kEpsilon) {
+    e_x = 0.0;
+    e_out = 1.0;
+  }
+  k.c1 = static_cast<acc>(::sqrt(abar_tgt));
+  k.c2 = static_cast<acc>(d * e_x);
+  k.c3 = static_cast<acc>(d * e_out);
 }
 
 // The ancestral step's posterior mean and variance (see StepCoef).
@@ -236,21 +258,22 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
   pred_x0_coef(modes.mean_type, r, rm1, c1, c2, zero_snr, A, Bm);
 
   StepCoef<acc> k;
-  clip_coef(modes, clip_bound, A, Bm, k);
-  k.A = static_cast<acc>(A);
-  k.Bm = static_cast<acc>(Bm);
   k.nz = static_cast<acc>(t != 0 ? 1.0 : 0.0);
   k.lv_a = acc(0);
   k.lv_b = acc(1);
   k.log_var_fixed = acc(0);
+  k.c3 = acc(0);
   switch (modes.kind) {
-    case StepKind::kDdim:
-      ddim_coef(tab, t, modes, r, rm1, zero_snr, k);
+    case StepKind::kDdim:  // (the model's own noise reads the unclipped A, Bm)
+      ddim_coef(tab, t, modes, r, rm1, zero_snr, A, Bm, k);
       break;
     case StepKind::kDdpm:
       ddpm_coef(tab, t, modes, c1, c2, k);
       break;
   }
+  clip_coef(modes, clip_bound, A, Bm, k);
+  k.A = static_cast<acc>(A);
+  k.Bm = static_cast<acc>(Bm);
   return k;
 }
 

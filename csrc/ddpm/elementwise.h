@@ -72,6 +72,9 @@ DDPM_HD StepOut<acc> step_elem(const StepCoef<acc>& k, acc out, acc var_out,
   StepOut<acc> r;
   r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, k.clip_lo, k.clip_hi);
   r.mean = kMeanIsOutput ? out : k.c1 * r.pred_xstart + k.c2 * x_t;
+  // selected, not added as 0*out: an infinite output clipped to pred_x0's
+  // bound must not turn the mean into NaN, nor -0 into +0
+  r.mean = k.c3 != acc(0) ? r.mean + k.c3 * out : r.mean;
   acc sigma = k.sigma_fixed;
   r.log_variance = k.log_var_fixed;
   if (kLearnedVar) {
@@ -101,7 +104,8 @@ DDPM_HD StepGrad<acc> step_backward_elem(
   acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
   grad_x0 = inside ? grad_x0 : acc(0);
   StepGrad<acc> g;
-  g.out = k.Bm * grad_x0 + (kMeanIsOutput ? grad_sample : acc(0));
+  const acc own = k.c3 != acc(0) ? k.c3 * grad_sample : acc(0);  // as the forward's c3
+  g.out = k.Bm * grad_x0 + (kMeanIsOutput ? grad_sample : own);
   g.x_t = k.A * grad_x0 + (kMeanIsOutput ? acc(0) : k.c2 * grad_sample);
   g.var_out = acc(0);
   if (kLearnedVar) {

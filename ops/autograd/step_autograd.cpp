@@ -57,6 +57,9 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     ctx->saved_data["clip_denoised"] = a[at.clip_denoised];
     ctx->saved_data["clip_bound"] = a[at.clip_bound];
     ctx->saved_data["clip_rescale"] = a[at.clip_rescale];
+    ctx->saved_data["use_clipped_model_output"] =
+        which.info->takes_use_clipped_model_output() ? a[at.use_clipped_model_output]
+                                                     : c10::IValue(true);
     // no zero gradient is filled for an output the loss does not use: the
     // backward operator takes None for it and never reads it
     ctx->set_materialize_grads(false);
@@ -73,7 +76,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     const StepModes modes =
         parse_step_modes("ddpm", info.kind, d.at("mean_type").toStringRef(),
                          d.at("var_type").toStringRef(), d.at("clip_denoised").toBool(),
-                         d.at("eta").toDouble(), d.at("clip_rescale").toBool());
+                         d.at("eta").toDouble(), d.at("clip_rescale").toBool(),
+                         d.at("use_clipped_model_output").toBool());
     if (d.at("philox").toBool() &&
         step_backward_reads_noise(modes, grads[0].defined() ? &grads[0] : nullptr)) {
       noise = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
@@ -87,6 +91,7 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     stack.push_back(d.at("clip_denoised"));
     stack.push_back(d.at("clip_bound"));
     stack.push_back(d.at("clip_rescale"));
+    if (info.takes_use_clipped_model_output()) stack.push_back(d.at("use_clipped_model_output"));
     backward_op(info).callBoxed(&stack);
     return {stack[0].toTensor(), stack[1].toTensor(), Variable()};
   }

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ops import DynamicThreshold, diffusion_mse, dynamic_threshold_bound
+from .ops import diffusion_mse, dynamic_threshold_bound
 from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
@@ -277,23 +277,6 @@ class _FusedDDPMSteps:
             a, b = tab["sqrt_alphas_cumprod"], tab["neg_sqrt_one_minus_alphas_cumprod"]
         return torch.addcmul(a[t].to(dtype).view(shape) * x, b[t].to(dtype).view(shape), out)
 
-    def _limited_x0(self, x0):
-        """x_0 as diffusers limits it (thresholded, or clamped to
-        clip_sample_range); None where it has no limit."""
-        if self.config.thresholding:
-            return self._threshold_sample(x0)
-        if self.config.clip_sample:
-            r = self.config.clip_sample_range
-            return x0.clamp(-r, r)
-        return None
-
-    def _threshold_sample(self, sample):
-        """Imagen's dynamic thresholding, as diffusers does it: per sample, s = the
-        dynamic_thresholding_ratio quantile of |x_0| clamped to [1, sample_max_value];
-        x_0 clamped to [-s, s] and divided by s."""
-        return DynamicThreshold(self.config.dynamic_thresholding_ratio,
-                                self.config.sample_max_value).apply(sample)
-
     def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
         """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample, the coefficients
         from float64 tables and the result rounded once: a 16-bit sample gets its
@@ -416,7 +399,6 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
             "posterior_mean_coef2": torch.zeros_like(ab),
             "alphas_cumprod": ab,
             "alphas_cumprod_prev": ab_prev,
-            "sqrt_alphas_cumprod_prev": ab_prev.sqrt(),
             "sqrt_alphas_cumprod": ab.sqrt(),
             "sqrt_one_minus_alphas_cumprod": sqrt_one_minus,
             "neg_sqrt_one_minus_alphas_cumprod": -sqrt_one_minus,
@@ -431,12 +413,12 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
 
     def step(self, model_output, timestep, sample, eta=0.0, use_clipped_model_output=False,
              generator=None, variance_noise=None, return_dict=True):
-        """One DDIM step, as diffusers' DDIMScheduler.step, in one fused pass
-        where diffusers' semantics allow (no clipping, or the noise re-derived
-        from the clipped x_0: use_clipped_model_output=True); otherwise the
-        fused step without clipping, then moved by sqrt(abar_prev) times the
-        clipped (or thresholded) x_0's change: the model's own noise
-        prediction stays, as diffusers keeps it. timestep: an int, a 0-d
+        """One DDIM step, as diffusers' DDIMScheduler.step, in one fused pass:
+        the limit on x_0 (clip_sample_range, or thresholding's per-sample bound,
+        a quantile computed first) and the noise prediction of the direction
+        term (the model's own, diffusers' default, or the one re-derived from
+        the limited x_0 with use_clipped_model_output=True) are the
+        operator's. timestep: an int, a 0-d
         tensor or a tensor [B] (one per sample). Noise is drawn only for
         eta > 0, as diffusers draws it (randn of model_output's shape and
         dtype from `generator`), or taken from variance_noise."""
@@ -453,40 +435,22 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                 variance_noise = _randn_like(model_output, generator)
             noise = variance_noise.to(sample.dtype)
         else:
-            noise = torch.zeros_like(sample)  # eta = 0: no noise term (and none drawn)
-        # with use_clipped_model_output the noise prediction follows the limited
-        # x_0, which is the operator's step: one pass, the limit inside it
-        clip, bound, rescale = (self._clip_args(model_output, sample, t, tab)
-                                if use_clipped_model_output else (False, None, False))
+            # eta = 0: sigma is 0, no noise is drawn or added; the sample stands in
+            # for the noise argument (no full-size zeros written per step)
+            noise = sample
+        # the limit on x_0 (a clip range or thresholding's bound) and which noise
+        # prediction the direction term uses are the operator's: one pass
+        clip, bound, rescale = self._clip_args(model_output, sample, t, tab)
         prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
             model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
             tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
             tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"],
             float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", clip,
-            bound, rescale)
-        limited = None if use_clipped_model_output else self._limited_x0(pred_original_sample)
-        if limited is not None:
-            # the step is linear in x_0 with the noise prediction held: sqrt(abar_prev)
-            # times the change; with use_clipped_model_output the noise follows x_0,
-            # and the coefficient is the fused step's (sqrt(abar_prev) - d / rm1)
-            shape = (-1,) + (1,) * (sample.dim() - 1)
-            coef = tab["sqrt_alphas_cumprod_prev"][t]
-            if use_clipped_model_output:
-                coef = coef - self._direction(tab, t, eta) / tab["sqrt_recipm1_alphas_cumprod"][t]
-            prev_sample = (prev_sample + coef.view(shape) * (limited - pred_original_sample)).to(
-                sample.dtype)
-            pred_original_sample = limited
+            bound, rescale, bool(use_clipped_model_output))
         if not return_dict:
             return prev_sample, pred_original_sample
         return DDIMSchedulerOutput(prev_sample=prev_sample,
                                    pred_original_sample=pred_original_sample)
-
-    @staticmethod
-    def _direction(tab, t, eta):
-        """sqrt(1 - abar_prev - sigma^2) per sample (the noise prediction's weight)."""
-        ab, ab_prev = tab["alphas_cumprod"][t], tab["alphas_cumprod_prev"][t]
-        variance = (1 - ab_prev) / (1 - ab) * (1 - ab / ab_prev)
-        return (1 - ab_prev - eta * eta * variance).clamp(min=0).sqrt()
 
 
 class DDIMScheduler(_FusedDDIMSteps):

@@ -129,7 +129,7 @@ def ddim_sample(
     posterior_mean_coef1, posterior_mean_coef2,
     alphas_cumprod, alphas_cumprod_prev, eta=0.0,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
-    clip_bound=None, clip_rescale=False,
+    clip_bound=None, clip_rescale=False, use_clipped_model_output=True,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """One fused DDIM step x_t -> x_{t-1}; returns (sample, pred_xstart).
 
@@ -141,6 +141,9 @@ def ddim_sample(
     (eta = 0) is ddim_reverse_sample's step x_t -> x_{t+1}. A learned variance
     half of model_output is ignored. Modes as p_sample's. Give the tables in
     float64: the step forms 1 - abar from them.
+    use_clipped_model_output=False: eps in the direction term is the model's
+    own prediction (from the unclipped x_0), diffusers' default, not the one
+    re-derived from the clipped pred_xstart; the same step without clipping.
     """
     return torch.ops.ddpm.ddim_sample(
         model_output, x_t, t, noise,
@@ -148,7 +151,7 @@ def ddim_sample(
         posterior_mean_coef1, posterior_mean_coef2,
         alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
-        clip_bound, bool(clip_rescale),
+        clip_bound, bool(clip_rescale), bool(use_clipped_model_output),
     )
 
 
@@ -188,7 +191,7 @@ def ddim_sample_philox(
     posterior_mean_coef1, posterior_mean_coef2,
     alphas_cumprod, alphas_cumprod_prev, eta=0.0,
     model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=True,
-    clip_bound=None, clip_rescale=False,
+    clip_bound=None, clip_rescale=False, use_clipped_model_output=True,
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """ddim_sample with noise = philox_normal(x_t, seed, offset) drawn in the
     kernel (in float32, also for 16-bit data)."""
@@ -198,7 +201,7 @@ def ddim_sample_philox(
         posterior_mean_coef1, posterior_mean_coef2,
         alphas_cumprod, alphas_cumprod_prev, float(eta),
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
-        clip_bound, bool(clip_rescale),
+        clip_bound, bool(clip_rescale), bool(use_clipped_model_output),
     )
 
 

@@ -346,10 +346,12 @@ struct StepCase {
   ddpm::StepKind kind;
   double eta;
   const char* name;
+  bool model_noise;  // DDIM with the model's own noise prediction
 };
-const StepCase kStepCases[] = {{ddpm::StepKind::kDdpm, 0.0, "p_sample"},
-                               {ddpm::StepKind::kDdim, 0.0, "ddim eta=0"},
-                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7"}};
+const StepCase kStepCases[] = {{ddpm::StepKind::kDdpm, 0.0, "p_sample", false},
+                               {ddpm::StepKind::kDdim, 0.0, "ddim eta=0", false},
+                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7", false},
+                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7 model noise", true}};
 const ddpm::MeanType kMeanTypes[] = {ddpm::MeanType::kEpsilon, ddpm::MeanType::kStartX,
                                      ddpm::MeanType::kPreviousX, ddpm::MeanType::kV};
 const ddpm::VarType kVarTypes[] = {ddpm::VarType::kFixedSmall, ddpm::VarType::kFixedLarge,
@@ -372,7 +374,8 @@ Clip clip_of(int combination) { return static_cast<Clip>(combination % 4); }
 
 ddpm::StepModes step_modes(const StepCase& kind, ddpm::MeanType mean, ddpm::VarType var,
                            Clip clip) {
-  return {kind.kind, mean, var, clip != Clip::kNone, kind.eta, clip == Clip::kRescale};
+  return {kind.kind, mean, var, clip != Clip::kNone, kind.eta, clip == Clip::kRescale,
+          kind.model_noise};
 }
 
 // Per-sample bounds, some below and some above the data's magnitudes.
@@ -720,7 +723,7 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
   p.timesteps = {in.t.data(), schedule().T};
   p.tables = step_tables(tab, ddpm::StepKind::kDdpm);
   p.modes = {ddpm::StepKind::kDdpm, ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall, true, 0.0,
-             false};
+             false, false};
   p.batch = batch;
   p.sample_numel = numel;
   ddpm::step_cuda(p, {nullptr, 1});

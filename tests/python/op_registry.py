@@ -107,6 +107,7 @@ def step_builder(ddim, philox):
     def build(device, dtype, shape, mode, nc):
         mean_type, var_type, extra = mode[:3]
         clip = mode[3] if len(mode) > 3 else None  # None, "bound" or "rescale"
+        model_noise = len(mode) > 4 and mode[4] == "model_noise"  # DDIM's own option
         tab = tables(device)
         learned = var_type in ref.LEARNED
         out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
@@ -131,10 +132,13 @@ def step_builder(ddim, philox):
             clip_args, ref_clip = (bound, clip == "rescale"), (bound, clip == "rescale")
         if ddim:
             want = ref.ddim_sample(model_output, x, t, noise, tab, extra, mean_type, var_type,
-                                   ref_clip)
+                                   ref_clip, use_clipped_model_output=not model_noise)
         else:
             want = ref.p_sample(model_output, x, t, noise, tab, mean_type, var_type, ref_clip)
         e_sample, e_pred, s_mag, p_mag, (s_slack, p_slack) = want
+        if model_noise:
+            clip_args = clip_args or (None, False)
+            clip_args += (False,)  # use_clipped_model_output
         args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *eta,
                 mean_type, var_type, True, *clip_args)
         data_args = {0: "model_output", 1: "x_t"}
@@ -164,7 +168,10 @@ P_MODES = [(m, v, None) for m in MEAN_TYPES for v in VAR_TYPES] + [
     ("start_x", "fixed_large", None, "rescale")]
 DDIM_MODES = [(m, v, eta) for m in MEAN_TYPES for v in ("fixed_small", "learned_range")
               for eta in (0.0, 0.5)] + [
-    ("epsilon", "fixed_small", 0.5, "rescale"), ("v", "fixed_small", 0.0, "bound")]
+    ("epsilon", "fixed_small", 0.5, "rescale"), ("v", "fixed_small", 0.0, "bound")] + [
+    # the model's own noise prediction (diffusers' use_clipped_model_output=False)
+    (m, "fixed_small", 0.5, clip, "model_noise") for m in MEAN_TYPES
+    for clip in (None, "rescale")]
 
 OPS = [
     Op("q_sample", build_q_sample, differentiable=(0, 2), out_overloads={"out": ("out",)}),

@@ -138,18 +138,22 @@ def p_sample(model_output, x_t, t, noise, tab, mean_type, var_type, clip):
 
 
 def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip,
-                target="alphas_cumprod_prev"):
+                target="alphas_cumprod_prev", use_clipped_model_output=True):
     """A DDIM step towards tab[target] (abar_{t-1}; abar_{t+1} for the reverse
     ODE), as improved-diffusion's ddim_sample writes it, eps formed from x_t
     and pred_xstart in terms of abar (defined where abar_t = 0 too: eps = x_t).
-    Returns what p_sample returns; a learned variance half is ignored."""
+    Returns what p_sample returns; a learned variance half is ignored.
+    use_clipped_model_output=False: eps is the model's own, from the unclipped
+    x_0 (diffusers' default), not re-derived from the clipped pred_xstart."""
     x, out, z = x_t.double(), model_output.double(), noise.double()
     if var_type in LEARNED:
         out = out[:, : x.shape[1]]
     ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
     pred, pred_mag, slack = _pred_xstart(out, x, t, tab, mean_type, clip)
     abar, abar_tgt = ex("alphas_cumprod"), ex(target)
-    eps = (x - abar.sqrt() * pred) / (1 - abar).sqrt()
+    eps_from = pred if use_clipped_model_output else _pred_xstart(out, x, t, tab, mean_type,
+                                                                  False)[0]
+    eps = (x - abar.sqrt() * eps_from) / (1 - abar).sqrt()
     eps_mag = (x.abs() + abar.sqrt() * pred_mag) / (1 - abar).sqrt()
     if eta == 0:
         sigma = torch.zeros_like(abar)

@@ -174,10 +174,11 @@ def test_scheduler_bench_compares_like_with_like(tmp_path):
     pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
     module = load_script("benchmarks/bench_scheduler.py")
     out = tmp_path / "scheduler.json"
+    configs = list(module.CONFIGS)
     rows = module.main(["--shapes", "1x4x64x64", "--dtypes", "float32", "--reps", "2",
-                        "--warmup", "1", "--output", str(out)])
+                        "--warmup", "1", "--schedulers", *configs, "--output", str(out)])
     assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
-    assert [row["scheduler"] for row in rows] == ["ddpm", "ddim"]
+    assert [row["scheduler"] for row in rows] == configs
     for row in rows:
         assert row["diffusers_s"] > 0 and row["torch_ddpm_s"] > 0
         # the same step: one fused operator against diffusers' chain

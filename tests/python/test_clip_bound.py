@@ -153,7 +153,8 @@ def _ops_called(fn):
                                          sample_max_value=1.5),
                                     dict(clip_sample_range=2.0)], ids=["thresholding", "range"])
 def test_diffusers_limits_on_x0_are_inside_the_one_step(config):
-    """Nothing full-size after the fused step: the limit is inside it (before,
+    """Nothing full-size after the fused step: the limit is inside it, and
+    for DDIM the model's own noise prediction too (diffusers' default; before,
     a correction of four to six more passes followed)."""
     from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
 
@@ -164,7 +165,8 @@ def test_diffusers_limits_on_x0_are_inside_the_one_step(config):
     ddim.set_timesteps(10)
     for run, step_op in ((lambda: ddpm.step(out, 500, sample), "ddpm.p_sample"),
                          (lambda: ddim.step(out, 500, sample, eta=0.5,
-                                            use_clipped_model_output=True), "ddpm.ddim_sample")):
+                                            use_clipped_model_output=True), "ddpm.ddim_sample"),
+                         (lambda: ddim.step(out, 500, sample, eta=0.5), "ddpm.ddim_sample")):
         called = _ops_called(run)
         assert called.count(step_op) == 1 and called[-1] == step_op, called
 
