@@ -31,6 +31,7 @@ class CallArgs {
   double real(size_t i) const { return at(i).toDouble(); }
   const std::string& str(size_t i) const { return at(i).toStringRef(); }
   bool flag(size_t i) const { return at(i).toBool(); }
+  const c10::IValue& value(size_t i) const { return at(i); }
 
   // An argument's name in the schema (for messages), and it with its tensor.
   const char* name(size_t i) const { return op_.schema().arguments()[i].name().c_str(); }

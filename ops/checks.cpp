@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 
 namespace ddpm {
 namespace ops {
@@ -28,6 +29,37 @@ NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset) {
               "32-bit Philox draws per subsequence; each call uses 4), got ",
               offset);
   return {static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
+}
+
+namespace {
+CudaNoiseKeyDrawer cuda_noise_key_drawer = nullptr;
+}  // namespace
+
+void set_cuda_noise_key_drawer(CudaNoiseKeyDrawer drawer) { cuda_noise_key_drawer = drawer; }
+
+NoiseKey draw_noise_key(const char* op, const c10::IValue& generator, const at::Device& device) {
+  TORCH_CHECK(generator.isNone() || generator.isGenerator(), op,
+              ": expected generator to be a torch.Generator or None");
+  const c10::optional<at::Generator> gen =
+      generator.isNone() ? c10::nullopt : c10::optional<at::Generator>(generator.toGenerator());
+  if (gen.has_value() && (device.is_cpu() || device.is_cuda())) {
+    TORCH_CHECK(gen->device().type() == device.type(), op, ": expected a generator on ",
+                device.type(), " for data on ", device, ", got one on ", gen->device());
+  }
+  if (device.is_cuda()) {
+    TORCH_CHECK(cuda_noise_key_drawer != nullptr, op,
+                ": this build of torch_ddpm has no CUDA kernels");
+    return cuda_noise_key_drawer(op, gen, device);
+  }
+  if (device.is_cpu()) {
+    // one int64 as torch.randint(-2**63, 2**63 - 1, ()) draws it (PhiloxStream's)
+    const int64_t seed =
+        at::randint(std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max(), {},
+                    gen, at::TensorOptions().dtype(at::kLong))
+            .item<int64_t>();
+    return {static_cast<uint64_t>(seed), 0};
+  }
+  return {0, 0};  // meta and fake tensors: no numbers
 }
 
 void check_like(const char* op, const NamedTensor& other,

@@ -38,16 +38,33 @@ int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
 // draws per Philox subsequence; see ddpm/philox.h).
 NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset);
 
-// The noise of a step: a tensor, or (tensor == nullptr) drawn in the kernel.
+// The noise of a step: a tensor, or (tensor == nullptr) drawn in the kernel,
+// from key or, where generator is set (None or a Generator on the stack),
+// from the key the backend draws from it when the call runs.
 struct NoiseArg {
   const at::Tensor* tensor;
   NoiseKey key;
+  const c10::IValue* generator = nullptr;
 };
 inline NoiseArg explicit_noise(const at::Tensor& noise) { return {&noise, {0, 0}}; }
 // drawn from (seed, offset), checked (check_noise_key) in op's name
 inline NoiseArg generated_noise(const char* op, int64_t seed, int64_t offset) {
   return {nullptr, check_noise_key(op, seed, offset)};
 }
+inline NoiseArg generator_noise(const c10::IValue& generator) {
+  return {nullptr, {0, 0}, &generator};
+}
+
+// The (seed, offset) of one call from a generator (None: the default one of
+// device), as torch_ddpm.noise.philox_seed_offset takes it: a CPU generator
+// gives one int64 draw (torch.randint's) and offset 0; a CUDA generator its
+// seed and offset, advanced by 4 (under CUDA graph capture: the pointers
+// the kernel reads them through at each replay). Meta: (0, 0), nothing drawn.
+NoiseKey draw_noise_key(const char* op, const c10::IValue& generator, const at::Device& device);
+// The CUDA half of draw_noise_key, set by the CUDA backend when it loads.
+using CudaNoiseKeyDrawer = NoiseKey (*)(const char* op, const c10::optional<at::Generator>&,
+                                        const at::Device&);
+void set_cuda_noise_key_drawer(CudaNoiseKeyDrawer drawer);
 
 // noise_offset (offset noise): null (None), or [B, C] of x's dtype on x's
 // device, x being at least 2-D ([B, C, ...]).

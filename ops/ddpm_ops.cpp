@@ -54,6 +54,14 @@ Pair q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS)) {
 at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS)) {
   return one(call(DDPM_CPP_OP("philox_normal", ""), {DDPM_CPP_VALUES(DDPM_PHILOX_NORMAL_ARGS)}));
 }
+Pair q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_GENERATOR_ARGS)) {
+  return two(call(DDPM_CPP_OP("q_sample_philox", "generator"),
+                  {DDPM_CPP_VALUES(DDPM_Q_SAMPLE_GENERATOR_ARGS)}));
+}
+at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_GENERATOR_ARGS)) {
+  return one(call(DDPM_CPP_OP("philox_normal", "generator"),
+                  {DDPM_CPP_VALUES(DDPM_PHILOX_NORMAL_GENERATOR_ARGS)}));
+}
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
     DDPM_CPP_PARAMS(DDPM_POSTERIOR_ARGS)) {
   const auto r =
@@ -115,6 +123,12 @@ at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
   DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox", "sample_out",     \
                          DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS,              \
                          at::Tensor& sample DDPM_CPP_COMMA, DDPM_CPP_COMMA sample, sample)  \
+  DDPM_CPP_STEP_FUNCTION(Pair, step##_philox, #step "_philox", "generator",                 \
+                         DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r)) \
+  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox",                   \
+                         "generator_sample_out", DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, \
+                         OWN_OPTIONS, at::Tensor& sample DDPM_CPP_COMMA,                    \
+                         DDPM_CPP_COMMA sample, sample)                                     \
   DDPM_CPP_STEP_FUNCTION(Pair, step##_backward, #step "_backward", "",                      \
                          DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r))
 DDPM_STEP_KINDS(DDPM_CPP_STEP_DEFINITIONS)

@@ -61,6 +61,7 @@
 // list: ", T a, T b" then the first comma dropped.
 #define DDPM_CPP_TYPE_Tensor const at::Tensor&
 #define DDPM_CPP_TYPE_OptTensor const c10::optional<at::Tensor>&
+#define DDPM_CPP_TYPE_OptGenerator const c10::optional<at::Generator>&
 #define DDPM_CPP_TYPE_int int64_t
 #define DDPM_CPP_TYPE_float double
 #define DDPM_CPP_TYPE_str const std::string&
@@ -97,6 +98,12 @@
                                 DDPM_CPP_STEP_PARAMS(DDPM_STEP_PHILOX_HEAD, TABLES,     \
                                                      OWN_ARGS, OWN_OPTIONS,             \
                                                      DDPM_CPP_PARAM_DEFAULT));          \
+  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(                \
+      DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT)); \
+  at::Tensor& step##_philox_out(at::Tensor& sample,                                     \
+                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_GENERATOR_HEAD, TABLES,  \
+                                                     OWN_ARGS, OWN_OPTIONS,             \
+                                                     DDPM_CPP_PARAM_DEFAULT));          \
   std::tuple<at::Tensor, at::Tensor> step##_backward(DDPM_CPP_STEP_PARAMS(              \
       DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));
 
@@ -106,6 +113,9 @@ at::Tensor q_sample(DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_PARAM)
                                             DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
 std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS));
 at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS));
+// the .generator overloads: the key drawn from a generator (graph-safe)
+std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_GENERATOR_ARGS));
+at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_GENERATOR_ARGS));
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
     DDPM_CPP_PARAMS(DDPM_POSTERIOR_ARGS));
 

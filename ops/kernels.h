@@ -23,8 +23,12 @@ void register_kernels(torch::Library& m) {
   for (const char* name : {"q_sample", "q_sample.out"}) {
     impl(name, F::makeFromBoxedFunction<&q_sample_kernel<Backend>>());
   }
-  impl("q_sample_philox", F::makeFromBoxedFunction<&q_sample_philox_kernel<Backend>>());
-  impl("philox_normal", F::makeFromBoxedFunction<&philox_normal_kernel<Backend>>());
+  for (const char* name : {"q_sample_philox", "q_sample_philox.generator"}) {
+    impl(name, F::makeFromBoxedFunction<&q_sample_philox_kernel<Backend>>());
+  }
+  for (const char* name : {"philox_normal", "philox_normal.generator"}) {
+    impl(name, F::makeFromBoxedFunction<&philox_normal_kernel<Backend>>());
+  }
   for (const char* name : {"posterior_mean_variance", "posterior_mean_variance.out"}) {
     impl(name, F::makeFromBoxedFunction<&posterior_kernel<Backend>>());
   }
@@ -36,10 +40,11 @@ void register_kernels(torch::Library& m) {
   impl("diffusion_mse_backward",
        F::makeFromBoxedFunction<&diffusion_mse_backward_kernel<Backend>>());
   for (const StepKindInfo& info : step_kinds()) {
-    for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
+    for (NoiseSource noise : kNoiseSources) {
       const std::string name = step_op_name(info, noise);
-      for (const char* overload : {"", ".out", ".sample_out"}) {
-        impl(name + overload, F::makeFromBoxedFunction<&step_kernel<Backend>>());
+      for (const std::string& overload : step_overloads(noise)) {
+        impl(overload.empty() ? name : name + "." + overload,
+             F::makeFromBoxedFunction<&step_kernel<Backend>>());
       }
     }
     impl(std::string(info.name) + "_backward",

@@ -146,17 +146,27 @@ void q_sample_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::
   args.finish({out});
 }
 
-// q_sample_philox: (x_t, noise) with the noise drawn from (seed, offset)
+// q_sample_philox: (x_t, noise) with the noise drawn from (seed, offset),
+// or (.generator) from the key drawn from a generator
 template <typename Backend>
 void q_sample_philox_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
                             torch::jit::Stack* stack) {
   CallArgs args(op, stack);
   const std::string name = error_name(op);
   using A = QSamplePhiloxArgs;
+  using G = QSampleGeneratorArgs;
+  const bool generator = args.overload() == "generator";
   LinearCall c = check_linear_call(
       name.c_str(), args,
-      {A::x_start, SIZE_MAX, A::t, A::sqrt_alphas_cumprod, A::sqrt_one_minus_alphas_cumprod});
-  c.key = check_noise_key(name.c_str(), args.integer(A::seed), args.integer(A::offset));
+      generator ? LinearPositions{G::x_start, SIZE_MAX, G::t, G::sqrt_alphas_cumprod,
+                                  G::sqrt_one_minus_alphas_cumprod}
+                : LinearPositions{A::x_start, SIZE_MAX, A::t, A::sqrt_alphas_cumprod,
+                                  A::sqrt_one_minus_alphas_cumprod});
+  if (!generator) {
+    c.key = check_noise_key(name.c_str(), args.integer(A::seed), args.integer(A::offset));
+  } else if (Backend::kRuns) {
+    c.key = draw_noise_key(name.c_str(), args.value(G::generator), c.u->device());
+  }
   const typename Backend::Guard guard(c.u->device());
   at::Tensor out = at::empty_like(*c.u, at::MemoryFormat::Contiguous);
   at::Tensor noise = at::empty_like(*c.u, at::MemoryFormat::Contiguous);
@@ -243,9 +253,17 @@ void philox_normal_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
   CallArgs args(op, stack);
   const std::string name = error_name(op);
   using A = PhiloxNormalArgs;
+  using G = PhiloxNormalGeneratorArgs;
+  static_assert(static_cast<size_t>(A::input) == static_cast<size_t>(G::input),
+                "philox_normal's input moved");
   const at::Tensor& input = args.tensor(A::input);
   check_float_dtype(name.c_str(), "input", input);
-  const NoiseKey key = check_noise_key(name.c_str(), args.integer(A::seed), args.integer(A::offset));
+  NoiseKey key = {0, 0};
+  if (args.overload() != "generator") {
+    key = check_noise_key(name.c_str(), args.integer(A::seed), args.integer(A::offset));
+  } else if (Backend::kRuns) {
+    key = draw_noise_key(name.c_str(), args.value(G::generator), input.device());
+  }
   const typename Backend::Guard guard(input.device());
   at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
   if (Backend::kRuns && out.numel() > 0) {

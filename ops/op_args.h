@@ -19,6 +19,15 @@
   X(Tensor, x_start) X(Tensor, t) X(int, seed) X(int, offset)     \
   X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
 #define DDPM_PHILOX_NORMAL_ARGS(X) X(Tensor, input) X(int, seed) X(int, offset)
+// The .generator overloads of the in-kernel-noise operators: (seed, offset)
+// taken from a torch.Generator when the call runs (a CUDA generator's offset
+// advanced by 4, as philox_seed_offset does; a CPU generator gives one seed
+// draw and offset 0), so that in a CUDA graph each replay draws anew (the
+// kernel reads them on the device). None: the device's default generator.
+#define DDPM_Q_SAMPLE_GENERATOR_ARGS(X)                                     \
+  X(Tensor, x_start) X(Tensor, t) X(OptGenerator, generator)                \
+  X(Tensor, sqrt_alphas_cumprod) X(Tensor, sqrt_one_minus_alphas_cumprod)
+#define DDPM_PHILOX_NORMAL_GENERATOR_ARGS(X) X(Tensor, input) X(OptGenerator, generator)
 #define DDPM_Q_SAMPLE_BACKWARD_ARGS(X)                            \
   X(Tensor, grad) X(Tensor, t) X(Tensor, sqrt_alphas_cumprod)     \
   X(Tensor, sqrt_one_minus_alphas_cumprod)
@@ -93,9 +102,11 @@
 #define DDPM_STEP_INPUTS(X) X(Tensor, model_output) X(Tensor, x_t) X(Tensor, t)
 #define DDPM_STEP_NOISE(X) X(Tensor, noise)
 #define DDPM_STEP_PHILOX_NOISE(X) X(int, seed) X(int, offset)
+#define DDPM_STEP_GENERATOR_NOISE(X) X(OptGenerator, generator)
 #define DDPM_STEP_BACKWARD_GRADS(X) X(OptTensor, grad_sample) X(OptTensor, grad_pred_xstart)
 #define DDPM_STEP_BACKWARD_NOISE(X) X(OptTensor, noise)
 #define DDPM_STEP_HEAD(X) DDPM_STEP_INPUTS(X) DDPM_STEP_NOISE(X)
 #define DDPM_STEP_PHILOX_HEAD(X) DDPM_STEP_INPUTS(X) DDPM_STEP_PHILOX_NOISE(X)
+#define DDPM_STEP_GENERATOR_HEAD(X) DDPM_STEP_INPUTS(X) DDPM_STEP_GENERATOR_NOISE(X)
 #define DDPM_STEP_BACKWARD_HEAD(X) \
   DDPM_STEP_BACKWARD_GRADS(X) DDPM_STEP_INPUTS(X) DDPM_STEP_BACKWARD_NOISE(X)

@@ -15,6 +15,7 @@ namespace ops {
 // Schema text of an argument: its type, its name, its default.
 #define DDPM_SCHEMA_TYPE_Tensor "Tensor"
 #define DDPM_SCHEMA_TYPE_OptTensor "Tensor?"
+#define DDPM_SCHEMA_TYPE_OptGenerator "Generator?"
 #define DDPM_SCHEMA_TYPE_int "int"
 #define DDPM_SCHEMA_TYPE_float "float"
 #define DDPM_SCHEMA_TYPE_str "str"
@@ -51,19 +52,27 @@ const StepKindInfo& step_kind_info(StepKind kind) {
 }
 
 std::string step_op_name(const StepKindInfo& info, NoiseSource noise) {
-  return std::string(info.name) + (noise == NoiseSource::kPhilox ? "_philox" : "");
+  return std::string(info.name) + (noise == NoiseSource::kTensor ? "" : "_philox");
+}
+
+std::array<std::string, 3> step_overloads(NoiseSource noise) {
+  if (noise == NoiseSource::kGenerator) {
+    return {"generator", "generator_out", "generator_sample_out"};
+  }
+  return {"", "out", "sample_out"};
 }
 
 StepArgPositions step_arg_positions(const StepKindInfo& info, NoiseSource noise) {
   StepArgPositions at;
   size_t next = 3;
+  at.noise = at.seed = at.offset = at.generator = SIZE_MAX;
   if (noise == NoiseSource::kPhilox) {
-    at.noise = SIZE_MAX;
     at.seed = next++;
     at.offset = next++;
+  } else if (noise == NoiseSource::kGenerator) {
+    at.generator = next++;
   } else {
     at.noise = next++;
-    at.seed = at.offset = SIZE_MAX;
   }
   at.first_table = next;
   next += 6;
@@ -142,6 +151,11 @@ Schemas build_schemas() {
                                                  DDPM_Q_SAMPLE_OPTIONS(DDPM_ARG_SCHEMA_DEFAULT)};
   const std::vector<std::string> kQSamplePhilox = {DDPM_Q_SAMPLE_PHILOX_ARGS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kPhiloxNormal = {DDPM_PHILOX_NORMAL_ARGS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kQSampleGenerator = {
+      DDPM_Q_SAMPLE_GENERATOR_ARGS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kPhiloxNormalGenerator = {
+      DDPM_PHILOX_NORMAL_GENERATOR_ARGS(DDPM_ARG_SCHEMA)};
+  const std::vector<std::string> kGeneratorNoise = {DDPM_STEP_GENERATOR_NOISE(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kQSampleBackward = {
       DDPM_Q_SAMPLE_BACKWARD_ARGS(DDPM_ARG_SCHEMA)};
   const std::vector<std::string> kScaleByTimestep = {
@@ -181,24 +195,31 @@ Schemas build_schemas() {
   // (seed, offset, element index), the same on CPU and CUDA.
   s.add(&n.functional, "philox_normal", "", kPhiloxNormal, "Tensor");
   s.add(&n.functional, "q_sample_philox", "", kQSamplePhilox, "(Tensor x_t, Tensor noise)");
+  // (seed, offset) from a generator when the call runs: graph-safe
+  s.add(&n.functional, "philox_normal", "generator", kPhiloxNormalGenerator, "Tensor");
+  s.add(&n.functional, "q_sample_philox", "generator", kQSampleGenerator,
+        "(Tensor x_t, Tensor noise)");
   // The training loss, [B] (float32 for 16-bit data: it is a sum).
   s.add(&n.functional, "diffusion_mse", "", kMse + kMseOptions, "Tensor");
   s.add(&n.backward, "diffusion_mse_backward", "", kMseGrad + kMse + kMseOptionsNoDefaults,
         "Tensor");
   for (const StepKindInfo& info : step_kinds()) {
-    for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
+    for (NoiseSource noise : kNoiseSources) {
       const std::string name = step_op_name(info, noise);
-      const auto args =
-          kInputs + (noise == NoiseSource::kPhilox ? kNoiseKey : kNoise) + step_tail(info, true);
-      s.add(&n.functional, name, "", args, "(Tensor sample, Tensor pred_xstart)");
-      s.add(&n.out, name, "out",
+      const auto& noise_args = noise == NoiseSource::kTensor   ? kNoise
+                               : noise == NoiseSource::kPhilox ? kNoiseKey
+                                                               : kGeneratorNoise;
+      const auto args = kInputs + noise_args + step_tail(info, true);
+      const auto overloads = step_overloads(noise);
+      s.add(&n.functional, name, overloads[0], args, "(Tensor sample, Tensor pred_xstart)");
+      s.add(&n.out, name, overloads[1],
             args + std::vector<std::string>{"*", "Tensor(a!) sample", "Tensor(b!) pred_xstart"},
             "(Tensor(a!) sample, Tensor(b!) pred_xstart)");
       // sample_out: the step writing its sample alone, for sampling loops
       // that drop pred_xstart (a quarter less memory traffic); picked by
       // torch.ops.ddpm.<step>(..., sample=out)
-      s.add(&n.out, name, "sample_out", args + std::vector<std::string>{"*", "Tensor(a!) sample"},
-            "Tensor(a!)");
+      s.add(&n.out, name, overloads[2],
+            args + std::vector<std::string>{"*", "Tensor(a!) sample"}, "Tensor(a!)");
     }
     s.add(&n.backward, std::string(info.name) + "_backward", "",
           kBackwardGrads + kInputs + kBackwardNoise + step_tail(info, false),

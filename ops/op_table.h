@@ -33,6 +33,10 @@ struct QSampleArgs {
 };
 struct QSamplePhiloxArgs { enum : size_t { DDPM_Q_SAMPLE_PHILOX_ARGS(DDPM_ARG_POSITION) }; };
 struct PhiloxNormalArgs { enum : size_t { DDPM_PHILOX_NORMAL_ARGS(DDPM_ARG_POSITION) }; };
+struct QSampleGeneratorArgs { enum : size_t { DDPM_Q_SAMPLE_GENERATOR_ARGS(DDPM_ARG_POSITION) }; };
+struct PhiloxNormalGeneratorArgs {
+  enum : size_t { DDPM_PHILOX_NORMAL_GENERATOR_ARGS(DDPM_ARG_POSITION) };
+};
 struct QSampleBackwardArgs { enum : size_t { DDPM_Q_SAMPLE_BACKWARD_ARGS(DDPM_ARG_POSITION) }; };
 struct ScaleByTimestepArgs { enum : size_t { DDPM_SCALE_BY_TIMESTEP_ARGS(DDPM_ARG_POSITION) }; };
 struct PosteriorArgs { enum : size_t { DDPM_POSTERIOR_ARGS(DDPM_ARG_POSITION) mean }; };
@@ -47,8 +51,11 @@ struct DiffusionMseArgs {
 #undef DDPM_ARG_POSITION
 
 // Where a step's noise comes from: a tensor, or Philox drawn in the kernel
-// from (seed, offset) (the *_philox operators).
-enum class NoiseSource { kTensor, kPhilox };
+// from (seed, offset) (the *_philox operators), or from a generator's state
+// (their .generator overloads).
+enum class NoiseSource { kTensor, kPhilox, kGenerator };
+constexpr NoiseSource kNoiseSources[] = {NoiseSource::kTensor, NoiseSource::kPhilox,
+                                         NoiseSource::kGenerator};
 
 // One kind of reverse step as an operator (a DDPM_STEP_KINDS line): its
 // name, the schedule tables it reads in schema order (the first four are
@@ -69,13 +76,18 @@ struct StepKindInfo {
 const std::vector<StepKindInfo>& step_kinds();
 const StepKindInfo& step_kind_info(StepKind kind);
 
-// The operator name of a step: "p_sample", "ddim_sample_philox", ...
+// The operator name of a step: "p_sample", "ddim_sample_philox", ... (a
+// generator's is the _philox operator's), and the overload names of its
+// functional, out= and sample_out forms ("", "out", "sample_out"; with a
+// generator "generator", "generator_out", "generator_sample_out").
 std::string step_op_name(const StepKindInfo& info, NoiseSource noise);
+std::array<std::string, 3> step_overloads(NoiseSource noise);
 
 // Positions of a step's arguments in its schema.
 struct StepArgPositions {
   size_t model_output = 0, x_t = 1, t = 2;
   size_t noise, seed, offset;  // noise for a tensor, seed and offset for Philox
+  size_t generator;            // for a generator (SIZE_MAX otherwise)
   size_t first_table;          // then the six tables
   size_t eta;                  // if the kind takes it
   size_t mean_type, var_type, clip_denoised, clip_bound, clip_rescale;

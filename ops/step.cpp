@@ -111,9 +111,13 @@ StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSou
   StepCall c;
   c.op = error_name(args.op());
   const char* op = c.op.c_str();
-  c.noise = noise == NoiseSource::kPhilox
-                ? generated_noise(op, args.integer(at.seed), args.integer(at.offset))
-                : explicit_noise(args.tensor(at.noise));
+  if (noise == NoiseSource::kPhilox) {
+    c.noise = generated_noise(op, args.integer(at.seed), args.integer(at.offset));
+  } else if (noise == NoiseSource::kGenerator) {
+    c.noise = generator_noise(args.value(at.generator));
+  } else {
+    c.noise = explicit_noise(args.tensor(at.noise));
+  }
   c.modes = parse_step_modes(op, info.kind, args.str(at.mean_type), args.str(at.var_type),
                              args.flag(at.clip_denoised),
                              info.takes_eta() ? args.real(at.eta) : 0.0,
@@ -125,9 +129,10 @@ StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSou
   c.x_t = &args.tensor(at.x_t);
   c.t = &args.tensor(at.t);
   c.tables = table_args(args, info, at.first_table);
-  if (args.overload() == "out") {
+  const auto overloads = step_overloads(noise);
+  if (args.overload() == overloads[1]) {
     c.outputs = {&args.tensor(at.sample), &args.tensor(at.pred_xstart), true};
-  } else if (args.overload() == "sample_out") {
+  } else if (args.overload() == overloads[2]) {
     c.outputs = {&args.tensor(at.sample), nullptr, false};
   }
   return c;
@@ -141,7 +146,10 @@ StepOp step_op_of(const c10::OperatorHandle& op) {
     const size_t n = std::strlen(info.name);
     if (std::strncmp(name, info.name, n) != 0) continue;
     if (name[n] == '\0') return {&info, NoiseSource::kTensor};
-    if (std::strcmp(name + n, "_philox") == 0) return {&info, NoiseSource::kPhilox};
+    if (std::strcmp(name + n, "_philox") == 0) {
+      const bool generator = op.schema().overload_name().rfind("generator", 0) == 0;
+      return {&info, generator ? NoiseSource::kGenerator : NoiseSource::kPhilox};
+    }
   }
   TORCH_CHECK(false, "ddpm: ", full, " is not a step operator");
 }

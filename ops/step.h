@@ -111,6 +111,10 @@ void step_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
   at::Tensor sample, pred_xstart;
   std::tie(sample, pred_xstart) =
       step_outputs(name, c.outputs, *c.model_output, *c.x_t, c.noise.tensor);
+  // a generator's key: drawn once the call is known good, whatever its size
+  const NoiseKey noise_key = c.noise.generator != nullptr && Backend::kRuns
+                                 ? draw_noise_key(name, *c.noise.generator, c.x_t->device())
+                                 : c.noise.key;
   if (Backend::kRuns && c.x_t->size(0) > 0) {
     const at::Tensor model_output = c.model_output->contiguous();
     const at::Tensor x_t = c.x_t->contiguous();
@@ -128,7 +132,7 @@ void step_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
       p.x_t = data_of<S>(x_t);
       p.noise = noise.defined() ? data_of<S>(noise) : nullptr;
       p.generate_noise = !noise.defined();
-      p.noise_key = c.noise.key;
+      p.noise_key = noise_key;
       p.sample = mutable_data_of<S>(sample);
       p.pred_xstart = pred_xstart.defined() ? mutable_data_of<S>(pred_xstart) : nullptr;
       p.timesteps = {t.data_ptr<int64_t>(), T};

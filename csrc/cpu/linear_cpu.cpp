@@ -82,7 +82,7 @@ int64_t linear_cpu(const LinearParams<S, T>& p) {
   const int64_t n = p.sample_numel;
   if (p.generate_noise) {
     cpu::for_each_noise_run(
-        p.batch, n, p.noise_key,
+        p.batch, n, p.noise_key.resolved(),
         [&](int64_t b, int64_t i0, int64_t i1, const float* z) DDPM_ALWAYS_INLINE {
           const int64_t off = b * n + i0;
           linear_generated_loop(coefs[b], p.u + off, z, p.out + off, p.noise_out + off, i1 - i0);

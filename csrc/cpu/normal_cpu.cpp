@@ -182,7 +182,7 @@ const char* cpu_loop_clone() { return cpu::loop_clone_version(); }
 template <typename S>
 void philox_normal_cpu(const PhiloxNormalParams<S>& p) {
   cpu::for_each_noise_run(
-      1, p.numel, p.key,
+      1, p.numel, p.key.resolved(),
       [&](int64_t, int64_t i0, int64_t i1, const float* z) DDPM_ALWAYS_INLINE {
         S* __restrict out = p.out + i0;
         for (int64_t i = 0; i < i1 - i0; ++i) {

@@ -150,7 +150,7 @@ int64_t step_cpu(const StepParams<S, T>& p) {
       const int64_t out_stride = has_var_channels(p.modes) ? 2 * n : n;
       if (p.generate_noise) {
         cpu::for_each_noise_run(
-            p.batch, n, p.noise_key,
+            p.batch, n, p.noise_key.resolved(),
             [&](int64_t b, int64_t i0, int64_t i1, const float* z)
                 DDPM_ALWAYS_INLINE {
               const int64_t off = b * n + i0;

@@ -214,9 +214,10 @@ static_assert(kThreads == kNoiseRowLength, "one noise subsequence per thread");
 template <typename Op>
 __global__ void __launch_bounds__(kThreads)
     noise_kernel(const Op op, int64_t batch, int64_t sample_numel,
-                 NoiseKey key) {
+                 const NoiseKey key_source) {
   using Coef = typename Op::Coef;
   __shared__ Coef shared_coefs[kMaxSharedSamples];
+  const NoiseKey key = key_source.resolved();  // a captured graph's: read at each replay
   const int64_t total = batch * sample_numel;
   const int64_t num_blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
   for (int64_t block = blockIdx.x; block < num_blocks; block += gridDim.x) {

@@ -29,7 +29,8 @@ using torch::autograd::variable_list;
 // One linear operator as autograd sees it: argument positions (v SIZE_MAX:
 // drawn, not an input), its tables, its backward operator.
 struct LinearAutograd {
-  std::string op;
+  std::string op;        // its name
+  std::string overload;  // and overload
   size_t u, v, t, a, b;
   std::vector<size_t> other_tables;  // refused with a and b if they require grad
   size_t optional_constant;          // a Tensor? refused alike (SIZE_MAX: none)
@@ -40,14 +41,19 @@ struct LinearAutograd {
 const std::vector<LinearAutograd>& linear_operators() {
   using Q = QSampleArgs;
   using QP = QSamplePhiloxArgs;
+  using QG = QSampleGeneratorArgs;
   using P = PosteriorArgs;
   static const std::vector<LinearAutograd> all = {
-      {"q_sample", Q::x_start, Q::noise, Q::t, Q::sqrt_alphas_cumprod,
+      {"q_sample", "", Q::x_start, Q::noise, Q::t, Q::sqrt_alphas_cumprod,
        Q::sqrt_one_minus_alphas_cumprod, {}, Q::noise_offset, "q_sample_backward",
        "x_start and noise"},
-      {"q_sample_philox", QP::x_start, SIZE_MAX, QP::t, QP::sqrt_alphas_cumprod,
+      {"q_sample_philox", "", QP::x_start, SIZE_MAX, QP::t, QP::sqrt_alphas_cumprod,
        QP::sqrt_one_minus_alphas_cumprod, {}, SIZE_MAX, "q_sample_backward", "x_start"},
-      {"posterior_mean_variance", P::x_start, P::x_t, P::t, P::posterior_mean_coef1,
+      // the drawn key is not needed by the backward: the generator's is drawn
+      // by the kernel, on the device under graph capture
+      {"q_sample_philox", "generator", QG::x_start, SIZE_MAX, QG::t, QG::sqrt_alphas_cumprod,
+       QG::sqrt_one_minus_alphas_cumprod, {}, SIZE_MAX, "q_sample_backward", "x_start"},
+      {"posterior_mean_variance", "", P::x_start, P::x_t, P::t, P::posterior_mean_coef1,
        P::posterior_mean_coef2, {P::posterior_variance, P::posterior_log_variance_clipped},
        SIZE_MAX, "posterior_mean_variance_backward", "x_start and x_t"},
   };
@@ -56,8 +62,10 @@ const std::vector<LinearAutograd>& linear_operators() {
 
 const LinearAutograd& linear_operator(const c10::OperatorHandle& op) {
   const std::string& name = op.schema().name();  // "ddpm::q_sample"
+  const std::string& overload = op.schema().overload_name();
   for (const LinearAutograd& info : linear_operators()) {
-    if (name.size() == info.op.size() + 6 && name.compare(6, std::string::npos, info.op) == 0) {
+    if (name.size() == info.op.size() + 6 && name.compare(6, std::string::npos, info.op) == 0 &&
+        overload == info.overload) {
       return info;
     }
   }
@@ -151,9 +159,12 @@ void philox_normal_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   using F = torch::CppFunction;
   for (const LinearAutograd& info : linear_operators()) {
-    m.impl(info.op.c_str(), F::makeFromBoxedFunction<&linear_autograd>());
+    const std::string name = info.overload.empty() ? info.op : info.op + "." + info.overload;
+    m.impl(name.c_str(), F::makeFromBoxedFunction<&linear_autograd>());
   }
-  m.impl("philox_normal", F::makeFromBoxedFunction<&philox_normal_autograd>());
+  for (const char* name : {"philox_normal", "philox_normal.generator"}) {
+    m.impl(name, F::makeFromBoxedFunction<&philox_normal_autograd>());
+  }
 }
 
 }  // namespace ops

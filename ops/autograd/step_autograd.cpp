@@ -97,10 +97,43 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
   }
 };
 
+// A .generator call whose backward needs its noise (a learned variance's
+// gradient), run as the (seed, offset) operator with the key drawn here, so
+// that the backward can draw the same noise; under CUDA graph capture the
+// key exists only on the device, and this is refused. Returns whether it ran.
+bool ran_with_drawn_key(const c10::OperatorHandle& op, torch::jit::Stack* stack,
+                        const StepOp& which, const StepArgPositions& at) {
+  CallArgs args(op, stack);
+  const std::string name = error_name(op);
+  if (!at::GradMode::is_enabled()) return false;
+  if (!args.tensor(at.model_output).requires_grad() && !args.tensor(at.x_t).requires_grad()) {
+    return false;
+  }
+  const StepCall call = read_step_call(args, *which.info, which.noise);
+  if (!reads_var_channels(call.modes)) return false;
+  const NoiseKey key = draw_noise_key(name.c_str(), args.value(at.generator),
+                                      args.tensor(at.x_t).device());
+  TORCH_CHECK(key.seed_on_device == nullptr, name,
+              ": a learned variance's gradient needs the step's noise again, and inside a "
+              "CUDA graph capture a generator's noise is known on the device only: capture "
+              "the step without gradients, or draw the noise as a tensor (p_sample with "
+              "torch.randn_like)");
+  const c10::OperatorHandle seeded = c10::Dispatcher::singleton().findSchemaOrThrow(
+      ("ddpm::" + step_op_name(*which.info, NoiseSource::kPhilox)).c_str(), "");
+  const StepArgPositions seeded_at = step_arg_positions(*which.info, NoiseSource::kPhilox);
+  torch::jit::Stack call_stack = args.copy();
+  call_stack[at.generator] = static_cast<int64_t>(key.seed);
+  call_stack.insert(call_stack.begin() + seeded_at.offset, static_cast<int64_t>(key.offset));
+  seeded.callBoxed(&call_stack);
+  args.finish({call_stack[0].toTensor(), call_stack[1].toTensor()});
+  return true;
+}
+
 void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
   CallArgs args(op, stack);
   const StepOp which = step_op_of(op);
   const StepArgPositions at = step_arg_positions(*which.info, which.noise);
+  if (which.noise == NoiseSource::kGenerator && ran_with_drawn_key(op, stack, which, at)) return;
   std::array<NamedTensor, 7> constants;
   for (size_t i = 0; i < 6; ++i) {
     constants[i] = {which.info->tables[i], &args.tensor(at.first_table + i)};
@@ -119,8 +152,10 @@ void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::ji
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   for (const StepKindInfo& info : step_kinds()) {
-    for (NoiseSource noise : {NoiseSource::kTensor, NoiseSource::kPhilox}) {
-      m.impl(step_op_name(info, noise).c_str(),
+    for (NoiseSource noise : kNoiseSources) {
+      const std::string overload = step_overloads(noise)[0];
+      const std::string name = step_op_name(info, noise);
+      m.impl((overload.empty() ? name : name + "." + overload).c_str(),
              torch::CppFunction::makeFromBoxedFunction<&step_autograd>());
     }
   }

@@ -3,9 +3,12 @@
 // timestep outside [0, T) cannot be reported without a host sync: the kernels
 // write NaN for its sample.
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGraphsC10Utils.h>
 #include <c10/cuda/CUDAGuard.h>
+
+#include <mutex>
 
 #include "../kernels.h"
 
@@ -18,22 +21,56 @@ CudaLaunch current_cuda_launch() {
           at::cuda::getCurrentDeviceProperties()->multiProcessorCount};
 }
 
-// In-kernel noise takes its (seed, offset) as numbers, which a CUDA graph
-// bakes into the captured kernel: every replay would draw the same noise,
-// silently. So it is refused during capture.
-void refuse_noise_in_capture() {
+// In-kernel noise from (seed, offset) given as numbers would be baked into a
+// captured CUDA graph: every replay would draw the same noise, silently. So
+// it is refused during capture; a generator's key (the .generator
+// overloads) is read on the device there, anew at each replay.
+void refuse_noise_in_capture(const NoiseKey& key) {
+  if (key.seed_on_device != nullptr) return;
   TORCH_CHECK(c10::cuda::currentStreamCaptureStatusMayInitCtx() == c10::cuda::CaptureStatus::None,
-              "ddpm: in-kernel noise (the *_philox operators, philox_normal) "
-              "cannot be captured in a CUDA graph: its (seed, offset) would be "
-              "fixed in the graph and every replay would draw the same noise. "
-              "Capture the step with explicit noise instead (torch.randn_like "
+              "ddpm: in-kernel noise from an integer (seed, offset) cannot be captured in a "
+              "CUDA graph: they would be fixed in the graph and every replay would draw the "
+              "same noise. Pass a torch.Generator instead (the operator's .generator "
+              "overload, PhiloxStream(generator), philox=generator): its state is read on "
+              "the device at each replay; or capture with explicit noise (torch.randn_like "
               "inside the graph draws anew at each replay).");
 }
 
+// draw_noise_key's CUDA half: the generator's Philox state for one call (4
+// draws per subsequence), as PyTorch's own random kernels take it; under
+// capture, where the graph reads its seed and offset at each replay.
+NoiseKey cuda_noise_key(const char* op, const c10::optional<at::Generator>& generator,
+                        const at::Device& device) {
+  const at::DeviceIndex index = device.has_index() ? device.index() : c10::cuda::current_device();
+  auto* gen = at::get_generator_or_default<at::CUDAGeneratorImpl>(
+      generator, at::cuda::detail::getDefaultCUDAGenerator(index));
+  TORCH_CHECK(gen->device().index() == index, op, ": expected a generator on cuda:",
+              static_cast<int>(index), " like the data, got one on ", gen->device());
+  at::PhiloxCudaState state;
+  {
+    std::lock_guard<std::mutex> lock(gen->mutex_);
+    state = gen->philox_cuda_state(4);
+  }
+  if (state.captured_) {
+    TORCH_CHECK(state.offset_intragraph_ % 4 == 0, op,
+                ": the generator's offset in the graph is not a multiple of 4");
+    NoiseKey key{0, static_cast<uint64_t>(state.offset_intragraph_)};
+    key.seed_on_device = state.seed_.ptr;
+    key.offset_on_device = state.offset_.ptr;
+    return key;
+  }
+  TORCH_CHECK(state.offset_.val % 4 == 0, op, ": expected the generator's offset to be a "
+              "multiple of 4 (each call uses 4), got ", state.offset_.val);
+  return {state.seed_.val, state.offset_.val};
+}
+
+[[maybe_unused]] const bool kCudaNoiseKeyDrawerSet = (set_cuda_noise_key_drawer(&cuda_noise_key), true);
+
 // Runs kernel(params, launch) on the current stream and checks the launch.
+// key: the in-kernel noise's, or null.
 template <typename Kernel, typename P>
-int64_t launched(Kernel kernel, const P& p, bool draws_noise) {
-  if (draws_noise) refuse_noise_in_capture();
+int64_t launched(Kernel kernel, const P& p, const NoiseKey* key) {
+  if (key != nullptr) refuse_noise_in_capture(*key);
   kernel(p, current_cuda_launch());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return -1;
@@ -44,31 +81,33 @@ struct CudaBackend {
   using Guard = c10::cuda::CUDAGuard;
   template <typename S, typename T>
   static int64_t run(const LinearParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { linear_cuda(q, l); }, p, p.generate_noise);
+    return launched([](const auto& q, CudaLaunch l) { linear_cuda(q, l); }, p,
+                    p.generate_noise ? &p.noise_key : nullptr);
   }
   template <typename S, typename T>
   static int64_t run(const LinearBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { linear_backward_cuda(q, l); }, p, false);
+    return launched([](const auto& q, CudaLaunch l) { linear_backward_cuda(q, l); }, p, nullptr);
   }
   template <typename S, typename T>
   static int64_t run(const StepParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { step_cuda(q, l); }, p, p.generate_noise);
+    return launched([](const auto& q, CudaLaunch l) { step_cuda(q, l); }, p,
+                    p.generate_noise ? &p.noise_key : nullptr);
   }
   template <typename S, typename T>
   static int64_t run(const StepBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { step_backward_cuda(q, l); }, p, false);
+    return launched([](const auto& q, CudaLaunch l) { step_backward_cuda(q, l); }, p, nullptr);
   }
   template <typename S, typename T>
   static int64_t run(const LossParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { loss_cuda(q, l); }, p, false);
+    return launched([](const auto& q, CudaLaunch l) { loss_cuda(q, l); }, p, nullptr);
   }
   template <typename S, typename T>
   static int64_t run(const LossBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { loss_backward_cuda(q, l); }, p, false);
+    return launched([](const auto& q, CudaLaunch l) { loss_backward_cuda(q, l); }, p, nullptr);
   }
   template <typename S>
   static int64_t run(const PhiloxNormalParams<S>& p) {
-    return launched([](const auto& q, CudaLaunch l) { philox_normal_cuda(q, l); }, p, true);
+    return launched([](const auto& q, CudaLaunch l) { philox_normal_cuda(q, l); }, p, &p.key);
   }
 };
 

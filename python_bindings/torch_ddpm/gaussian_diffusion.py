@@ -155,9 +155,8 @@ class GaussianDiffusion:
         if stream is not None:
             if noise is not None:
                 raise ValueError("q_sample: pass noise or philox, not both")
-            seed, offset = stream.take(x_start.device)
             return torch.ops.ddpm.q_sample_philox(
-                x_start, t, seed, offset, tab["sqrt_alphas_cumprod"],
+                x_start, t, *stream.noise_args(x_start.device), tab["sqrt_alphas_cumprod"],
                 tab["sqrt_one_minus_alphas_cumprod"])
         if noise is None:
             noise = torch.randn_like(x_start)
@@ -181,8 +180,8 @@ class GaussianDiffusion:
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:
-            seed, offset = stream.take(x.device)
-            return torch.ops.ddpm.p_sample_philox(model_output, x, t, seed, offset, *tables,
+            return torch.ops.ddpm.p_sample_philox(model_output, x, t,
+                                                  *stream.noise_args(x.device), *tables,
                                                   mean_type, var_type, *clip, **out)
         return torch.ops.ddpm.p_sample(model_output, x, t, noise, *tables,
                                        mean_type, var_type, *clip, **out)
@@ -396,10 +395,9 @@ class GaussianDiffusion:
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:
-            seed, offset = stream.take(x.device)
             return torch.ops.ddpm.ddim_sample_philox(
-                model_output, x, t, seed, offset, *tables, float(eta), mean_type, var_type,
-                *clip, **out)
+                model_output, x, t, *stream.noise_args(x.device), *tables, float(eta),
+                mean_type, var_type, *clip, **out)
         return torch.ops.ddpm.ddim_sample(
             model_output, x, t, noise, *tables, float(eta), mean_type, var_type, *clip, **out)
 

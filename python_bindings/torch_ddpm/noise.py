@@ -11,6 +11,16 @@ offset counts 32-bit draws per Philox subsequence, as PyTorch's CUDA generator
 does; each call uses 4, so advance it by 4 per call for fresh noise (PhiloxStream
 does that). Explicit noise (randn_like) stays the default everywhere for exact
 parity with existing code; these are opt-in.
+
+CUDA graphs: a (seed, offset) given as numbers would be fixed in a captured
+graph, so the *_philox operators refuse capture with them. Their .generator
+overloads (torch.ops.ddpm.p_sample_philox(model_output, x_t, t, generator,
+...)), which a PhiloxStream built from a generator calls (philox=generator in
+GaussianDiffusion's samplers), take the key from the generator when the call
+runs; in a graph, the kernel reads the generator's seed and offset on the
+device at each replay, as PyTorch's own random ops do, so every replay draws
+anew. The generator must be one the graph knows (the default CUDA generator,
+or one registered with graph.register_generator_state).
 """
 import operator
 from typing import Optional, Tuple
@@ -100,9 +110,18 @@ class PhiloxStream:
         self.offset += OFFSET_PER_CALL
         return key
 
+    def noise_args(self, device=None) -> tuple:
+        """What the next *_philox operator call takes for its noise: (seed,
+        offset), or (generator,) for a generator's stream: the operator's
+        .generator overload then takes the key from it when it runs (the same
+        numbers as take() would give), inside a CUDA graph at each replay."""
+        if self.generator is not None:
+            return (self.generator,)
+        return self.take(device)
+
     def normal(self, like: torch.Tensor) -> torch.Tensor:
         """The noise of the next call, shaped like `like`."""
-        return philox_normal(like, *self.take(like.device))
+        return torch.ops.ddpm.philox_normal(like, *self.noise_args(like.device))
 
     def __repr__(self):
         if self.generator is not None:
@@ -120,7 +139,11 @@ def as_philox_stream(philox) -> Optional[PhiloxStream]:
                     f"PhiloxStream, got {type(philox).__name__}")
 
 
-def philox_normal(input: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor:
+def philox_normal(input: torch.Tensor, seed, offset: int = 0) -> torch.Tensor:
     """N(0, 1) noise shaped like input (its dtype and device), element e being
-    the Philox normal of (seed, offset, e): what the *_philox operators add."""
+    the Philox normal of (seed, offset, e): what the *_philox operators add.
+    seed may be a torch.Generator: the key is then taken from it as
+    philox_seed_offset takes it (graph-safe on CUDA; offset unused)."""
+    if isinstance(seed, torch.Generator):
+        return torch.ops.ddpm.philox_normal(input, seed)
     return torch.ops.ddpm.philox_normal(input, _as_int64(seed), _checked_offset(offset))

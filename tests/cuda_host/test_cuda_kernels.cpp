@@ -547,6 +547,30 @@ TEST(CudaHostNoise, PhiloxNormalMatchesTheCpu) {
   check_philox_normal<BFloat16>();
 }
 
+// A key read through device pointers (a CUDA graph's capture of a generator:
+// seed = *seed_on_device, offset = *offset_on_device + offset) draws what the
+// resolved key draws; the pointers are read when the kernel runs (in
+// noise_kernel, which every in-kernel-noise operator launches).
+TEST(CudaHostNoise, AKeyOnTheDeviceIsReadWhenTheKernelRuns) {
+  const int64_t n = 3 * 1024 + 17;
+  int64_t seed_on_device = 99, offset_on_device = 40;
+  ddpm::NoiseKey pointers{0, 8};  // the call's place in the graph: 8
+  pointers.seed_on_device = &seed_on_device;
+  pointers.offset_on_device = &offset_on_device;
+  const ddpm::NoiseKey values{99, 48};
+  Buffer<float> want(n, 0), got(n, 0);
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, values}, {nullptr, 4});
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  expect_same(want, got, "philox_normal, key on the device");
+  // a replay: the graph's memory holds the next offset, the kernel sees it
+  offset_on_device = 52;
+  const ddpm::NoiseKey next{99, 60};
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, next}, {nullptr, 4});
+  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  expect_same(want, got, "philox_normal, key on the device, replayed");
+  EXPECT_EQ(pointers.resolved().offset, 60u);
+}
+
 // The noise of element e depends on (seed, offset, e) only: not on the grid.
 TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
   const int64_t n = 3 * 1024 + 17;

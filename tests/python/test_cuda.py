@@ -292,6 +292,81 @@ def test_in_kernel_noise_refuses_capture():
             torch.ops.ddpm.q_sample_philox(x, t, 1, 4, *_q_tabs(tab))
 
 
+def test_a_cuda_generator_gives_what_philox_seed_offset_gives():
+    """The .generator overloads take (seed, offset) as philox_seed_offset does
+    (the offset advanced by 4): the same numbers, the same generator after."""
+    from torch_ddpm.noise import philox_seed_offset
+
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 3, 16, 16, device="cuda")
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    ours = torch.Generator(device="cuda").manual_seed(3)
+    theirs = torch.Generator(device="cuda").manual_seed(3)
+    for _ in range(2):
+        got = torch.ops.ddpm.p_sample_philox(x, x, t, ours, *p_args(tab))
+        want = torch.ops.ddpm.p_sample_philox(x, x, t, *philox_seed_offset(theirs), *p_args(tab))
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+        assert ours.get_offset() == theirs.get_offset()
+        got = torch.ops.ddpm.q_sample_philox(x, t, ours, *_q_tabs(tab))
+        want = torch.ops.ddpm.q_sample_philox(x, t, *philox_seed_offset(theirs), *_q_tabs(tab))
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_in_kernel_noise_from_a_generator_is_new_at_each_replay():
+    """Captured with the default CUDA generator, the .generator overloads read
+    its seed and offset on the device: each replay draws anew, the noise of
+    (seed, the offset the generator had before the replay + the call's place
+    in the graph), as PyTorch's own random ops in a graph."""
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(4, 3, 32, 32, device="cuda")
+    t = torch.tensor([0, 1, 500, 999], device="cuda")
+    gen = torch.cuda.default_generators[torch.cuda.current_device()]
+    step_out = torch.empty_like(x)
+
+    def calls():
+        q = torch.ops.ddpm.q_sample_philox(x, t, None, *_q_tabs(tab))
+        s = torch.ops.ddpm.p_sample_philox(x, q[0], t, None, *p_args(tab), sample=step_out)
+        n = torch.ops.ddpm.philox_normal(x, None)
+        return q[0], q[1], s, n
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        calls()  # warm up
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        outs = calls()
+    previous = None
+    for _ in range(3):
+        offset = gen.get_offset()
+        graph.replay()
+        torch.cuda.synchronize()
+        assert gen.get_offset() == offset + 12  # three calls of 4
+        key = torch_ddpm.noise._as_int64(gen.initial_seed())
+        q = torch.ops.ddpm.q_sample_philox(x, t, key, offset, *_q_tabs(tab))
+        s, _ = torch.ops.ddpm.p_sample_philox(x, q[0], t, key, offset + 4, *p_args(tab))
+        n = torch.ops.ddpm.philox_normal(x, key, offset + 8)
+        for got, want in zip(outs, (q[0], q[1], s, n)):
+            assert torch.equal(got, want)
+        if previous is not None:
+            assert not torch.equal(outs[3], previous)
+        previous = outs[3].clone()
+
+
+def test_a_learned_variance_gradient_of_captured_generator_noise_is_refused():
+    tab = ref.make_tables(T, device="cuda")
+    x = torch.randn(2, 3, 8, 8, device="cuda")
+    out = torch.randn(2, 6, 8, 8, device="cuda", requires_grad=True)
+    t = torch.tensor([1, 500], device="cuda")
+    torch.ops.ddpm.p_sample_philox(out, x, t, None, *p_args(tab), "epsilon", "learned_range")
+    graph = torch.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="known on the device only"):
+        with torch.cuda.graph(graph):
+            torch.ops.ddpm.p_sample_philox(out, x, t, None, *p_args(tab), "epsilon",
+                                           "learned_range")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("table_dtype", [torch.float64, torch.float32])
 def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype):
