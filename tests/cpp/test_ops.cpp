@@ -1,7 +1,10 @@
 // The ddpm operators from C++ through the dispatcher, against an ATen float64
 // reference; autograd from C++; TorchScript visibility; bad inputs.
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <gtest/gtest.h>
+
+#include <limits>
 #include <torch/csrc/jit/runtime/operator.h>
 #include <torch/torch.h>
 
@@ -335,6 +338,35 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
   ddpm::ddim_sample_philox_out(out, eps, x, kTimesteps, seed, offset, r, rm1, c1, c2,
                                tb.alphas_cumprod, prev, 0.6, "epsilon", "fixed_small", false);
   EXPECT_TRUE(at::equal(out, std::get<0>(ds)));
+
+  // the .generator overloads: the key of a CPU generator is one int64 draw
+  // (torch.randint's) and offset 0; each function against the seeded one
+  const auto generator_and_seed = [](uint64_t s) {
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s);
+    at::Generator twin = at::make_generator<at::CPUGeneratorImpl>(s);
+    const int64_t key = at::randint(std::numeric_limits<int64_t>::min(),
+                                    std::numeric_limits<int64_t>::max(), {}, twin,
+                                    at::TensorOptions().dtype(at::kLong))
+                            .item<int64_t>();
+    return std::make_pair(gen, key);
+  };
+  auto [gen, key] = generator_and_seed(5);
+  EXPECT_TRUE(at::equal(ddpm::philox_normal(x, gen), ddpm::philox_normal(x, key, 0)));
+  std::tie(gen, key) = generator_and_seed(6);
+  EXPECT_TRUE(at::equal(std::get<1>(ddpm::q_sample_philox(x, kTimesteps, gen,
+                                                          tb.sqrt_alphas_cumprod,
+                                                          tb.sqrt_one_minus_alphas_cumprod)),
+                        ddpm::philox_normal(x, key, 0)));
+  std::tie(gen, key) = generator_and_seed(7);
+  EXPECT_TRUE(at::equal(
+      std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, gen, r, rm1, c1, c2, lv, betas)),
+      std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, key, 0, r, rm1, c1, c2, lv, betas))));
+  std::tie(gen, key) = generator_and_seed(8);
+  ddpm::ddim_sample_philox_out(out, eps, x, kTimesteps, gen, r, rm1, c1, c2, tb.alphas_cumprod,
+                               prev, 0.6);
+  EXPECT_TRUE(at::equal(out, std::get<0>(ddpm::ddim_sample_philox(
+                                 eps, x, kTimesteps, key, 0, r, rm1, c1, c2, tb.alphas_cumprod,
+                                 prev, 0.6))));
 
   const auto e64 = eps.to(at::kDouble).requires_grad_(true);
   const auto x64 = x.to(at::kDouble).requires_grad_(true);
