@@ -263,19 +263,14 @@ class _FusedDDPMSteps:
         return bool(self.config.clip_sample), None, False
 
     def _unclipped_x0(self, model_output, sample, t, tab):
-        """x_0 as the model predicts it, before any limit (for the quantile):
-        in float32 (float64 for float64 data), per sample from the tables."""
-        dtype = torch.float64 if sample.dtype == torch.float64 else torch.float32
-        shape = (-1,) + (1,) * (sample.dim() - 1)
-        x, out = sample.to(dtype), model_output.to(dtype)
-        kind = self.config.prediction_type
-        if kind == "sample":
-            return out
-        if kind == "epsilon":
-            a, b = tab["sqrt_recip_alphas_cumprod"], -tab["sqrt_recipm1_alphas_cumprod"]
-        else:  # v_prediction
-            a, b = tab["sqrt_alphas_cumprod"], tab["neg_sqrt_one_minus_alphas_cumprod"]
-        return torch.addcmul(a[t].to(dtype).view(shape) * x, b[t].to(dtype).view(shape), out)
+        """x_0 as the model predicts it, before any limit (for the quantile): the
+        fused step's own pred_xstart without clipping, one pass, in the sample's
+        dtype as diffusers has it (its sample output is not used)."""
+        return torch.ops.ddpm.p_sample(
+            model_output, sample, t, sample, tab["sqrt_recip_alphas_cumprod"],
+            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
+            tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
+            _MEAN_TYPES[self.config.prediction_type], "fixed_small", False)[1]
 
     def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
         """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample, the coefficients
@@ -410,6 +405,14 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
         alpha_prod_t_prev = (self.alphas_cumprod[prev_timestep] if prev_timestep >= 0
                              else self.final_alpha_cumprod)
         return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
+
+    def _unclipped_x0(self, model_output, sample, t, tab):
+        """As the DDPM step's, from the DDIM step without clipping."""
+        return torch.ops.ddpm.ddim_sample(
+            model_output, sample, t, sample, tab["sqrt_recip_alphas_cumprod"],
+            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
+            tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"], 0.0,
+            _MEAN_TYPES[self.config.prediction_type], "fixed_small", False)[1]
 
     def step(self, model_output, timestep, sample, eta=0.0, use_clipped_model_output=False,
              generator=None, variance_noise=None, return_dict=True):

@@ -83,11 +83,28 @@ def dynamic_threshold_bound(pred_xstart, ratio=0.995, max_value=1.0) -> torch.Te
     diffusers' _threshold_sample forms it (in float32 for 16-bit data).
     Give it the unclipped pred_xstart and pass the result to a step as
     clip_bound with clip_rescale=True: the step clamps pred_xstart to [-s, s]
-    and divides it by s in its one pass."""
+    and divides it by s in its one pass.
+
+    The quantile is torch.quantile's, bit for bit (its linear interpolation
+    between the two order statistics around ratio*(N-1), that position
+    computed in the data's dtype), found by selection (kthvalue) instead of
+    a sort of every sample; a sample holding NaN gets NaN, as there."""
     flat = pred_xstart.reshape(pred_xstart.shape[0], -1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.float()  # quantile wants float32 or float64
-    return torch.quantile(flat.abs(), ratio, dim=1).clamp(min=1, max=max_value)
+    flat = flat.abs()
+    n = flat.shape[1]
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"dynamic_threshold_bound: expected ratio in [0, 1], got {ratio}")
+    if n == 0:
+        raise ValueError("dynamic_threshold_bound: expected non-empty samples")
+    rank = torch.tensor(ratio, dtype=flat.dtype) * (n - 1)  # a CPU scalar: no device sync
+    below_at, above_at = int(rank.floor()), int(rank.ceil())
+    below = torch.kthvalue(flat, below_at + 1, dim=1).values
+    above = below if above_at == below_at else torch.kthvalue(flat, above_at + 1, dim=1).values
+    bound = torch.lerp(below, above, (rank - below_at).to(flat.device))
+    bound = torch.where(flat.isnan().any(dim=1), torch.full_like(bound, float("nan")), bound)
+    return bound.clamp(min=1, max=max_value)
 
 
 def p_sample(
