@@ -237,9 +237,7 @@ class _FusedDDPMSteps:
                                       torch.log(model_output[:, channels:])], dim=1)
         clip, bound, rescale = self._clip_args(model_output[:, :channels], sample, t, tab)
         prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
-            model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
-            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
-            tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
+            model_output, sample, t, noise, *self._step_tables(tab),
             _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type], clip,
             bound, rescale)
         if not return_dict:
@@ -262,15 +260,24 @@ class _FusedDDPMSteps:
             return True, bound, False
         return bool(self.config.clip_sample), None, False
 
+    # the step operator, and its six tables in its order
+    _STEP_OP = "p_sample"
+
+    _STEP_TABLES = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
+                    "posterior_mean_coef1", "posterior_mean_coef2", "log_variance",
+                    "current_betas")
+
+    def _step_tables(self, tab):
+        return tuple(tab[name] for name in self._STEP_TABLES)
+
     def _unclipped_x0(self, model_output, sample, t, tab):
         """x_0 as the model predicts it, before any limit (for the quantile): the
         fused step's own pred_xstart without clipping, one pass, in the sample's
         dtype as diffusers has it (its sample output is not used)."""
-        return torch.ops.ddpm.p_sample(
-            model_output, sample, t, sample, tab["sqrt_recip_alphas_cumprod"],
-            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
-            tab["posterior_mean_coef2"], tab["log_variance"], tab["current_betas"],
-            _MEAN_TYPES[self.config.prediction_type], "fixed_small", False)[1]
+        step = getattr(torch.ops.ddpm, self._STEP_OP)
+        return step(model_output, sample, t, sample, *self._step_tables(tab),
+                    model_mean_type=_MEAN_TYPES[self.config.prediction_type],
+                    model_var_type="fixed_small", clip_denoised=False)[1]
 
     def add_noise(self, original_samples, noise, timesteps, noise_offset=None):
         """sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise, per sample, the coefficients
@@ -406,13 +413,9 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                              else self.final_alpha_cumprod)
         return (1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * (1 - alpha_prod_t / alpha_prod_t_prev)
 
-    def _unclipped_x0(self, model_output, sample, t, tab):
-        """As the DDPM step's, from the DDIM step without clipping."""
-        return torch.ops.ddpm.ddim_sample(
-            model_output, sample, t, sample, tab["sqrt_recip_alphas_cumprod"],
-            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
-            tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"], 0.0,
-            _MEAN_TYPES[self.config.prediction_type], "fixed_small", False)[1]
+    _STEP_OP = "ddim_sample"
+
+    _STEP_TABLES = _FusedDDPMSteps._STEP_TABLES[:4] + ("alphas_cumprod", "alphas_cumprod_prev")
 
     def step(self, model_output, timestep, sample, eta=0.0, use_clipped_model_output=False,
              generator=None, variance_noise=None, return_dict=True):
@@ -445,11 +448,9 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
         # prediction the direction term uses are the operator's: one pass
         clip, bound, rescale = self._clip_args(model_output, sample, t, tab)
         prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
-            model_output, sample, t, noise, tab["sqrt_recip_alphas_cumprod"],
-            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
-            tab["posterior_mean_coef2"], tab["alphas_cumprod"], tab["alphas_cumprod_prev"],
-            float(eta), _MEAN_TYPES[self.config.prediction_type], "fixed_small", clip,
-            bound, rescale, bool(use_clipped_model_output))
+            model_output, sample, t, noise, *self._step_tables(tab), float(eta),
+            _MEAN_TYPES[self.config.prediction_type], "fixed_small", clip, bound, rescale,
+            bool(use_clipped_model_output))
         if not return_dict:
             return prev_sample, pred_original_sample
         return DDIMSchedulerOutput(prev_sample=prev_sample,

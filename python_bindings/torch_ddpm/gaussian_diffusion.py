@@ -193,12 +193,8 @@ class GaussianDiffusion:
         the step."""
         if not isinstance(clip_denoised, DynamicThreshold):
             return bool(clip_denoised), None, False
-        tab = self._ddpm_tables(x.device)
-        mean_type, var_type = self._modes()
-        tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
         with torch.no_grad():  # the bound is a constant for autograd (see DynamicThreshold)
-            _, pred_xstart = torch.ops.ddpm.p_sample(model_output, x, t, x, *tables, mean_type,
-                                                     var_type, False)
+            _, pred_xstart = self._fused_step(model_output, x, t, x, False)
             bound = dynamic_threshold_bound(pred_xstart, clip_denoised.ratio,
                                             clip_denoised.max_value)
         return True, bound, True
