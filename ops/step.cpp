@@ -118,12 +118,7 @@ StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSou
   } else {
     c.noise = explicit_noise(args.tensor(at.noise));
   }
-  c.modes = parse_step_modes(op, info.kind, args.str(at.mean_type), args.str(at.var_type),
-                             args.flag(at.clip_denoised),
-                             info.takes_eta() ? args.real(at.eta) : 0.0,
-                             args.flag(at.clip_rescale),
-                             !info.takes_use_clipped_model_output() ||
-                                 args.flag(at.use_clipped_model_output));
+  c.modes = read_step_modes(op, args, info, at);
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.model_output = &args.tensor(at.model_output);
   c.x_t = &args.tensor(at.x_t);
@@ -167,12 +162,7 @@ StepBackwardCall read_step_backward_call(const CallArgs& args) {
   StepBackwardCall c;
   c.op = error_name(args.op());
   const char* op = c.op.c_str();
-  c.modes = parse_step_modes(op, info->kind, args.str(at.mean_type), args.str(at.var_type),
-                             args.flag(at.clip_denoised),
-                             info->takes_eta() ? args.real(at.eta) : 0.0,
-                             args.flag(at.clip_rescale),
-                             !info->takes_use_clipped_model_output() ||
-                                 args.flag(at.use_clipped_model_output));
+  c.modes = read_step_modes(op, args, *info, at);
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.grad_sample = args.optional_tensor(at.grad_sample);
   c.grad_pred_xstart = args.optional_tensor(at.grad_pred_xstart);

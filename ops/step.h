@@ -40,6 +40,18 @@ StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mea
                            const std::string& var_type, bool clip_denoised, double eta,
                            bool clip_rescale, bool use_clipped_model_output);
 
+// The modes of a step call or of its backward (At: StepArgPositions or
+// StepBackwardPositions, which name the same arguments), parsed and checked.
+template <typename At>
+StepModes read_step_modes(const char* op, const CallArgs& args, const StepKindInfo& info,
+                          const At& at) {
+  return parse_step_modes(op, info.kind, args.str(at.mean_type), args.str(at.var_type),
+                          args.flag(at.clip_denoised),
+                          info.takes_eta() ? args.real(at.eta) : 0.0, args.flag(at.clip_rescale),
+                          !info.takes_use_clipped_model_output() ||
+                              args.flag(at.use_clipped_model_output));
+}
+
 // clip_bound: null (None), or [B] floating on x_t's device, given only with
 // clip_denoised; clip_rescale only with a clip_bound.
 void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Tensor& x_t,

@@ -51,15 +51,11 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
       ctx->saved_data["seed"] = a[at.seed];
       ctx->saved_data["offset"] = a[at.offset];
     }
-    ctx->saved_data["eta"] = which.info->takes_eta() ? a[at.eta] : c10::IValue(0.0);
-    ctx->saved_data["mean_type"] = a[at.mean_type];
-    ctx->saved_data["var_type"] = a[at.var_type];
-    ctx->saved_data["clip_denoised"] = a[at.clip_denoised];
-    ctx->saved_data["clip_bound"] = a[at.clip_bound];
-    ctx->saved_data["clip_rescale"] = a[at.clip_rescale];
-    ctx->saved_data["use_clipped_model_output"] =
-        which.info->takes_use_clipped_model_output() ? a[at.use_clipped_model_output]
-                                                     : c10::IValue(true);
+    // the arguments after the tables (the kind's own, the modes, the options):
+    // the backward operator takes them in the same order
+    c10::impl::GenericList modes(c10::AnyType::get());
+    for (size_t i = at.first_table + 6; i < a.size(); ++i) modes.push_back(a[i]);
+    ctx->saved_data["modes"] = modes;
     // no zero gradient is filled for an output the loss does not use: the
     // backward operator takes None for it and never reads it
     ctx->set_materialize_grads(false);
@@ -72,27 +68,19 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     const StepKindInfo& info =
         step_kind_info(static_cast<StepKind>(ctx->saved_data["kind"].toInt()));
     const auto& d = ctx->saved_data;
-    c10::IValue noise = s[3].defined() ? c10::IValue(s[3]) : c10::IValue();
-    const StepModes modes =
-        parse_step_modes("ddpm", info.kind, d.at("mean_type").toStringRef(),
-                         d.at("var_type").toStringRef(), d.at("clip_denoised").toBool(),
-                         d.at("eta").toDouble(), d.at("clip_rescale").toBool(),
-                         d.at("use_clipped_model_output").toBool());
-    if (d.at("philox").toBool() &&
-        step_backward_reads_noise(modes, grads[0].defined() ? &grads[0] : nullptr)) {
-      noise = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
-    }
+    const StepBackwardPositions at = step_backward_positions(info);
     torch::jit::Stack stack = {grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
-                               noise};
+                               s[3].defined() ? c10::IValue(s[3]) : c10::IValue()};
     for (size_t i = 0; i < 6; ++i) stack.push_back(s[4 + i]);
-    if (info.takes_eta()) stack.push_back(d.at("eta"));
-    stack.push_back(d.at("mean_type"));
-    stack.push_back(d.at("var_type"));
-    stack.push_back(d.at("clip_denoised"));
-    stack.push_back(d.at("clip_bound"));
-    stack.push_back(d.at("clip_rescale"));
-    if (info.takes_use_clipped_model_output()) stack.push_back(d.at("use_clipped_model_output"));
-    backward_op(info).callBoxed(&stack);
+    const c10::List<c10::IValue> modes = d.at("modes").toList();
+    for (size_t i = 0; i < modes.size(); ++i) stack.push_back(modes.get(i));
+    const c10::OperatorHandle& op = backward_op(info);
+    if (d.at("philox").toBool() &&
+        step_backward_reads_noise(read_step_modes("ddpm", CallArgs(op, &stack), info, at),
+                                  grads[0].defined() ? &grads[0] : nullptr)) {
+      stack[at.noise] = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
+    }
+    op.callBoxed(&stack);
     return {stack[0].toTensor(), stack[1].toTensor(), Variable()};
   }
 };
@@ -109,8 +97,7 @@ bool ran_with_drawn_key(const c10::OperatorHandle& op, torch::jit::Stack* stack,
   if (!args.tensor(at.model_output).requires_grad() && !args.tensor(at.x_t).requires_grad()) {
     return false;
   }
-  const StepCall call = read_step_call(args, *which.info, which.noise);
-  if (!reads_var_channels(call.modes)) return false;
+  if (!reads_var_channels(read_step_modes(name.c_str(), args, *which.info, at))) return false;
   const NoiseKey key = draw_noise_key(name.c_str(), args.value(at.generator),
                                       args.tensor(at.x_t).device());
   TORCH_CHECK(key.seed_on_device == nullptr, name,
