@@ -427,7 +427,11 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
         operator's. timestep: an int, a 0-d
         tensor or a tensor [B] (one per sample). Noise is drawn only for
         eta > 0, as diffusers draws it (randn of model_output's shape and
-        dtype from `generator`), or taken from variance_noise."""
+        dtype from `generator`), or taken from variance_noise. On purpose
+        unlike diffusers: at zero terminal SNR and eta = 1 the direction
+        term's 1 - alpha_bar_prev - sigma^2 (0 in exact arithmetic) is kept
+        at 0, where diffusers' float32 can round it below 0 and return NaN
+        (diffusers #5969)."""
         if self.num_inference_steps is None:
             raise ValueError("Number of inference steps is 'None', you need to run "
                              "'set_timesteps' after creating the scheduler")

@@ -129,6 +129,34 @@ def test_zero_snr_epsilon_is_refused_where_diffusers_returns_nan():
     DDIMScheduler.from_config(theirs.config, timestep_spacing="leading").set_timesteps(10)
 
 
+def test_zero_snr_at_eta_one_is_finite_where_diffusers_returns_nan():
+    # diffusers #5969: at eta = 1 and alpha_bar_t = 0, 1 - alpha_bar_prev - sigma^2
+    # is 0 in exact arithmetic; diffusers' float32 rounds it below 0 and takes
+    # its square root (NaN from the first step on). Here the coefficients are
+    # float64 and the direction term is exactly 0 there: the step is
+    # sqrt(alpha_bar_prev) x_0 + sigma noise, with x_0 = -v at zero SNR. (At 4
+    # steps float64 rounds it below 0 too: the kernel's clamp is what keeps it.)
+    config = dict(rescale_betas_zero_snr=True, prediction_type="v_prediction",
+                  timestep_spacing="trailing", clip_sample=False)
+    theirs = diffusers.DDIMScheduler(**config)
+    ours = DDIMScheduler.from_config(theirs.config)
+    for s in (theirs, ours):
+        s.set_timesteps(4)
+    t, prev = int(theirs.timesteps[0]), int(theirs.timesteps[1])
+    assert float(theirs.alphas_cumprod[t]) == 0.0
+    x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    v = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
+    a = theirs.step(v, t, x, eta=1.0, variance_noise=noise).prev_sample
+    b = ours.step(v, t, x, eta=1.0, variance_noise=noise)
+    abar_prev = theirs.alphas_cumprod[prev].double()
+    want = abar_prev.sqrt() * -v.double() + (1 - abar_prev).sqrt() * noise.double()
+    assert torch.isfinite(b.prev_sample).all()
+    torch.testing.assert_close(b.prev_sample.double(), want, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(b.pred_original_sample, -v)
+    assert torch.isnan(a).all()
+
+
 def test_per_sample_timesteps_and_no_host_read():
     ours = LookAlike(prediction_type="v_prediction", clip_sample=False)
     ours.set_timesteps(20)
