@@ -29,12 +29,16 @@ namespace ops {
 struct LinearBackwardArgs {
   enum : size_t { grad = 0, t = 1, a = 2, b = 3 };
 };
-static_assert(QSampleBackwardArgs::t == LinearBackwardArgs::t &&
-                  PosteriorBackwardArgs::t == LinearBackwardArgs::t &&
-                  ScaleByTimestepArgs::t == LinearBackwardArgs::t &&
-                  QSampleBackwardArgs::sqrt_one_minus_alphas_cumprod == LinearBackwardArgs::b &&
-                  PosteriorBackwardArgs::posterior_mean_coef2 == LinearBackwardArgs::b &&
-                  ScaleByTimestepArgs::table == LinearBackwardArgs::a,
+// (positions of different operators' enums: compared as numbers)
+constexpr bool same_position(size_t a, size_t b) { return a == b; }
+static_assert(same_position(QSampleBackwardArgs::t, LinearBackwardArgs::t) &&
+                  same_position(PosteriorBackwardArgs::t, LinearBackwardArgs::t) &&
+                  same_position(ScaleByTimestepArgs::t, LinearBackwardArgs::t) &&
+                  same_position(QSampleBackwardArgs::sqrt_one_minus_alphas_cumprod,
+                                LinearBackwardArgs::b) &&
+                  same_position(PosteriorBackwardArgs::posterior_mean_coef2,
+                                LinearBackwardArgs::b) &&
+                  same_position(ScaleByTimestepArgs::table, LinearBackwardArgs::a),
               "the backward operators' arguments moved");
 
 // A checked linear call, ready to run.

@@ -97,10 +97,10 @@ struct WholeBlockGenerator {
 
 // Blocks [block_begin, block_end) of one parallel task.
 template <typename Generator, typename Run, typename Touch>
-DDPM_ALWAYS_INLINE void noise_blocks(int64_t block_begin, int64_t block_end,
-                                     int64_t total, int64_t sample_numel,
-                                     const NoiseKey& key, const Run& run,
-                                     const Touch& touch) {
+DDPM_ALWAYS_INLINE inline void noise_blocks(int64_t block_begin, int64_t block_end,
+                                            int64_t total, int64_t sample_numel,
+                                            const NoiseKey& key, const Run& run,
+                                            const Touch& touch) {
   alignas(64) float noise[kNoiseBlockSize];
   const auto touch_range = [&](int64_t begin, int64_t end, NoisePrefetch& fetch) {
     for_each_run_in(begin, end, sample_numel,
