@@ -43,8 +43,7 @@ void register_kernels(torch::Library& m) {
     for (NoiseSource noise : kNoiseSources) {
       const std::string name = step_op_name(info, noise);
       for (const std::string& overload : step_overloads(noise)) {
-        impl(overload.empty() ? name : name + "." + overload,
-             F::makeFromBoxedFunction<&step_kernel<Backend>>());
+        impl(qualified_op_name(name, overload), F::makeFromBoxedFunction<&step_kernel<Backend>>());
       }
     }
     impl(std::string(info.name) + "_backward",

@@ -55,6 +55,10 @@ std::string step_op_name(const StepKindInfo& info, NoiseSource noise) {
   return std::string(info.name) + (noise == NoiseSource::kTensor ? "" : "_philox");
 }
 
+std::string qualified_op_name(const std::string& name, const std::string& overload) {
+  return overload.empty() ? name : name + "." + overload;
+}
+
 std::array<std::string, 3> step_overloads(NoiseSource noise) {
   if (noise == NoiseSource::kGenerator) {
     return {"generator", "generator_out", "generator_sample_out"};
@@ -138,7 +142,7 @@ struct Schemas {
   OpNames names;
   void add(std::vector<std::string>* list, const std::string& name, const std::string& overload,
            const std::vector<std::string>& args, const std::string& returns) {
-    const std::string full = overload.empty() ? name : name + "." + overload;
+    const std::string full = qualified_op_name(name, overload);
     text.push_back(full + "(" + join(args) + ") -> " + returns);
     list->push_back(full);
   }

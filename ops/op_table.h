@@ -83,6 +83,10 @@ const StepKindInfo& step_kind_info(StepKind kind);
 std::string step_op_name(const StepKindInfo& info, NoiseSource noise);
 std::array<std::string, 3> step_overloads(NoiseSource noise);
 
+// "name.overload", or "name" for the default overload: how the dispatcher
+// names an operator's overload (registration, schemas, messages).
+std::string qualified_op_name(const std::string& name, const std::string& overload);
+
 // Positions of a step's arguments in its schema.
 struct StepArgPositions {
   size_t model_output = 0, x_t = 1, t = 2;

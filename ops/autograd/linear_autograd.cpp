@@ -159,7 +159,7 @@ void philox_normal_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   using F = torch::CppFunction;
   for (const LinearAutograd& info : linear_operators()) {
-    const std::string name = info.overload.empty() ? info.op : info.op + "." + info.overload;
+    const std::string name = qualified_op_name(info.op, info.overload);
     m.impl(name.c_str(), F::makeFromBoxedFunction<&linear_autograd>());
   }
   for (const char* name : {"philox_normal", "philox_normal.generator"}) {

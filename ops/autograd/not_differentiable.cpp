@@ -41,7 +41,7 @@ void out_overload_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet ke
     if (is_output) written.push_back(x);
     if (!at::GradMode::is_enabled() || !x.requires_grad()) continue;
     const std::string functional = error_name(op);
-    const std::string name = functional + "." + schema.overload_name();
+    const std::string name = qualified_op_name(functional, schema.overload_name());
     TORCH_CHECK(!is_output, name, ": ", args[i].name(),
                 " requires grad, and an output= tensor is written in place, which "
                 "autograd cannot track: pass one that does not require grad");

@@ -140,10 +140,9 @@ void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::ji
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   for (const StepKindInfo& info : step_kinds()) {
     for (NoiseSource noise : kNoiseSources) {
-      const std::string overload = step_overloads(noise)[0];
-      const std::string name = step_op_name(info, noise);
-      m.impl((overload.empty() ? name : name + "." + overload).c_str(),
-             torch::CppFunction::makeFromBoxedFunction<&step_autograd>());
+      const std::string name =
+          qualified_op_name(step_op_name(info, noise), step_overloads(noise)[0]);
+      m.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunction<&step_autograd>());
     }
   }
 }
