@@ -197,7 +197,10 @@ class _FusedDDPMSteps:
     def _on(self, device):
         key = str(device)
         if key not in self._tables:
-            self._tables[key] = {k: v.to(device) for k, v in self._tables_cpu.items()}
+            # normal tensors even when the first call is under inference_mode: a
+            # training step's autograd saves them (inference tensors cannot be)
+            with torch.inference_mode(False):
+                self._tables[key] = {k: v.to(device) for k, v in self._tables_cpu.items()}
         return self._tables[key]
 
     def _timesteps(self, timesteps, batch, device):

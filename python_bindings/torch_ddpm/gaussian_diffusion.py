@@ -99,8 +99,12 @@ class GaussianDiffusion:
         cache = self.__dict__.setdefault("_ddpm_cache", {})
         key = str(device)
         if key not in cache:
-            tables = schedule_tables(np.asarray(self.betas, dtype=np.float64))
-            cache[key] = {k: v.to(device) for k, v in tables.items()}
+            # normal tensors even when the first call is under inference_mode
+            # (sampling): training_losses' autograd saves them, which it cannot
+            # do with inference tensors
+            with torch.inference_mode(False):
+                tables = schedule_tables(np.asarray(self.betas, dtype=np.float64))
+                cache[key] = {k: v.to(device) for k, v in tables.items()}
         return cache[key]
 
     def _extract(self, name, t, shape):
@@ -348,7 +352,7 @@ class GaussianDiffusion:
         if stream is not None:
             step_kwargs["philox"] = stream
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
-            t = torch.tensor([i] * shape[0], device=device)
+            t = _timestep_batch(i, shape[0], device)
             with torch.no_grad():
                 out = step(model, img, t, **step_kwargs)
                 yield out
@@ -374,7 +378,7 @@ class GaussianDiffusion:
         img, device = self._x_T(model, shape, noise, device, stream)
         out = torch.empty_like(img, memory_format=torch.contiguous_format)
         for i in _progress(list(range(self.num_timesteps))[::-1], progress):
-            t = torch.tensor([i] * shape[0], device=device)
+            t = _timestep_batch(i, shape[0], device)
             with torch.no_grad():
                 model_output = self._model_output(model, img, t, model_kwargs)
                 step_noise = torch.randn_like(img) if stream is None else None
@@ -518,7 +522,7 @@ class GaussianDiffusion:
     def _prior_bpd(self, x_start):
         """KL of q(x_T | x_0) from N(0, I), in bits per dimension."""
         batch_size = x_start.shape[0]
-        t = torch.tensor([self.num_timesteps - 1] * batch_size, device=x_start.device)
+        t = _timestep_batch(self.num_timesteps - 1, batch_size, x_start.device)
         qt_mean, _, qt_log_variance = self.q_mean_variance(x_start, t)
         kl_prior = normal_kl(mean1=qt_mean, logvar1=qt_log_variance, mean2=0.0, logvar2=0.0)
         return mean_flat(kl_prior) / math.log(2.0)
@@ -529,7 +533,7 @@ class GaussianDiffusion:
         batch_size = x_start.shape[0]
         vb, xstart_mse, mse = [], [], []
         for t in list(range(self.num_timesteps))[::-1]:
-            t_batch = torch.tensor([t] * batch_size, device=device)
+            t_batch = _timestep_batch(t, batch_size, device)
             noise = torch.randn_like(x_start)
             x_t = self.q_sample(x_start=x_start, t=t_batch, noise=noise)
             with torch.no_grad():
@@ -563,6 +567,13 @@ def _last(iterable):
     for final in iterable:
         pass
     return final
+
+
+def _timestep_batch(t, batch_size, device):
+    """[t] * batch_size as an int64 tensor on device, as improved-diffusion's
+    torch.tensor([t] * batch_size, device=device) gives it, but filled there:
+    that one is a blocking host-to-device copy (a host sync per step on a GPU)."""
+    return torch.full((batch_size,), t, dtype=torch.long, device=device)
 
 
 def _progress(indices, progress):

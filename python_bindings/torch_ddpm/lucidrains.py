@@ -64,8 +64,11 @@ def _tables(self, device):
                          for n in names))
     cached = self._ddpm_cache.get("tables")
     if cached is None or cached[0] != key:
-        tabs = {n: getattr(self, n).detach().to(device=device, dtype=torch.float64)
-                for n in names}
+        # normal tensors even when built under sample()'s inference_mode: the
+        # training loss's autograd saves them (inference tensors cannot be)
+        with torch.inference_mode(False):
+            tabs = {n: getattr(self, n).detach().to(device=device, dtype=torch.float64)
+                    for n in names}
         self._ddpm_cache["tables"] = cached = (key, tabs)
     return cached[1]
 
@@ -156,10 +159,11 @@ def _ddim_tables(self, tabs, pairs):
     if cached is None or cached[0] != pairs or cached[1] is not tabs:
         ab = tabs["alphas_cumprod"]
         steps = [(time, time_next) for time, time_next in pairs if time_next >= 0]
-        prev = torch.ones_like(ab)
-        if steps:
-            times, nexts = (torch.tensor(v, device=ab.device) for v in zip(*steps))
-            prev[times] = ab[nexts]
+        with torch.inference_mode(False):  # (as _tables: a cache outlives the call)
+            prev = torch.ones_like(ab)
+            if steps:
+                times, nexts = (torch.tensor(v, device=ab.device) for v in zip(*steps))
+                prev[times] = ab[nexts]
         self._ddpm_cache["ddim"] = cached = (pairs, tabs, prev)
     return cached[2]
 

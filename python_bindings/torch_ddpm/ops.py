@@ -102,7 +102,9 @@ def dynamic_threshold_bound(pred_xstart, ratio=0.995, max_value=1.0) -> torch.Te
     below_at, above_at = int(rank.floor()), int(rank.ceil())
     below = torch.kthvalue(flat, below_at + 1, dim=1).values
     above = below if above_at == below_at else torch.kthvalue(flat, above_at + 1, dim=1).values
-    bound = torch.lerp(below, above, (rank - below_at).to(flat.device))
+    # the weight as a host scalar (exact: a value of the data's dtype), a kernel
+    # argument; a 0-d tensor moved to a GPU would be a blocking copy
+    bound = torch.lerp(below, above, float(rank - below_at))
     bound = torch.where(flat.isnan().any(dim=1), torch.full_like(bound, float("nan")), bound)
     return bound.clamp(min=1, max=max_value)
 

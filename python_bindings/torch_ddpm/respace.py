@@ -67,7 +67,10 @@ class SpacedDiffusion(GaussianDiffusion):
     def _wrap_model(self, model):
         if isinstance(model, _WrappedModel):
             return model
-        return _WrappedModel(model, self.timestep_map, self.rescale_timesteps, self.original_num_steps)
+        # (the map's device copies are kept here: a wrapper is made per step)
+        maps = self.__dict__.setdefault("_timestep_maps", {})
+        return _WrappedModel(model, self.timestep_map, self.rescale_timesteps,
+                             self.original_num_steps, maps)
 
     def _scale_timesteps(self, t):
         # Scaling is done by the wrapped model.
@@ -77,15 +80,26 @@ class SpacedDiffusion(GaussianDiffusion):
 class _WrappedModel:
     """Calls the model with the original timesteps of the kept steps."""
 
-    def __init__(self, model, timestep_map, rescale_timesteps, original_num_steps):
+    def __init__(self, model, timestep_map, rescale_timesteps, original_num_steps, maps=None):
         self.model = model
         self.timestep_map = timestep_map
         self.rescale_timesteps = rescale_timesteps
         self.original_num_steps = original_num_steps
+        # the map on each device and dtype it was asked for, made once (maps:
+        # the diffusion's, shared by the wrappers it makes, one per step):
+        # improved-diffusion copies it from the list at every model call (a
+        # blocking host-to-device copy, a host sync per step on a GPU)
+        self._maps = {} if maps is None else maps
+
+    def _map_on(self, device, dtype):
+        key = (device, dtype)
+        if key not in self._maps:
+            with torch.inference_mode(False):  # a cache outlives the call
+                self._maps[key] = torch.tensor(self.timestep_map, device=device, dtype=dtype)
+        return self._maps[key]
 
     def __call__(self, x, ts, **kwargs):
-        map_tensor = torch.tensor(self.timestep_map, device=ts.device, dtype=ts.dtype)
-        new_ts = map_tensor[ts]
+        new_ts = self._map_on(ts.device, ts.dtype)[ts]
         if self.rescale_timesteps:
             new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
         return self.model(x, new_ts, **kwargs)

@@ -124,3 +124,67 @@ def tiny_unet():
                                  block_out_channels=(8, 16), layers_per_block=1,
                                  norm_num_groups=4, down_block_types=("DownBlock2D", "DownBlock2D"),
                                  up_block_types=("UpBlock2D", "UpBlock2D"))
+
+
+class NoHostSync:
+    """Fails on what makes the host wait for a GPU: a device tensor's value
+    read on the host (.item(), int(), bool(), a Python branch on it), an
+    operator whose output shape depends on device values (nonzero,
+    masked_select, unique), and a blocking copy of host data to the device (a
+    CPU tensor .to(device), torch.tensor(data, device=...): PyTorch
+    synchronizes the stream after such a copy). Run the code on meta tensors
+    under it (`with NoHostSync():`): what it does there is what it would do on
+    CUDA, which this machine has not. (Host scalars a kernel takes as
+    arguments, as in x * 2.0, copy nothing.) A dispatch mode sees the
+    operators; torch.tensor / torch.as_tensor from Python data on a device
+    never reach one, so those two are wrapped while it is active."""
+
+    _DATA_DEPENDENT = ("aten::nonzero", "aten::masked_select", "aten::_unique2",
+                       "aten::unique_consecutive", "aten::unique_dim")
+
+    def __enter__(self):
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                name = func._schema.name
+                on_device = [a for a in args if isinstance(a, torch.Tensor)
+                             and a.device.type != "cpu"]
+                if name == "aten::_local_scalar_dense" and on_device:
+                    raise AssertionError("a host sync: a device tensor's value read on the host")
+                if name in NoHostSync._DATA_DEPENDENT and on_device:
+                    raise AssertionError(f"a host sync: {name} (its output shape is "
+                                         "the device's data)")
+                if name == "aten::_to_copy" and args[0].device.type == "cpu" and \
+                        kwargs.get("device") is not None and \
+                        torch.device(kwargs["device"]).type != "cpu":
+                    raise AssertionError("a host sync: a blocking copy of a CPU tensor to "
+                                         f"{kwargs['device']}")
+                if name == "aten::copy_" and args[0].device.type != "cpu" and \
+                        args[1].device.type == "cpu":
+                    raise AssertionError("a host sync: a blocking copy of a CPU tensor into "
+                                         "a device tensor")
+                return func(*args, **kwargs)
+
+        def from_data(make):
+            def wrapped(data, *args, **kwargs):
+                device = kwargs.get("device")
+                if device is not None and torch.device(device).type != "cpu" and \
+                        not isinstance(data, torch.Tensor):
+                    raise AssertionError(f"a host sync: {make.__name__} of Python data on "
+                                         f"{device} (a blocking copy)")
+                return make(data, *args, **kwargs)
+            return wrapped
+
+        self._saved = torch.tensor, torch.as_tensor
+        torch.tensor, torch.as_tensor = (from_data(f) for f in self._saved)
+        self._mode = Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            return self._mode.__exit__(*exc)
+        finally:
+            torch.tensor, torch.as_tensor = self._saved

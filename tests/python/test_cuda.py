@@ -403,8 +403,11 @@ def test_diffusers_style_step_has_no_host_sync():
     set_sync_debug_mode("error") (any host read of a device value raises)."""
     from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
 
+    # thresholding: the bound's quantile (kthvalue) and its interpolation too
     for sched in (DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon"),
-                  DDIMScheduler(prediction_type="epsilon", clip_sample=True)):
+                  DDIMScheduler(prediction_type="epsilon", clip_sample=True),
+                  DDPMScheduler(thresholding=True, dynamic_thresholding_ratio=0.9),
+                  DDIMScheduler(thresholding=True, sample_max_value=1.5)):
         sched.set_timesteps(10, device="cuda")
         x = torch.randn(2, 3, 16, 16, device="cuda")
         gen = torch.Generator(device="cuda").manual_seed(0)

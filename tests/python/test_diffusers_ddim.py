@@ -188,11 +188,14 @@ def test_the_look_alike_is_the_same_scheduler():
 
 
 @requires_cuda
-def test_cuda_graph_of_a_unet_and_ddim_steps_replays_the_eager_loop():
+@pytest.mark.parametrize("config", [dict(clip_sample=True),
+                                    dict(thresholding=True, sample_max_value=1.5)],
+                         ids=["clip", "thresholding"])
+def test_cuda_graph_of_a_unet_and_ddim_steps_replays_the_eager_loop(config):
     # no host sync in the step: the whole loop, model and scheduler, is one
     # CUDA graph, replayed for new inputs with the eager loop's images
     unet = tiny_unet().cuda().eval()
-    sched = DDIMScheduler(num_train_timesteps=100, clip_sample=True)
+    sched = DDIMScheduler(num_train_timesteps=100, **config)
     sched.set_timesteps(8, device="cuda")
 
     def loop(x):
