@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .ops import diffusion_mse, dynamic_threshold_bound
+from .ops import diffusion_mse, dynamic_threshold_bound, in_common_dtype
 from .schedules import cosine_betas, step_tables
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
@@ -226,8 +226,11 @@ class _FusedDDPMSteps:
                 timestep.dim() == 0 and timestep.device.type == "cpu")
             if host_scalar and int(timestep) <= 0:
                 noise = torch.zeros_like(sample)  # diffusers draws nothing at t = 0
-            else:
-                noise = _randn_like(sample, generator)
+            else:  # as diffusers draws it: the sample's shape, the model output's dtype
+                noise = _randn_like(model_output[:, :sample.shape[1]], generator)
+        # a 16-bit output (autocast) with a float32 sample: computed in float32,
+        # as diffusers' formulas promote
+        model_output, sample, noise = in_common_dtype(model_output, sample, noise)
         channels = sample.shape[1]
         if model_output.shape[1] == 2 * channels and self.variance_type not in _LEARNED:
             model_output = model_output[:, :channels]
@@ -294,6 +297,7 @@ class _FusedDDPMSteps:
         it to training_loss too."""
         tab = self._on(original_samples.device)
         t = self._timesteps(timesteps, original_samples.shape[0], original_samples.device)
+        original_samples, noise = in_common_dtype(original_samples, noise)  # (as diffusers)
         if noise_offset is not None:
             noise_offset = noise_offset.reshape(original_samples.shape[:2]).to(
                 original_samples.dtype)
@@ -304,6 +308,7 @@ class _FusedDDPMSteps:
         """v = sqrt(abar_t) noise - sqrt(1 - abar_t) sample (q_sample with a negated table)."""
         tab = self._on(sample.device)
         t = self._timesteps(timesteps, sample.shape[0], sample.device)
+        sample, noise = in_common_dtype(sample, noise)  # (as diffusers)
         return torch.ops.ddpm.q_sample(noise, t, sample, tab["sqrt_alphas_cumprod"],
                                        tab["neg_sqrt_one_minus_alphas_cumprod"])
 
@@ -446,10 +451,13 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                                  "that either `generator` or `variance_noise` stays `None`.")
             if variance_noise is None:
                 variance_noise = _randn_like(model_output, generator)
-            noise = variance_noise.to(sample.dtype)
+            # a 16-bit output (autocast) with a float32 sample: computed in
+            # float32, as diffusers' formulas promote
+            model_output, sample, noise = in_common_dtype(model_output, sample, variance_noise)
         else:
             # eta = 0: sigma is 0, no noise is drawn or added; the sample stands in
             # for the noise argument (no full-size zeros written per step)
+            model_output, sample = in_common_dtype(model_output, sample)
             noise = sample
         # the limit on x_0 (a clip range or thresholding's bound) and which noise
         # prediction the direction term uses are the operator's: one pass

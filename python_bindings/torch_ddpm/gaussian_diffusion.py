@@ -20,7 +20,8 @@ import torch
 
 from . import formulas
 from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from .ops import DynamicThreshold, dynamic_threshold_bound, mode_name
+from .ops import (DynamicThreshold, diffusion_mse, dynamic_threshold_bound, in_common_dtype,
+                  mode_name)
 from .noise import as_philox_stream
 from .schedules import betas_for_alpha_bar, schedule_tables
 
@@ -125,6 +126,10 @@ class GaussianDiffusion:
         if wrap is not None:
             model = wrap(model)
         out = model(x, self._scale_timesteps(t), **(model_kwargs or {}))
+        if out.dtype != x.dtype and torch.promote_types(out.dtype, x.dtype) == x.dtype:
+            # a 16-bit output (autocast) with a float32 x: used as its float32
+            # value everywhere (an exact cast), as if the model had returned it
+            out = out.to(x.dtype)
         channels = x.shape[1] * (2 if _is_learned(self.model_var_type) else 1)
         assert out.shape == (x.shape[0], channels, *x.shape[2:]), (
             f"model output of shape {tuple(out.shape)}, expected "
@@ -177,7 +182,10 @@ class GaussianDiffusion:
     # ---- the reverse step ----------------------------------------------------------------
     def _fused_step(self, model_output, x, t, noise, clip_denoised, stream=None, sample=None):
         """The fused reverse step; with a PhiloxStream the noise is drawn in the kernel.
-        With sample= (a tensor like x, x itself allowed): x_{t-1} alone, written there."""
+        With sample= (a tensor like x, x itself allowed): x_{t-1} alone, written there.
+        A model output and x of different dtypes (autocast) are promoted, as
+        improved-diffusion's formulas promote them."""
+        model_output, x, noise = in_common_dtype(model_output, x, noise)
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
@@ -382,13 +390,17 @@ class GaussianDiffusion:
             with torch.no_grad():
                 model_output = self._model_output(model, img, t, model_kwargs)
                 step_noise = torch.randn_like(img) if stream is None else None
+                model_output, img, step_noise = in_common_dtype(model_output, img, step_noise)
+                if out.dtype != img.dtype:  # a wider model output: the chain goes on in its dtype
+                    out = torch.empty_like(img, memory_format=torch.contiguous_format)
                 img = step_into(model_output, img, t, step_noise, stream, out)
         return img
 
     # ---- DDIM -------------------------------------------------------------------------
     def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None,
                     sample=None):
-        """The fused DDIM step towards tab[target]; sample= as in _fused_step."""
+        """The fused DDIM step towards tab[target]; sample= and dtypes as in _fused_step."""
+        model_output, x, noise = in_common_dtype(model_output, x, noise)
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
         tables = (*self._step_tables(x.device), tab["alphas_cumprod"], tab[target])
@@ -515,9 +527,9 @@ class GaussianDiffusion:
             target = self.q_posterior_mean_variance(x_start, x_t, t)[0]
             return mean_flat((target - model_output) ** 2)
         tab = self._ddpm_tables(x_start.device)
-        return torch.ops.ddpm.diffusion_mse(
-            model_output, x_start, noise, t, tab["sqrt_alphas_cumprod"],
-            tab["sqrt_one_minus_alphas_cumprod"], None, mean_type)
+        # (the front end: a 16-bit output under autocast is compared in float32)
+        return diffusion_mse(model_output, x_start, noise, t, tab["sqrt_alphas_cumprod"],
+                             tab["sqrt_one_minus_alphas_cumprod"], None, mean_type)
 
     def _prior_bpd(self, x_start):
         """KL of q(x_T | x_0) from N(0, I), in bits per dimension."""

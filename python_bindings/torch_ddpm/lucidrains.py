@@ -25,7 +25,7 @@ import types
 
 import torch
 
-from .ops import diffusion_mse
+from .ops import diffusion_mse, in_common_dtype
 
 # lucidrains' objective -> the operators' mean type
 _MEAN_TYPES = {"pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
@@ -136,6 +136,9 @@ def _p_sample(self, x, t: int, x_self_cond=None):
     model_output = self.model(x, batched_times, x_self_cond)
     # the original draws no noise at t = 0 (the operator adds none there either)
     noise = torch.randn_like(x) if t > 0 else torch.zeros_like(x)
+    # (under autocast a 16-bit output with the float32 image: promoted, as the
+    # original's formulas do)
+    model_output, x, noise = in_common_dtype(model_output, x, noise)
     tabs = _tables(self, x.device)
     return torch.ops.ddpm.p_sample(
         model_output, x, batched_times, noise, *_step_tables(tabs),
@@ -184,6 +187,7 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
         model_output = self.model(img, time_cond, self_cond)
         # the original draws no noise before returning pred_xstart at the end
         noise = torch.randn_like(img) if time_next >= 0 else torch.zeros_like(img)
+        model_output, img, noise = in_common_dtype(model_output, img, noise)  # (as _p_sample)
         img, x_start = torch.ops.ddpm.ddim_sample(
             model_output, img, time_cond, noise, *_step_tables(tabs), tabs["alphas_cumprod"],
             prev, float(self.ddim_sampling_eta), mean_type, "fixed_small", True)

@@ -231,6 +231,19 @@ _TARGET_ALIASES = {"epsilon": "epsilon", "start_x": "start_x", "v": "v",
                    "pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
 
 
+def in_common_dtype(*tensors):
+    """The tensors (None kept) in the widest of their dtypes, each cast only
+    where it differs. Under autocast a model's output is 16-bit where the
+    sample is float32; the eager formulas the adapters replace promote, so the
+    adapters compute in the wider dtype too (an exact cast), while the
+    operators themselves take one dtype and name a mismatch."""
+    dtype = None
+    for x in tensors:
+        if x is not None:
+            dtype = x.dtype if dtype is None else torch.promote_types(dtype, x.dtype)
+    return tuple(x if x is None or x.dtype == dtype else x.to(dtype) for x in tensors)
+
+
 def loss_target_name(target) -> str:
     """'epsilon', 'start_x' or 'v' from any codebase's name for what the model
     predicts (diffusers' 'sample' / 'v_prediction', lucidrains' 'pred_noise' /
@@ -270,10 +283,9 @@ def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
     (``F.mse_loss(model_pred.float(), target.float(), reduction="none")``
     then the mean over all but the batch), to float rounding.
     """
-    dtype = torch.promote_types(torch.promote_types(model_output.dtype, x_start.dtype),
-                                noise.dtype)
+    model_output, x_start, noise = in_common_dtype(model_output, x_start, noise)
     if noise_offset is not None:
-        noise_offset = noise_offset.to(dtype)
+        noise_offset = noise_offset.to(noise.dtype)
     return torch.ops.ddpm.diffusion_mse(
-        model_output.to(dtype), x_start.to(dtype), noise.to(dtype), t, sqrt_alphas_cumprod,
+        model_output, x_start, noise, t, sqrt_alphas_cumprod,
         sqrt_one_minus_alphas_cumprod, weight, loss_target_name(target), noise_offset)
