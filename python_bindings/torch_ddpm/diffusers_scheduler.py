@@ -61,10 +61,25 @@ class _Config(dict):
 
 
 def _randn_like(x, generator):
-    """Normal noise of x's shape and dtype, drawn as diffusers' randn_tensor draws
-    it: on the generator's device (x's without one), then moved to x's."""
-    device = generator.device if generator is not None else x.device
-    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+    """Normal noise of x's shape, dtype and device, drawn as diffusers'
+    randn_tensor draws it: with a CPU generator on the CPU, then moved to x's
+    device; with a list of generators (a pipeline's generator=[...]), one
+    sample from each, in order (a list of one is that generator)."""
+    device = x.device
+    first = generator[0] if isinstance(generator, list) else generator
+    rand_device = device
+    if first is not None and first.device.type != device.type:
+        if first.device.type != "cpu":
+            raise ValueError(f"Cannot generate a {device} tensor from a generator of type "
+                             f"{first.device.type}.")
+        rand_device = torch.device("cpu")
+    if isinstance(generator, list) and len(generator) == 1:
+        generator = generator[0]
+    if isinstance(generator, list):
+        shape = (1,) + tuple(x.shape[1:])
+        return torch.cat([torch.randn(shape, generator=generator[i], device=rand_device,
+                                      dtype=x.dtype) for i in range(x.shape[0])]).to(device)
+    return torch.randn(x.shape, generator=generator, device=rand_device, dtype=x.dtype).to(device)
 
 
 def _spaced_timesteps(config, num_inference_steps):

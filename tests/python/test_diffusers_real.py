@@ -54,6 +54,28 @@ def test_one_line_swap_in_ddpm_pipeline_gives_the_same_images():
     torch.testing.assert_close(torch.from_numpy(got), torch.from_numpy(want), rtol=0, atol=2e-4)
 
 
+@pytest.mark.parametrize("pipeline", ["DDPMPipeline", "DDIMPipeline"])
+def test_a_list_of_generators_gives_the_same_images(pipeline):
+    # pipe(generator=[one per image]): the scheduler draws each image's noise
+    # from its own generator, as diffusers' randn_tensor does
+    from torch_ddpm.diffusers import DDIMScheduler
+
+    ours = {"DDPMPipeline": DDPMScheduler, "DDIMPipeline": DDIMScheduler}[pipeline]
+    pipe = getattr(diffusers, pipeline)(unet=tiny_unet(), scheduler=getattr(
+        diffusers, ours.__name__)(num_train_timesteps=100))
+    pipe.set_progress_bar_config(disable=True)
+    kw = dict(eta=1.0) if pipeline == "DDIMPipeline" else {}
+
+    def images():
+        gens = [torch.Generator().manual_seed(s) for s in (3, 4, 5)]
+        return torch.from_numpy(pipe(batch_size=3, generator=gens, num_inference_steps=6,
+                                     output_type="np", **kw).images)
+
+    want = images()
+    pipe.scheduler = ours.from_config(pipe.scheduler.config)
+    torch.testing.assert_close(images(), want, rtol=0, atol=2e-4)
+
+
 @pytest.mark.parametrize("kw", [
     dict(beta_schedule="laplace"),
     dict(beta_schedule="sigmoid"),
