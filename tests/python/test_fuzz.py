@@ -5,6 +5,8 @@ a shape (empty batches and samples of one element included), contiguous or
 strided inputs, a schedule (T from 1; linear, cosine or zero terminal SNR),
 timesteps, modes, a Philox key, and for the out= and sample= overloads an
 output that is new memory, one of the inputs, or a view overlapping one.
+Steps also draw the limit on x_0 (none, [-1, 1], a per-sample clip_bound,
+with or without clip_rescale) and DDIM's use_clipped_model_output.
 Sometimes one argument is broken (a timestep out of range, a wrong dtype,
 shape or length, an unknown mode, a negative eta). The call must then either
 - match the float64 reference (tests/python/reference.py) within rounding,
@@ -214,7 +216,11 @@ def test_fuzz_steps(data):
     table_dtype = torch.float64 if ddim else draw(table_dtypes(dtype))
     mean_type = draw(st.sampled_from(MEAN_TYPES))
     var_type = draw(st.sampled_from(VAR_TYPES))
-    clip = draw(st.booleans())
+    # the limit on x_0: none, [-1, 1], a per-sample bound, or a bound that also
+    # divides (thresholding); DDIM's direction term from either noise prediction
+    clip_kind = draw(st.sampled_from(["none", "unit", "bound", "rescale"]), label="clip")
+    clip = clip_kind != "none"
+    use_clipped = draw(st.booleans(), label="use_clipped_model_output") if ddim else True
     eta = draw(st.sampled_from([0.0, 0.3, 1.0])) if ddim else None
     learned = var_type in ref.LEARNED
     out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
@@ -235,35 +241,53 @@ def test_fuzz_steps(data):
         args["noise"] = make_data(draw, shape, dtype, "noise", scale=1.0)
     tables = (*STEP_TABLES, *LAST_TWO[ddim])
     args.update({k: tab64[k].to(table_dtype) for k in tables})
+    bound = None
+    if clip_kind in ("bound", "rescale"):  # positive, any float dtype, maybe strided
+        values = draw(st.lists(st.floats(0.25, 4.0), min_size=shape[0], max_size=shape[0]),
+                      label="clip_bound")
+        bound = torch.tensor(values, dtype=torch.float64).to(
+            draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16])))
+        if draw(st.booleans(), label="strided clip_bound"):
+            bound = torch.stack([bound, -bound], dim=1)[:, 0]
     data_names = ["x_t", "model_output"] + ([] if philox else ["noise"])
     broken = maybe_break(draw, args, (data_names, list(tables)), T)
     modes = [mean_type, var_type]
-    mode_break = draw(st.sampled_from([None] * 8 + ["model_mean_type", "model_var_type", "eta"]),
-                      label="mode break")
+    mode_break = draw(st.sampled_from([None] * 8 + ["model_mean_type", "model_var_type", "eta",
+                                                    "clip_bound"]), label="mode break")
     if not broken and mode_break == "eta" and ddim:
         eta, broken = -0.5, "eta"
     elif not broken and mode_break in ("model_mean_type", "model_var_type"):
         modes[0 if mode_break == "model_mean_type" else 1] = "gaussian"
         broken = mode_break
+    elif not broken and mode_break == "clip_bound":
+        clip, broken = True, "clip_bound"
+        bound = draw(st.sampled_from([torch.ones(shape[0] + 1), torch.ones(shape[0], 1),
+                                      torch.ones(shape[0], dtype=torch.int64)]),
+                     label="broken clip_bound")
+    options = {"clip_bound": bound, "clip_rescale": clip_kind == "rescale" and bound is not None}
+    if ddim:
+        options["use_clipped_model_output"] = use_clipped
     order = (["model_output", "x_t", "t"] + (["seed", "offset"] if philox else ["noise"])
              + list(tables))
     extra = [eta] if ddim else []
     fn = getattr(torch.ops.ddpm, op.split(".")[1])
 
     def call(**kw):
-        return fn(*(args[k] for k in order), *extra, *modes, clip, **kw)
+        return fn(*(args[k] for k in order), *extra, *modes, clip, **options, **kw)
 
     if broken:
         return expect_error_naming(op, broken, call)
     # in-kernel noise is drawn in float32 for every dtype, rounded once with the result
     noise = (torch.ops.ddpm.philox_normal(args["x_t"].float(), args["seed"], args["offset"])
              if philox else args["noise"])
+    ref_clip = (bound, options["clip_rescale"]) if bound is not None else clip
     if ddim:
         want = ref.ddim_sample(args["model_output"], args["x_t"], t, noise, tab64, eta,
-                               mean_type, var_type, clip)
+                               mean_type, var_type, ref_clip,
+                               use_clipped_model_output=use_clipped)
     else:
         want = ref.p_sample(args["model_output"], args["x_t"], t, noise, tab64, mean_type,
-                            var_type, clip)
+                            var_type, ref_clip)
     variant = draw(st.sampled_from(["functional", "out", "sample_out"]))
     if variant == "functional":
         sample, pred = call()
