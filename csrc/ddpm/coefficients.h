@@ -240,6 +240,12 @@ DDPM_HD void clip_coef(const StepModes& modes, double s, double& A, double& Bm,
     lo = -s;
     hi = s;
   }
+  // A NaN bound makes the sample's x_0 NaN, as clamping to NaN does in PyTorch
+  // (the clamp's comparisons alone would let every value through).
+  if (modes.clip_denoised && s != s) {
+    A = s;
+    Bm = s;
+  }
   k.clip_lo = static_cast<acc>(lo);
   k.clip_hi = static_cast<acc>(hi);
 }

@@ -97,6 +97,20 @@ def test_each_bound_is_its_own_samples():
         assert torch.equal(pred[b], out[b].clamp(-bound[b].item(), bound[b].item()))
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ddim", [False, True])
+@pytest.mark.parametrize("rescale", [False, True])
+def test_a_nan_bound_makes_its_sample_nan(device, ddim, rescale):
+    # as torch.clamp to NaN does; a clamp's comparisons alone let values through
+    fn, head = step_call(device, ddim=ddim)
+    bound = torch.tensor([1.5, float("nan"), 2.0, 1.0, 3.0], dtype=torch.float64, device=device)
+    got = fn(*head, "epsilon", "fixed_small", True, bound, rescale)
+    finite = fn(*head, "epsilon", "fixed_small", True, bound.nan_to_num(1.0), rescale)
+    for a, b in zip(got, finite):
+        assert a[1].isnan().all()
+        assert torch.equal(a[[0, 2, 3, 4]], b[[0, 2, 3, 4]])
+
+
 def test_any_float_dtype_of_bound_is_taken():
     fn, head = step_call()
     bound64 = torch.tensor([0.5, 1.0, 2.0, 0.25, 3.0], dtype=torch.float64)
