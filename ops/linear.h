@@ -258,8 +258,7 @@ void philox_normal_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
   const std::string name = error_name(op);
   using A = PhiloxNormalArgs;
   using G = PhiloxNormalGeneratorArgs;
-  static_assert(static_cast<size_t>(A::input) == static_cast<size_t>(G::input),
-                "philox_normal's input moved");
+  static_assert(same_position(A::input, G::input), "philox_normal's input moved");
   const at::Tensor& input = args.tensor(A::input);
   check_float_dtype(name.c_str(), "input", input);
   NoiseKey key = {0, 0};

@@ -466,13 +466,14 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                                  "that either `generator` or `variance_noise` stays `None`.")
             if variance_noise is None:
                 variance_noise = _randn_like(model_output, generator)
-            # a 16-bit output (autocast) with a float32 sample: computed in
-            # float32, as diffusers' formulas promote
-            model_output, sample, noise = in_common_dtype(model_output, sample, variance_noise)
         else:
+            variance_noise = None
+        # a 16-bit output (autocast) with a float32 sample: computed in float32,
+        # as diffusers' formulas promote
+        model_output, sample, noise = in_common_dtype(model_output, sample, variance_noise)
+        if noise is None:
             # eta = 0: sigma is 0, no noise is drawn or added; the sample stands in
             # for the noise argument (no full-size zeros written per step)
-            model_output, sample = in_common_dtype(model_output, sample)
             noise = sample
         # the limit on x_0 (a clip range or thresholding's bound) and which noise
         # prediction the direction term uses are the operator's: one pass
