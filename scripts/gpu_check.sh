@@ -62,8 +62,8 @@ echo "library: $lib ($(elapsed))"
 rehearsal=${GPU_CHECK_REHEARSAL:-}
 limit() { if [ -n "$rehearsal" ]; then echo 15; else echo "$1"; fi; }
 [ -n "$rehearsal" ] || export TORCH_DDPM_REQUIRE_CUDA=1
-echo "== the CUDA kernels run? (tests/python/test_cuda.py::test_the_cuda_kernels_run)"
-if ! python3 -m pytest -q -p no:cacheprovider tests/python/test_cuda.py::test_the_cuda_kernels_run; then
+echo "== the CUDA kernels run? (tests/python/integration/test_cuda.py::test_the_cuda_kernels_run)"
+if ! python3 -m pytest -q -p no:cacheprovider tests/python/integration/test_cuda.py::test_the_cuda_kernels_run; then
   if [ -z "$rehearsal" ]; then
     echo "STOPPED: the CUDA kernels do not run here (the reason is above); nothing else was run"
     exit 1

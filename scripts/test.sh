@@ -39,6 +39,15 @@ for tag in $TORCHES; do
   echo "== [$tag] pytest"
   DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
     bash scripts/with_build.sh "$tag" "$py" -m pytest tests/python -q -rs -p no:cacheprovider
+  # The comparisons with other libraries (diffusers, lucidrains, the eager
+  # formulas the drop-ins replace) again on ATen's kernels for CPUs without
+  # AVX-512 (avx2) and without AVX (default): their rounding is ATen's, and
+  # what we assert must hold on any x86-64 machine. Same build.
+  for capability in avx2 default; do
+    echo "== [$tag] pytest tests/python/adapters under ATEN_CPU_CAPABILITY=$capability"
+    ATEN_CPU_CAPABILITY=$capability \
+      bash scripts/with_build.sh "$tag" "$py" -m pytest tests/python/adapters -q -p no:cacheprovider
+  done
   if [ "$tag" = torch2 ]; then
     # the wheel reuses this build's object files (same flags): no extra compile
     echo "== [$tag] pip wheel, install into a fresh venv, import from outside the tree"

@@ -26,7 +26,7 @@ def grads_after(train, sample=None):
 @pytest.mark.parametrize("loop", ["p_sample_loop", "ddim_sample_loop"])
 @pytest.mark.parametrize("spacing", [None, "10"], ids=["all-steps", "respaced"])
 def test_the_drop_in_trains_after_sampling(loop, spacing):
-    from test_dropin import make
+    from adapter_cases import make_dropin as make
     from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType
 
     def fresh():
@@ -74,7 +74,7 @@ def test_the_diffusers_scheduler_trains_after_a_step(scheduler, device):
 def test_lucidrains_trains_after_sample():
     pytest.importorskip("denoising_diffusion_pytorch",
                         reason="needs denoising-diffusion-pytorch (PyPI, torch 2.x)")
-    from test_lucidrains import make
+    from adapter_cases import make_lucidrains as make
 
     _, patched = make("pred_v", "cosine")
     fresh = copy.deepcopy(patched)

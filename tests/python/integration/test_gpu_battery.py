@@ -24,17 +24,17 @@ def test_report_counts_a_cut_off_run_from_its_log_and_names_what_did_not_finish(
     log = tmp_path / "run.log"
     log.write_text(textwrap.dedent("""\
         12 workers [4 items]
-        [gw0] [ 25%] PASSED tests/python/test_forward.py::test_q_sample[cuda-float32]
-        [gw1] [ 50%] FAILED tests/python/test_cuda.py::test_channels_last_inputs[dtype0]
-        [gw2] [ 75%] SKIPPED tests/python/test_forward.py::test_q_sample[cpu-float16]
+        [gw0] [ 25%] PASSED tests/python/ops/test_forward.py::test_q_sample[cuda-float32]
+        [gw1] [ 50%] FAILED tests/python/integration/test_cuda.py::test_channels_last_inputs[dtype0]
+        [gw2] [ 75%] SKIPPED tests/python/ops/test_forward.py::test_q_sample[cpu-float16]
         tests: exit 124 (200 s)
         """))
     collected = tmp_path / "collected.txt"
     collected.write_text(textwrap.dedent("""\
-        tests/python/test_forward.py::test_q_sample[cuda-float32]
-        tests/python/test_forward.py::test_q_sample[cpu-float16]
-        tests/python/test_cuda.py::test_channels_last_inputs[dtype0]
-        tests/python/test_cuda.py::test_compile_reduce_overhead
+        tests/python/ops/test_forward.py::test_q_sample[cuda-float32]
+        tests/python/ops/test_forward.py::test_q_sample[cpu-float16]
+        tests/python/integration/test_cuda.py::test_channels_last_inputs[dtype0]
+        tests/python/integration/test_cuda.py::test_compile_reduce_overhead
 
         4 tests collected in 3.00s
         """))
@@ -45,9 +45,9 @@ def test_report_counts_a_cut_off_run_from_its_log_and_names_what_did_not_finish(
     assert rows[("test_forward", "cuda")] == ["1", "0", "0"]
     assert rows[("test_forward", "cpu")] == ["0", "0", "1"]
     assert rows[("test_cuda", "cuda")] == ["0", "1", "0"]
-    assert "FAILED tests/python/test_cuda.py::test_channels_last_inputs[dtype0]" in lines
+    assert "FAILED tests/python/integration/test_cuda.py::test_channels_last_inputs[dtype0]" in lines
     assert "finished 3 of 4 collected" in lines
-    assert "NOT FINISHED tests/python/test_cuda.py::test_compile_reduce_overhead" in lines
+    assert "NOT FINISHED tests/python/integration/test_cuda.py::test_compile_reduce_overhead" in lines
 
 
 def test_report_reads_junit_ids_like_the_collected_ones(tmp_path):
@@ -60,8 +60,8 @@ def test_report_reads_junit_ids_like_the_collected_ones(tmp_path):
         </testsuite></testsuites>
         """))
     collected = tmp_path / "collected.txt"
-    collected.write_text("tests/python/test_cuda.py::test_compile_reduce_overhead\n"
-                         "tests/python/test_forward.py::test_q_sample[cpu-float16]\n")
+    collected.write_text("tests/python/integration/test_cuda.py::test_compile_reduce_overhead\n"
+                         "tests/python/ops/test_forward.py::test_q_sample[cpu-float16]\n")
     lines = _gpu_report().tests(str(junit), None, str(collected))
     assert "finished 2 of 2 collected" in lines
 

@@ -9,26 +9,16 @@ import pytest
 import torch
 
 import torch_ddpm
+from adapter_cases import (LUCIDRAINS_SAMPLING_T, LUCIDRAINS_SIZE, LUCIDRAINS_T,
+                           make_lucidrains)
 from torch_ddpm import lucidrains
 
 ddp = pytest.importorskip(
     "denoising_diffusion_pytorch",
     reason="needs denoising-diffusion-pytorch (PyPI, torch 2.x; scripts/install_deps.sh)")
 
-# 24 steps: lucidrains' linear schedule scales its betas by 1000/T, which
-# reach 1 (zero terminal SNR, where epsilon prediction has no x_0) at T = 20
-T, SAMPLING_T, SIZE = 24, 6, 8
-
-
-def make(objective="pred_v", beta_schedule="sigmoid", self_condition=False, **settings):
-    torch.manual_seed(1)
-    unet = ddp.Unet(dim=8, dim_mults=(1, 2), channels=3, self_condition=self_condition,
-                    flash_attn=False)
-    settings.setdefault("ddim_sampling_eta", 0.5)
-    original = ddp.GaussianDiffusion(unet, image_size=SIZE, timesteps=T,
-                                     sampling_timesteps=SAMPLING_T, objective=objective,
-                                     beta_schedule=beta_schedule, **settings)
-    return original, torch_ddpm.patch(copy.deepcopy(original))
+T, SAMPLING_T, SIZE = LUCIDRAINS_T, LUCIDRAINS_SAMPLING_T, LUCIDRAINS_SIZE
+make = make_lucidrains
 
 
 def run_everything(diffusion, images):

@@ -8,45 +8,15 @@ import torch_ddpm
 from foreign_diffusion import LossType as ForeignLoss
 from foreign_diffusion import ModelMeanType as ForeignMean
 from foreign_diffusion import ModelVarType as ForeignVar
+from adapter_cases import DROPIN_T, assert_same, make_dropin, run_both
 from helpers import TinyModel
 from torch_ddpm.eager import EagerGaussianDiffusion
 from torch_ddpm.gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType,
                                            ModelVarType, get_named_beta_schedule)
 from torch_ddpm.respace import SpacedDiffusion, space_timesteps
 
-T = 40
-
-
-def make(cls, mean_type, var_type, loss_type=LossType.MSE, rescale=False, spacing=None):
-    kwargs = dict(betas=get_named_beta_schedule("cosine", T), model_mean_type=mean_type,
-                  model_var_type=var_type, loss_type=loss_type, rescale_timesteps=rescale)
-    if spacing is None:
-        return cls(**kwargs)
-    spaced = type("Spaced" + cls.__name__, (SpacedDiffusion, cls), {})
-    return spaced(space_timesteps(T, spacing), **kwargs)
-
-
-def run_both(fn, mean_type, var_type, seed=0, **kw):
-    learned = var_type in (ModelVarType.LEARNED, ModelVarType.LEARNED_RANGE)
-    torch.manual_seed(123)
-    model = TinyModel(learned=learned)
-    results = []
-    for cls in (GaussianDiffusion, EagerGaussianDiffusion):
-        diffusion = make(cls, mean_type, var_type, **kw)
-        torch.manual_seed(seed)
-        out = fn(diffusion, model)
-        after = torch.randn(4)  # the generator must have advanced equally
-        results.append((out, after))
-    return results
-
-
-def assert_same(a, b, atol=2e-5):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert_same(a[k], b[k], atol)
-    else:
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=atol)
+T = DROPIN_T
+make = make_dropin
 
 
 MODES = [(m, v) for m in ModelMeanType for v in ModelVarType]

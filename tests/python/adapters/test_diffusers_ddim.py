@@ -117,11 +117,10 @@ def test_configs_travel_both_ways(tmp_path):
     assert DDIMScheduler.from_config(diffusers.DDPMScheduler().config).config.clip_sample
 
 
-def test_zero_snr_epsilon_is_refused_where_diffusers_returns_nan():
+def test_zero_snr_epsilon_is_refused():
+    # epsilon prediction divides by sqrt(alpha_bar_t) = 0 at t = 999 (diffusers
+    # steps to NaN there, #3851); ours refuses the chain that reaches it
     theirs = diffusers.DDIMScheduler(rescale_betas_zero_snr=True, timestep_spacing="trailing")
-    theirs.set_timesteps(10)
-    x = torch.randn(1, 3, 4, 4)
-    assert torch.isnan(theirs.step(x, theirs.timesteps[0], x).prev_sample).any()
     ours = DDIMScheduler.from_config(theirs.config)
     with pytest.raises(ValueError, match=r"epsilon prediction has no x_0 at zero signal-to-noise"):
         ours.set_timesteps(10)
@@ -129,13 +128,13 @@ def test_zero_snr_epsilon_is_refused_where_diffusers_returns_nan():
     DDIMScheduler.from_config(theirs.config, timestep_spacing="leading").set_timesteps(10)
 
 
-def test_zero_snr_at_eta_one_is_finite_where_diffusers_returns_nan():
-    # diffusers #5969: at eta = 1 and alpha_bar_t = 0, 1 - alpha_bar_prev - sigma^2
-    # is 0 in exact arithmetic; diffusers' float32 rounds it below 0 and takes
-    # its square root (NaN from the first step on). Here the coefficients are
-    # float64 and the direction term is exactly 0 there: the step is
-    # sqrt(alpha_bar_prev) x_0 + sigma noise, with x_0 = -v at zero SNR. (At 4
-    # steps float64 rounds it below 0 too: the kernel's clamp is what keeps it.)
+def test_zero_snr_at_eta_one_is_finite():
+    # At eta = 1 and alpha_bar_t = 0, 1 - alpha_bar_prev - sigma^2 is 0 in exact
+    # arithmetic; rounded, it may land on either side of 0 (diffusers' float32
+    # does, on some CPUs, and returns NaN: #5969). Here the direction term is
+    # exactly 0 there: the step is sqrt(alpha_bar_prev) x_0 + sigma noise, with
+    # x_0 = -v at zero SNR. (At 4 steps float64 rounds it below 0: the kernel's
+    # clamp is what keeps it.) What diffusers returns is not asserted.
     config = dict(rescale_betas_zero_snr=True, prediction_type="v_prediction",
                   timestep_spacing="trailing", clip_sample=False)
     theirs = diffusers.DDIMScheduler(**config)
@@ -147,14 +146,12 @@ def test_zero_snr_at_eta_one_is_finite_where_diffusers_returns_nan():
     x = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
     v = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
     noise = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(2))
-    a = theirs.step(v, t, x, eta=1.0, variance_noise=noise).prev_sample
     b = ours.step(v, t, x, eta=1.0, variance_noise=noise)
     abar_prev = theirs.alphas_cumprod[prev].double()
     want = abar_prev.sqrt() * -v.double() + (1 - abar_prev).sqrt() * noise.double()
     assert torch.isfinite(b.prev_sample).all()
     torch.testing.assert_close(b.prev_sample.double(), want, rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(b.pred_original_sample, -v)
-    assert torch.isnan(a).all()
 
 
 def test_per_sample_timesteps_and_no_host_read():

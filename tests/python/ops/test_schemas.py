@@ -11,7 +11,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def published():
-    with open(os.path.join(HERE, "published_schemas.txt")) as f:
+    with open(os.path.join(HERE, "..", "published_schemas.txt")) as f:
         return [line.strip() for line in f if line.strip()]
 
 

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # ddp_worker.py and the helpers
 sys.path.insert(0, HERE)
 import ddp_worker  # noqa: E402
 

@@ -93,7 +93,7 @@ def test_the_thresholding_bound():
                                                      marks=meta_kthvalue, id="threshold")],
                          ids=["clip", "threshold"])
 def test_the_drop_in_steps(step_name, clip):
-    from test_dropin import make
+    from adapter_cases import make_dropin as make
     from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType
 
     diffusion = make(GaussianDiffusion, ModelMeanType.EPSILON, ModelVarType.LEARNED_RANGE)
@@ -111,7 +111,7 @@ def test_the_drop_in_sampling_loops(loop, spacing):
     # each step's timesteps are filled on the device, and a respaced chain's
     # model wrapper maps them through a table kept there (improved-diffusion
     # builds both from Python lists per step: a blocking copy each)
-    from test_dropin import make
+    from adapter_cases import make_dropin as make
     from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType
 
     diffusion = make(GaussianDiffusion, ModelMeanType.EPSILON, ModelVarType.FIXED_SMALL,

@@ -219,7 +219,7 @@ def test_the_improved_diffusion_drop_in_thresholds_as_the_eager_formulas(loop, m
     """clip_denoised=DynamicThreshold(...) where improved-diffusion takes a flag:
     the fused steps (the bound computed first, the clamp and division inside the
     step) give the eager chain's samples, with the same random numbers."""
-    from test_dropin import assert_same, run_both
+    from adapter_cases import assert_same, run_both
     from torch_ddpm.gaussian_diffusion import ModelMeanType, ModelVarType
 
     threshold = torch_ddpm.DynamicThreshold(0.8, 1.3)
@@ -237,7 +237,7 @@ def test_the_improved_diffusion_drop_in_thresholds_as_the_eager_formulas(loop, m
 
 
 def test_the_drop_in_step_and_its_denoised_fn_path_threshold_alike():
-    from test_dropin import make
+    from adapter_cases import make_dropin as make
     from helpers import TinyModel
     from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType
 

@@ -109,7 +109,7 @@ def test_a_generator_on_another_device_is_named():
 def test_streams_of_a_generator_use_the_overloads_with_the_same_numbers():
     """philox=generator in the drop-in's loops: the .generator overloads now
     (graph-safe on CUDA), the numbers the (seed, offset) path gave before."""
-    from test_dropin import make
+    from adapter_cases import make_dropin as make
     from torch_ddpm.gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType
 
     class TakeStream(PhiloxStream):  # the previous path: keys taken in Python

@@ -18,7 +18,8 @@ import torch
 import torch_ddpm  # noqa: F401  (registers torch.ops.ddpm)
 from helpers import assert_results_match
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+# the scripts the emulated CPUs run (isa_paths.py) sit beside the helpers
+HELPERS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QEMU = shutil.which("qemu-x86_64")
 X86_LINUX = platform.machine() == "x86_64" and sys.platform.startswith("linux")
 # x86-64-v3: what the "arch=x86-64-v3" clone may use (the Haswell set)
@@ -71,10 +72,13 @@ def test_emulated_cpu_gives_the_same_results(cpu, loop_clone, generator, tmp_pat
     tables = ref.make_tables(100)  # made here: ATen's float64 log differs by ISA
     torch.save(tables, tmp_path / "tables.pt")
     out = tmp_path / "results.pt"
+    # the emulated CPU picks its own ATen kernels: a capability capped for this
+    # process (ATEN_CPU_CAPABILITY=avx2) would be an illegal instruction there
+    env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
     run = subprocess.run(
-        [QEMU, "-cpu", cpu, sys.executable, os.path.join(HERE, "isa_paths.py"), str(out),
+        [QEMU, "-cpu", cpu, sys.executable, os.path.join(HELPERS, "isa_paths.py"), str(out),
          str(tmp_path / "tables.pt")],
-        cwd=HERE, capture_output=True, text=True, timeout=900)
+        cwd=HELPERS, capture_output=True, text=True, timeout=900, env=env)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
     theirs = torch.load(out)
     assert (theirs["loop_clone"], theirs["generator"]) == (loop_clone, generator)

@@ -127,9 +127,9 @@ def test_bench_noise_command_writes_every_ratio(tmp_path):
 
 
 def test_noise_context_script_times_every_case():
-    # benchmarks/noise_context.py (RESULTS.md, stop 15) runs end to end
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "benchmarks", "noise_context.py")
+    # benchmarks/noise_context.py runs end to end
+    from helpers import ROOT
+    script = os.path.join(ROOT, "benchmarks", "noise_context.py")
     done = subprocess.run([sys.executable, script, "--reps", "1", "--threads", "1"],
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
