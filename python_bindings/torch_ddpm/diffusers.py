@@ -34,6 +34,15 @@ class _DiffusersSchedules:
     order = 1
     _ZERO_SNR = True
 
+    def _as_diffusers_component(self):
+        """A pipeline records each component as (library, class name), the library
+        read from the component's __module__ (diffusers'
+        _fetch_class_library_tuple). This instance reads as diffusers' own
+        scheduler of the same name, so a pipeline saved with it loads with plain
+        diffusers (as diffusers' scheduler, from the same config); our class
+        itself, its pickling included, is unchanged."""
+        self.__module__ = "diffusers"
+
     def _betas(self, config):
         if config.trained_betas is None and config.beta_schedule == "laplace":
             betas = scheduling_ddpm.betas_for_alpha_bar(config.num_train_timesteps,
@@ -57,6 +66,7 @@ class DDPMScheduler(_DiffusersSchedules, _FusedDDPMSteps, SchedulerMixin, Config
                  sample_max_value: float = 1.0, timestep_spacing: str = "leading",
                  steps_offset: int = 0, rescale_betas_zero_snr: bool = False):
         self._setup_from_config()
+        self._as_diffusers_component()
 
 
 class DDIMScheduler(_DiffusersSchedules, _FusedDDIMSteps, SchedulerMixin, ConfigMixin):
@@ -72,3 +82,4 @@ class DDIMScheduler(_DiffusersSchedules, _FusedDDIMSteps, SchedulerMixin, Config
                  sample_max_value: float = 1.0, timestep_spacing: str = "leading",
                  rescale_betas_zero_snr: bool = False):
         self._setup_from_config()
+        self._as_diffusers_component()

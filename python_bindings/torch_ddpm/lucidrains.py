@@ -21,10 +21,10 @@ float32. Everything else (the model, self-conditioning, loss weights,
 auto-normalization, the 1-D variant's methods) is the instance's own.
 """
 import random
-import types
 
 import torch
 
+from ._bound import bind
 from .ops import diffusion_mse, in_common_dtype
 
 # lucidrains' objective -> the operators' mean type
@@ -51,7 +51,7 @@ def patch_lucidrains(diffusion):
                         f"{sorted(_MEAN_TYPES)} (denoising-diffusion-pytorch's GaussianDiffusion)")
     diffusion._ddpm_cache = {}
     for name in PATCHED_METHODS:
-        setattr(diffusion, name, types.MethodType(globals()[f"_{name}"], diffusion))
+        bind(diffusion, name, globals()[f"_{name}"])
     diffusion._ddpm_patched = True
     return diffusion
 
@@ -181,7 +181,10 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
     img = torch.randn(shape, device=device)
     imgs = [img]
     x_start = None
-    for time, time_next in pairs:
+    # the original's progress bar (tqdm: a dependency of that package)
+    from tqdm.auto import tqdm
+
+    for time, time_next in tqdm(pairs, desc="sampling loop time step"):
         time_cond = torch.full((batch,), time, device=device, dtype=torch.long)
         self_cond = x_start if self.self_condition else None
         model_output = self.model(img, time_cond, self_cond)

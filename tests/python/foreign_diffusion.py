@@ -124,3 +124,20 @@ KINDS = {
     "guided": GuidedGaussianDiffusion,
     "guided-spaced": GuidedSpacedDiffusion,
 }
+
+
+def _importable(module_name, cls):
+    """Each stand-in importable under its package's module name, as the real
+    classes are (pickle finds a class by its module and name)."""
+    import sys
+    import types
+
+    parts = module_name.split(".")
+    for i in range(1, len(parts) + 1):
+        sys.modules.setdefault(".".join(parts[:i]), types.ModuleType(".".join(parts[:i])))
+    setattr(sys.modules[module_name], cls.__name__, cls)
+
+
+for _cls in KINDS.values():
+    _importable(_cls.__module__, _cls)
+_importable(__name__, LossType)  # (the enums are this module's)

@@ -2,6 +2,7 @@
 save/load both ways with diffusers' own, swapped into DDPMPipeline with one line
 (the same images), and its schedules (laplace, sigmoid, zero terminal SNR)
 step for step against diffusers."""
+import json
 import os
 import subprocess
 import sys
@@ -113,3 +114,60 @@ def test_without_diffusers_torch_ddpm_imports_and_the_adapter_says_what_to_insta
                           env=dict(os.environ), timeout=120)
     assert done.returncode == 0, done.stderr
     assert "pip install diffusers" in done.stdout
+
+
+SAVED_PIPELINE_LOADS = """
+import json, os, sys
+import diffusers, torch
+path, cls = sys.argv[1], sys.argv[2]
+index = json.load(open(os.path.join(path, "model_index.json")))
+assert index["scheduler"] == ["diffusers", cls.replace("Pipeline", "Scheduler")], index
+pipe = getattr(diffusers, cls).from_pretrained(path)
+assert type(pipe.scheduler) is getattr(diffusers, cls.replace("Pipeline", "Scheduler"))
+assert "torch_ddpm" not in sys.modules
+print(json.dumps({k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}))
+"""
+
+
+@pytest.mark.parametrize("pipeline", ["DDPMPipeline", "DDIMPipeline"])
+def test_a_saved_pipeline_loads_with_plain_diffusers_and_ours_back_in_one_line(pipeline,
+                                                                               tmp_path):
+    # Saved after the documented swap, a pipeline records diffusers' own
+    # scheduler: another process, without torch_ddpm, loads it as diffusers'
+    # with the same config (a pipeline pushed to a hub loads for everyone).
+    from torch_ddpm import diffusers as ours_module
+
+    name = pipeline.replace("Pipeline", "Scheduler")
+    pipe = getattr(diffusers, pipeline)(unet=tiny_unet(), scheduler=getattr(diffusers, name)(
+        num_train_timesteps=100, beta_schedule="scaled_linear", clip_sample=False))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = getattr(ours_module, name).from_config(pipe.scheduler.config)
+    config = {k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}
+    pipe.save_pretrained(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if "python_bindings" not in p)
+    done = subprocess.run([sys.executable, "-c", SAVED_PIPELINE_LOADS, str(tmp_path), pipeline],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(config))
+    # ours back: the same one line as the first swap, after from_pretrained
+    loaded = getattr(diffusers, pipeline).from_pretrained(tmp_path)
+    loaded.set_progress_bar_config(disable=True)
+    loaded.scheduler = getattr(ours_module, name).from_config(loaded.scheduler.config)
+    assert type(loaded.scheduler) is getattr(ours_module, name)
+    kw = dict(generator=torch.Generator().manual_seed(2), num_inference_steps=5,
+              output_type="np", batch_size=1)
+    torch.testing.assert_close(torch.from_numpy(loaded(**kw).images),
+                               torch.from_numpy(pipe(**{**kw, "generator":
+                                                        torch.Generator().manual_seed(2)}).images),
+                               rtol=0, atol=0)
+
+
+def test_our_scheduler_pickles_as_ours():
+    import pickle
+
+    from torch_ddpm.diffusers import DDIMScheduler
+
+    for cls in (DDPMScheduler, DDIMScheduler):
+        back = pickle.loads(pickle.dumps(cls(num_train_timesteps=50)))
+        assert type(back) is cls and back.config.num_train_timesteps == 50

@@ -116,3 +116,45 @@ def test_an_unknown_objective_is_refused_by_name():
     clone.objective = "pred_score"
     with pytest.raises(TypeError, match="objective 'pred_score'"):
         torch_ddpm.patch(clone)
+
+
+def test_the_ddim_loop_shows_the_original_progress_bar(capsys):
+    original, patched = make("pred_noise", "cosine")
+    for diffusion in (original, patched):
+        diffusion.ddim_sample((1, 3, SIZE, SIZE))
+        err = capsys.readouterr().err
+        assert "sampling loop time step" in err and f"{SAMPLING_T}/{SAMPLING_T}" in err
+
+
+def test_patch_refuses_the_classes_it_does_not_know():
+    # GaussianDiffusion1D has other signatures (model_forward_kwargs, return_noise)
+    # and no offset noise: refused by name before anything is swapped
+    unet = ddp.Unet1D(dim=8, dim_mults=(1, 2), channels=2)
+    one_d = ddp.GaussianDiffusion1D(unet, seq_length=16, timesteps=T)
+    with pytest.raises(TypeError, match=r"GaussianDiffusion1D\.\w+ is denoising_diffusion_pytorch"
+                                        r"\.denoising_diffusion_pytorch_1d\.GaussianDiffusion1D's"):
+        torch_ddpm.patch(one_d)
+    assert "p_sample" not in vars(one_d)
+    # a subclass overriding what the swapped methods reproduce (a guided
+    # model_predictions) would be bypassed: refused too
+    original, _ = make("pred_noise", "cosine")
+    Guided = type("Guided", (type(original),), {
+        "model_predictions": lambda self, x, t, *a, **k: type(original).model_predictions(
+            self, x, t, *a, **k)})
+    guided = copy.deepcopy(original)
+    guided.__class__ = Guided
+    with pytest.raises(TypeError, match=r"Guided.model_predictions .* bypass"):
+        torch_ddpm.patch(guided)
+
+
+def test_a_copy_of_a_patched_instance_is_patched_on_itself():
+    # (lucidrains' instance itself does not pickle: its attention module holds
+    # a torch.nn.attention backend enum; a deepcopy goes through the same
+    # reduction of the bound methods as pickle)
+    _, patched = make("pred_v", "cosine")
+    back = copy.deepcopy(patched)
+    assert back.p_sample.__self__ is back and back.p_sample.__func__ is lucidrains._p_sample
+    for diffusion in (patched, back):
+        torch.manual_seed(4)
+        diffusion.result = diffusion.ddim_sample((2, 3, SIZE, SIZE))
+    assert torch.equal(back.result, patched.result)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import torch_ddpm
+from conftest import TORCH_2
 from helpers import TinyModel
 from foreign_diffusion import GUIDED_METHODS, IMPROVED_METHODS, KINDS, LossType, ModelMeanType, ModelVarType
 from torch_ddpm.gaussian_diffusion import GaussianDiffusion
@@ -149,3 +150,59 @@ def test_every_method_of_gaussian_diffusion_is_swapped_in():
 def test_patch_refuses_other_objects():
     with pytest.raises(TypeError, match="lacks"):
         torch_ddpm.patch(object())
+
+
+def test_patch_refuses_up_front_what_it_does_not_know():
+    # a subclass's own override of a method patch() replaces would be dropped
+    base = KINDS["improved"]
+    kw = dict(mean_type=ModelMeanType.EPSILON, var_type=ModelVarType.FIXED_SMALL,
+              loss_type=LossType.MSE, rescale=False)
+    Custom = type("ConditionalDiffusion", (base,), {
+        "training_losses": lambda self, model, x_start, t, **k: {"loss": x_start.sum()}})
+    d = Custom(betas=get_named_beta_schedule("cosine", T), model_mean_type=kw["mean_type"],
+               model_var_type=kw["var_type"], loss_type=kw["loss_type"])
+    with pytest.raises(TypeError, match=r"ConditionalDiffusion.training_losses .* replace"):
+        torch_ddpm.patch(d)
+    assert "training_losses" not in vars(d)  # refused before anything was swapped
+    # a method taking an argument the replacement does not
+    Wider = type("GaussianDiffusion", (base,), {
+        "p_sample": lambda self, model, x, t, guidance_scale=1.0: None})
+    with pytest.raises(TypeError, match=r"p_sample takes \['guidance_scale'\]"):
+        torch_ddpm.patch(Wider(betas=get_named_beta_schedule("cosine", T),
+                               model_mean_type=kw["mean_type"], model_var_type=kw["var_type"],
+                               loss_type=kw["loss_type"]))
+    # a mode it does not implement
+    import enum
+    Odd = enum.Enum("ModelVarType", ["FIXED_MEDIUM"])
+    d = make("improved", **kw)
+    d.model_var_type = Odd.FIXED_MEDIUM
+    with pytest.raises(TypeError, match=r"model_var_type is FIXED_MEDIUM"):
+        torch_ddpm.patch(d)
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_a_patched_instance_pickles_and_stays_patched(kind, tmp_path):
+    # pickle, torch.save and spawn-based workers (DataLoader, torch.multiprocessing)
+    # all pickle the diffusion
+    import pickle
+
+    mean_type, var_type, loss_type = MODES[0]
+    torch.manual_seed(0)
+    model = TinyModel(SHAPE[1], True)
+    d = torch_ddpm.patch(make(kind, mean_type, var_type, loss_type, False))
+    torch.save(d, tmp_path / "d.pt")
+    for back in (pickle.loads(pickle.dumps(d)),
+                 torch.load(tmp_path / "d.pt", weights_only=False) if TORCH_2 else
+                 torch.load(tmp_path / "d.pt")):
+        assert type(back) is type(d)
+        assert back.p_sample.__func__ is GaussianDiffusion.p_sample
+        assert back.p_sample.__self__ is back
+        del back._reference  # the patched methods alone
+        x = torch.randn(SHAPE)
+        t = torch.tensor([0, 1, 2])
+        for fn in (lambda e: e.p_sample_loop(model, SHAPE, device="cpu"),
+                   lambda e: e.training_losses(model, x, t)["loss"]):
+            torch.manual_seed(3)
+            want = fn(d)
+            torch.manual_seed(3)
+            assert torch.equal(fn(back), want)
