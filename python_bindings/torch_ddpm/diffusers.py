@@ -14,14 +14,17 @@ helpers. diffusers stays optional: `import torch_ddpm` never imports it.
 """
 try:
     from diffusers.configuration_utils import ConfigMixin, register_to_config
-    from diffusers.schedulers import scheduling_ddpm
+    from diffusers.schedulers import scheduling_ddim, scheduling_ddpm
     from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
 except ImportError as error:  # pragma: no cover (the message is tested in a subprocess)
     raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
                       "torch_ddpm.diffusers_scheduler.DDPMScheduler works without it") from error
 
-from .diffusers_scheduler import (DDIMSchedulerOutput, DDPMSchedulerOutput, _FusedDDIMSteps,
-                                  _FusedDDPMSteps)
+from .diffusers_scheduler import _FusedDDIMSteps, _FusedDDPMSteps
+
+# the steps return diffusers' own output classes (BaseOutput)
+DDPMSchedulerOutput = scheduling_ddpm.DDPMSchedulerOutput
+DDIMSchedulerOutput = scheduling_ddim.DDIMSchedulerOutput
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
 
@@ -56,6 +59,7 @@ class _DiffusersSchedules:
 
 class DDPMScheduler(_DiffusersSchedules, _FusedDDPMSteps, SchedulerMixin, ConfigMixin):
     """diffusers' DDPMScheduler, each method one fused operator (see the module)."""
+    _OUTPUT = DDPMSchedulerOutput
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,
@@ -72,6 +76,7 @@ class DDPMScheduler(_DiffusersSchedules, _FusedDDPMSteps, SchedulerMixin, Config
 class DDIMScheduler(_DiffusersSchedules, _FusedDDIMSteps, SchedulerMixin, ConfigMixin):
     """diffusers' DDIMScheduler, its step one fused ddim_sample (see the module
     and torch_ddpm.diffusers_scheduler._FusedDDIMSteps.step)."""
+    _OUTPUT = DDIMSchedulerOutput
 
     @register_to_config
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 0.0001,

@@ -21,7 +21,7 @@ exp(log(beta_t) / 2), the same step as fixed_large. Not covered here
 torch_ddpm.diffusers.DDPMScheduler (a real diffusers scheduler: from_config,
 save_pretrained, pipelines) takes from diffusers' own helpers.
 """
-from dataclasses import dataclass
+from collections import OrderedDict
 
 import numpy as np
 import torch
@@ -38,22 +38,47 @@ _MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
 # learned: diffusers reads the model's variance half as the variance itself
 # (its square root scales the noise); the operator's learned reads a
 # log-variance, so the step hands it the log of that half
+# Any other name steps as fixed_small, as diffusers' step does (its variance
+# falls through to the posterior variance).
 _VAR_TYPES = {"fixed_small": "fixed_small", "fixed_small_log": "fixed_small",
               "fixed_large": "fixed_large", "fixed_large_log": "fixed_large",
               "learned": "learned", "learned_range": "learned_range"}
 _LEARNED = ("learned", "learned_range")
 
 
-@dataclass
-class DDPMSchedulerOutput:
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor
+class _StepOutput(OrderedDict):
+    """A step's output as diffusers' BaseOutput behaves, without diffusers:
+    fields by attribute (out.prev_sample), by key (out["prev_sample"]) or by
+    position (out[0], out.to_tuple()), in field order; as a dict it iterates
+    its field names."""
+
+    def __init__(self, prev_sample, pred_original_sample):
+        super().__init__(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            return super().__getitem__(key)
+        return self.to_tuple()[key]
+
+    def to_tuple(self):
+        return tuple(self.values())
+
+    def __reduce__(self):
+        return type(self), self.to_tuple()
 
 
-@dataclass
-class DDIMSchedulerOutput:
-    prev_sample: torch.Tensor
-    pred_original_sample: torch.Tensor
+class DDPMSchedulerOutput(_StepOutput):
+    """prev_sample, pred_original_sample."""
+
+
+class DDIMSchedulerOutput(_StepOutput):
+    """prev_sample, pred_original_sample."""
 
 
 class _Config(dict):
@@ -82,6 +107,12 @@ def _randn_like(x, generator):
     return torch.randn(x.shape, generator=generator, device=rand_device, dtype=x.dtype).to(device)
 
 
+def _check_inference_steps(num_inference_steps, T):
+    if not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps < 1:
+        raise ValueError(f"`num_inference_steps` must be a positive integer (at most {T}), got "
+                         f"{num_inference_steps!r}")
+
+
 def _spaced_timesteps(config, num_inference_steps):
     """The sampling chain's timesteps (int64, descending) as diffusers' DDPM and
     DDIM schedulers space them."""
@@ -103,6 +134,7 @@ class _FusedDDPMSteps:
     """The scheduler's state and methods, from its config (self.config): shared by
     this look-alike and torch_ddpm.diffusers.DDPMScheduler, the real diffusers one."""
     order = 1
+    _OUTPUT = DDPMSchedulerOutput
     # the real diffusers subclass also rescales to zero terminal SNR (diffusers' helper)
     _ZERO_SNR = False
 
@@ -111,8 +143,6 @@ class _FusedDDPMSteps:
         schedule and the untouched chain (every training timestep)."""
         config = self.config
         unsupported = []
-        if "variance_type" in config and config.variance_type not in _VAR_TYPES:
-            unsupported.append(f"variance_type={config.variance_type!r}")
         if config.prediction_type not in _MEAN_TYPES:
             unsupported.append(f"prediction_type={config.prediction_type!r}")
         if config.rescale_betas_zero_snr and not self._ZERO_SNR:
@@ -127,12 +157,15 @@ class _FusedDDPMSteps:
         self.num_inference_steps = None
         self.timesteps = torch.from_numpy(
             np.arange(0, config.num_train_timesteps)[::-1].copy().astype(np.int64))
+        # (trained_betas may be shorter than num_train_timesteps, as diffusers
+        # allows: the tables have one entry per beta, and a later timestep is
+        # refused by the step as out of range)
 
     def _setup_from_config(self):
         self._schedule_from_config()
         self.one = torch.tensor(1.0)
         self.custom_timesteps = False
-        self.variance_type = self.config.variance_type
+        self.variance_type = self.config.variance_type  # (diffusers' attribute; the step reads the config)
         self._build_tables()
 
     def _betas(self, config):
@@ -169,6 +202,7 @@ class _FusedDDPMSteps:
             timesteps = np.array(timesteps, dtype=np.int64)
             self.custom_timesteps = True
         else:
+            _check_inference_steps(num_inference_steps, T)
             if num_inference_steps > T:
                 raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than {T}")
             self.num_inference_steps = num_inference_steps
@@ -188,12 +222,12 @@ class _FusedDDPMSteps:
     def _build_tables(self):
         """Per-train-timestep tables for the step t -> previous_timestep(t), in float64
         from diffusers' float32 alphas_cumprod; indexed by t in the kernels."""
-        T = self.config.num_train_timesteps
-        prev = torch.arange(T, dtype=torch.long) - 1
+        prev = torch.arange(len(self.alphas_cumprod), dtype=torch.long) - 1
         if self.custom_timesteps or self.num_inference_steps:
             ts = self.timesteps.cpu().long()
-            prev[ts[:-1]] = ts[1:]
-            prev[ts[-1]] = -1
+            after = torch.cat([ts[1:], ts.new_tensor([-1])])
+            inside = ts < len(prev)  # (trained betas fewer than the timesteps)
+            prev[ts[inside]] = after[inside]
         ab = self.alphas_cumprod.double()
         ab_prev = torch.where(prev >= 0, ab[prev.clamp(min=0)], torch.ones_like(ab))
         current_beta = 1 - ab / ab_prev
@@ -219,9 +253,15 @@ class _FusedDDPMSteps:
         return self._tables[key]
 
     def _timesteps(self, timesteps, batch, device):
+        """[B] int64 on device: a per-sample tensor, or one timestep (an int, a
+        0-d tensor, a tensor of one element) for the whole batch, as diffusers
+        broadcasts it."""
         t = torch.as_tensor(timesteps, device=device).long()
-        if t.dim() == 0:
-            t = t.expand(batch)
+        if t.numel() == 1 and batch != 1:
+            t = t.reshape(()).expand(batch)
+        if t.numel() != batch:
+            raise ValueError(f"expected one timestep or one per sample ({batch}), got a tensor "
+                             f"of shape {tuple(t.shape)}")
         return t.reshape(batch).contiguous()
 
     def step(self, model_output, timestep, sample, generator=None, return_dict=True, noise=None):
@@ -247,9 +287,12 @@ class _FusedDDPMSteps:
         # as diffusers' formulas promote
         model_output, sample, noise = in_common_dtype(model_output, sample, noise)
         channels = sample.shape[1]
-        if model_output.shape[1] == 2 * channels and self.variance_type not in _LEARNED:
+        # read from the config at each step, as diffusers' variance is (a
+        # register_to_config after construction takes effect)
+        variance_type = self.config.variance_type
+        if model_output.shape[1] == 2 * channels and variance_type not in _LEARNED:
             model_output = model_output[:, :channels]
-        if self.variance_type == "learned":
+        if variance_type == "learned":
             if model_output.shape[1] != 2 * channels:
                 raise ValueError(f"variance_type='learned' needs a model output of {2 * channels} "
                                  f"channels (the mean, then the variance), got "
@@ -259,11 +302,36 @@ class _FusedDDPMSteps:
         clip, bound, rescale = self._clip_args(model_output[:, :channels], sample, t, tab)
         prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
             model_output, sample, t, noise, *self._step_tables(tab),
-            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES[self.variance_type], clip,
-            bound, rescale)
+            _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES.get(variance_type, "fixed_small"),
+            clip, bound, rescale)
         if not return_dict:
             return prev_sample, pred_original_sample
-        return DDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return self._OUTPUT(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+
+    def _get_variance(self, t, predicted_variance=None, variance_type=None):
+        """diffusers' helper (custom pipelines call it; the step does not): the
+        variance of the step from t, from the float32 alphas_cumprod, by
+        variance_type (default: the config's)."""
+        prev_t = self.previous_timestep(t)
+        alpha_prod_t = self.alphas_cumprod[t]
+        alpha_prod_t_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
+        current_beta_t = 1 - alpha_prod_t / alpha_prod_t_prev
+        # the posterior variance, kept above 0 for its log
+        variance = torch.clamp((1 - alpha_prod_t_prev) / (1 - alpha_prod_t) * current_beta_t,
+                               min=1e-20)
+        variance_type = variance_type or self.config.variance_type
+        if variance_type == "fixed_small_log":
+            return torch.exp(0.5 * torch.log(variance))
+        if variance_type == "fixed_large":
+            return current_beta_t
+        if variance_type == "fixed_large_log":
+            return torch.log(current_beta_t)
+        if variance_type == "learned":
+            return predicted_variance
+        if variance_type == "learned_range":
+            frac = (predicted_variance + 1) / 2
+            return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(variance)
+        return variance  # fixed_small, and any other name
 
     def _clip_args(self, model_output, sample, t, tab):
         """The step operator's (clip_denoised, clip_bound, clip_rescale) for
@@ -374,6 +442,7 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
     operator: shared by the look-alike below and torch_ddpm.diffusers'.
     add_noise, get_velocity, training_loss, scale_model_input and the
     thresholding are the DDPM scheduler's."""
+    _OUTPUT = DDIMSchedulerOutput
 
     def _setup_from_config(self):
         self._schedule_from_config()
@@ -385,20 +454,27 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
     def set_timesteps(self, num_inference_steps, device=None):
         """The timesteps of the sampling chain, as diffusers' DDIMScheduler chooses them."""
         T = self.config.num_train_timesteps
+        _check_inference_steps(num_inference_steps, T)
         if num_inference_steps > T:
             raise ValueError(f"`num_inference_steps`: {num_inference_steps} cannot be larger than "
                              f"`self.config.train_timesteps`: {T}")
         self.num_inference_steps = num_inference_steps
         timesteps = _spaced_timesteps(self.config, num_inference_steps)
-        if self.config.prediction_type == "epsilon" and bool(
-                (self.alphas_cumprod[torch.from_numpy(timesteps)] == 0).any()):
-            # diffusers divides by sqrt(abar) = 0 there and returns NaN (#3851)
+        ts = torch.from_numpy(timesteps)
+        ts = ts[ts < len(self.alphas_cumprod)]
+        zero_snr = ts[self.alphas_cumprod[ts] == 0]
+        if self.config.prediction_type == "epsilon" and len(zero_snr):
+            # x_0 = (x_t - sqrt(1 - abar) eps) / sqrt(abar) divides by 0 there
+            # (diffusers' step returns NaN or inf, #3851)
+            why = ("rescale_betas_zero_snr=True sets the last one to 0"
+                   if self.config.rescale_betas_zero_snr else
+                   f"the schedule's betas reach {float(self.betas.max()):.3g}: products of "
+                   "1 - beta underflow or cross 0")
             raise ValueError(
-                "torch_ddpm DDIMScheduler: epsilon prediction has no x_0 at zero signal-to-noise "
-                f"ratio (alphas_cumprod[{T - 1}] = 0 with rescale_betas_zero_snr, and this "
-                f"'{self.config.timestep_spacing}' spacing steps from t = {T - 1}): a "
-                "zero-terminal-SNR model predicts v (prediction_type='v_prediction'); diffusers' "
-                "DDIMScheduler returns NaN here (diffusers #3851)")
+                "torch_ddpm DDIMScheduler: epsilon prediction has no x_0 where alphas_cumprod is "
+                f"0, and this {num_inference_steps}-step '{self.config.timestep_spacing}' chain "
+                f"steps from t = {zero_snr.tolist()[:4]} where it is ({why}): a model trained "
+                "there predicts v (prediction_type='v_prediction') or x_0 ('sample')")
         self.timesteps = torch.from_numpy(timesteps).to(device)
         self._build_tables()
 
@@ -408,7 +484,7 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
         T = self.config.num_train_timesteps
         ab = self.alphas_cumprod.double()
         step = T // self.num_inference_steps if self.num_inference_steps else 1
-        prev = torch.arange(T, dtype=torch.long) - step
+        prev = torch.arange(len(ab), dtype=torch.long) - step
         final = self.final_alpha_cumprod.double()
         return torch.where(prev >= 0, ab[prev.clamp(min=0)], final)
 
@@ -484,8 +560,7 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
             bool(use_clipped_model_output))
         if not return_dict:
             return prev_sample, pred_original_sample
-        return DDIMSchedulerOutput(prev_sample=prev_sample,
-                                   pred_original_sample=pred_original_sample)
+        return self._OUTPUT(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
 
 
 class DDIMScheduler(_FusedDDIMSteps):
