@@ -223,15 +223,25 @@ DDPM_HD void ddpm_coef(const StepTables<table_t>& tab, int64_t t,
   k.log_var_fixed = static_cast<acc>(log_var);
 }
 
+// Below this, a rescaling bound is taken as this: dividing by a smaller one
+// can overflow float32's A/s and Bm/s (inf - inf: NaN). For a smaller s the
+// result is clamp(x_0 * 2^60, -1, 1): the sign of x_0 wherever |x_0| >=
+// 2^-60, as clamp(x_0/s, -1, 1) is; within [-1, 1], never NaN.
+constexpr double kMinRescaleBound = 0x1p-60;
+
 // pred_x0's clamp for a sample whose clip bound is s (1 unless the call
-// gives one). Dynamic thresholding, clamp(x_0, -s, s)/s, is
-// clamp(x_0/s, -1, 1): folded into A and Bm, so the element loop is the same.
+// gives one). The bound is its magnitude |s| (a negative bound clamps as its
+// absolute value); with rescaling at least kMinRescaleBound. Dynamic
+// thresholding, clamp(x_0, -s, s)/s, is clamp(x_0/s, -1, 1): folded into A
+// and Bm, so the element loop is the same.
 template <typename acc>
 DDPM_HD void clip_coef(const StepModes& modes, double s, double& A, double& Bm,
                        StepCoef<acc>& k) {
   const double inf = std::numeric_limits<double>::infinity();
+  s = s < 0.0 ? -s : s;  // (NaN stays NaN)
   double lo = -inf, hi = inf;
   if (modes.clip_denoised && modes.clip_rescale) {
+    s = s < kMinRescaleBound ? kMinRescaleBound : s;
     A /= s;
     Bm /= s;
     lo = -1.0;

@@ -93,14 +93,16 @@ struct StepGrad {
 // Backward of step_elem for (sample, pred_xstart), with respect to the
 // model output (both halves) and x_t. clamp passes the gradient where
 // lo <= pred_x0 <= hi, as torch.clamp's backward does (a clip bound is a
-// constant: no gradient flows to it).
+// constant: no gradient flows to it); without clipping (lo = -inf) there is
+// no clamp, and a NaN pred_x0 passes it too.
 template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
 DDPM_HD StepGrad<acc> step_backward_elem(
     const StepCoef<acc>& k, acc grad_sample, acc grad_pred_xstart, acc out,
     acc var_out, acc x_t, acc noise) {
   const acc x0 = k.A * x_t + k.Bm * out;
   // & rather than &&: no branch, so the loop stays vectorizable
-  const bool inside = (x0 >= k.clip_lo) & (x0 <= k.clip_hi);
+  const bool inside = ((x0 >= k.clip_lo) & (x0 <= k.clip_hi)) |
+                      ((k.clip_lo == -std::numeric_limits<acc>::infinity()) & (x0 != x0));
   acc grad_x0 = grad_pred_xstart + (kMeanIsOutput ? acc(0) : k.c1 * grad_sample);
   grad_x0 = inside ? grad_x0 : acc(0);
   StepGrad<acc> g;

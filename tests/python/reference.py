@@ -67,7 +67,10 @@ def _pred_xstart(out, x, t, tab, mean_type, clip):
         slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
     if isinstance(clip, tuple):  # (clip_bound [B], clip_rescale)
         bound, rescale = clip
-        s = bound.double().view(-1, *([1] * (x.dim() - 1)))
+        # the bound's magnitude; with rescaling at least 2^-60 (README)
+        s = bound.double().abs().view(-1, *([1] * (x.dim() - 1)))
+        if rescale:
+            s = torch.where(s < 2.0**-60, torch.full_like(s, 2.0**-60), s)
         pred = torch.maximum(torch.minimum(pred, s), -s)
         if rescale:
             pred, pred_mag, slack = pred / s, pred_mag / s, slack / s

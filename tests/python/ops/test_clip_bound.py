@@ -111,6 +111,51 @@ def test_a_nan_bound_makes_its_sample_nan(device, ddim, rescale):
         assert torch.equal(a[[0, 2, 3, 4]], b[[0, 2, 3, 4]])
 
 
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ddim", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+def test_tiny_and_negative_bounds_follow_the_documented_rule(device, ddim, dtype):
+    # The bound is its magnitude |s|; with clip_rescale at least 2^-60, below
+    # which x_0 / s would overflow float32: pred_xstart is then the sign of x_0
+    # (within [-1, 1], never NaN), as clamp(x_0 / s, -1, 1) is.
+    fn, head = step_call(device, dtype, ddim=ddim)
+    tiny = torch.tensor([1e-39, 1e-300, 0.0, 2.0**-61, 1e-20], dtype=torch.float64, device=device)
+    for rescale in (False, True):
+        _, pred = fn(*head, "epsilon", "fixed_small", True, tiny, rescale)
+        limit = 1.0 if rescale else tiny.view(-1, 1, 1, 1).to(dtype)
+        assert not pred.isnan().any() and bool((pred.abs() <= limit).all())
+        if rescale:
+            _, x0 = fn(*head, "epsilon", "fixed_small", False)
+            assert torch.equal(pred.sign(), x0.sign())
+            floor = fn(*head, "epsilon", "fixed_small", True,
+                       torch.full_like(tiny, 2.0**-60), True)[1]
+            assert torch.equal(pred[:4], floor[:4])
+    signed = torch.tensor([-0.5, 1.5, -3.0, 0.8, -2.0], dtype=torch.float64, device=device)
+    for rescale in (False, True):
+        got = fn(*head, "epsilon", "fixed_small", True, signed, rescale)
+        want = fn(*head, "epsilon", "fixed_small", True, signed.abs(), rescale)
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("ddim", [False, True])
+def test_without_clipping_a_nan_x0_passes_its_gradient(ddim):
+    # No clamp, no mask: the gradient at a NaN pred_xstart is the chain rule's,
+    # as autograd of the unclamped formula gives (x_0 = r x_t - rm1 eps); with
+    # the clamp it is 0 there, as torch.clamp's backward gives.
+    fn, head = step_call(dtype=torch.float64, ddim=ddim)
+    x = head[1].clone()
+    x[0, 0, 0, 0] = float("nan")
+    t0 = int(head[2][0])
+    r, rm1 = float(head[4][t0]), float(head[5][t0])  # sqrt_recip(m1)_alphas_cumprod
+    for clip in (False, True):
+        out, x_in = head[0].clone().requires_grad_(), x.clone().requires_grad_()
+        _, pred = fn(out, x_in, *head[2:], "epsilon", "fixed_small", clip)
+        assert pred[0, 0, 0, 0].isnan()
+        pred.backward(torch.ones_like(pred))
+        got = (float(out.grad[0, 0, 0, 0]), float(x_in.grad[0, 0, 0, 0]))
+        assert got == ((0.0, 0.0) if clip else (-rm1, r))
+
+
 def test_any_float_dtype_of_bound_is_taken():
     fn, head = step_call()
     bound64 = torch.tensor([0.5, 1.0, 2.0, 0.25, 3.0], dtype=torch.float64)
