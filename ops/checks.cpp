@@ -217,28 +217,41 @@ bool same_memory(const at::Tensor& a, const at::Tensor& b) {
 
 }  // namespace
 
-at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
-                       const at::Tensor& ref,
-                       std::initializer_list<OutputSource> inputs) {
-  if (given == nullptr) return at::empty_like(ref, at::MemoryFormat::Contiguous);
-  check_like(op, {name, given}, {"the result", &ref});
-  TORCH_CHECK(given->is_contiguous(), op, ": expected ", name,
+at::Tensor output_like(const char* op, const CallArgs& args, int out, const at::Tensor& ref,
+                       int in_place_with) {
+  if (out < 0) return at::empty_like(ref, at::MemoryFormat::Contiguous);
+  const at::Tensor& given = args.tensor(out);
+  const char* name = args.name(out);
+  check_like(op, {name, &given}, {"the result", &ref});
+  TORCH_CHECK(given.is_contiguous(), op, ": expected ", name,
               " (an out= argument) to be contiguous");
-  for (const OutputSource& input : inputs) {
-    if (input.tensor == nullptr || !input.tensor->defined()) continue;
-    const at::Tensor& x = *input.tensor;
-    if (!shares_memory(*given, x)) continue;
-    TORCH_CHECK(same_memory(*given, x), op, ": ", name, " overlaps ", input.name,
+  for (int i = 0; i < static_cast<int>(args.count()); ++i) {
+    // (a later output is checked against this one in its turn)
+    if (i == out || (args.is_output(i) && i > out)) continue;
+    const at::Tensor* x = args.optional_tensor(i);
+    if (x == nullptr || !shares_memory(given, *x)) continue;
+    const bool in_place_ok = i == in_place_with;
+    TORCH_CHECK(same_memory(given, *x), op, ": ", name, " overlaps ", args.name(i),
                 " in part (they share memory but are not the same tensor); ", name,
                 " may be new memory",
-                input.in_place_ok ? std::string(" or ") + input.name + " itself"
-                                  : std::string(""));
-    TORCH_CHECK(input.in_place_ok, op, ": ", name, " is ", input.name,
+                in_place_ok ? std::string(" or ") + args.name(i) + " itself" : std::string(""));
+    TORCH_CHECK(in_place_ok, op, ": ", name, " is ", args.name(i),
                 " (the same memory), which ", op, " cannot write in place: pass "
-                "another tensor as ", name, " (README: outputs and inputs that "
+                "another tensor as ", name, " (docs/operators.md: outputs and inputs that "
                 "share memory)");
   }
-  return *given;
+  return given;
+}
+
+void check_timestep_values(const char* op, const at::Tensor& t, int64_t num_timesteps) {
+  if (!t.is_cpu()) return;
+  const at::Tensor tc = t.contiguous();
+  const int64_t* values = tc.data_ptr<int64_t>();
+  for (int64_t b = 0; b < tc.numel(); ++b) {
+    if (values[b] < 0 || values[b] >= num_timesteps) {
+      fail_bad_timestep(op, tc, b, num_timesteps);
+    }
+  }
 }
 
 std::vector<int64_t> per_sample_shape(const at::Tensor& x) {

@@ -9,6 +9,7 @@
 #include <string>
 #include <utility>
 
+#include "call_args.h"
 #include "ddpm/kernels.h"
 
 namespace ddpm {
@@ -79,23 +80,22 @@ LossTarget parse_loss_target(const char* op, const std::string& name);
 void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,
                        int64_t num_timesteps);
 
-// An input an out= tensor is checked against (a null tensor is skipped).
-// in_place_ok: the output may be this very tensor (the same memory, laid out
-// alike): the in-place forms the kernels are written for (their CPU loops
-// leave that pair of pointers unrestricted). Any other overlap is refused.
-struct OutputSource {
-  const char* name;
-  const at::Tensor* tensor;
-  bool in_place_ok;
-};
+// The output at position `out` of the call (an out= or sample= argument), or
+// a new contiguous tensor like ref where out is -1 (a functional call). A
+// given one is checked to have ref's shape, dtype and device, to be
+// contiguous, and to share no memory with any other argument of the call,
+// tables, t and clip bounds included, but `in_place_with` (-1: none), which
+// it may be itself (the same memory, laid out alike): the in-place forms the
+// kernels are written for (their CPU loops leave that pair of pointers
+// unrestricted).
+at::Tensor output_like(const char* op, const CallArgs& args, int out, const at::Tensor& ref,
+                       int in_place_with);
 
-// The output `name` of an op: `given` when the caller passed one (an out=
-// variant), checked to have ref's shape, dtype and device, to be contiguous,
-// and to overlap the inputs only as `inputs` allow; else a new contiguous
-// tensor like ref.
-at::Tensor output_like(const char* op, const char* name, const at::Tensor* given,
-                       const at::Tensor& ref,
-                       std::initializer_list<OutputSource> inputs);
+// Every t in [0, T), checked on the host where t is on the CPU (the kernels
+// check it as they read it; this is for what must not happen before the
+// check, such as drawing a generator's key). On a GPU the kernels write NaN
+// for a bad timestep instead (no host sync).
+void check_timestep_values(const char* op, const at::Tensor& t, int64_t num_timesteps);
 
 // Elements per sample: numel / batch (0 for an empty batch).
 inline int64_t sample_numel(const at::Tensor& x) {

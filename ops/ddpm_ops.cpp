@@ -1,136 +1,328 @@
-// The C++ API (ddpm_ops.h): each function calls its operator through the
-// dispatcher (autograd, every backend, TorchScript's view of it), boxed: the
-// arguments in schema order (op_args.h), the results as the schema returns
-// them.
+// The C++ API (ddpm_ops.h): each function calls its operator through a typed
+// dispatcher handle, found once (the arguments in schema order: an out=
+// tensor comes last there).
 #include "ddpm_ops.h"
 
 #include <ATen/core/dispatch/Dispatcher.h>
 
-#include <vector>
-
 namespace ddpm {
 namespace {
 
-using Pair = std::tuple<at::Tensor, at::Tensor>;
+// The C++ types of the schemas' argument types.
+using T = const at::Tensor&;
+using OptT = const c10::optional<at::Tensor>&;
+using OptGen = const c10::optional<at::Generator>&;
+using Str = c10::string_view;
+using Out = at::Tensor&;
 
-c10::OperatorHandle find(const char* name, const char* overload) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow((std::string("ddpm::") + name).c_str(),
-                                                        overload);
+template <typename Signature>
+c10::TypedOperatorHandle<Signature> find(const char* name, const char* overload = "") {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(name, overload).typed<Signature>();
 }
 
-std::vector<c10::IValue> call(const c10::OperatorHandle& op, std::vector<c10::IValue> args) {
-  op.callBoxed(&args);
-  return args;
-}
-
-at::Tensor one(const std::vector<c10::IValue>& r) { return r[0].toTensor(); }
-Pair two(const std::vector<c10::IValue>& r) { return {r[0].toTensor(), r[1].toTensor()}; }
+// A step's signature: its head (model_output, x_t, t and the noise source),
+// its six tables, then its modes and options.
+template <typename Result, typename... Head>
+using PSample = Result(T, T, T, Head..., T, T, T, T, T, T, Str, Str, bool, OptT, bool);
+template <typename Result, typename... Head>
+using DdimSample =
+    Result(T, T, T, Head..., T, T, T, T, T, T, double, Str, Str, bool, OptT, bool, bool);
 
 }  // namespace
 
-// The operator, looked up once per call site.
-#define DDPM_CPP_OP(name, overload)                             \
-  [] {                                                          \
-    static const c10::OperatorHandle op = find(name, overload); \
-    return op;                                                  \
-  }()
+at::Tensor q_sample(T x_start, T t, T noise, T sqrt_alphas_cumprod,
+                    T sqrt_one_minus_alphas_cumprod, OptT noise_offset) {
+  static const auto op = find<at::Tensor(T, T, T, T, T, OptT)>("ddpm::q_sample");
+  return op.call(x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod,
+                 noise_offset);
+}
 
-// The argument values of a list, in order: ", a, b" then the first comma
-// dropped.
-#define DDPM_CPP_VALUE(type, name) , name
-#define DDPM_CPP_VALUE3(type, name, value) , name
-#define DDPM_CPP_VALUES(LIST) DDPM_CPP_DROP_FIRST(LIST(DDPM_CPP_VALUE))
+TensorPair q_sample_philox(T x_start, T t, int64_t seed, int64_t offset, T sqrt_alphas_cumprod,
+                           T sqrt_one_minus_alphas_cumprod) {
+  static const auto op =
+      find<TensorPair(T, T, int64_t, int64_t, T, T)>("ddpm::q_sample_philox");
+  return op.call(x_start, t, seed, offset, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod);
+}
 
-at::Tensor q_sample(DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_PARAM)
-                                            DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_PARAM_NO_DEFAULT))) {
-  return one(call(DDPM_CPP_OP("q_sample", ""),
-                  {DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_VALUE)
-                                           DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_VALUE3))}));
+TensorPair q_sample_philox(T x_start, T t, OptGen generator, T sqrt_alphas_cumprod,
+                           T sqrt_one_minus_alphas_cumprod) {
+  static const auto op =
+      find<TensorPair(T, T, OptGen, T, T)>("ddpm::q_sample_philox", "generator");
+  return op.call(x_start, t, generator, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod);
 }
-Pair q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS)) {
-  return two(
-      call(DDPM_CPP_OP("q_sample_philox", ""), {DDPM_CPP_VALUES(DDPM_Q_SAMPLE_PHILOX_ARGS)}));
+
+at::Tensor philox_normal(T input, int64_t seed, int64_t offset) {
+  static const auto op = find<at::Tensor(T, int64_t, int64_t)>("ddpm::philox_normal");
+  return op.call(input, seed, offset);
 }
-at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS)) {
-  return one(call(DDPM_CPP_OP("philox_normal", ""), {DDPM_CPP_VALUES(DDPM_PHILOX_NORMAL_ARGS)}));
+
+at::Tensor philox_normal(T input, OptGen generator) {
+  static const auto op = find<at::Tensor(T, OptGen)>("ddpm::philox_normal", "generator");
+  return op.call(input, generator);
 }
-Pair q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_GENERATOR_ARGS)) {
-  return two(call(DDPM_CPP_OP("q_sample_philox", "generator"),
-                  {DDPM_CPP_VALUES(DDPM_Q_SAMPLE_GENERATOR_ARGS)}));
-}
-at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_GENERATOR_ARGS)) {
-  return one(call(DDPM_CPP_OP("philox_normal", "generator"),
-                  {DDPM_CPP_VALUES(DDPM_PHILOX_NORMAL_GENERATOR_ARGS)}));
-}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
-    DDPM_CPP_PARAMS(DDPM_POSTERIOR_ARGS)) {
-  const auto r =
-      call(DDPM_CPP_OP("posterior_mean_variance", ""), {DDPM_CPP_VALUES(DDPM_POSTERIOR_ARGS)});
-  return {r[0].toTensor(), r[1].toTensor(), r[2].toTensor()};
-}
-Pair q_sample_backward(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_BACKWARD_ARGS)) {
-  return two(
-      call(DDPM_CPP_OP("q_sample_backward", ""), {DDPM_CPP_VALUES(DDPM_Q_SAMPLE_BACKWARD_ARGS)}));
-}
-Pair posterior_mean_variance_backward(DDPM_CPP_PARAMS(DDPM_POSTERIOR_BACKWARD_ARGS)) {
-  return two(call(DDPM_CPP_OP("posterior_mean_variance_backward", ""),
-                  {DDPM_CPP_VALUES(DDPM_POSTERIOR_BACKWARD_ARGS)}));
-}
-at::Tensor scale_by_timestep(DDPM_CPP_PARAMS(DDPM_SCALE_BY_TIMESTEP_ARGS)) {
-  return one(
-      call(DDPM_CPP_OP("scale_by_timestep", ""), {DDPM_CPP_VALUES(DDPM_SCALE_BY_TIMESTEP_ARGS)}));
+    T x_start, T x_t, T t, T posterior_mean_coef1, T posterior_mean_coef2, T posterior_variance,
+    T posterior_log_variance_clipped) {
+  static const auto op = find<std::tuple<at::Tensor, at::Tensor, at::Tensor>(T, T, T, T, T, T, T)>(
+      "ddpm::posterior_mean_variance");
+  return op.call(x_start, x_t, t, posterior_mean_coef1, posterior_mean_coef2, posterior_variance,
+                 posterior_log_variance_clipped);
 }
 
-#define DDPM_CPP_MSE_VALUES(HEAD)                                              \
-  DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_VALUE) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_VALUE) \
-                          DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_VALUE3))
-#define DDPM_CPP_NOTHING(X)
-at::Tensor diffusion_mse(DDPM_CPP_DROP_FIRST(DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
-                                                 DDPM_DIFFUSION_MSE_OPTIONS(
-                                                     DDPM_CPP_PARAM_NO_DEFAULT))) {
-  return one(call(DDPM_CPP_OP("diffusion_mse", ""), {DDPM_CPP_MSE_VALUES(DDPM_CPP_NOTHING)}));
-}
-at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
-    DDPM_DIFFUSION_MSE_BACKWARD_GRAD(DDPM_CPP_PARAM) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
-        DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_NO_DEFAULT))) {
-  return one(call(DDPM_CPP_OP("diffusion_mse_backward", ""),
-                  {DDPM_CPP_MSE_VALUES(DDPM_DIFFUSION_MSE_BACKWARD_GRAD)}));
+TensorPair p_sample(T model_output, T x_t, T t, T noise, T sqrt_recip_alphas_cumprod,
+                    T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                    T posterior_mean_coef2, T posterior_log_variance_clipped, T betas,
+                    const std::string& model_mean_type, const std::string& model_var_type,
+                    bool clip_denoised, OptT clip_bound, bool clip_rescale) {
+  static const auto op = find<PSample<TensorPair, T>>("ddpm::p_sample");
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale);
 }
 
-// A step kind's functions (parameters as declared, without the defaults).
-#define DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS)              \
-  DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_VALUE) TABLES(DDPM_CPP_VALUE)              \
-                          OWN_ARGS(DDPM_CPP_VALUE3) DDPM_STEP_MODES(DDPM_CPP_VALUE3) \
-                              OWN_OPTIONS(DDPM_CPP_VALUE3))
-#define DDPM_CPP_STEP_FUNCTION(Result, function, op, overload, HEAD, TABLES, OWN_ARGS,     \
-                               OWN_OPTIONS, SAMPLE_PARAM, SAMPLE_VALUE, RETURN)             \
-  Result function(SAMPLE_PARAM DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS,    \
-                                                    DDPM_CPP_PARAM_NO_DEFAULT)) {           \
-    const auto r =                                                                          \
-        call(DDPM_CPP_OP(op, overload),                                                     \
-             {DDPM_CPP_STEP_VALUES(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS) SAMPLE_VALUE});     \
-    return RETURN;                                                                          \
-  }
-#define DDPM_CPP_COMMA ,
-#define DDPM_CPP_STEP_DEFINITIONS(kind, step, TABLES, OWN_ARGS, OWN_OPTIONS)                \
-  DDPM_CPP_STEP_FUNCTION(Pair, step, #step, "", DDPM_STEP_HEAD, TABLES, OWN_ARGS,           \
-                         OWN_OPTIONS, , , two(r))                                           \
-  DDPM_CPP_STEP_FUNCTION(Pair, step##_philox, #step "_philox", "", DDPM_STEP_PHILOX_HEAD,   \
-                         TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r))                         \
-  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_out, #step, "sample_out", DDPM_STEP_HEAD,      \
-                         TABLES, OWN_ARGS, OWN_OPTIONS, at::Tensor& sample DDPM_CPP_COMMA,  \
-                         DDPM_CPP_COMMA sample, sample)                                     \
-  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox", "sample_out",     \
-                         DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS,              \
-                         at::Tensor& sample DDPM_CPP_COMMA, DDPM_CPP_COMMA sample, sample)  \
-  DDPM_CPP_STEP_FUNCTION(Pair, step##_philox, #step "_philox", "generator",                 \
-                         DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r)) \
-  DDPM_CPP_STEP_FUNCTION(at::Tensor&, step##_philox_out, #step "_philox",                   \
-                         "generator_sample_out", DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, \
-                         OWN_OPTIONS, at::Tensor& sample DDPM_CPP_COMMA,                    \
-                         DDPM_CPP_COMMA sample, sample)                                     \
-  DDPM_CPP_STEP_FUNCTION(Pair, step##_backward, #step "_backward", "",                      \
-                         DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, , , two(r))
-DDPM_STEP_KINDS(DDPM_CPP_STEP_DEFINITIONS)
+TensorPair p_sample_philox(T model_output, T x_t, T t, int64_t seed, int64_t offset,
+                           T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                           T posterior_mean_coef1, T posterior_mean_coef2,
+                           T posterior_log_variance_clipped, T betas,
+                           const std::string& model_mean_type,
+                           const std::string& model_var_type, bool clip_denoised,
+                           OptT clip_bound, bool clip_rescale) {
+  static const auto op =
+      find<PSample<TensorPair, int64_t, int64_t>>("ddpm::p_sample_philox");
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale);
+}
+
+TensorPair p_sample_philox(T model_output, T x_t, T t, OptGen generator,
+                           T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                           T posterior_mean_coef1, T posterior_mean_coef2,
+                           T posterior_log_variance_clipped, T betas,
+                           const std::string& model_mean_type,
+                           const std::string& model_var_type, bool clip_denoised,
+                           OptT clip_bound, bool clip_rescale) {
+  static const auto op =
+      find<PSample<TensorPair, OptGen>>("ddpm::p_sample_philox", "generator");
+  return op.call(model_output, x_t, t, generator, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale);
+}
+
+// (the sample_out overloads' signatures end with the output)
+template <typename... Head>
+using PSampleOut = Out(T, T, T, Head..., T, T, T, T, T, T, Str, Str, bool, OptT, bool, Out);
+
+at::Tensor& p_sample_out(at::Tensor& sample, T model_output, T x_t, T t, T noise,
+                         T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                         T posterior_mean_coef1, T posterior_mean_coef2,
+                         T posterior_log_variance_clipped, T betas,
+                         const std::string& model_mean_type, const std::string& model_var_type,
+                         bool clip_denoised, OptT clip_bound, bool clip_rescale) {
+  static const auto op = find<PSampleOut<T>>("ddpm::p_sample", "sample_out");
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, sample);
+}
+
+at::Tensor& p_sample_philox_out(at::Tensor& sample, T model_output, T x_t, T t, int64_t seed,
+                                int64_t offset, T sqrt_recip_alphas_cumprod,
+                                T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                                T posterior_mean_coef2, T posterior_log_variance_clipped,
+                                T betas, const std::string& model_mean_type,
+                                const std::string& model_var_type, bool clip_denoised,
+                                OptT clip_bound, bool clip_rescale) {
+  static const auto op =
+      find<PSampleOut<int64_t, int64_t>>("ddpm::p_sample_philox", "sample_out");
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, sample);
+}
+
+at::Tensor& p_sample_philox_out(at::Tensor& sample, T model_output, T x_t, T t,
+                                OptGen generator, T sqrt_recip_alphas_cumprod,
+                                T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                                T posterior_mean_coef2, T posterior_log_variance_clipped,
+                                T betas, const std::string& model_mean_type,
+                                const std::string& model_var_type, bool clip_denoised,
+                                OptT clip_bound, bool clip_rescale) {
+  static const auto op =
+      find<PSampleOut<OptGen>>("ddpm::p_sample_philox", "generator_sample_out");
+  return op.call(model_output, x_t, t, generator, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, sample);
+}
+
+TensorPair p_sample_backward(OptT grad_sample, OptT grad_pred_xstart, T model_output, T x_t,
+                             T t, OptT noise, T sqrt_recip_alphas_cumprod,
+                             T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                             T posterior_mean_coef2, T posterior_log_variance_clipped, T betas,
+                             const std::string& model_mean_type,
+                             const std::string& model_var_type, bool clip_denoised,
+                             OptT clip_bound, bool clip_rescale) {
+  static const auto op = find<TensorPair(OptT, OptT, T, T, T, OptT, T, T, T, T, T, T, Str, Str,
+                                         bool, OptT, bool)>("ddpm::p_sample_backward");
+  return op.call(grad_sample, grad_pred_xstart, model_output, x_t, t, noise,
+                 sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, posterior_log_variance_clipped, betas, model_mean_type,
+                 model_var_type, clip_denoised, clip_bound, clip_rescale);
+}
+
+TensorPair ddim_sample(T model_output, T x_t, T t, T noise, T sqrt_recip_alphas_cumprod,
+                       T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                       T posterior_mean_coef2, T alphas_cumprod, T alphas_cumprod_prev,
+                       double eta, const std::string& model_mean_type,
+                       const std::string& model_var_type, bool clip_denoised, OptT clip_bound,
+                       bool clip_rescale, bool use_clipped_model_output) {
+  static const auto op = find<DdimSample<TensorPair, T>>("ddpm::ddim_sample");
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output);
+}
+
+TensorPair ddim_sample_philox(T model_output, T x_t, T t, int64_t seed, int64_t offset,
+                              T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                              T posterior_mean_coef1, T posterior_mean_coef2, T alphas_cumprod,
+                              T alphas_cumprod_prev, double eta,
+                              const std::string& model_mean_type,
+                              const std::string& model_var_type, bool clip_denoised,
+                              OptT clip_bound, bool clip_rescale,
+                              bool use_clipped_model_output) {
+  static const auto op =
+      find<DdimSample<TensorPair, int64_t, int64_t>>("ddpm::ddim_sample_philox");
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output);
+}
+
+TensorPair ddim_sample_philox(T model_output, T x_t, T t, OptGen generator,
+                              T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                              T posterior_mean_coef1, T posterior_mean_coef2, T alphas_cumprod,
+                              T alphas_cumprod_prev, double eta,
+                              const std::string& model_mean_type,
+                              const std::string& model_var_type, bool clip_denoised,
+                              OptT clip_bound, bool clip_rescale,
+                              bool use_clipped_model_output) {
+  static const auto op =
+      find<DdimSample<TensorPair, OptGen>>("ddpm::ddim_sample_philox", "generator");
+  return op.call(model_output, x_t, t, generator, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output);
+}
+
+template <typename... Head>
+using DdimSampleOut =
+    Out(T, T, T, Head..., T, T, T, T, T, T, double, Str, Str, bool, OptT, bool, bool, Out);
+
+at::Tensor& ddim_sample_out(at::Tensor& sample, T model_output, T x_t, T t, T noise,
+                            T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
+                            T posterior_mean_coef1, T posterior_mean_coef2, T alphas_cumprod,
+                            T alphas_cumprod_prev, double eta,
+                            const std::string& model_mean_type,
+                            const std::string& model_var_type, bool clip_denoised,
+                            OptT clip_bound, bool clip_rescale, bool use_clipped_model_output) {
+  static const auto op = find<DdimSampleOut<T>>("ddpm::ddim_sample", "sample_out");
+  return op.call(model_output, x_t, t, noise, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output, sample);
+}
+
+at::Tensor& ddim_sample_philox_out(at::Tensor& sample, T model_output, T x_t, T t, int64_t seed,
+                                   int64_t offset, T sqrt_recip_alphas_cumprod,
+                                   T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                                   T posterior_mean_coef2, T alphas_cumprod,
+                                   T alphas_cumprod_prev, double eta,
+                                   const std::string& model_mean_type,
+                                   const std::string& model_var_type, bool clip_denoised,
+                                   OptT clip_bound, bool clip_rescale,
+                                   bool use_clipped_model_output) {
+  static const auto op =
+      find<DdimSampleOut<int64_t, int64_t>>("ddpm::ddim_sample_philox", "sample_out");
+  return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output, sample);
+}
+
+at::Tensor& ddim_sample_philox_out(at::Tensor& sample, T model_output, T x_t, T t,
+                                   OptGen generator, T sqrt_recip_alphas_cumprod,
+                                   T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                                   T posterior_mean_coef2, T alphas_cumprod,
+                                   T alphas_cumprod_prev, double eta,
+                                   const std::string& model_mean_type,
+                                   const std::string& model_var_type, bool clip_denoised,
+                                   OptT clip_bound, bool clip_rescale,
+                                   bool use_clipped_model_output) {
+  static const auto op =
+      find<DdimSampleOut<OptGen>>("ddpm::ddim_sample_philox", "generator_sample_out");
+  return op.call(model_output, x_t, t, generator, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output, sample);
+}
+
+TensorPair ddim_sample_backward(OptT grad_sample, OptT grad_pred_xstart, T model_output, T x_t,
+                                T t, OptT noise, T sqrt_recip_alphas_cumprod,
+                                T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                                T posterior_mean_coef2, T alphas_cumprod, T alphas_cumprod_prev,
+                                double eta, const std::string& model_mean_type,
+                                const std::string& model_var_type, bool clip_denoised,
+                                OptT clip_bound, bool clip_rescale,
+                                bool use_clipped_model_output) {
+  static const auto op =
+      find<TensorPair(OptT, OptT, T, T, T, OptT, T, T, T, T, T, T, double, Str, Str, bool, OptT,
+                      bool, bool)>("ddpm::ddim_sample_backward");
+  return op.call(grad_sample, grad_pred_xstart, model_output, x_t, t, noise,
+                 sqrt_recip_alphas_cumprod, sqrt_recipm1_alphas_cumprod, posterior_mean_coef1,
+                 posterior_mean_coef2, alphas_cumprod, alphas_cumprod_prev, eta,
+                 model_mean_type, model_var_type, clip_denoised, clip_bound, clip_rescale,
+                 use_clipped_model_output);
+}
+
+TensorPair q_sample_backward(T grad, T t, T sqrt_alphas_cumprod,
+                             T sqrt_one_minus_alphas_cumprod) {
+  static const auto op = find<TensorPair(T, T, T, T)>("ddpm::q_sample_backward");
+  return op.call(grad, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod);
+}
+
+TensorPair posterior_mean_variance_backward(T grad_mean, T t, T posterior_mean_coef1,
+                                            T posterior_mean_coef2) {
+  static const auto op =
+      find<TensorPair(T, T, T, T)>("ddpm::posterior_mean_variance_backward");
+  return op.call(grad_mean, t, posterior_mean_coef1, posterior_mean_coef2);
+}
+
+at::Tensor scale_by_timestep(T input, T t, T table) {
+  static const auto op = find<at::Tensor(T, T, T)>("ddpm::scale_by_timestep");
+  return op.call(input, t, table);
+}
+
+at::Tensor diffusion_mse(T model_output, T x_start, T noise, T t, T sqrt_alphas_cumprod,
+                         T sqrt_one_minus_alphas_cumprod, OptT weight, const std::string& target,
+                         OptT noise_offset) {
+  static const auto op =
+      find<at::Tensor(T, T, T, T, T, T, OptT, Str, OptT)>("ddpm::diffusion_mse");
+  return op.call(model_output, x_start, noise, t, sqrt_alphas_cumprod,
+                 sqrt_one_minus_alphas_cumprod, weight, target, noise_offset);
+}
+
+at::Tensor diffusion_mse_backward(T grad, T model_output, T x_start, T noise, T t,
+                                  T sqrt_alphas_cumprod, T sqrt_one_minus_alphas_cumprod,
+                                  OptT weight, const std::string& target, OptT noise_offset) {
+  static const auto op =
+      find<at::Tensor(T, T, T, T, T, T, T, OptT, Str, OptT)>("ddpm::diffusion_mse_backward");
+  return op.call(grad, model_output, x_start, noise, t, sqrt_alphas_cumprod,
+                 sqrt_one_minus_alphas_cumprod, weight, target, noise_offset);
+}
 
 }  // namespace ddpm

@@ -1,50 +1,16 @@
-// C++ API of the ddpm operators: each function calls the operator through the
-// PyTorch dispatcher, so it gets autograd, device dispatch and TorchScript
-// visibility exactly as torch.ops.ddpm.* does from Python. The arguments are
-// the schema's, in its order, with its defaults (op_args.h lists them):
-//
-//   at::Tensor q_sample(x_start, t, noise, sqrt_alphas_cumprod,
-//                       sqrt_one_minus_alphas_cumprod, noise_offset = nullopt)
-//       x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise
-//       (noise + noise_offset[b, c] with a [B, C] offset)
-//   (x_t, noise) q_sample_philox(x_start, t, seed, offset, <the two tables>)
-//   at::Tensor philox_normal(input, seed, offset)
-//   (mean, variance, log_variance) posterior_mean_variance(x_start, x_t, t,
-//       posterior_mean_coef1, posterior_mean_coef2, posterior_variance,
-//       posterior_log_variance_clipped)          of q(x_{t-1} | x_t, x_0)
-//   For each step kind (p_sample, ddim_sample):
-//     (sample, pred_xstart) <step>(model_output, x_t, t, noise, <6 tables>,
-//         [eta = 0.0,] model_mean_type = "epsilon",
-//         model_var_type = "fixed_small", clip_denoised = true,
-//         clip_bound = nullopt, clip_rescale = false)
-//       clip_bound [B]: pred_xstart clamped to [-s_b, s_b] (divided by s_b
-//       too with clip_rescale: dynamic thresholding) instead of [-1, 1];
-//       ddim_sample's last: use_clipped_model_output = true (false: the
-//       direction term uses the model's own noise prediction, diffusers')
-//     (sample, pred_xstart) <step>_philox(model_output, x_t, t, seed, offset, ...)
-//     at::Tensor& <step>_out(sample, <the arguments of <step>>) and
-//     <step>_philox_out(sample, ...): the sample alone, written into `sample`
-//         (x_t's shape and dtype; may be x_t itself, so a sampling loop
-//         allocates nothing per step); not differentiable
-//     (grad_model_output, grad_x_t) <step>_backward(grad_sample?,
-//         grad_pred_xstart?, model_output, x_t, t, noise?, <6 tables>, ...)
-//   Backward operators: q_sample_backward(grad, t, <2 tables>) and
-//   posterior_mean_variance_backward(grad_mean, t, coef1, coef2) ->
-//   (gradient of the first input, of the second); scale_by_timestep(input, t,
-//   table) = table[t[b]] * input[b], the one gradient written when only one
-//   input needs it.
-//   at::Tensor diffusion_mse(model_output, x_start, noise, t,
-//       sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, weight = nullopt,
-//       target = "epsilon", noise_offset = nullopt): the training loss per sample, weight[t] *
-//       mean((model_output - target)^2), target 'epsilon' (noise), 'start_x'
-//       (x_start) or 'v'; diffusion_mse_backward(grad, <the same>) ->
-//       grad_model_output.
+// C++ API of the ddpm operators. Each function calls its operator through
+// the PyTorch dispatcher, so it gets autograd, device dispatch and
+// TorchScript visibility exactly as torch.ops.ddpm.* does from Python. The
+// arguments are the schema's (ops/operators.cpp), in its order, with its
+// defaults; tables are 1-D [T], float32 or float64, on the data's device; t
+// is int64 [B].
 //
 // In-kernel noise (csrc/ddpm/philox.h): the noise of element e (the flat
 // index in the data) is the Philox-4x32-10 normal keyed by (seed, offset, e),
 // bit for bit the same on CPU and CUDA for any thread count; offset is a
-// multiple of 4: advance it by 4 per call for fresh noise. A 16-bit step
-// computes with the float32 normal (never rounded before use).
+// multiple of 4: advance it by 4 per call for fresh noise. The generator
+// overloads take (seed, offset) from a generator when the call runs (a CUDA
+// graph replays them anew). A 16-bit step computes with the float32 normal.
 //
 // Link libddpm_ops (it registers the operators when loaded); with GNU ld
 // make sure it is not dropped by --as-needed (the CMake package does this).
@@ -55,81 +21,286 @@
 #include <string>
 #include <tuple>
 
-#include "op_args.h"
-
-// The C++ type of a schema type, and a parameter list from an argument
-// list: ", T a, T b" then the first comma dropped.
-#define DDPM_CPP_TYPE_Tensor const at::Tensor&
-#define DDPM_CPP_TYPE_OptTensor const c10::optional<at::Tensor>&
-#define DDPM_CPP_TYPE_OptGenerator const c10::optional<at::Generator>&
-#define DDPM_CPP_TYPE_int int64_t
-#define DDPM_CPP_TYPE_float double
-#define DDPM_CPP_TYPE_str const std::string&
-#define DDPM_CPP_TYPE_bool bool
-#define DDPM_CPP_PARAM(type, name) , DDPM_CPP_TYPE_##type name
-#define DDPM_CPP_DEFAULT_OptTensor(value) c10::nullopt
-#define DDPM_CPP_DEFAULT_float(value) value
-#define DDPM_CPP_DEFAULT_str(value) value
-#define DDPM_CPP_DEFAULT_bool(value) value
-#define DDPM_CPP_PARAM_DEFAULT(type, name, value) \
-  , DDPM_CPP_TYPE_##type name = DDPM_CPP_DEFAULT_##type(value)
-#define DDPM_CPP_PARAM_NO_DEFAULT(type, name, value) , DDPM_CPP_TYPE_##type name
-#define DDPM_CPP_DROP_FIRST_(first, ...) __VA_ARGS__
-#define DDPM_CPP_DROP_FIRST(...) DDPM_CPP_DROP_FIRST_(__VA_ARGS__)
-#define DDPM_CPP_PARAMS(LIST) DDPM_CPP_DROP_FIRST(LIST(DDPM_CPP_PARAM))
-
-// A step function's parameters: HEAD's (the arguments before the tables),
-// the tables, the kind's own, the modes, the kind's trailing options (PARAM3:
-// with defaults or without).
-#define DDPM_CPP_STEP_PARAMS(HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, PARAM3)         \
-  DDPM_CPP_DROP_FIRST(HEAD(DDPM_CPP_PARAM) TABLES(DDPM_CPP_PARAM) OWN_ARGS(PARAM3) \
-                          DDPM_STEP_MODES(PARAM3) OWN_OPTIONS(PARAM3))
-
-// A step kind's functions.
-#define DDPM_CPP_STEP_DECLARATIONS(kind, step, TABLES, OWN_ARGS, OWN_OPTIONS)          \
-  std::tuple<at::Tensor, at::Tensor> step(DDPM_CPP_STEP_PARAMS(                         \
-      DDPM_STEP_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));          \
-  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(                \
-      DDPM_STEP_PHILOX_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));   \
-  at::Tensor& step##_out(at::Tensor& sample,                                            \
-                         DDPM_CPP_STEP_PARAMS(DDPM_STEP_HEAD, TABLES, OWN_ARGS,         \
-                                              OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));    \
-  at::Tensor& step##_philox_out(at::Tensor& sample,                                     \
-                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_PHILOX_HEAD, TABLES,     \
-                                                     OWN_ARGS, OWN_OPTIONS,             \
-                                                     DDPM_CPP_PARAM_DEFAULT));          \
-  std::tuple<at::Tensor, at::Tensor> step##_philox(DDPM_CPP_STEP_PARAMS(                \
-      DDPM_STEP_GENERATOR_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT)); \
-  at::Tensor& step##_philox_out(at::Tensor& sample,                                     \
-                                DDPM_CPP_STEP_PARAMS(DDPM_STEP_GENERATOR_HEAD, TABLES,  \
-                                                     OWN_ARGS, OWN_OPTIONS,             \
-                                                     DDPM_CPP_PARAM_DEFAULT));          \
-  std::tuple<at::Tensor, at::Tensor> step##_backward(DDPM_CPP_STEP_PARAMS(              \
-      DDPM_STEP_BACKWARD_HEAD, TABLES, OWN_ARGS, OWN_OPTIONS, DDPM_CPP_PARAM_DEFAULT));
-
 namespace ddpm {
 
-at::Tensor q_sample(DDPM_CPP_DROP_FIRST(DDPM_Q_SAMPLE_ARGS(DDPM_CPP_PARAM)
-                                            DDPM_Q_SAMPLE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
-std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_PHILOX_ARGS));
-at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_ARGS));
-// the .generator overloads: the key drawn from a generator (graph-safe)
-std::tuple<at::Tensor, at::Tensor> q_sample_philox(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_GENERATOR_ARGS));
-at::Tensor philox_normal(DDPM_CPP_PARAMS(DDPM_PHILOX_NORMAL_GENERATOR_ARGS));
+using TensorPair = std::tuple<at::Tensor, at::Tensor>;
+
+// ---- Forward process and posterior ----
+
+// x_t = sqrt_alphas_cumprod[t]*x_start + sqrt_one_minus_alphas_cumprod[t]*noise;
+// with noise_offset [B, C] the noise is noise + noise_offset[b, c].
+at::Tensor q_sample(const at::Tensor& x_start, const at::Tensor& t, const at::Tensor& noise,
+                    const at::Tensor& sqrt_alphas_cumprod,
+                    const at::Tensor& sqrt_one_minus_alphas_cumprod,
+                    const c10::optional<at::Tensor>& noise_offset = c10::nullopt);
+
+// (x_t, noise): q_sample with the noise drawn in the kernel from (seed, offset).
+TensorPair q_sample_philox(const at::Tensor& x_start, const at::Tensor& t, int64_t seed,
+                           int64_t offset, const at::Tensor& sqrt_alphas_cumprod,
+                           const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+// (x_t, noise): the key drawn from generator (nullopt: the default one).
+TensorPair q_sample_philox(const at::Tensor& x_start, const at::Tensor& t,
+                           const c10::optional<at::Generator>& generator,
+                           const at::Tensor& sqrt_alphas_cumprod,
+                           const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+// The noise alone: a tensor like input of the normals of (seed, offset).
+at::Tensor philox_normal(const at::Tensor& input, int64_t seed, int64_t offset);
+
+// The noise alone, the key drawn from generator.
+at::Tensor philox_normal(const at::Tensor& input, const c10::optional<at::Generator>& generator);
+
+// (mean, variance, log_variance) of q(x_{t-1} | x_t, x_0); the variances are
+// [B, 1, ...] views expanded to x's shape.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
-    DDPM_CPP_PARAMS(DDPM_POSTERIOR_ARGS));
+    const at::Tensor& x_start, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& posterior_mean_coef1, const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& posterior_variance, const at::Tensor& posterior_log_variance_clipped);
 
-DDPM_STEP_KINDS(DDPM_CPP_STEP_DECLARATIONS)
+// ---- The ancestral step (improved-diffusion's p_sample) ----
+// (sample, pred_xstart). model_mean_type: "epsilon", "start_x", "previous_x"
+// or "v"; model_var_type: "fixed_small", "fixed_large", "learned" or
+// "learned_range" (learned: model_output carries 2C channels). clip_bound
+// [B]: pred_xstart clamped to [-|s_b|, |s_b|] instead of [-1, 1], and divided
+// by the bound too with clip_rescale (dynamic thresholding).
 
-std::tuple<at::Tensor, at::Tensor> q_sample_backward(DDPM_CPP_PARAMS(DDPM_Q_SAMPLE_BACKWARD_ARGS));
-std::tuple<at::Tensor, at::Tensor> posterior_mean_variance_backward(
-    DDPM_CPP_PARAMS(DDPM_POSTERIOR_BACKWARD_ARGS));
-at::Tensor scale_by_timestep(DDPM_CPP_PARAMS(DDPM_SCALE_BY_TIMESTEP_ARGS));
+TensorPair p_sample(const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+                    const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+                    const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                    const at::Tensor& posterior_mean_coef1,
+                    const at::Tensor& posterior_mean_coef2,
+                    const at::Tensor& posterior_log_variance_clipped, const at::Tensor& betas,
+                    const std::string& model_mean_type = "epsilon",
+                    const std::string& model_var_type = "fixed_small", bool clip_denoised = true,
+                    const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                    bool clip_rescale = false);
 
-at::Tensor diffusion_mse(DDPM_CPP_DROP_FIRST(DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
-                                                 DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
-at::Tensor diffusion_mse_backward(DDPM_CPP_DROP_FIRST(
-    DDPM_DIFFUSION_MSE_BACKWARD_GRAD(DDPM_CPP_PARAM) DDPM_DIFFUSION_MSE_INPUTS(DDPM_CPP_PARAM)
-        DDPM_DIFFUSION_MSE_OPTIONS(DDPM_CPP_PARAM_DEFAULT)));
+// p_sample with the noise drawn in the kernel from (seed, offset).
+TensorPair p_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                           const at::Tensor& t, int64_t seed, int64_t offset,
+                           const at::Tensor& sqrt_recip_alphas_cumprod,
+                           const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                           const at::Tensor& posterior_mean_coef1,
+                           const at::Tensor& posterior_mean_coef2,
+                           const at::Tensor& posterior_log_variance_clipped,
+                           const at::Tensor& betas, const std::string& model_mean_type = "epsilon",
+                           const std::string& model_var_type = "fixed_small",
+                           bool clip_denoised = true,
+                           const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                           bool clip_rescale = false);
+
+// p_sample with the key drawn from generator.
+TensorPair p_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                           const at::Tensor& t, const c10::optional<at::Generator>& generator,
+                           const at::Tensor& sqrt_recip_alphas_cumprod,
+                           const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                           const at::Tensor& posterior_mean_coef1,
+                           const at::Tensor& posterior_mean_coef2,
+                           const at::Tensor& posterior_log_variance_clipped,
+                           const at::Tensor& betas, const std::string& model_mean_type = "epsilon",
+                           const std::string& model_var_type = "fixed_small",
+                           bool clip_denoised = true,
+                           const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                           bool clip_rescale = false);
+
+// The sample alone, written into `sample` (x_t's shape and dtype; may be x_t
+// itself, so a sampling loop allocates nothing per step); not differentiable.
+at::Tensor& p_sample_out(at::Tensor& sample, const at::Tensor& model_output,
+                         const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& noise,
+                         const at::Tensor& sqrt_recip_alphas_cumprod,
+                         const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                         const at::Tensor& posterior_mean_coef1,
+                         const at::Tensor& posterior_mean_coef2,
+                         const at::Tensor& posterior_log_variance_clipped,
+                         const at::Tensor& betas, const std::string& model_mean_type = "epsilon",
+                         const std::string& model_var_type = "fixed_small",
+                         bool clip_denoised = true,
+                         const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                         bool clip_rescale = false);
+
+// p_sample_out with the noise drawn in the kernel from (seed, offset).
+at::Tensor& p_sample_philox_out(at::Tensor& sample, const at::Tensor& model_output,
+                                const at::Tensor& x_t, const at::Tensor& t, int64_t seed,
+                                int64_t offset, const at::Tensor& sqrt_recip_alphas_cumprod,
+                                const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                                const at::Tensor& posterior_mean_coef1,
+                                const at::Tensor& posterior_mean_coef2,
+                                const at::Tensor& posterior_log_variance_clipped,
+                                const at::Tensor& betas,
+                                const std::string& model_mean_type = "epsilon",
+                                const std::string& model_var_type = "fixed_small",
+                                bool clip_denoised = true,
+                                const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                                bool clip_rescale = false);
+
+// p_sample_out with the key drawn from generator.
+at::Tensor& p_sample_philox_out(at::Tensor& sample, const at::Tensor& model_output,
+                                const at::Tensor& x_t, const at::Tensor& t,
+                                const c10::optional<at::Generator>& generator,
+                                const at::Tensor& sqrt_recip_alphas_cumprod,
+                                const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                                const at::Tensor& posterior_mean_coef1,
+                                const at::Tensor& posterior_mean_coef2,
+                                const at::Tensor& posterior_log_variance_clipped,
+                                const at::Tensor& betas,
+                                const std::string& model_mean_type = "epsilon",
+                                const std::string& model_var_type = "fixed_small",
+                                bool clip_denoised = true,
+                                const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                                bool clip_rescale = false);
+
+// (grad_model_output, grad_x_t) from the gradients of (sample, pred_xstart)
+// (nullopt: zero); noise is read only by a learned variance's gradient.
+TensorPair p_sample_backward(const c10::optional<at::Tensor>& grad_sample,
+                             const c10::optional<at::Tensor>& grad_pred_xstart,
+                             const at::Tensor& model_output, const at::Tensor& x_t,
+                             const at::Tensor& t, const c10::optional<at::Tensor>& noise,
+                             const at::Tensor& sqrt_recip_alphas_cumprod,
+                             const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                             const at::Tensor& posterior_mean_coef1,
+                             const at::Tensor& posterior_mean_coef2,
+                             const at::Tensor& posterior_log_variance_clipped,
+                             const at::Tensor& betas, const std::string& model_mean_type,
+                             const std::string& model_var_type, bool clip_denoised,
+                             const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                             bool clip_rescale = false);
+
+// ---- The DDIM step ----
+// As p_sample, with DDIM's tables (alphas_cumprod, the target's
+// alphas_cumprod_prev), eta (0: deterministic) and use_clipped_model_output
+// (false: the direction term uses the model's own noise prediction,
+// diffusers' default).
+
+TensorPair ddim_sample(const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+                       const at::Tensor& noise, const at::Tensor& sqrt_recip_alphas_cumprod,
+                       const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                       const at::Tensor& posterior_mean_coef1,
+                       const at::Tensor& posterior_mean_coef2, const at::Tensor& alphas_cumprod,
+                       const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+                       const std::string& model_mean_type = "epsilon",
+                       const std::string& model_var_type = "fixed_small",
+                       bool clip_denoised = true,
+                       const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                       bool clip_rescale = false, bool use_clipped_model_output = true);
+
+// ddim_sample with the noise drawn in the kernel from (seed, offset).
+TensorPair ddim_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                              const at::Tensor& t, int64_t seed, int64_t offset,
+                              const at::Tensor& sqrt_recip_alphas_cumprod,
+                              const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                              const at::Tensor& posterior_mean_coef1,
+                              const at::Tensor& posterior_mean_coef2,
+                              const at::Tensor& alphas_cumprod,
+                              const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+                              const std::string& model_mean_type = "epsilon",
+                              const std::string& model_var_type = "fixed_small",
+                              bool clip_denoised = true,
+                              const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                              bool clip_rescale = false, bool use_clipped_model_output = true);
+
+// ddim_sample with the key drawn from generator.
+TensorPair ddim_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                              const at::Tensor& t, const c10::optional<at::Generator>& generator,
+                              const at::Tensor& sqrt_recip_alphas_cumprod,
+                              const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                              const at::Tensor& posterior_mean_coef1,
+                              const at::Tensor& posterior_mean_coef2,
+                              const at::Tensor& alphas_cumprod,
+                              const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+                              const std::string& model_mean_type = "epsilon",
+                              const std::string& model_var_type = "fixed_small",
+                              bool clip_denoised = true,
+                              const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                              bool clip_rescale = false, bool use_clipped_model_output = true);
+
+// The DDIM sample alone, written into `sample` (may be x_t itself).
+at::Tensor& ddim_sample_out(at::Tensor& sample, const at::Tensor& model_output,
+                            const at::Tensor& x_t, const at::Tensor& t, const at::Tensor& noise,
+                            const at::Tensor& sqrt_recip_alphas_cumprod,
+                            const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                            const at::Tensor& posterior_mean_coef1,
+                            const at::Tensor& posterior_mean_coef2,
+                            const at::Tensor& alphas_cumprod,
+                            const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+                            const std::string& model_mean_type = "epsilon",
+                            const std::string& model_var_type = "fixed_small",
+                            bool clip_denoised = true,
+                            const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                            bool clip_rescale = false, bool use_clipped_model_output = true);
+
+// ddim_sample_out with the noise drawn in the kernel from (seed, offset).
+at::Tensor& ddim_sample_philox_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, int64_t seed, int64_t offset,
+    const at::Tensor& sqrt_recip_alphas_cumprod, const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1, const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& alphas_cumprod, const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small", bool clip_denoised = true,
+    const c10::optional<at::Tensor>& clip_bound = c10::nullopt, bool clip_rescale = false,
+    bool use_clipped_model_output = true);
+
+// ddim_sample_out with the key drawn from generator.
+at::Tensor& ddim_sample_philox_out(
+    at::Tensor& sample, const at::Tensor& model_output, const at::Tensor& x_t,
+    const at::Tensor& t, const c10::optional<at::Generator>& generator,
+    const at::Tensor& sqrt_recip_alphas_cumprod, const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1, const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& alphas_cumprod, const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small", bool clip_denoised = true,
+    const c10::optional<at::Tensor>& clip_bound = c10::nullopt, bool clip_rescale = false,
+    bool use_clipped_model_output = true);
+
+// (grad_model_output, grad_x_t) of ddim_sample (as p_sample_backward).
+TensorPair ddim_sample_backward(
+    const c10::optional<at::Tensor>& grad_sample,
+    const c10::optional<at::Tensor>& grad_pred_xstart, const at::Tensor& model_output,
+    const at::Tensor& x_t, const at::Tensor& t, const c10::optional<at::Tensor>& noise,
+    const at::Tensor& sqrt_recip_alphas_cumprod, const at::Tensor& sqrt_recipm1_alphas_cumprod,
+    const at::Tensor& posterior_mean_coef1, const at::Tensor& posterior_mean_coef2,
+    const at::Tensor& alphas_cumprod, const at::Tensor& alphas_cumprod_prev, double eta,
+    const std::string& model_mean_type, const std::string& model_var_type, bool clip_denoised,
+    const c10::optional<at::Tensor>& clip_bound = c10::nullopt, bool clip_rescale = false,
+    bool use_clipped_model_output = true);
+
+// ---- Backward operators of the linear maps ----
+
+// (sqrt_alphas_cumprod[t]*grad, sqrt_one_minus_alphas_cumprod[t]*grad).
+TensorPair q_sample_backward(const at::Tensor& grad, const at::Tensor& t,
+                             const at::Tensor& sqrt_alphas_cumprod,
+                             const at::Tensor& sqrt_one_minus_alphas_cumprod);
+
+// (posterior_mean_coef1[t]*grad_mean, posterior_mean_coef2[t]*grad_mean).
+TensorPair posterior_mean_variance_backward(const at::Tensor& grad_mean, const at::Tensor& t,
+                                            const at::Tensor& posterior_mean_coef1,
+                                            const at::Tensor& posterior_mean_coef2);
+
+// table[t[b]] * input[b]: the one gradient written when only one input needs it.
+at::Tensor scale_by_timestep(const at::Tensor& input, const at::Tensor& t,
+                             const at::Tensor& table);
+
+// ---- The training loss ----
+
+// Per sample, [B] (float32 for 16-bit data, float64 for float64):
+// weight[t] * mean((model_output - target)^2), target "epsilon" (noise),
+// "start_x" (x_start) or "v"; noise_offset as q_sample's.
+at::Tensor diffusion_mse(const at::Tensor& model_output, const at::Tensor& x_start,
+                         const at::Tensor& noise, const at::Tensor& t,
+                         const at::Tensor& sqrt_alphas_cumprod,
+                         const at::Tensor& sqrt_one_minus_alphas_cumprod,
+                         const c10::optional<at::Tensor>& weight = c10::nullopt,
+                         const std::string& target = "epsilon",
+                         const c10::optional<at::Tensor>& noise_offset = c10::nullopt);
+
+// model_output's gradient from the loss's (grad, [B]).
+at::Tensor diffusion_mse_backward(const at::Tensor& grad, const at::Tensor& model_output,
+                                  const at::Tensor& x_start, const at::Tensor& noise,
+                                  const at::Tensor& t, const at::Tensor& sqrt_alphas_cumprod,
+                                  const at::Tensor& sqrt_one_minus_alphas_cumprod,
+                                  const c10::optional<at::Tensor>& weight = c10::nullopt,
+                                  const std::string& target = "epsilon",
+                                  const c10::optional<at::Tensor>& noise_offset = c10::nullopt);
 
 }  // namespace ddpm

@@ -1,6 +1,6 @@
 // The training loss and its backward operator (see LossParams in
-// ddpm/kernels.h): one boxed kernel each for every backend (see step.h for
-// what a Backend is).
+// ddpm/kernels.h): one boxed kernel each for every backend (see kernels.h
+// for what a Backend is).
 //   diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
 //                 sqrt_one_minus_alphas_cumprod, weight=None,
 //                 target="epsilon", noise_offset=None) -> loss [B]
@@ -16,40 +16,54 @@
 
 #include "call_args.h"
 #include "checks.h"
-#include "op_table.h"
 
 namespace ddpm {
 namespace ops {
 
-// A checked loss call; `first` is model_output's position (1 in the
-// backward, after grad).
+// Where diffusion_mse's (and its backward's) arguments are.
+struct LossArgs {
+  int grad;  // the backward's (-1 in the forward)
+  int model_output, x_start, noise, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, weight,
+      target, noise_offset;
+  LossArgs(const c10::FunctionSchema& s, NoContext)
+      : grad(optional_arg(s, "grad")),
+        model_output(arg(s, "model_output")),
+        x_start(arg(s, "x_start")),
+        noise(arg(s, "noise")),
+        t(arg(s, "t")),
+        sqrt_alphas_cumprod(arg(s, "sqrt_alphas_cumprod")),
+        sqrt_one_minus_alphas_cumprod(arg(s, "sqrt_one_minus_alphas_cumprod")),
+        weight(arg(s, "weight")),
+        target(arg(s, "target")),
+        noise_offset(arg(s, "noise_offset")) {}
+};
+
+// A checked loss call.
 struct LossCall {
   const at::Tensor *model_output, *x_start, *noise, *t, *a, *b, *weight, *noise_offset;
   LossTarget target;
   int64_t T;
 };
 
-inline LossCall check_loss_call(const char* op, const CallArgs& args, size_t first) {
-  using A = DiffusionMseArgs;
-  const auto at = [&](size_t position) { return first + position; };
+inline LossCall check_loss_call(const char* op, const CallArgs& args, const LossArgs& at) {
   LossCall c;
-  c.model_output = &args.tensor(at(A::model_output));
-  c.x_start = &args.tensor(at(A::x_start));
-  c.noise = &args.tensor(at(A::noise));
-  c.t = &args.tensor(at(A::t));
-  c.a = &args.tensor(at(A::sqrt_alphas_cumprod));
-  c.b = &args.tensor(at(A::sqrt_one_minus_alphas_cumprod));
-  c.weight = args.optional_tensor(at(A::weight));
-  c.noise_offset = args.optional_tensor(at(A::noise_offset));
+  c.model_output = &args.tensor(at.model_output);
+  c.x_start = &args.tensor(at.x_start);
+  c.noise = &args.tensor(at.noise);
+  c.t = &args.tensor(at.t);
+  c.a = &args.tensor(at.sqrt_alphas_cumprod);
+  c.b = &args.tensor(at.sqrt_one_minus_alphas_cumprod);
+  c.weight = args.optional_tensor(at.weight);
+  c.noise_offset = args.optional_tensor(at.noise_offset);
   check_data_tensor(op, "x_start", *c.x_start);
-  check_like(op, args.named_tensor(at(A::model_output)), args.named_tensor(at(A::x_start)));
-  check_like(op, args.named_tensor(at(A::noise)), args.named_tensor(at(A::x_start)));
+  check_like(op, args.named_tensor(at.model_output), args.named_tensor(at.x_start));
+  check_like(op, args.named_tensor(at.noise), args.named_tensor(at.x_start));
   check_timesteps(op, *c.t, *c.x_start);
-  const NamedTensor a = args.named_tensor(at(A::sqrt_alphas_cumprod));
-  const NamedTensor b = args.named_tensor(at(A::sqrt_one_minus_alphas_cumprod));
+  const NamedTensor a = args.named_tensor(at.sqrt_alphas_cumprod);
+  const NamedTensor b = args.named_tensor(at.sqrt_one_minus_alphas_cumprod);
   c.T = c.weight == nullptr ? check_tables(op, {a, b}, *c.x_start)
                             : check_tables(op, {a, b, {"weight", c.weight}}, *c.x_start);
-  c.target = parse_loss_target(op, args.str(at(A::target)));
+  c.target = parse_loss_target(op, args.str(at.target));
   check_noise_offset(op, c.noise_offset, *c.x_start);
   return c;
 }
@@ -104,63 +118,71 @@ void with_loss_operands(const LossCall& c, const Fn& fn) {
   });
 }
 
-template <typename Backend>
-void diffusion_mse_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
-                          torch::jit::Stack* stack) {
-  CallArgs args(op, stack);
-  const std::string name = error_name(op);
-  const LossCall c = check_loss_call(name.c_str(), args, 0);
-  const typename Backend::Guard guard(c.x_start->device());
-  const int64_t batch = c.x_start->size(0);
-  at::Tensor loss = at::empty({batch}, c.x_start->options().dtype(loss_dtype(*c.x_start)));
-  if (Backend::kRuns && batch > 0) {
-    const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
-    at::Tensor partials = at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
-    with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
-      using S = decltype(s);
-      using Tab = decltype(tab);
-      LossParams<S, Tab> p;
-      fill_loss_params<S, Tab>(p, c, operands...);
-      p.loss = loss.data_ptr<acc_t<S>>();
-      p.partials = partials.data_ptr<double>();
-      const int64_t bad = Backend::run(p);
-      if (bad >= 0) fail_bad_timestep(name.c_str(), *c.t, bad, c.T);
-    });
-  }
-  args.finish({loss});
-}
+// diffusion_mse: the loss, [B].
+struct DiffusionMse {
+  using Context = NoContext;
+  using Args = LossArgs;
 
-template <typename Backend>
-void diffusion_mse_backward_kernel(const c10::OperatorHandle& op, c10::DispatchKeySet,
-                                   torch::jit::Stack* stack) {
-  CallArgs args(op, stack);
-  const std::string name = error_name(op);
-  const char* n = name.c_str();
-  const LossCall c = check_loss_call(n, args, 1);
-  const at::Tensor& grad = args.tensor(0);
-  const int64_t batch = c.x_start->size(0);
-  TORCH_CHECK(grad.scalar_type() == loss_dtype(*c.x_start) && grad.dim() == 1 &&
-                  grad.size(0) == batch && grad.device() == c.x_start->device(),
-              n, ": expected grad to be the loss's gradient, a ", loss_dtype(*c.x_start),
-              " tensor of shape [", batch, "] on ", c.x_start->device(), ", got ",
-              grad.scalar_type(), " ", grad.sizes(), " on ", grad.device());
-  const typename Backend::Guard guard(c.x_start->device());
-  at::Tensor grad_model_output = at::empty_like(*c.x_start, at::MemoryFormat::Contiguous);
-  if (Backend::kRuns && c.x_start->numel() > 0) {
-    const at::Tensor g = grad.contiguous();
-    with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
-      using S = decltype(s);
-      using Tab = decltype(tab);
-      LossBackwardParams<S, Tab> p;
-      fill_loss_params<S, Tab>(p, c, operands...);
-      p.grad = g.data_ptr<acc_t<S>>();
-      p.grad_model_output = mutable_data_of<S>(grad_model_output);
-      const int64_t bad = Backend::run(p);
-      if (bad >= 0) fail_bad_timestep(n, *c.t, bad, c.T);
-    });
+  template <typename Backend>
+  static void run(CallArgs& args, const Args& at) {
+    const std::string name = error_name(args.op());
+    const LossCall c = check_loss_call(name.c_str(), args, at);
+    const typename Backend::Guard guard(c.x_start->device());
+    const int64_t batch = c.x_start->size(0);
+    at::Tensor loss = at::empty({batch}, c.x_start->options().dtype(loss_dtype(*c.x_start)));
+    if (Backend::kRuns && batch > 0) {
+      const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
+      at::Tensor partials = at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
+      with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
+        using S = decltype(s);
+        using Tab = decltype(tab);
+        LossParams<S, Tab> p;
+        fill_loss_params<S, Tab>(p, c, operands...);
+        p.loss = loss.data_ptr<acc_t<S>>();
+        p.partials = partials.data_ptr<double>();
+        const int64_t bad = Backend::run(p);
+        if (bad >= 0) fail_bad_timestep(name.c_str(), *c.t, bad, c.T);
+      });
+    }
+    args.finish({loss});
   }
-  args.finish({grad_model_output});
-}
+};
+
+// diffusion_mse_backward: model_output's gradient from the loss's (grad, [B]).
+struct DiffusionMseBackward {
+  using Context = NoContext;
+  using Args = LossArgs;
+
+  template <typename Backend>
+  static void run(CallArgs& args, const Args& at) {
+    const std::string name = error_name(args.op());
+    const char* n = name.c_str();
+    const LossCall c = check_loss_call(n, args, at);
+    const at::Tensor& grad = args.tensor(at.grad);
+    const int64_t batch = c.x_start->size(0);
+    TORCH_CHECK(grad.scalar_type() == loss_dtype(*c.x_start) && grad.dim() == 1 &&
+                    grad.size(0) == batch && grad.device() == c.x_start->device(),
+                n, ": expected grad to be the loss's gradient, a ", loss_dtype(*c.x_start),
+                " tensor of shape [", batch, "] on ", c.x_start->device(), ", got ",
+                grad.scalar_type(), " ", grad.sizes(), " on ", grad.device());
+    const typename Backend::Guard guard(c.x_start->device());
+    at::Tensor grad_model_output = at::empty_like(*c.x_start, at::MemoryFormat::Contiguous);
+    if (Backend::kRuns && batch > 0) {
+      const at::Tensor g = grad.contiguous();
+      with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
+        using S = decltype(s);
+        using Tab = decltype(tab);
+        LossBackwardParams<S, Tab> p;
+        fill_loss_params<S, Tab>(p, c, operands...);
+        p.grad = g.data_ptr<acc_t<S>>();
+        p.grad_model_output = mutable_data_of<S>(grad_model_output);
+        const int64_t bad = Backend::run(p);
+        if (bad >= 0) fail_bad_timestep(n, *c.t, bad, c.T);
+      });
+    }
+    args.finish({grad_model_output});
+  }
+};
 
 }  // namespace ops
 }  // namespace ddpm

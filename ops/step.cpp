@@ -1,6 +1,5 @@
 #include "step.h"
 
-#include <cstring>
 #include <vector>
 
 namespace ddpm {
@@ -39,19 +38,45 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
   return check_tables(op, {n[0], n[1], n[2], n[3], n[4], n[5]}, x_t);
 }
 
-StepModes parse_step_modes(const char* op, StepKind kind, const std::string& mean_type,
-                           const std::string& var_type, bool clip_denoised, double eta,
-                           bool clip_rescale, bool use_clipped_model_output) {
-  TORCH_CHECK(!step_kind_info(kind).takes_eta() || (eta >= 0.0 && eta < 1e300), op,
-              ": expected eta to be a finite number >= 0, got ", eta);
+StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
+    : kind(info),
+      noise_source(optional_arg(s, "seed") >= 0        ? NoiseSource::kPhilox
+                   : optional_arg(s, "generator") >= 0 ? NoiseSource::kGenerator
+                                                       : NoiseSource::kTensor),
+      model_output(arg(s, "model_output")),
+      x_t(arg(s, "x_t")),
+      t(arg(s, "t")),
+      noise(optional_arg(s, "noise")),
+      seed(optional_arg(s, "seed")),
+      offset(optional_arg(s, "offset")),
+      generator(optional_arg(s, "generator")),
+      tables(),
+      eta(optional_arg(s, "eta")),
+      model_mean_type(arg(s, "model_mean_type")),
+      model_var_type(arg(s, "model_var_type")),
+      clip_denoised(arg(s, "clip_denoised")),
+      clip_bound(arg(s, "clip_bound")),
+      clip_rescale(arg(s, "clip_rescale")),
+      use_clipped_model_output(optional_arg(s, "use_clipped_model_output")),
+      sample(optional_arg(s, "sample")),
+      pred_xstart(optional_arg(s, "pred_xstart")),
+      grad_sample(optional_arg(s, "grad_sample")),
+      grad_pred_xstart(optional_arg(s, "grad_pred_xstart")) {
+  for (size_t i = 0; i < 6; ++i) tables[i] = arg(s, info->tables[i]);
+}
+
+StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& at) {
+  const double eta = at.eta >= 0 ? args.real(at.eta) : 0.0;
+  TORCH_CHECK(eta >= 0.0 && eta < 1e300, op, ": expected eta to be a finite number >= 0, got ",
+              eta);
   StepModes modes;
-  modes.kind = kind;
-  modes.mean_type = parse_mean_type(op, mean_type);
-  modes.var_type = parse_var_type(op, var_type);
-  modes.clip_denoised = clip_denoised;
+  modes.kind = at.kind->kind;
+  modes.mean_type = parse_mean_type(op, args.str(at.model_mean_type));
+  modes.var_type = parse_var_type(op, args.str(at.model_var_type));
+  modes.clip_denoised = args.flag(at.clip_denoised);
   modes.eta = eta;
-  modes.clip_rescale = clip_rescale;
-  modes.model_noise = !use_clipped_model_output;
+  modes.clip_rescale = args.flag(at.clip_rescale);
+  modes.model_noise = at.use_clipped_model_output >= 0 && !args.flag(at.use_clipped_model_output);
   return modes;
 }
 
@@ -75,94 +100,56 @@ void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Te
               " like x_t, got ", s.device());
 }
 
-std::tuple<at::Tensor, at::Tensor> step_outputs(const char* op, const StepOutputs& given,
-                                                const at::Tensor& model_output,
-                                                const at::Tensor& x_t,
-                                                const at::Tensor* noise) {
-  at::Tensor sample = output_like(
-      op, "sample", given.sample, x_t,
-      {{"model_output", &model_output, false}, {"x_t", &x_t, true}, {"noise", noise, false}});
-  at::Tensor pred_xstart;
-  if (given.write_pred_xstart) {
-    TORCH_CHECK(given.pred_xstart == nullptr || given.sample == nullptr ||
-                    sample.numel() == 0 || !given.pred_xstart->is_same(sample),
-                op, ": expected sample and pred_xstart to be different tensors");
-    pred_xstart = output_like(op, "pred_xstart", given.pred_xstart, x_t,
-                              {{"model_output", &model_output, false},
-                               {"x_t", &x_t, false},
-                               {"noise", noise, false},
-                               {"sample", &sample, false}});
-  }
+std::tuple<at::Tensor, at::Tensor> step_outputs(const char* op, const CallArgs& args,
+                                                const StepArgs& at, const at::Tensor& x_t) {
+  const bool write_pred_xstart = at.sample < 0 || at.pred_xstart >= 0;  // not sample_out
+  TORCH_CHECK(at.sample < 0 || at.pred_xstart < 0 || x_t.numel() == 0 ||
+                  !args.tensor(at.pred_xstart).is_same(args.tensor(at.sample)),
+              op, ": expected sample and pred_xstart to be different tensors");
+  at::Tensor sample = output_like(op, args, at.sample, x_t, at.x_t);
+  at::Tensor pred_xstart =
+      write_pred_xstart ? output_like(op, args, at.pred_xstart, x_t, -1) : at::Tensor();
   return {sample, pred_xstart};
 }
 
 namespace {
 
-StepTableArgs table_args(const CallArgs& args, const StepKindInfo& info, size_t first) {
+StepTableArgs table_args(const CallArgs& args, const StepArgs& at) {
   StepTableArgs tables;
-  for (size_t i = 0; i < 6; ++i) tables[i] = {info.tables[i], &args.tensor(first + i)};
+  for (size_t i = 0; i < 6; ++i) tables[i] = args.named_tensor(at.tables[i]);
   return tables;
 }
 
 }  // namespace
 
-StepCall read_step_call(const CallArgs& args, const StepKindInfo& info, NoiseSource noise) {
-  const StepArgPositions at = step_arg_positions(info, noise);
+StepCall read_step_call(const CallArgs& args, const StepArgs& at) {
   StepCall c;
   c.op = error_name(args.op());
   const char* op = c.op.c_str();
-  if (noise == NoiseSource::kPhilox) {
+  if (at.noise_source == NoiseSource::kPhilox) {
     c.noise = generated_noise(op, args.integer(at.seed), args.integer(at.offset));
-  } else if (noise == NoiseSource::kGenerator) {
+  } else if (at.noise_source == NoiseSource::kGenerator) {
     c.noise = generator_noise(args.value(at.generator));
   } else {
     c.noise = explicit_noise(args.tensor(at.noise));
   }
-  c.modes = read_step_modes(op, args, info, at);
+  c.modes = read_step_modes(op, args, at);
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.model_output = &args.tensor(at.model_output);
   c.x_t = &args.tensor(at.x_t);
   c.t = &args.tensor(at.t);
-  c.tables = table_args(args, info, at.first_table);
-  const auto overloads = step_overloads(noise);
-  if (args.overload() == overloads[1]) {
-    c.outputs = {&args.tensor(at.sample), &args.tensor(at.pred_xstart), true};
-  } else if (args.overload() == overloads[2]) {
-    c.outputs = {&args.tensor(at.sample), nullptr, false};
-  }
+  c.tables = table_args(args, at);
+  c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
+  if (c.noise.tensor != nullptr) check_like(op, {"noise", c.noise.tensor}, {"x_t", c.x_t});
+  check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
   return c;
 }
 
-StepOp step_op_of(const c10::OperatorHandle& op) {
-  // ddpm::<kind name>[_philox], compared in place (this runs on every call)
-  const std::string& full = op.schema().name();
-  const char* name = full.c_str() + full.find("::") + 2;
-  for (const StepKindInfo& info : step_kinds()) {
-    const size_t n = std::strlen(info.name);
-    if (std::strncmp(name, info.name, n) != 0) continue;
-    if (name[n] == '\0') return {&info, NoiseSource::kTensor};
-    if (std::strcmp(name + n, "_philox") == 0) {
-      const bool generator = op.schema().overload_name().rfind("generator", 0) == 0;
-      return {&info, generator ? NoiseSource::kGenerator : NoiseSource::kPhilox};
-    }
-  }
-  TORCH_CHECK(false, "ddpm: ", full, " is not a step operator");
-}
-
-StepBackwardCall read_step_backward_call(const CallArgs& args) {
-  // ddpm::<kind name>_backward
-  const std::string& full = args.op().schema().name();
-  const std::string name = full.substr(full.find("::") + 2);
-  const StepKindInfo* info = nullptr;
-  for (const StepKindInfo& k : step_kinds()) {
-    if (name == std::string(k.name) + "_backward") info = &k;
-  }
-  TORCH_CHECK(info != nullptr, "ddpm: ", full, " is not a step's backward operator");
-  const StepBackwardPositions at = step_backward_positions(*info);
+StepBackwardCall read_step_backward_call(const CallArgs& args, const StepArgs& at) {
   StepBackwardCall c;
   c.op = error_name(args.op());
   const char* op = c.op.c_str();
-  c.modes = read_step_modes(op, args, *info, at);
+  c.modes = read_step_modes(op, args, at);
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.grad_sample = args.optional_tensor(at.grad_sample);
   c.grad_pred_xstart = args.optional_tensor(at.grad_pred_xstart);
@@ -170,7 +157,7 @@ StepBackwardCall read_step_backward_call(const CallArgs& args) {
   c.x_t = &args.tensor(at.x_t);
   c.t = &args.tensor(at.t);
   c.noise = args.optional_tensor(at.noise);
-  c.tables = table_args(args, *info, at.first_table);
+  c.tables = table_args(args, at);
   c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
   if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
   check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);

@@ -54,16 +54,31 @@ void refuse_grad_of_constants(const c10::OperatorHandle& op, const char* differe
 // differentiable input requires grad, or grad mode is off): no graph node, no
 // copy of the arguments. Returns whether it ran.
 template <size_t N>
-bool ran_without_graph(const c10::OperatorHandle& op, torch::jit::Stack* stack,
-                       const std::array<const at::Tensor*, N>& differentiable) {
+bool ran_without_graph(CallArgs& args, const std::array<const at::Tensor*, N>& differentiable) {
   if (at::GradMode::is_enabled()) {
     for (const at::Tensor* x : differentiable) {
       if (x != nullptr && x->defined() && x->requires_grad()) return false;
     }
   }
   at::AutoDispatchBelowADInplaceOrView guard;
-  op.callBoxed(stack);
+  args.op().callBoxed(args.stack());
   return true;
+}
+
+// Refuses a call that autograd will record (some differentiable input
+// requires grad) if an argument it would save is an inference tensor (made
+// under torch.inference_mode(), such as a table cached there): autograd's own
+// error names neither the operator nor the argument.
+inline void refuse_inference_tensors(const CallArgs& args) {
+  for (int i = 0; i < static_cast<int>(args.count()); ++i) {
+    const at::Tensor* x = args.optional_tensor(i);
+    if (x == nullptr || !x->is_inference()) continue;
+    const std::string name = error_name(args.op());
+    TORCH_CHECK(false, name, ": ", args.name(i), " is an inference tensor (made under "
+                "torch.inference_mode()), which autograd cannot save for the backward pass of ",
+                name, ": make it outside inference mode (or .clone() it there), or call ", name,
+                " under torch.no_grad() if no gradient is wanted");
+  }
 }
 
 // An output's gradient for a backward operator's Tensor? argument: None when

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "../ddpm_ops.h"
-#include "../op_table.h"
+#include "../loss.h"
 #include "autograd_call.h"
 
 namespace ddpm {
@@ -21,29 +21,29 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::Variable;
 using torch::autograd::variable_list;
-using A = DiffusionMseArgs;
 
 class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Variable& model_output,
                                const Variable& x_start, const Variable& noise,
-                               const KeptCall& call) {
+                               const KeptCall& call, const LossArgs* at) {
     const auto& a = call.args;
-    const c10::IValue& weight = a[A::weight];
-    ctx->save_for_backward({model_output, x_start, noise, a[A::t].toTensor(),
-                            a[A::sqrt_alphas_cumprod].toTensor(),
-                            a[A::sqrt_one_minus_alphas_cumprod].toTensor(),
-                            weight.isTensor() ? weight.toTensor() : at::Tensor(),
-                            a[A::noise_offset].isTensor() ? a[A::noise_offset].toTensor()
-                                                          : at::Tensor()});
-    ctx->saved_data["target"] = a[A::target];
+    const auto tensor_or_undefined = [&](int i) {
+      return a[i].isTensor() ? a[i].toTensor() : at::Tensor();
+    };
+    ctx->save_for_backward({model_output, x_start, noise, a[at->t].toTensor(),
+                            a[at->sqrt_alphas_cumprod].toTensor(),
+                            a[at->sqrt_one_minus_alphas_cumprod].toTensor(),
+                            tensor_or_undefined(at->weight),
+                            tensor_or_undefined(at->noise_offset)});
+    ctx->saved_data["target"] = a[at->target];
     ctx->set_materialize_grads(false);
     return {call.run_below_autograd()[0].toTensor()};
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const at::Tensor& grad = grads[0];
-    if (!grad.defined()) return {Variable(), Variable(), Variable(), Variable()};
+    if (!grad.defined()) return {Variable(), Variable(), Variable(), Variable(), Variable()};
     const auto s = ctx->get_saved_variables();
     const at::Tensor &t = s[3], &sqrt_abar = s[4], &sqrt_one_minus_abar = s[5];
     const std::string target = ctx->saved_data["target"].toStringRef();
@@ -62,7 +62,8 @@ class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFuncti
       if (kind == LossTarget::kEpsilon) grad_noise = -g;
       if (kind == LossTarget::kV) grad_noise = -ddpm::scale_by_timestep(g, t, sqrt_abar);
     }
-    return {ctx->needs_input_grad(0) ? g : Variable(), grad_x_start, grad_noise, Variable()};
+    return {ctx->needs_input_grad(0) ? g : Variable(), grad_x_start, grad_noise, Variable(),
+            Variable()};
   }
 
  private:
@@ -73,27 +74,31 @@ class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFuncti
   }
 };
 
-void diffusion_mse_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet,
-                            torch::jit::Stack* stack) {
-  CallArgs args(op, stack);
-  const std::array<NamedTensor, 4> tables = {
-      args.named_tensor(A::sqrt_alphas_cumprod),
-      args.named_tensor(A::sqrt_one_minus_alphas_cumprod),
-      NamedTensor{"weight", args.optional_tensor(A::weight)},
-      NamedTensor{"noise_offset", args.optional_tensor(A::noise_offset)}};
-  refuse_grad_of_constants(op, "model_output, x_start and noise", tables);
-  const at::Tensor &model_output = args.tensor(A::model_output),
-                   &x_start = args.tensor(A::x_start), &noise = args.tensor(A::noise);
-  if (ran_without_graph<3>(op, stack, {&model_output, &x_start, &noise})) return;
-  const variable_list out =
-      DiffusionMseFunction::apply(model_output, x_start, noise, KeptCall{&op, args.copy()});
-  args.finish(out);
-}
+struct DiffusionMseAutograd {
+  using Context = NoContext;
+  using Args = LossArgs;
+
+  static void run(CallArgs& args, const LossArgs& at, c10::DispatchKeySet) {
+    const std::array<NamedTensor, 4> constants = {
+        args.named_tensor(at.sqrt_alphas_cumprod),
+        args.named_tensor(at.sqrt_one_minus_alphas_cumprod),
+        NamedTensor{"weight", args.optional_tensor(at.weight)},
+        NamedTensor{"noise_offset", args.optional_tensor(at.noise_offset)}};
+    refuse_grad_of_constants(args.op(), "model_output, x_start and noise", constants);
+    const at::Tensor &model_output = args.tensor(at.model_output),
+                     &x_start = args.tensor(at.x_start), &noise = args.tensor(at.noise);
+    if (ran_without_graph<3>(args, {&model_output, &x_start, &noise})) return;
+    refuse_inference_tensors(args);
+    const variable_list out = DiffusionMseFunction::apply(
+        model_output, x_start, noise, KeptCall{&args.op(), args.copy()}, &at);
+    args.finish(out);
+  }
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
-  m.impl("diffusion_mse", torch::CppFunction::makeFromBoxedFunction<&diffusion_mse_autograd>());
+  m.impl("diffusion_mse", family_kernel<DiffusionMseAutograd>());
 }
 
 }  // namespace ops

@@ -1,5 +1,5 @@
-// The operators that are not differentiable themselves, from the operator
-// table.
+// The operators that are not differentiable themselves (operators.cpp's
+// Role::kBackward and Role::kOut).
 //
 // The backward operators (no double backward): PyTorch's not-implemented
 // kernel at Autograd makes differentiating through them an error ("derivative
@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "../call_args.h"
-#include "../op_table.h"
+#include "../operators.h"
 
 namespace ddpm {
 namespace ops {
@@ -41,7 +41,7 @@ void out_overload_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet ke
     if (is_output) written.push_back(x);
     if (!at::GradMode::is_enabled() || !x.requires_grad()) continue;
     const std::string functional = error_name(op);
-    const std::string name = qualified_op_name(functional, schema.overload_name());
+    const std::string name = functional + "." + schema.overload_name();
     TORCH_CHECK(!is_output, name, ": ", args[i].name(),
                 " requires grad, and an output= tensor is written in place, which "
                 "autograd cannot track: pass one that does not require grad");
@@ -58,11 +58,13 @@ void out_overload_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet ke
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
-  for (const std::string& name : op_names().backward) {
-    m.impl(name.c_str(), torch::autograd::autogradNotImplementedFallback());
-  }
-  for (const std::string& name : op_names().out) {
-    m.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunction<&out_overload_autograd>());
+  for (const OperatorDef& def : operator_defs()) {
+    if (def.role == Role::kBackward) {
+      m.impl(def.name().c_str(), torch::autograd::autogradNotImplementedFallback());
+    } else if (def.role == Role::kOut) {
+      m.impl(def.name().c_str(),
+             torch::CppFunction::makeFromBoxedFunction<&out_overload_autograd>());
+    }
   }
 }
 

@@ -1,15 +1,19 @@
-// Autograd of the reverse steps, every kind and noise source (the table's
-// step operators): (sample, pred_xstart) are differentiable in model_output
-// (both halves for learned variances; the variance half gets zero from a
-// DDIM step) and x_t. The tables and a clip bound are refused if they
-// require grad; the noise is a constant. The backward is the kind's backward
-// operator; for in-kernel noise it gets philox_normal(x_t, seed, offset)
-// where it reads the noise (a learned variance's gradient: rounded to a
-// 16-bit dtype there, where the forward used float).
+// Autograd of the reverse steps, every kind and noise source: (sample,
+// pred_xstart) are differentiable in model_output (both halves for learned
+// variances; the variance half gets zero from a DDIM step) and x_t. The
+// tables and a clip bound are refused if they require grad; the noise is a
+// constant. The backward is the kind's backward operator, its arguments
+// taken by name from the forward call; for in-kernel noise it gets
+// philox_normal(x_t, seed, offset) where it reads the noise (a learned
+// variance's gradient: rounded to a 16-bit dtype there, where the forward
+// used float).
 #include <torch/library.h>
 
+#include <string>
+#include <vector>
+
 #include "../ddpm_ops.h"
-#include "../op_table.h"
+#include "../operators.h"
 #include "../step.h"
 #include "autograd_call.h"
 
@@ -21,41 +25,50 @@ using torch::autograd::AutogradContext;
 using torch::autograd::Variable;
 using torch::autograd::variable_list;
 
-// The step's backward operator, found once per kind.
-const c10::OperatorHandle& backward_op(const StepKindInfo& info) {
-  static std::vector<c10::OperatorHandle> ops = [] {
-    std::vector<c10::OperatorHandle> found;
-    for (const StepKindInfo& k : step_kinds()) {
-      found.push_back(c10::Dispatcher::singleton().findSchemaOrThrow(
-          ("ddpm::" + std::string(k.name) + "_backward").c_str(), ""));
-    }
-    return found;
-  }();
-  return ops.at(static_cast<size_t>(&info - step_kinds().data()));
+c10::OperatorHandle find_op(const std::string& name) {
+  return c10::Dispatcher::singleton().findSchemaOrThrow(("ddpm::" + name).c_str(), "");
 }
+
+// What a kind's autograd calls: its backward operator, and for a .generator
+// call whose backward needs the noise, the (seed, offset) operator.
+struct KindOps {
+  c10::OperatorHandle backward, seeded;
+};
+const KindOps& kind_ops(const StepKindInfo& kind) {
+  static const std::vector<KindOps> found = [] {
+    std::vector<KindOps> all;
+    for (const StepKindInfo& k : step_kinds()) {
+      all.push_back({find_op(std::string(k.name) + "_backward"),
+                     find_op(std::string(k.name) + "_philox")});
+    }
+    return all;
+  }();
+  return found.at(static_cast<size_t>(&kind - step_kinds().data()));
+}
+
+// The tensors the backward reads, saved by name (version-checked by autograd).
+const char* const kSavedTensors[] = {"model_output", "x_t", "t", "noise"};
 
 class StepFunction : public torch::autograd::Function<StepFunction> {
  public:
   static variable_list forward(AutogradContext* ctx, const Variable& model_output,
-                               const Variable& x_t, const KeptCall& call) {
-    const StepOp which = step_op_of(*call.op);
-    const StepArgPositions at = step_arg_positions(*which.info, which.noise);
+                               const Variable& x_t, const KeptCall& call, const StepArgs* at) {
     const auto& a = call.args;
-    variable_list saved = {model_output, x_t, a[at.t].toTensor()};
-    saved.push_back(which.noise == NoiseSource::kTensor ? a[at.noise].toTensor() : Variable());
-    for (size_t i = 0; i < 6; ++i) saved.push_back(a[at.first_table + i].toTensor());
+    variable_list saved = {model_output, x_t, a[at->t].toTensor(),
+                           at->noise >= 0 ? a[at->noise].toTensor() : Variable()};
+    for (int table : at->tables) saved.push_back(a[table].toTensor());
     ctx->save_for_backward(saved);
-    ctx->saved_data["kind"] = static_cast<int64_t>(which.info->kind);
-    ctx->saved_data["philox"] = which.noise == NoiseSource::kPhilox;
-    if (which.noise == NoiseSource::kPhilox) {
-      ctx->saved_data["seed"] = a[at.seed];
-      ctx->saved_data["offset"] = a[at.offset];
+    ctx->saved_data["kind"] = static_cast<int64_t>(at->kind - step_kinds().data());
+    if (at->noise_source == NoiseSource::kPhilox) {
+      ctx->saved_data["seed"] = a[at->seed];
+      ctx->saved_data["offset"] = a[at->offset];
     }
-    // the arguments after the tables (the kind's own, the modes, the options):
-    // the backward operator takes them in the same order
-    c10::impl::GenericList modes(c10::AnyType::get());
-    for (size_t i = at.first_table + 6; i < a.size(); ++i) modes.push_back(a[i]);
-    ctx->saved_data["modes"] = modes;
+    // every other argument the backward operator takes (the kind's own, the
+    // modes, the clip bound), kept under its name
+    for (int i : {at->eta, at->model_mean_type, at->model_var_type, at->clip_denoised,
+                  at->clip_bound, at->clip_rescale, at->use_clipped_model_output}) {
+      if (i >= 0) ctx->saved_data[call.op->schema().arguments()[i].name()] = a[i];
+    }
     // no zero gradient is filled for an output the loss does not use: the
     // backward operator takes None for it and never reads it
     ctx->set_materialize_grads(false);
@@ -65,84 +78,120 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    const StepKindInfo& info =
-        step_kind_info(static_cast<StepKind>(ctx->saved_data["kind"].toInt()));
     const auto& d = ctx->saved_data;
-    const StepBackwardPositions at = step_backward_positions(info);
-    torch::jit::Stack stack = {grad_or_none(grads[0]), grad_or_none(grads[1]), s[0], s[1], s[2],
-                               s[3].defined() ? c10::IValue(s[3]) : c10::IValue()};
-    for (size_t i = 0; i < 6; ++i) stack.push_back(s[4 + i]);
-    const c10::List<c10::IValue> modes = d.at("modes").toList();
-    for (size_t i = 0; i < modes.size(); ++i) stack.push_back(modes.get(i));
-    const c10::OperatorHandle& op = backward_op(info);
-    if (d.at("philox").toBool() &&
-        step_backward_reads_noise(read_step_modes("ddpm", CallArgs(op, &stack), info, at),
+    const StepKindInfo& kind = step_kinds().at(static_cast<size_t>(d.at("kind").toInt()));
+    const c10::OperatorHandle& op = kind_ops(kind).backward;
+    // the backward operator's arguments, by name
+    torch::jit::Stack stack;
+    for (const c10::Argument& argument : op.schema().arguments()) {
+      const std::string& name = argument.name();
+      if (name == "grad_sample") {
+        stack.push_back(grad_or_none(grads[0]));
+      } else if (name == "grad_pred_xstart") {
+        stack.push_back(grad_or_none(grads[1]));
+      } else if (d.count(name) > 0) {
+        stack.push_back(d.at(name));
+      } else {
+        stack.push_back(saved_tensor(kind, s, name));
+      }
+    }
+    const StepArgs at(op.schema(), &kind);
+    if (d.count("seed") > 0 &&
+        step_backward_reads_noise(read_step_modes("ddpm", CallArgs(op, &stack), at),
                                   grads[0].defined() ? &grads[0] : nullptr)) {
-      stack[at.noise] = ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
+      stack[static_cast<size_t>(at.noise)] =
+          ddpm::philox_normal(s[1], d.at("seed").toInt(), d.at("offset").toInt());
     }
     op.callBoxed(&stack);
-    return {stack[0].toTensor(), stack[1].toTensor(), Variable()};
+    return {stack[0].toTensor(), stack[1].toTensor(), Variable(), Variable()};
+  }
+
+ private:
+  // the saved tensor of that name (model_output, x_t, t, noise, or a table)
+  static c10::IValue saved_tensor(const StepKindInfo& kind, const variable_list& s,
+                                  const std::string& name) {
+    for (size_t i = 0; i < 4; ++i) {
+      if (name == kSavedTensors[i]) return s[i].defined() ? c10::IValue(s[i]) : c10::IValue();
+    }
+    for (size_t i = 0; i < 6; ++i) {
+      if (name == kind.tables[i]) return s[4 + i];
+    }
+    TORCH_CHECK(false, "ddpm: ", kind.name, "_backward takes ", name,
+                ", which its forward operators do not");
   }
 };
 
+// The step's arguments that are constants for autograd: refused if they
+// require grad (autograd would leave their gradient None without a word).
+void refuse_grad_of_step_constants(const CallArgs& args, const StepArgs& at) {
+  std::array<NamedTensor, 7> constants;
+  for (size_t i = 0; i < 6; ++i) constants[i] = args.named_tensor(at.tables[i]);
+  constants[6] = {"clip_bound", args.optional_tensor(at.clip_bound)};
+  refuse_grad_of_constants(args.op(), "model_output and x_t", constants);
+}
+
 // A .generator call whose backward needs its noise (a learned variance's
-// gradient), run as the (seed, offset) operator with the key drawn here, so
-// that the backward can draw the same noise; under CUDA graph capture the
-// key exists only on the device, and this is refused. Returns whether it ran.
-bool ran_with_drawn_key(const c10::OperatorHandle& op, torch::jit::Stack* stack,
-                        const StepOp& which, const StepArgPositions& at) {
-  CallArgs args(op, stack);
-  const std::string name = error_name(op);
+// gradient), run as the (seed, offset) operator with the key drawn here (once
+// the call's constants and timesteps are known good), so that the backward
+// can draw the same noise; under CUDA graph capture the key exists only on
+// the device, and this is refused. Returns whether it ran.
+bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
+  const std::string name = error_name(args.op());
   if (!at::GradMode::is_enabled()) return false;
   if (!args.tensor(at.model_output).requires_grad() && !args.tensor(at.x_t).requires_grad()) {
     return false;
   }
-  if (!reads_var_channels(read_step_modes(name.c_str(), args, *which.info, at))) return false;
-  const NoiseKey key = draw_noise_key(name.c_str(), args.value(at.generator),
-                                      args.tensor(at.x_t).device());
+  if (!reads_var_channels(read_step_modes(name.c_str(), args, at))) return false;
+  refuse_grad_of_step_constants(args, at);
+  const StepCall c = read_step_call(args, at);
+  check_timestep_values(name.c_str(), *c.t, c.num_timesteps);
+  const NoiseKey key =
+      draw_noise_key(name.c_str(), args.value(at.generator), args.tensor(at.x_t).device());
   TORCH_CHECK(key.seed_on_device == nullptr, name,
               ": a learned variance's gradient needs the step's noise again, and inside a "
               "CUDA graph capture a generator's noise is known on the device only: capture "
               "the step without gradients, or draw the noise as a tensor (p_sample with "
               "torch.randn_like)");
-  const c10::OperatorHandle seeded = c10::Dispatcher::singleton().findSchemaOrThrow(
-      ("ddpm::" + step_op_name(*which.info, NoiseSource::kPhilox)).c_str(), "");
-  const StepArgPositions seeded_at = step_arg_positions(*which.info, NoiseSource::kPhilox);
-  torch::jit::Stack call_stack = args.copy();
-  call_stack[at.generator] = static_cast<int64_t>(key.seed);
-  call_stack.insert(call_stack.begin() + seeded_at.offset, static_cast<int64_t>(key.offset));
-  seeded.callBoxed(&call_stack);
-  args.finish({call_stack[0].toTensor(), call_stack[1].toTensor()});
+  const c10::OperatorHandle& seeded = kind_ops(*at.kind).seeded;
+  torch::jit::Stack stack;
+  for (const c10::Argument& argument : seeded.schema().arguments()) {
+    if (argument.name() == "seed") {
+      stack.push_back(static_cast<int64_t>(key.seed));
+    } else if (argument.name() == "offset") {
+      stack.push_back(static_cast<int64_t>(key.offset));
+    } else {
+      stack.push_back(args.value(arg(args.schema(), argument.name().c_str())));
+    }
+  }
+  seeded.callBoxed(&stack);
+  args.finish({stack[0].toTensor(), stack[1].toTensor()});
   return true;
 }
 
-void step_autograd(const c10::OperatorHandle& op, c10::DispatchKeySet, torch::jit::Stack* stack) {
-  CallArgs args(op, stack);
-  const StepOp which = step_op_of(op);
-  const StepArgPositions at = step_arg_positions(*which.info, which.noise);
-  if (which.noise == NoiseSource::kGenerator && ran_with_drawn_key(op, stack, which, at)) return;
-  std::array<NamedTensor, 7> constants;
-  for (size_t i = 0; i < 6; ++i) {
-    constants[i] = {which.info->tables[i], &args.tensor(at.first_table + i)};
+struct StepAutograd {
+  using Context = const StepKindInfo*;
+  using Args = StepArgs;
+
+  static void run(CallArgs& args, const StepArgs& at, c10::DispatchKeySet) {
+    if (at.noise_source == NoiseSource::kGenerator && ran_with_drawn_key(args, at)) return;
+    refuse_grad_of_step_constants(args, at);
+    const c10::OperatorHandle& op = args.op();
+    if (ran_without_graph<2>(args, {&args.tensor(at.model_output), &args.tensor(at.x_t)})) {
+      return;
+    }
+    refuse_inference_tensors(args);
+    const auto out = StepFunction::apply(args.tensor(at.model_output), args.tensor(at.x_t),
+                                         KeptCall{&op, args.copy()}, &at);
+    args.finish({out[0], out[1]});
   }
-  constants[6] = {"clip_bound", args.optional_tensor(at.clip_bound)};
-  refuse_grad_of_constants(op, "model_output and x_t", constants);
-  if (ran_without_graph<2>(op, stack, {&args.tensor(at.model_output), &args.tensor(at.x_t)})) {
-    return;
-  }
-  const auto out = StepFunction::apply(args.tensor(at.model_output), args.tensor(at.x_t),
-                                       KeptCall{&op, args.copy()});
-  args.finish({out[0], out[1]});
-}
+};
 
 }  // namespace
 
 TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
-  for (const StepKindInfo& info : step_kinds()) {
-    for (NoiseSource noise : kNoiseSources) {
-      const std::string name =
-          qualified_op_name(step_op_name(info, noise), step_overloads(noise)[0]);
-      m.impl(name.c_str(), torch::CppFunction::makeFromBoxedFunction<&step_autograd>());
+  for (const OperatorDef& def : operator_defs()) {
+    if (def.step_kind != nullptr && def.role == Role::kDifferentiable) {
+      m.impl(def.name().c_str(), family_kernel<StepAutograd>(def.step_kind));
     }
   }
 }

@@ -10,6 +10,8 @@
   steps   the operators end to end: q_sample for training batches and a full
           fused p_sample chain driven by the exact denoiser of Gaussian data,
           whose samples must come out with the data's standard deviation.
+  schemas every ddpm operator's schema as registered, one per line, sorted
+          (tests/python/published_schemas.txt is this output)
 """
 import argparse
 import sys
@@ -69,6 +71,20 @@ def run_steps(args):
     return 0 if ok else 1
 
 
+def registered_schemas():
+    """Every ddpm operator's schema as registered, sorted by name."""
+    if hasattr(torch._C, "_dispatch_get_all_op_names"):
+        names = [n for n in torch._C._dispatch_get_all_op_names() if n.startswith("ddpm::")]
+    else:  # torch 1.13
+        names = [s.name + ("." + s.overload_name if s.overload_name else "")
+                 for s in torch._C._jit_get_all_schemas() if s.name.startswith("ddpm::")]
+    schemas = []
+    for name in sorted(set(names)):
+        op, _, overload = name[len("ddpm::"):].partition(".")
+        schemas.append(str(getattr(getattr(torch.ops.ddpm, op), overload or "default")._schema))
+    return schemas
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python3 -m torch_ddpm", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -84,6 +100,7 @@ def main(argv=None):
     steps.add_argument("--data-std", type=float, default=0.5, help="std of the Gaussian data (default: 0.5)")
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
+    sub.add_parser("schemas", help="print every operator's schema as registered")
     from .tools import bench, bench_noise, demo
 
     demo_parser = sub.add_parser("demo", help="train and sample a small diffusion model (see --help)",
@@ -102,6 +119,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.command == "steps":
         return run_steps(args)
+    if args.command == "schemas":
+        print("\n".join(registered_schemas()))
+        return 0
     if args.command == "demo":
         return demo.run(args)
     if args.command == "bench":

@@ -54,8 +54,8 @@ def test_report_reads_junit_ids_like_the_collected_ones(tmp_path):
     junit = tmp_path / "junit.xml"
     junit.write_text(textwrap.dedent("""\
         <testsuites><testsuite>
-        <testcase classname="tests.python.test_cuda" name="test_compile_reduce_overhead"/>
-        <testcase classname="tests.python.test_forward" name="test_q_sample[cpu-float16]">
+        <testcase classname="tests.python.integration.test_cuda" name="test_compile_reduce_overhead"/>
+        <testcase classname="tests.python.ops.test_forward" name="test_q_sample[cpu-float16]">
           <skipped/></testcase>
         </testsuite></testsuites>
         """))
