@@ -375,3 +375,129 @@ def check_out_variant(draw, op, args, call, out_shapes, may_alias, dtype, first_
             want[i].numel() == 0 and outputs[name].numel() == 0), name
         if first_only:
             break
+
+
+# ---- every operator and overload, drawn from the registered schemas -----------------------
+def _twin(generator):
+    """A new CPU generator in generator's state."""
+    twin = torch.Generator()
+    twin.set_state(generator.get_state())
+    return twin
+
+
+def _same(got, want):
+    got = (got,) if torch.is_tensor(got) else tuple(got)
+    want = (want,) if torch.is_tensor(want) else tuple(want)
+    return all(g.shape == w.shape and torch.equal(g.isnan(), w.isnan())
+               and torch.equal(g.nan_to_num(), w.nan_to_num()) for g, w in zip(got, want))
+
+
+@FUZZ
+@given(data=st.data())
+def test_fuzz_every_overload(data):
+    """Any overload (schema_calls.overloads(): what is registered, so a new one
+    is drawn without editing this), its call built by argument name and then
+    varied: dtypes, strided data and tables, empty samples, NaN and inf in the
+    data, a table that requires grad, t of another dtype or out of range, an
+    output over any other argument. It must complete, with the functional
+    overload's result for an out= one and the seeded operator's for a
+    .generator one, or raise an error naming the operator and the argument."""
+    import schema_calls as sc
+    from torch_ddpm.noise import philox_seed_offset
+
+    draw = data.draw
+    op = draw(st.sampled_from(sc.overloads()), label="overload")
+    dtype = draw(st.sampled_from(DTYPES))
+    batch = draw(st.integers(0, 3))
+    shape = draw(st.sampled_from([(3, 4), (2, 1, 5), (0,), (1,)]))
+    values = sc.build(op, batch=batch, shape=shape, dtype=dtype,
+                      table_dtype=draw(table_dtypes(dtype)), seed=draw(st.integers(0, 1000)))
+    names = [a.name for a in op.arguments]
+    # the options, drawn where the operator has them (learned variances, which
+    # change the model output's shape, are the step fuzzer's)
+    options = {
+        "weight": lambda: draw(st.sampled_from([None, torch.rand(sc.T, dtype=torch.float64)
+                                                .to(values["sqrt_alphas_cumprod"].dtype)])),
+        "noise_offset": lambda: draw(st.sampled_from(
+            [None] + ([torch.randn(batch, shape[0]).to(dtype)] if shape[0] > 0 else []))),
+        "target": lambda: draw(st.sampled_from(["epsilon", "start_x", "v"])),
+        "model_mean_type": lambda: draw(st.sampled_from(MEAN_TYPES)),
+        "model_var_type": lambda: draw(st.sampled_from(["fixed_small", "fixed_large"])),
+        "eta": lambda: draw(st.sampled_from([0.0, 0.5, 1.0])),
+        "use_clipped_model_output": lambda: draw(st.booleans()),
+        "clip_bound": lambda: draw(st.sampled_from([None, torch.rand(batch) * 3 + 0.1])),
+    }
+    for name in names:
+        if name in options:
+            values[name] = options[name]()
+    if values.get("clip_bound") is not None:
+        values["clip_denoised"] = True
+        values["clip_rescale"] = draw(st.booleans(), label="clip_rescale")
+    inputs = [k for k in names if torch.is_tensor(values[k]) and k not in op.outputs]
+    tables = [k for k in inputs if values[k].dim() == 1 and values[k].shape[0] == sc.T
+              and values[k].is_floating_point()]
+    for name in [k for k in inputs if k in sc.DATA or k == "grad"]:
+        if draw(st.booleans(), label=f"{name} strided"):
+            values[name] = torch.stack([values[name], values[name]], dim=-1)[..., 0]
+        if values[name].numel() and draw(st.integers(0, 9), label=f"{name} non-finite") == 0:
+            values[name] = values[name].clone()
+            values[name].view(-1)[0] = draw(st.sampled_from([float("nan"), float("inf")]))
+    for name in tables:
+        if draw(st.booleans(), label=f"{name} strided"):
+            values[name] = torch.stack([values[name], -values[name]], dim=1)[:, 0]
+    broken = ()
+    what = draw(st.sampled_from(["none"] * 5 + ["t_dtype", "t_range", "table_grad", "output"]),
+                label="break")
+    if what == "t_dtype" and "t" in values:
+        values["t"], broken = values["t"].int(), ("t",)
+    elif what == "t_range" and "t" in values and batch > 0:
+        t = values["t"].clone()
+        t[draw(st.integers(0, batch - 1))] = draw(st.sampled_from([-1, sc.T, sc.T + 9]))
+        values["t"], broken = t, ("t",)
+    elif (what == "table_grad" and tables and op.name != "scale_by_timestep"
+          and not op.name.endswith("_backward")):  # (backward operators have no gradient)
+        name = draw(st.sampled_from(tables))
+        values[name], broken = values[name].detach().clone().requires_grad_(), (name,)
+    elif what == "output" and op.outputs:
+        out = draw(st.sampled_from(op.outputs))
+        size = values[out].element_size()
+        victims = [k for k in names if k != out and torch.is_tensor(values[k])
+                   and values[k].numel() * values[k].element_size() > size]
+        if victims and values[out].numel() > 0:
+            victim = draw(st.sampled_from(victims))
+            x, o = values[victim], values[out]
+            x_bytes, out_bytes = x.numel() * x.element_size(), o.numel() * size
+            buffer = torch.zeros(max(x_bytes, size + out_bytes), dtype=torch.uint8)
+            values[victim] = buffer[:x_bytes].view(x.dtype).view(x.shape).copy_(x)
+            values[out] = buffer[size:size + out_bytes].view(o.dtype).view(o.shape)
+            broken = (out, victim)
+    state = values["generator"].get_state() if "generator" in values else None
+    if broken:
+        with pytest.raises((RuntimeError, ValueError)) as info:
+            sc.call(op, values)
+        message = str(info.value)
+        assert f"ddpm.{op.name}" in message, message
+        for name in broken:
+            assert re.search(rf"\b{re.escape(name)}\b", message), (name, message)
+        if state is not None:  # a refused call draws no key
+            assert torch.equal(values["generator"].get_state(), state)
+        return
+    with torch.no_grad():
+        got = sc.call(op, values)
+    if op.outputs:  # the functional overload's result, written where asked
+        functional = next(o for o in sc.overloads() if o.name == op.name and not o.outputs
+                          and o.takes("generator") == op.takes("generator"))
+        fresh = {k: v for k, v in values.items() if k not in op.outputs}
+        if state is not None:
+            fresh["generator"] = _twin(values["generator"])
+            fresh["generator"].set_state(state)
+        assert _same(got, sc.call(functional, fresh)), op
+    if state is not None:  # the seeded operator with the key the generator gives
+        seeded = next(o for o in sc.overloads() if o.name == op.name and o.takes("seed")
+                      and o.outputs == op.outputs)
+        twin = _twin(values["generator"])
+        twin.set_state(state)
+        args = {k: v for k, v in values.items() if k != "generator"}
+        args["seed"], args["offset"] = philox_seed_offset(twin)
+        args.update({k: torch.empty_like(values[k]) for k in op.outputs})
+        assert _same(got, sc.call(seeded, args)), op
