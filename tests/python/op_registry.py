@@ -35,12 +35,16 @@ class Case:
 @dataclass
 class Op:
     name: str
-    build: Callable  # (device, dtype, shape, mode, noncontiguous) -> Case
+    build: Callable  # (device, dtype, shape, mode, noncontiguous, table_dtype) -> Case
     modes: Sequence = (None,)
     differentiable: Tuple[int, ...] = ()  # positions of the inputs with gradients
     out_overloads: dict = field(default_factory=dict)  # overload -> output names
     needs_channels: bool = False  # learned variances need [B, C, ...]
     result_dtype: Callable = lambda dtype: dtype  # the outputs' dtype for data of dtype
+    # float32 tables allowed: a DDIM step forms 1 - abar and 1 - abar_prev from
+    # its tables, which float32 loses near abar = 1 (docs/operators.md asks
+    # float64 tables for it)
+    float32_tables: bool = True
 
     @property
     def fn(self):
@@ -50,8 +54,10 @@ class Op:
         return self.name
 
 
-def tables(device):
-    return ref.make_tables(T, "cosine", device)
+def tables(device, table_dtype=torch.float64):
+    """The kernel's tables, float64 or float32; the reference reads the same
+    values widened (float32 tables only round each one)."""
+    return ref.make_tables(T, "cosine", device, table_dtype)
 
 
 def timesteps(batch, device):
@@ -68,8 +74,8 @@ def data(shape, dtype, device, seed, noncontiguous=False, scale=1.0):
     return (torch.randn(*shape, generator=g) * scale).to(dtype=dtype, device=device)
 
 
-def build_q_sample(device, dtype, shape, mode, nc):
-    tab = tables(device)
+def build_q_sample(device, dtype, shape, mode, nc, table_dtype=torch.float64):
+    tab = tables(device, table_dtype)
     x0, noise = data(shape, dtype, device, 1, nc), data(shape, dtype, device, 2, nc)
     t = timesteps(shape[0], device)
     want, mag = ref.q_sample(x0, t, noise, tab)
@@ -77,8 +83,8 @@ def build_q_sample(device, dtype, shape, mode, nc):
                 [(want, mag, 0.0)])
 
 
-def build_q_sample_philox(device, dtype, shape, mode, nc):
-    tab = tables(device)
+def build_q_sample_philox(device, dtype, shape, mode, nc, table_dtype=torch.float64):
+    tab = tables(device, table_dtype)
     x0 = data(shape, dtype, device, 1, nc)
     t = timesteps(shape[0], device)
     noise = torch.ops.ddpm.philox_normal(x0.float(), SEED, OFFSET)  # float32, rounded once
@@ -87,8 +93,8 @@ def build_q_sample_philox(device, dtype, shape, mode, nc):
                 [(want, mag, 0.0), (noise.double(), noise.double().abs(), 0.0)])
 
 
-def build_posterior(device, dtype, shape, mode, nc):
-    tab = tables(device)
+def build_posterior(device, dtype, shape, mode, nc, table_dtype=torch.float64):
+    tab = tables(device, table_dtype)
     x0, xt = data(shape, dtype, device, 1, nc), data(shape, dtype, device, 2, nc)
     t = timesteps(shape[0], device)
     mean, var, log_var, mag = ref.posterior_mean_variance(x0, xt, t, tab)
@@ -104,13 +110,13 @@ def clip_bounds(batch, device):
 
 
 def step_builder(ddim, philox):
-    def build(device, dtype, shape, mode, nc):
+    def build(device, dtype, shape, mode, nc, table_dtype=torch.float64):
         mean_type, var_type, extra = mode[:3]
         clip = mode[3] if len(mode) > 3 else None  # None, "bound" or "rescale"
         model_noise = len(mode) > 4 and mode[4] == "model_noise"  # DDIM's own option
-        tab = tables(device)
+        tab = tables(device, table_dtype)
         learned = var_type in ref.LEARNED
-        out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
+        out_shape = (shape[0], shape[1] * 2, *shape[2:]) if learned else shape
         model_output = data(out_shape, dtype, device, 3, nc)
         if learned:  # the variance half: v in [-1, 1], or a plausible log-variance
             half = model_output[:, shape[1]:]
@@ -148,14 +154,14 @@ def step_builder(ddim, philox):
     return build
 
 
-def build_diffusion_mse(device, dtype, shape, mode, nc):
+def build_diffusion_mse(device, dtype, shape, mode, nc, table_dtype=torch.float64):
     target, weighted = mode
-    tab = tables(device)
+    tab = tables(device, table_dtype)
     out, x0 = data(shape, dtype, device, 3, nc), data(shape, dtype, device, 1, nc)
     noise = data(shape, dtype, device, 2, nc)
     t = timesteps(shape[0], device)
     weight = torch.rand(T, generator=torch.Generator().manual_seed(7),
-                        dtype=torch.float64).to(device) if weighted else None
+                        dtype=torch.float64).to(device, table_dtype) if weighted else None
     want, mag = ref.diffusion_mse(out, x0, noise, t, tab, weight, target)
     return Case((out, x0, noise, t, *(tab[k] for k in Q_TABLES), weight, target),
                 {0: "model_output", 1: "x_start", 2: "noise"}, [(want, mag, 0.0)])
@@ -185,8 +191,10 @@ OPS = [
        else torch.float32),
     Op("p_sample", step_builder(False, False), P_MODES, (0, 1), STEP_OUTS, True),
     Op("p_sample_philox", step_builder(False, True), P_MODES, (0, 1), STEP_OUTS, True),
-    Op("ddim_sample", step_builder(True, False), DDIM_MODES, (0, 1), STEP_OUTS, True),
-    Op("ddim_sample_philox", step_builder(True, True), DDIM_MODES, (0, 1), STEP_OUTS, True),
+    Op("ddim_sample", step_builder(True, False), DDIM_MODES, (0, 1), STEP_OUTS, True,
+       float32_tables=False),
+    Op("ddim_sample_philox", step_builder(True, True), DDIM_MODES, (0, 1), STEP_OUTS, True,
+       float32_tables=False),
 ]
 
 

@@ -190,8 +190,8 @@ def diffusion_mse(model_output, x_start, noise, t, tab, weight, target):
         want, terms = a * n - b * x0, a.abs() * n.abs() + b.abs() * x0.abs()
     else:
         raise ValueError(target)
-    d = out - want
-    dims = list(range(1, out.dim()))
+    d, out, terms = (v.reshape(v.shape[0], -1) for v in (out - want, out, terms))  # [B, N]
+    dims = [1]
     w = weight.double()[t] if weight is not None else torch.ones(t.shape, dtype=torch.float64,
                                                                     device=t.device)
     loss = w * (d * d).mean(dim=dims)

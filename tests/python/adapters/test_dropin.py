@@ -11,9 +11,8 @@ from foreign_diffusion import ModelVarType as ForeignVar
 from adapter_cases import DROPIN_T, assert_same, make_dropin, run_both
 from helpers import TinyModel
 from torch_ddpm.eager import EagerGaussianDiffusion
-from torch_ddpm.gaussian_diffusion import (GaussianDiffusion, LossType, ModelMeanType,
-                                           ModelVarType, get_named_beta_schedule)
-from torch_ddpm.respace import SpacedDiffusion, space_timesteps
+from torch_ddpm.gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
+from torch_ddpm.respace import space_timesteps
 
 T = DROPIN_T
 make = make_dropin

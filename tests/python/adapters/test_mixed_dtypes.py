@@ -4,7 +4,6 @@ promote, so the adapters compute in the wider dtype (an exact cast) and
 return it, with the same random numbers; before, every adapter's step raised
 "expected model_output to have dtype Float like x_t". The raw operators keep
 one dtype and name a mismatch (test_errors.py)."""
-import copy
 
 import pytest
 import torch

@@ -23,7 +23,7 @@ import torch_ddpm
 # noise_paths.py (the script each generator runs) sits beside the helpers
 HELPERS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from conftest import CUDA, DEVICES, requires_cuda, requires_torch2
+from conftest import DEVICES, requires_cuda, requires_torch2
 from helpers import MEAN_TYPES, VAR_TYPES, assert_results_match
 from philox_reference import fma32, philox4x32_10, philox_normal_f32, philox_normal_f64
 

@@ -9,6 +9,8 @@ to them without editing this file:
 - a .generator call that is refused leaves the generator as it was;
 - an inference tensor in a differentiable call is refused naming the operator
   and the argument."""
+import re
+
 import pytest
 import torch
 
@@ -162,3 +164,119 @@ def test_the_front_ends_take_any_64_bit_seed_as_its_twos_complement():
     for seed in (2**64, -2**63 - 1):
         with pytest.raises(ValueError, match="seed"):
             torch_ddpm.philox_normal(x, seed, 4)
+
+
+# ---- bad arguments, named ----------------------------------------------------------------
+BAD_T = [
+    (lambda t: t.int(), r"t to be an int64 tensor, got Int"),
+    (lambda t: t.double(), r"t to be an int64 tensor, got Double"),
+    (lambda t: t[:1], r"t to have shape \[2\] \(one timestep per sample\)"),
+    (lambda t: t[None], r"t to have shape \[2\]"),
+    (lambda t: t[0], r"t to have shape \[2\]"),
+    (lambda t: t.to("meta"), r"t on cpu like the data, got meta"),
+]
+
+
+@pytest.mark.parametrize("op", params([op for op in OVERLOADS if with_t(op)]))
+@pytest.mark.parametrize("bad", range(len(BAD_T)))
+def test_bad_timesteps_are_named(op, bad):
+    change, message = BAD_T[bad]
+    values = sc.build(op)
+    values["t"] = change(values["t"])
+    with pytest.raises(RuntimeError, match=rf"ddpm\.{op.name}: expected {message}"):
+        sc.call(op, values)
+
+
+def table_names(op, values):
+    return [a.name for a in op.arguments if torch.is_tensor(values[a.name])
+            and values[a.name].dim() == 1 and values[a.name].shape[0] == sc.T
+            and values[a.name].is_floating_point()]
+
+
+def table_cases():
+    return [pytest.param(op, name, id=f"{op}-{name}") for op in OVERLOADS
+            for name in table_names(op, sc.build(op))]
+
+
+@pytest.mark.parametrize("op,table", table_cases())
+def test_a_bad_table_is_named(op, table):
+    good = sc.build(op)
+    first = table_names(op, good)[0]
+    cases = [
+        (good[table].view(4, 5), rf"expected {table} to be a 1-D schedule table of length T"),
+        (good[table].bfloat16(), rf"expected {table} to be float32 or float64, got BFloat16"),
+        (good[table][:0], rf"expected {table} to have at least one timestep"),
+        (good[table].to("meta"), rf"expected {table} on cpu like the data, got meta"),
+    ]
+    if table != first:
+        cases += [(good[table][:7], rf"expected {table} to have length {sc.T} like {first}, "
+                                    r"got 7"),
+                  (good[table].float(), rf"expected {table} to have dtype Double like {first}")]
+    for bad, message in cases:
+        values = dict(good, **{table: bad})
+        with pytest.raises(RuntimeError, match=rf"ddpm\.{op.name}: {message}"):
+            sc.call(op, values)
+
+
+def data_cases():
+    return [pytest.param(op, name, id=f"{op}-{name}") for op in OVERLOADS for name in
+            [a.name for a in op.arguments if a.name in sc.DATA | {"grad"}
+             and a.name not in op.outputs and torch.is_tensor(sc.build(op)[a.name])]]
+
+
+@pytest.mark.parametrize("op,name", data_cases())
+def test_a_data_argument_of_a_bad_dtype_or_device_is_named(op, name):
+    values = sc.build(op)
+    # (the argument the others are checked against, x_t or x_start, is named as
+    # the reference: "expected noise on meta like x_start")
+    cases = [(values[name].int(), r"to (have dtype|be the loss's gradient, a Float)")]
+    # a shape or a device is wrong only against another data argument's
+    if len([a for a in op.arguments if a.name in sc.DATA | {"grad"}
+            and torch.is_tensor(values[a.name]) and a.name not in op.outputs]) > 1:
+        cases += [(values[name].to("meta"), r"(on|to be the loss's gradient.*on) (cpu|meta)"),
+                  (values[name][:, None] if values[name].dim() > 1 else values[name][None],
+                   r"to (have shape|be the loss's gradient)")]
+    for bad, message in cases:
+        with pytest.raises(RuntimeError, match=rf"ddpm\.{op.name}: expected \w+ {message}") as e:
+            sc.call(op, dict(values, **{name: bad}))
+        assert re.search(rf"\b{name}\b", str(e.value)), str(e.value)
+
+
+def constant_cases():
+    """(op, the argument): a table (or another constant tensor) of a
+    differentiable overload, and any tensor of an out= overload."""
+    cases = []
+    for op in DIFFERENTIABLE:
+        values = sc.build(op, weight=torch.rand(sc.T, dtype=torch.float64)) if op.takes(
+            "weight") else sc.build(op)
+        cases += [pytest.param(op, n, id=f"{op}-{n}") for n in table_names(op, values)]
+    for op in OVERLOADS:
+        if op.outputs:
+            cases += [pytest.param(op, n, id=f"{op}-{n}")
+                      for n, v in sc.tensors_of(op, sc.build(op, dtype=torch.float64)).items()
+                      if v.is_floating_point()]
+    return cases
+
+
+@pytest.mark.parametrize("op,name", constant_cases())
+def test_an_argument_without_a_gradient_that_requires_grad_is_named(op, name):
+    values = sc.build(op, dtype=torch.float64)
+    if op.takes("weight"):
+        values["weight"] = torch.rand(sc.T, dtype=torch.float64)
+    if not op.outputs:  # a differentiable input requires grad too: a graph is built
+        first = next(a.name for a in op.arguments if a.name in sc.DATA)
+        values[first] = values[first].clone().requires_grad_()
+    values[name] = values[name].clone().requires_grad_()
+    qualified = f"ddpm.{op.name}" + (f".{op.fn._schema.overload_name}" if op.outputs else "")
+    if name in op.outputs:
+        message = rf"{name} requires grad, and an output= tensor is written in place"
+    elif op.outputs:
+        message = (rf"{name} requires grad, but the out= and sample= overloads are not "
+                   rf"differentiable .* pass {name}.detach\(\)")
+    else:
+        message = rf"{name} requires grad, but ddpm\.{op.name} has no gradient for it"
+    with pytest.raises(RuntimeError, match=rf"{re.escape(qualified)}: {message}"):
+        sc.call(op, values)
+    if name not in op.outputs:
+        with torch.no_grad():  # nothing to refuse where no graph is built
+            sc.call(op, values)

@@ -10,7 +10,14 @@ from conftest import DEVICES, requires_torch2
 from helpers import DTYPES, assert_within_rounding
 from op_registry import OPS, op_mode_params
 
-SHAPES = [(4, 3), (5, 2, 5, 7)]
+SHAPES = [(4,), (4, 3), (5, 2, 5, 7)]
+
+
+def shapes(op, mode):
+    """Every shape, but [B, C, ...] ones for a step's learned variance (its
+    model output has 2C channels)."""
+    learned = op.needs_channels and mode[1] in ("learned", "learned_range")
+    return [s for s in SHAPES if len(s) >= 3] if learned else SHAPES
 
 
 def run(op, case, **kw):
@@ -21,14 +28,24 @@ def run(op, case, **kw):
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("noncontiguous", [False, True])
-@pytest.mark.parametrize("op,mode", op_mode_params())
-def test_forward_matches_the_float64_reference(op, mode, device, dtype, noncontiguous):
-    for shape in SHAPES if not op.needs_channels else SHAPES[1:]:
-        case = op.build(device, dtype, shape, mode, noncontiguous)
+@pytest.mark.parametrize("op,mode,table_dtype", [
+    pytest.param(*p.values, table_dtype, id=f"{p.id}-{str(table_dtype)[6:]}-tables")
+    for p in op_mode_params() for table_dtype in (torch.float64, torch.float32)
+    # (a DDIM step takes float64 tables: it forms 1 - abar from them)
+    if table_dtype == torch.float64 or p.values[0].float32_tables])
+def test_forward_matches_the_float64_reference(op, mode, table_dtype, device, dtype,
+                                               noncontiguous):
+    for shape in shapes(op, mode):
+        case = op.build(device, dtype, shape, mode, noncontiguous, table_dtype)
         outputs = run(op, case)
-        assert len(outputs) == len(case.expected)
-        for i, (got, (want, mag, slack)) in enumerate(zip(outputs, case.expected)):
+        # the float64 step of the same data; float32 tables round each
+        # coefficient once more (2^-24 relative, a few of them per output)
+        expected = op.build(device, dtype, shape, mode, noncontiguous).expected
+        assert len(outputs) == len(expected)
+        for i, (got, (want, mag, slack)) in enumerate(zip(outputs, expected)):
             assert got.device.type == device
+            if table_dtype == torch.float32:
+                slack = slack + 8 * 2.0**-24 * mag
             assert_within_rounding(got, want, mag, op.result_dtype(dtype), f"{op.name} output {i}",
                                    slack)
 
@@ -77,10 +94,12 @@ def test_opcheck(op, mode):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("noncontiguous", [False, True])
 @pytest.mark.parametrize("op", [op for op in OPS if op.out_overloads], ids=str)
-def test_out_overloads_write_the_functional_results(op, device):
+def test_out_overloads_write_the_functional_results(op, device, dtype, noncontiguous):
     for mode in op.modes:
-        case = op.build(device, torch.float32, (5, 2, 5, 7), mode, False)
+        case = op.build(device, dtype, (5, 2, 5, 7), mode, noncontiguous)
         want = run(op, case)
         for overload, names in op.out_overloads.items():
             outs = {n: torch.full_like(want[0], float("nan")) for n in names}
