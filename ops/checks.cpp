@@ -122,23 +122,50 @@ int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
 }
 
 namespace {
-std::string lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(),
+
+// The mode `value` (any case) of argument `name`, one of `known`.
+template <typename Mode>
+Mode parse_mode(const char* op, const char* name, const std::string& value,
+                std::initializer_list<std::pair<const char*, Mode>> known,
+                const char* hint = "") {
+  std::string lower = value;
+  std::transform(lower.begin(), lower.end(), lower.begin(),
                  [](unsigned char c) { return std::tolower(c); });
-  return s;
+  std::string names;
+  for (const auto& mode : known) {
+    if (lower == mode.first) return mode.second;
+    names += std::string(names.empty() ? "'" : ", '") + mode.first + "'";
+  }
+  TORCH_CHECK(false, op, ": expected ", name, " to be one of ", names, ", got '", value, "'",
+              hint);
 }
+
 }  // namespace
 
 MeanType parse_mean_type(const char* op, const std::string& name) {
-  const std::string n = lower(name);
-  if (n == "epsilon") return MeanType::kEpsilon;
-  if (n == "start_x") return MeanType::kStartX;
-  if (n == "previous_x") return MeanType::kPreviousX;
-  if (n == "v") return MeanType::kV;
-  TORCH_CHECK(false, op,
-              ": expected model_mean_type to be one of 'epsilon', 'start_x', "
-              "'previous_x', 'v', got '",
-              name, "'");
+  return parse_mode<MeanType>(op, "model_mean_type", name,
+                              {{"epsilon", MeanType::kEpsilon},
+                               {"start_x", MeanType::kStartX},
+                               {"previous_x", MeanType::kPreviousX},
+                               {"v", MeanType::kV}});
+}
+
+VarType parse_var_type(const char* op, const std::string& name) {
+  return parse_mode<VarType>(op, "model_var_type", name,
+                             {{"fixed_small", VarType::kFixedSmall},
+                              {"fixed_large", VarType::kFixedLarge},
+                              {"learned", VarType::kLearned},
+                              {"learned_range", VarType::kLearnedRange}});
+}
+
+LossTarget parse_loss_target(const char* op, const std::string& name) {
+  const bool posterior = name == "previous_x" || name == "PREVIOUS_X";
+  return parse_mode<LossTarget>(
+      op, "target", name,
+      {{"epsilon", LossTarget::kEpsilon}, {"start_x", LossTarget::kStartX}, {"v", LossTarget::kV}},
+      posterior ? " (the posterior mean as a target is not fused: compute it with "
+                  "posterior_mean_variance)"
+                : "");
 }
 
 void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at::Tensor& x) {
@@ -153,30 +180,6 @@ void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at
               x.scalar_type(), " like the data, got ", o.scalar_type());
   TORCH_CHECK(o.device() == x.device(), op, ": expected noise_offset on ", x.device(),
               " like the data, got ", o.device());
-}
-
-LossTarget parse_loss_target(const char* op, const std::string& name) {
-  const std::string n = lower(name);
-  if (n == "epsilon") return LossTarget::kEpsilon;
-  if (n == "start_x") return LossTarget::kStartX;
-  if (n == "v") return LossTarget::kV;
-  TORCH_CHECK(false, op, ": expected target to be one of 'epsilon', 'start_x', 'v', got '",
-              name, "'",
-              n == "previous_x" ? " (the posterior mean as a target is not fused: compute it "
-                                  "with posterior_mean_variance)"
-                                : "");
-}
-
-VarType parse_var_type(const char* op, const std::string& name) {
-  const std::string n = lower(name);
-  if (n == "fixed_small") return VarType::kFixedSmall;
-  if (n == "fixed_large") return VarType::kFixedLarge;
-  if (n == "learned") return VarType::kLearned;
-  if (n == "learned_range") return VarType::kLearnedRange;
-  TORCH_CHECK(false, op,
-              ": expected model_var_type to be one of 'fixed_small', "
-              "'fixed_large', 'learned', 'learned_range', got '",
-              name, "'");
 }
 
 void fail_bad_timestep(const char* op, const at::Tensor& t, int64_t index,

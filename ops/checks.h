@@ -39,23 +39,6 @@ int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
 // draws per Philox subsequence; see ddpm/philox.h).
 NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset);
 
-// The noise of a step: a tensor, or (tensor == nullptr) drawn in the kernel,
-// from key or, where generator is set (None or a Generator on the stack),
-// from the key the backend draws from it when the call runs.
-struct NoiseArg {
-  const at::Tensor* tensor;
-  NoiseKey key;
-  const c10::IValue* generator = nullptr;
-};
-inline NoiseArg explicit_noise(const at::Tensor& noise) { return {&noise, {0, 0}}; }
-// drawn from (seed, offset), checked (check_noise_key) in op's name
-inline NoiseArg generated_noise(const char* op, int64_t seed, int64_t offset) {
-  return {nullptr, check_noise_key(op, seed, offset)};
-}
-inline NoiseArg generator_noise(const c10::IValue& generator) {
-  return {nullptr, {0, 0}, &generator};
-}
-
 // The (seed, offset) of one call from a generator (None: the default one of
 // device), as torch_ddpm.noise.philox_seed_offset takes it: a CPU generator
 // gives one int64 draw (torch.randint's) and offset 0; a CUDA generator its
@@ -97,6 +80,29 @@ at::Tensor output_like(const char* op, const CallArgs& args, int out, const at::
 // for a bad timestep instead (no host sync).
 void check_timestep_values(const char* op, const at::Tensor& t, int64_t num_timesteps);
 
+// Where an operator's in-kernel noise key comes from: (seed, offset), or a
+// generator (-1 where the schema has none).
+struct NoiseKeyArgs {
+  int seed, offset, generator;
+  explicit NoiseKeyArgs(const c10::FunctionSchema& s)
+      : seed(optional_arg(s, "seed")),
+        offset(optional_arg(s, "offset")),
+        generator(optional_arg(s, "generator")) {}
+};
+
+// The key of a call: its (seed, offset), checked, or (a .generator call) the
+// key drawn from its generator, after the device guard, once the call is
+// known good: t (where given, with its table length T) is checked on the host
+// first where it is on the CPU. Meta draws none.
+template <typename Backend>
+NoiseKey call_noise_key(const char* op, const CallArgs& args, const NoiseKeyArgs& at,
+                        const at::Tensor& data, const at::Tensor* t, int64_t T) {
+  if (at.generator < 0) return check_noise_key(op, args.integer(at.seed), args.integer(at.offset));
+  if (!Backend::kRuns) return {0, 0};
+  if (t != nullptr) check_timestep_values(op, *t, T);
+  return draw_noise_key(op, args.value(at.generator), data.device());
+}
+
 // Elements per sample: numel / batch (0 for an empty batch).
 inline int64_t sample_numel(const at::Tensor& x) {
   return x.size(0) == 0 ? 0 : x.numel() / x.size(0);
@@ -117,20 +123,11 @@ void dispatch_types(at::ScalarType data, at::ScalarType table, const Fn& fn) {
     }
   };
   switch (data) {
-    case at::kFloat:
-      with_table(float{});
-      break;
-    case at::kDouble:
-      with_table(double{});
-      break;
-    case at::kHalf:
-      with_table(Half{});
-      break;
-    case at::kBFloat16:
-      with_table(BFloat16{});
-      break;
-    default:
-      TORCH_CHECK(false, "ddpm: unsupported data dtype ", data);
+    case at::kFloat: return with_table(float{});
+    case at::kDouble: return with_table(double{});
+    case at::kHalf: return with_table(Half{});
+    case at::kBFloat16: return with_table(BFloat16{});
+    default: TORCH_CHECK(false, "ddpm: unsupported data dtype ", data);
   }
 }
 

@@ -18,21 +18,30 @@
 namespace ddpm {
 namespace ops {
 
+// The Guard of a backend without devices to switch between.
+struct NoDeviceGuard {
+  explicit NoDeviceGuard(const at::Device&) {}
+};
+
 template <typename Backend>
 void register_kernels(torch::Library& m) {
-  m.impl("q_sample", family_kernel<QSample, Backend>());
-  m.impl("q_sample.out", family_kernel<QSample, Backend>());
-  m.impl("q_sample_philox", family_kernel<QSamplePhilox, Backend>());
-  m.impl("q_sample_philox.generator", family_kernel<QSamplePhilox, Backend>());
-  m.impl("philox_normal", family_kernel<PhiloxNormal, Backend>());
-  m.impl("philox_normal.generator", family_kernel<PhiloxNormal, Backend>());
-  m.impl("posterior_mean_variance", family_kernel<Posterior, Backend>());
-  m.impl("posterior_mean_variance.out", family_kernel<Posterior, Backend>());
-  m.impl("q_sample_backward", family_kernel<LinearBackward, Backend>());
-  m.impl("posterior_mean_variance_backward", family_kernel<LinearBackward, Backend>());
-  m.impl("scale_by_timestep", family_kernel<LinearBackward, Backend>());
-  m.impl("diffusion_mse", family_kernel<DiffusionMse, Backend>());
-  m.impl("diffusion_mse_backward", family_kernel<DiffusionMseBackward, Backend>());
+  for (const char* name :
+       {"q_sample", "q_sample.out", "q_sample_philox", "q_sample_philox.generator"}) {
+    m.impl(name, family_kernel<QSample, Backend>());
+  }
+  for (const char* name : {"philox_normal", "philox_normal.generator"}) {
+    m.impl(name, family_kernel<PhiloxNormal, Backend>());
+  }
+  for (const char* name : {"posterior_mean_variance", "posterior_mean_variance.out"}) {
+    m.impl(name, family_kernel<Posterior, Backend>());
+  }
+  for (const char* name :
+       {"q_sample_backward", "posterior_mean_variance_backward", "scale_by_timestep"}) {
+    m.impl(name, family_kernel<LinearBackward, Backend>());
+  }
+  for (const char* name : {"diffusion_mse", "diffusion_mse_backward"}) {
+    m.impl(name, family_kernel<DiffusionMse, Backend>());
+  }
   for (const OperatorDef& def : operator_defs()) {
     if (def.step_kind == nullptr) continue;
     m.impl(def.name().c_str(), def.role == Role::kBackward

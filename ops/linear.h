@@ -109,72 +109,39 @@ void run_linear(const char* op, const LinearCall& c, at::Tensor& out, at::Tensor
   });
 }
 
-// q_sample and q_sample.out: the output may be x_start (in place); no other
-// overlap. With a noise_offset [B, C] the noise is noise + noise_offset[b, c].
+// q_sample and q_sample.out: x_t from x_start and a noise tensor (noise +
+// noise_offset[b, c] with a [B, C] offset); the output may be x_start (in
+// place), no other overlap. q_sample_philox (and .generator): (x_t, noise),
+// the noise drawn in the kernel from (seed, offset) or from a generator's
+// key, drawn once the call is known good.
 struct QSample {
   using Context = NoContext;
   struct Args {
-    int x_start, t, noise, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, noise_offset;
-    int out;  // q_sample.out's (-1: allocated)
+    int x_start, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod;
+    int noise, noise_offset, out;  // q_sample's (-1 in q_sample_philox's)
+    NoiseKeyArgs key;              // q_sample_philox's
     Args(const c10::FunctionSchema& s, NoContext)
-        : x_start(arg(s, "x_start")),
-          t(arg(s, "t")),
-          noise(arg(s, "noise")),
+        : x_start(arg(s, "x_start")), t(arg(s, "t")),
           sqrt_alphas_cumprod(arg(s, "sqrt_alphas_cumprod")),
           sqrt_one_minus_alphas_cumprod(arg(s, "sqrt_one_minus_alphas_cumprod")),
-          noise_offset(arg(s, "noise_offset")),
-          out(optional_arg(s, "out")) {}
+          noise(optional_arg(s, "noise")), noise_offset(optional_arg(s, "noise_offset")),
+          out(optional_arg(s, "out")), key(s) {}
   };
 
   template <typename Backend>
   static void run(CallArgs& args, const Args& at) {
     const std::string name = error_name(args.op());
+    const bool drawn = at.noise < 0;
     LinearCall c = check_linear_call(name.c_str(), args, at.x_start, at.noise, at.t,
                                      at.sqrt_alphas_cumprod, at.sqrt_one_minus_alphas_cumprod);
     c.noise_offset = args.optional_tensor(at.noise_offset);
     check_noise_offset(name.c_str(), c.noise_offset, *c.u);
     const typename Backend::Guard guard(c.u->device());
+    if (drawn) c.key = call_noise_key<Backend>(name.c_str(), args, at.key, *c.u, c.t, c.T);
     at::Tensor out = output_like(name.c_str(), args, at.out, *c.u, at.x_start);
-    run_linear<Backend>(name.c_str(), c, out, nullptr, nullptr);
-    args.finish({out});
-  }
-};
-
-// q_sample_philox: (x_t, noise) with the noise drawn from (seed, offset), or
-// (.generator) from the key drawn from a generator once the call is known
-// good.
-struct QSamplePhilox {
-  using Context = NoContext;
-  struct Args {
-    int x_start, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod;
-    int seed, offset, generator;  // seed and offset, or generator (-1: absent)
-    Args(const c10::FunctionSchema& s, NoContext)
-        : x_start(arg(s, "x_start")),
-          t(arg(s, "t")),
-          sqrt_alphas_cumprod(arg(s, "sqrt_alphas_cumprod")),
-          sqrt_one_minus_alphas_cumprod(arg(s, "sqrt_one_minus_alphas_cumprod")),
-          seed(optional_arg(s, "seed")),
-          offset(optional_arg(s, "offset")),
-          generator(optional_arg(s, "generator")) {}
-  };
-
-  template <typename Backend>
-  static void run(CallArgs& args, const Args& at) {
-    const std::string name = error_name(args.op());
-    LinearCall c = check_linear_call(name.c_str(), args, at.x_start, -1, at.t,
-                                     at.sqrt_alphas_cumprod, at.sqrt_one_minus_alphas_cumprod);
-    // (the key after the device guard: a CUDA generator's state is per device)
-    const typename Backend::Guard guard(c.u->device());
-    if (at.generator < 0) {
-      c.key = check_noise_key(name.c_str(), args.integer(at.seed), args.integer(at.offset));
-    } else if (Backend::kRuns) {
-      check_timestep_values(name.c_str(), *c.t, c.T);
-      c.key = draw_noise_key(name.c_str(), args.value(at.generator), c.u->device());
-    }
-    at::Tensor out = at::empty_like(*c.u, at::MemoryFormat::Contiguous);
-    at::Tensor noise = at::empty_like(*c.u, at::MemoryFormat::Contiguous);
-    run_linear<Backend>(name.c_str(), c, out, &noise, nullptr);
-    args.finish({out, noise});
+    at::Tensor noise = drawn ? at::empty_like(*c.u, at::MemoryFormat::Contiguous) : at::Tensor();
+    run_linear<Backend>(name.c_str(), c, out, drawn ? &noise : nullptr, nullptr);
+    args.finish(drawn ? std::vector<at::Tensor>{out, noise} : std::vector<at::Tensor>{out});
   }
 };
 
@@ -187,9 +154,7 @@ struct Posterior {
         posterior_log_variance_clipped;
     int mean;  // .out's (-1: allocated)
     Args(const c10::FunctionSchema& s, NoContext)
-        : x_start(arg(s, "x_start")),
-          x_t(arg(s, "x_t")),
-          t(arg(s, "t")),
+        : x_start(arg(s, "x_start")), x_t(arg(s, "x_t")), t(arg(s, "t")),
           posterior_mean_coef1(arg(s, "posterior_mean_coef1")),
           posterior_mean_coef2(arg(s, "posterior_mean_coef2")),
           posterior_variance(arg(s, "posterior_variance")),
@@ -285,12 +250,9 @@ struct LinearBackward {
 struct PhiloxNormal {
   using Context = NoContext;
   struct Args {
-    int input, seed, offset, generator;  // seed and offset, or generator (-1: absent)
-    Args(const c10::FunctionSchema& s, NoContext)
-        : input(arg(s, "input")),
-          seed(optional_arg(s, "seed")),
-          offset(optional_arg(s, "offset")),
-          generator(optional_arg(s, "generator")) {}
+    int input;
+    NoiseKeyArgs key;
+    Args(const c10::FunctionSchema& s, NoContext) : input(arg(s, "input")), key(s) {}
   };
 
   template <typename Backend>
@@ -299,12 +261,7 @@ struct PhiloxNormal {
     const at::Tensor& input = args.tensor(at.input);
     check_float_dtype(name.c_str(), "input", input);
     const typename Backend::Guard guard(input.device());
-    NoiseKey key = {0, 0};
-    if (at.generator < 0) {
-      key = check_noise_key(name.c_str(), args.integer(at.seed), args.integer(at.offset));
-    } else if (Backend::kRuns) {
-      key = draw_noise_key(name.c_str(), args.value(at.generator), input.device());
-    }
+    const NoiseKey key = call_noise_key<Backend>(name.c_str(), args, at.key, input, nullptr, 0);
     at::Tensor out = at::empty_like(input, at::MemoryFormat::Contiguous);
     if (Backend::kRuns && out.numel() > 0) {
       dispatch_types(out.scalar_type(), at::kFloat, [&](auto s, auto) {

@@ -26,15 +26,11 @@ struct LossArgs {
   int model_output, x_start, noise, t, sqrt_alphas_cumprod, sqrt_one_minus_alphas_cumprod, weight,
       target, noise_offset;
   LossArgs(const c10::FunctionSchema& s, NoContext)
-      : grad(optional_arg(s, "grad")),
-        model_output(arg(s, "model_output")),
-        x_start(arg(s, "x_start")),
-        noise(arg(s, "noise")),
-        t(arg(s, "t")),
+      : grad(optional_arg(s, "grad")), model_output(arg(s, "model_output")),
+        x_start(arg(s, "x_start")), noise(arg(s, "noise")), t(arg(s, "t")),
         sqrt_alphas_cumprod(arg(s, "sqrt_alphas_cumprod")),
         sqrt_one_minus_alphas_cumprod(arg(s, "sqrt_one_minus_alphas_cumprod")),
-        weight(arg(s, "weight")),
-        target(arg(s, "target")),
+        weight(arg(s, "weight")), target(arg(s, "target")),
         noise_offset(arg(s, "noise_offset")) {}
 };
 
@@ -118,38 +114,9 @@ void with_loss_operands(const LossCall& c, const Fn& fn) {
   });
 }
 
-// diffusion_mse: the loss, [B].
+// diffusion_mse: the loss, [B]; diffusion_mse_backward: model_output's
+// gradient from the loss's (grad, [B]).
 struct DiffusionMse {
-  using Context = NoContext;
-  using Args = LossArgs;
-
-  template <typename Backend>
-  static void run(CallArgs& args, const Args& at) {
-    const std::string name = error_name(args.op());
-    const LossCall c = check_loss_call(name.c_str(), args, at);
-    const typename Backend::Guard guard(c.x_start->device());
-    const int64_t batch = c.x_start->size(0);
-    at::Tensor loss = at::empty({batch}, c.x_start->options().dtype(loss_dtype(*c.x_start)));
-    if (Backend::kRuns && batch > 0) {
-      const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
-      at::Tensor partials = at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
-      with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
-        using S = decltype(s);
-        using Tab = decltype(tab);
-        LossParams<S, Tab> p;
-        fill_loss_params<S, Tab>(p, c, operands...);
-        p.loss = loss.data_ptr<acc_t<S>>();
-        p.partials = partials.data_ptr<double>();
-        const int64_t bad = Backend::run(p);
-        if (bad >= 0) fail_bad_timestep(name.c_str(), *c.t, bad, c.T);
-      });
-    }
-    args.finish({loss});
-  }
-};
-
-// diffusion_mse_backward: model_output's gradient from the loss's (grad, [B]).
-struct DiffusionMseBackward {
   using Context = NoContext;
   using Args = LossArgs;
 
@@ -158,29 +125,46 @@ struct DiffusionMseBackward {
     const std::string name = error_name(args.op());
     const char* n = name.c_str();
     const LossCall c = check_loss_call(n, args, at);
-    const at::Tensor& grad = args.tensor(at.grad);
+    const bool backward = at.grad >= 0;
     const int64_t batch = c.x_start->size(0);
-    TORCH_CHECK(grad.scalar_type() == loss_dtype(*c.x_start) && grad.dim() == 1 &&
-                    grad.size(0) == batch && grad.device() == c.x_start->device(),
-                n, ": expected grad to be the loss's gradient, a ", loss_dtype(*c.x_start),
-                " tensor of shape [", batch, "] on ", c.x_start->device(), ", got ",
-                grad.scalar_type(), " ", grad.sizes(), " on ", grad.device());
+    const at::ScalarType dtype = loss_dtype(*c.x_start);
+    if (backward) {
+      const at::Tensor& grad = args.tensor(at.grad);
+      TORCH_CHECK(grad.scalar_type() == dtype && grad.dim() == 1 && grad.size(0) == batch &&
+                      grad.device() == c.x_start->device(),
+                  n, ": expected grad to be the loss's gradient, a ", dtype, " tensor of shape [",
+                  batch, "] on ", c.x_start->device(), ", got ", grad.scalar_type(), " ",
+                  grad.sizes(), " on ", grad.device());
+    }
     const typename Backend::Guard guard(c.x_start->device());
-    at::Tensor grad_model_output = at::empty_like(*c.x_start, at::MemoryFormat::Contiguous);
+    at::Tensor result = backward ? at::empty_like(*c.x_start, at::MemoryFormat::Contiguous)
+                                 : at::empty({batch}, c.x_start->options().dtype(dtype));
     if (Backend::kRuns && batch > 0) {
-      const at::Tensor g = grad.contiguous();
+      const at::Tensor grad = backward ? args.tensor(at.grad).contiguous() : at::Tensor();
+      const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
+      const at::Tensor partials =
+          backward ? at::Tensor() : at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
       with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {
         using S = decltype(s);
         using Tab = decltype(tab);
-        LossBackwardParams<S, Tab> p;
-        fill_loss_params<S, Tab>(p, c, operands...);
-        p.grad = g.data_ptr<acc_t<S>>();
-        p.grad_model_output = mutable_data_of<S>(grad_model_output);
-        const int64_t bad = Backend::run(p);
+        int64_t bad;
+        if (backward) {
+          LossBackwardParams<S, Tab> p;
+          fill_loss_params<S, Tab>(p, c, operands...);
+          p.grad = grad.data_ptr<acc_t<S>>();
+          p.grad_model_output = mutable_data_of<S>(result);
+          bad = Backend::run(p);
+        } else {
+          LossParams<S, Tab> p;
+          fill_loss_params<S, Tab>(p, c, operands...);
+          p.loss = result.data_ptr<acc_t<S>>();
+          p.partials = partials.data_ptr<double>();
+          bad = Backend::run(p);
+        }
         if (bad >= 0) fail_bad_timestep(n, *c.t, bad, c.T);
       });
     }
-    args.finish({grad_model_output});
+    args.finish({result});
   }
 };
 

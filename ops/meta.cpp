@@ -9,10 +9,8 @@ namespace ops {
 namespace {
 
 struct MetaBackend {
-  static constexpr bool kRuns = false;
-  struct Guard {
-    explicit Guard(const at::Device&) {}
-  };
+  static constexpr bool kRuns = false;  // no launch (and no data)
+  using Guard = NoDeviceGuard;
   template <typename P>
   static int64_t run(const P&) { return -1; }
 };

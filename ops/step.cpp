@@ -47,9 +47,7 @@ StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
       x_t(arg(s, "x_t")),
       t(arg(s, "t")),
       noise(optional_arg(s, "noise")),
-      seed(optional_arg(s, "seed")),
-      offset(optional_arg(s, "offset")),
-      generator(optional_arg(s, "generator")),
+      key(s),
       tables(),
       eta(optional_arg(s, "eta")),
       model_mean_type(arg(s, "model_mean_type")),
@@ -126,13 +124,7 @@ StepCall read_step_call(const CallArgs& args, const StepArgs& at) {
   StepCall c;
   c.op = error_name(args.op());
   const char* op = c.op.c_str();
-  if (at.noise_source == NoiseSource::kPhilox) {
-    c.noise = generated_noise(op, args.integer(at.seed), args.integer(at.offset));
-  } else if (at.noise_source == NoiseSource::kGenerator) {
-    c.noise = generator_noise(args.value(at.generator));
-  } else {
-    c.noise = explicit_noise(args.tensor(at.noise));
-  }
+  c.noise = at.noise_source == NoiseSource::kTensor ? &args.tensor(at.noise) : nullptr;
   c.modes = read_step_modes(op, args, at);
   c.clip_bound = args.optional_tensor(at.clip_bound);
   c.model_output = &args.tensor(at.model_output);
@@ -140,7 +132,7 @@ StepCall read_step_call(const CallArgs& args, const StepArgs& at) {
   c.t = &args.tensor(at.t);
   c.tables = table_args(args, at);
   c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
-  if (c.noise.tensor != nullptr) check_like(op, {"noise", c.noise.tensor}, {"x_t", c.x_t});
+  if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
   check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
   return c;
 }

@@ -26,7 +26,8 @@ struct StepArgs {
   const StepKindInfo* kind;
   NoiseSource noise_source;  // (the backward's: kTensor, its noise a Tensor?)
   int model_output, x_t, t;
-  int noise, seed, offset, generator;
+  int noise;         // a tensor's (a Tensor? in the backward)
+  NoiseKeyArgs key;  // drawn in the kernel: seed and offset, or a generator
   std::array<int, 6> tables;  // the kind's tables, in its order
   int eta, model_mean_type, model_var_type, clip_denoised, clip_bound, clip_rescale,
       use_clipped_model_output;
@@ -45,6 +46,36 @@ StepTables<Tab> step_table_pointers(const std::array<at::Tensor, 6>& t) {
           t[3].data_ptr<Tab>(), {t[4].data_ptr<Tab>(), t[5].data_ptr<Tab>()}};
 }
 
+// What a step's kernels read, as they read it: contiguous (copies where not
+// already), the clip bound in the tables' dtype (undefined: none).
+struct StepOperands {
+  at::Tensor model_output, x_t, t, clip_bound;
+  std::array<at::Tensor, 6> tables;
+  StepOperands(const at::Tensor& model_output_, const at::Tensor& x_t_, const at::Tensor& t_,
+               const StepTableArgs& tables_, const at::Tensor* clip_bound_)
+      : model_output(model_output_.contiguous()), x_t(x_t_.contiguous()), t(t_.contiguous()) {
+    for (size_t i = 0; i < 6; ++i) tables[i] = tables_[i].second->contiguous();
+    if (clip_bound_ != nullptr) {
+      clip_bound = clip_bound_->to(tables[0].scalar_type()).contiguous();
+    }
+  }
+};
+
+// The fields a step's kernel parameters share (P: StepParams or
+// StepBackwardParams), from its operands.
+template <typename S, typename Tab, typename P>
+void fill_step_params(P& p, const StepOperands& o, const StepModes& modes,
+                      int64_t num_timesteps) {
+  p.model_output = data_of<S>(o.model_output);
+  p.x_t = data_of<S>(o.x_t);
+  p.timesteps = {o.t.data_ptr<int64_t>(), num_timesteps};
+  p.tables = step_table_pointers<Tab>(o.tables);
+  p.clip_bound = o.clip_bound.defined() ? o.clip_bound.data_ptr<Tab>() : nullptr;
+  p.modes = modes;
+  p.batch = o.x_t.size(0);
+  p.sample_numel = sample_numel(o.x_t);
+}
+
 // Checks model_output against x_t, the timesteps and the tables; returns T.
 int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                           const at::Tensor& x_t, const at::Tensor& t,
@@ -58,13 +89,6 @@ StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& 
 void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Tensor& x_t,
                       const StepModes& modes);
 
-// The kernels' clip bounds: the tables' dtype, contiguous (undefined: none).
-inline at::Tensor clip_bound_for_kernel(const at::Tensor* clip_bound,
-                                        const at::Tensor& table) {
-  return clip_bound != nullptr ? clip_bound->to(table.scalar_type()).contiguous()
-                               : at::Tensor();
-}
-
 // The noise enters the backward pass only through a learned variance's
 // gradient, which is grad_sample times noise times d sigma.
 inline bool step_backward_reads_noise(const StepModes& modes, const at::Tensor* grad_sample) {
@@ -77,7 +101,7 @@ struct StepCall {
   const at::Tensor* model_output;
   const at::Tensor* x_t;
   const at::Tensor* t;
-  NoiseArg noise;
+  const at::Tensor* noise;  // null: drawn in the kernel
   StepTableArgs tables;
   StepModes modes;
   const at::Tensor* clip_bound;  // or null
@@ -104,41 +128,24 @@ struct Step {
     const typename Backend::Guard guard(c.x_t->device());
     at::Tensor sample, pred_xstart;
     std::tie(sample, pred_xstart) = step_outputs(name, args, at, *c.x_t);
-    // a generator's key: drawn once the call is known good (t too, where it
-    // can be read here), after the device guard, whatever the call's size
-    NoiseKey noise_key = c.noise.key;
-    if (c.noise.generator != nullptr && Backend::kRuns) {
-      check_timestep_values(name, *c.t, c.num_timesteps);
-      noise_key = draw_noise_key(name, *c.noise.generator, c.x_t->device());
-    }
+    const NoiseKey noise_key =
+        c.noise != nullptr ? NoiseKey{0, 0}
+                           : call_noise_key<Backend>(name, args, at.key, *c.x_t, c.t,
+                                                     c.num_timesteps);
     if (Backend::kRuns && c.x_t->size(0) > 0) {
-      const at::Tensor model_output = c.model_output->contiguous();
-      const at::Tensor x_t = c.x_t->contiguous();
-      const at::Tensor noise =
-          c.noise.tensor != nullptr ? c.noise.tensor->contiguous() : at::Tensor();
-      const at::Tensor t = c.t->contiguous();
-      std::array<at::Tensor, 6> tables;
-      for (size_t i = 0; i < 6; ++i) tables[i] = c.tables[i].second->contiguous();
-      const at::Tensor clip_bound = clip_bound_for_kernel(c.clip_bound, tables[0]);
-      dispatch_types(x_t.scalar_type(), tables[0].scalar_type(), [&](auto s, auto tb) {
+      const StepOperands o(*c.model_output, *c.x_t, *c.t, c.tables, c.clip_bound);
+      const at::Tensor noise = c.noise != nullptr ? c.noise->contiguous() : at::Tensor();
+      dispatch_types(o.x_t.scalar_type(), o.tables[0].scalar_type(), [&](auto s, auto tb) {
         using S = decltype(s);
-        using Tab = decltype(tb);
-        StepParams<S, Tab> p;
-        p.clip_bound = clip_bound.defined() ? clip_bound.data_ptr<Tab>() : nullptr;
-        p.model_output = data_of<S>(model_output);
-        p.x_t = data_of<S>(x_t);
+        StepParams<S, decltype(tb)> p;
+        fill_step_params<S, decltype(tb)>(p, o, c.modes, c.num_timesteps);
         p.noise = noise.defined() ? data_of<S>(noise) : nullptr;
         p.generate_noise = !noise.defined();
         p.noise_key = noise_key;
         p.sample = mutable_data_of<S>(sample);
         p.pred_xstart = pred_xstart.defined() ? mutable_data_of<S>(pred_xstart) : nullptr;
-        p.timesteps = {t.data_ptr<int64_t>(), c.num_timesteps};
-        p.tables = step_table_pointers<Tab>(tables);
-        p.modes = c.modes;
-        p.batch = x_t.size(0);
-        p.sample_numel = sample_numel(x_t);
         const int64_t bad = Backend::run(p);
-        if (bad >= 0) fail_bad_timestep(name, t, bad, c.num_timesteps);
+        if (bad >= 0) fail_bad_timestep(name, o.t, bad, c.num_timesteps);
       });
     }
     if (pred_xstart.defined()) {
@@ -180,6 +187,7 @@ struct StepBackward {
         at::empty_like(*c.model_output, at::MemoryFormat::Contiguous);
     at::Tensor grad_x_t = at::empty_like(*c.x_t, at::MemoryFormat::Contiguous);
     if (Backend::kRuns && c.x_t->size(0) > 0) {
+      const StepOperands o(*c.model_output, *c.x_t, *c.t, c.tables, c.clip_bound);
       const auto contiguous_or_undefined = [](const at::Tensor* x) {
         return x != nullptr ? x->contiguous() : at::Tensor();
       };
@@ -187,34 +195,20 @@ struct StepBackward {
       const at::Tensor grad_pred_xstart = contiguous_or_undefined(c.grad_pred_xstart);
       const at::Tensor noise = contiguous_or_undefined(
           step_backward_reads_noise(c.modes, c.grad_sample) ? c.noise : nullptr);
-      const at::Tensor model_output = c.model_output->contiguous();
-      const at::Tensor x_t = c.x_t->contiguous();
-      const at::Tensor t = c.t->contiguous();
-      std::array<at::Tensor, 6> tables;
-      for (size_t i = 0; i < 6; ++i) tables[i] = c.tables[i].second->contiguous();
-      const at::Tensor clip_bound = clip_bound_for_kernel(c.clip_bound, tables[0]);
-      dispatch_types(x_t.scalar_type(), tables[0].scalar_type(), [&](auto s, auto tb) {
+      dispatch_types(o.x_t.scalar_type(), o.tables[0].scalar_type(), [&](auto s, auto tb) {
         using S = decltype(s);
-        using Tab = decltype(tb);
         const auto data_or_null = [](const at::Tensor& x) -> const S* {
           return x.defined() ? data_of<S>(x) : nullptr;
         };
-        StepBackwardParams<S, Tab> p;
+        StepBackwardParams<S, decltype(tb)> p;
+        fill_step_params<S, decltype(tb)>(p, o, c.modes, c.num_timesteps);
         p.grad_sample = data_or_null(grad_sample);
         p.grad_pred_xstart = data_or_null(grad_pred_xstart);
-        p.model_output = data_of<S>(model_output);
-        p.x_t = data_of<S>(x_t);
         p.noise = data_or_null(noise);
         p.grad_model_output = mutable_data_of<S>(grad_model_output);
         p.grad_x_t = mutable_data_of<S>(grad_x_t);
-        p.timesteps = {t.data_ptr<int64_t>(), c.num_timesteps};
-        p.tables = step_table_pointers<Tab>(tables);
-        p.modes = c.modes;
-        p.batch = x_t.size(0);
-        p.sample_numel = sample_numel(x_t);
-        p.clip_bound = clip_bound.defined() ? clip_bound.data_ptr<Tab>() : nullptr;
         const int64_t bad = Backend::run(p);
-        if (bad >= 0) fail_bad_timestep(name, t, bad, c.num_timesteps);
+        if (bad >= 0) fail_bad_timestep(name, o.t, bad, c.num_timesteps);
       });
     }
     args.finish({grad_model_output, grad_x_t});

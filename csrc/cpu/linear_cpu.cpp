@@ -68,11 +68,10 @@ int64_t linear_coefs(const P& p, std::vector<LinearCoef<acc>>& coefs) {
 }  // namespace
 
 template <typename S, typename T>
-int64_t linear_cpu(const LinearParams<S, T>& p) {
+int64_t cpu_kernel(const LinearParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<LinearCoef<acc>> coefs;
-  const int64_t bad = linear_coefs(p, coefs);
-  if (bad >= 0) return bad;
+  if (const int64_t bad = linear_coefs(p, coefs); bad >= 0) return bad;
   for (int j = 0; j < 2; ++j) {
     if (p.per_sample[j] == nullptr) continue;
     for (int64_t b = 0; b < p.batch; ++b) {
@@ -111,11 +110,9 @@ int64_t linear_cpu(const LinearParams<S, T>& p) {
 }
 
 template <typename S, typename T>
-int64_t linear_backward_cpu(const LinearBackwardParams<S, T>& p) {
-  using acc = acc_t<S>;
-  std::vector<LinearCoef<acc>> coefs;
-  const int64_t bad = linear_coefs(p, coefs);
-  if (bad >= 0) return bad;
+int64_t cpu_kernel(const LinearBackwardParams<S, T>& p) {
+  std::vector<LinearCoef<acc_t<S>>> coefs;
+  if (const int64_t bad = linear_coefs(p, coefs); bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   cpu::for_each_sample_run(p.batch, n, [&](int64_t b, int64_t i0, int64_t i1) {
     const int64_t off = b * n + i0;
@@ -128,10 +125,7 @@ int64_t linear_backward_cpu(const LinearBackwardParams<S, T>& p) {
   return -1;
 }
 
-#define DDPM_INSTANTIATE(S, T)                                   \
-  template int64_t linear_cpu<S, T>(const LinearParams<S, T>&); \
-  template int64_t linear_backward_cpu<S, T>(const LinearBackwardParams<S, T>&);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CPU(cpu_kernel, LinearParams)
+DDPM_INSTANTIATE_CPU(cpu_kernel, LinearBackwardParams)
 
 }  // namespace ddpm

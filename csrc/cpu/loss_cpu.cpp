@@ -67,13 +67,13 @@ DDPM_CPU_CLONES void backward_run(LossCoef<acc> k, acc noise_offset, const S* __
 }  // namespace
 
 template <typename S, typename T>
-int64_t loss_cpu(const LossParams<S, T>& p) {
+int64_t cpu_kernel(const LossParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<LossCoef<acc>> coefs;
-  const int64_t bad = cpu::gather_coefficients(
-      p.timesteps, p.batch, coefs,
-      [&](int64_t, int64_t t) { return loss_coef<acc>(p.tables, t, 0.0); });
-  if (bad >= 0) return bad;
+  const auto coef = [&](int64_t, int64_t t) { return loss_coef<acc>(p.tables, t, 0.0); };
+  if (const int64_t bad = cpu::gather_coefficients(p.timesteps, p.batch, coefs, coef); bad >= 0) {
+    return bad;
+  }
   const int64_t n = p.sample_numel;
   const int64_t tiles = loss_tiles_per_sample(n);
   dispatch_loss_target(p.target, [&](auto target) {
@@ -105,13 +105,13 @@ int64_t loss_cpu(const LossParams<S, T>& p) {
 }
 
 template <typename S, typename T>
-int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
+int64_t cpu_kernel(const LossBackwardParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<LossCoef<acc>> coefs;
-  const int64_t bad = cpu::gather_coefficients(
-      p.timesteps, p.batch, coefs,
-      [&](int64_t b, int64_t t) { return loss_backward_coef<acc>(p, b, t); });
-  if (bad >= 0) return bad;
+  const auto coef = [&](int64_t b, int64_t t) { return loss_backward_coef<acc>(p, b, t); };
+  if (const int64_t bad = cpu::gather_coefficients(p.timesteps, p.batch, coefs, coef); bad >= 0) {
+    return bad;
+  }
   const int64_t n = p.sample_numel;
   dispatch_loss_target(p.target, [&](auto target) {
     constexpr LossTarget kTarget = decltype(target)::value;
@@ -129,10 +129,7 @@ int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p) {
   return -1;
 }
 
-#define DDPM_INSTANTIATE(S, T)                                 \
-  template int64_t loss_cpu<S, T>(const LossParams<S, T>&); \
-  template int64_t loss_backward_cpu<S, T>(const LossBackwardParams<S, T>&);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CPU(cpu_kernel, LossParams)
+DDPM_INSTANTIATE_CPU(cpu_kernel, LossBackwardParams)
 
 }  // namespace ddpm

@@ -180,7 +180,7 @@ const char* loop_clone_version() { return "default"; }
 const char* cpu_loop_clone() { return cpu::loop_clone_version(); }
 
 template <typename S>
-void philox_normal_cpu(const PhiloxNormalParams<S>& p) {
+int64_t cpu_kernel(const PhiloxNormalParams<S>& p) {
   cpu::for_each_noise_run(
       1, p.numel, p.key.resolved(),
       [&](int64_t, int64_t i0, int64_t i1, const float* z) DDPM_ALWAYS_INLINE {
@@ -192,11 +192,12 @@ void philox_normal_cpu(const PhiloxNormalParams<S>& p) {
       [&](int64_t, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
         next.add(p.out + i0, i1 - i0, true);
       });
+  return -1;
 }
 
-template void philox_normal_cpu<float>(const PhiloxNormalParams<float>&);
-template void philox_normal_cpu<double>(const PhiloxNormalParams<double>&);
-template void philox_normal_cpu<Half>(const PhiloxNormalParams<Half>&);
-template void philox_normal_cpu<BFloat16>(const PhiloxNormalParams<BFloat16>&);
+template int64_t cpu_kernel<float>(const PhiloxNormalParams<float>&);
+template int64_t cpu_kernel<double>(const PhiloxNormalParams<double>&);
+template int64_t cpu_kernel<Half>(const PhiloxNormalParams<Half>&);
+template int64_t cpu_kernel<BFloat16>(const PhiloxNormalParams<BFloat16>&);
 
 }  // namespace ddpm

@@ -135,11 +135,9 @@ int64_t gather_step_coefs(const P& p, std::vector<StepCoef<acc>>& coefs) {
 }  // namespace
 
 template <typename S, typename T>
-int64_t step_cpu(const StepParams<S, T>& p) {
-  using acc = acc_t<S>;
-  std::vector<StepCoef<acc>> coefs;
-  const int64_t bad = gather_step_coefs<acc>(p, coefs);
-  if (bad >= 0) return bad;
+int64_t cpu_kernel(const StepParams<S, T>& p) {
+  std::vector<StepCoef<acc_t<S>>> coefs;
+  if (const int64_t bad = gather_step_coefs(p, coefs); bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   const bool write_pred = p.pred_xstart != nullptr;
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
@@ -186,11 +184,10 @@ int64_t step_cpu(const StepParams<S, T>& p) {
 }
 
 template <typename S, typename T>
-int64_t step_backward_cpu(const StepBackwardParams<S, T>& p) {
+int64_t cpu_kernel(const StepBackwardParams<S, T>& p) {
   using acc = acc_t<S>;
   std::vector<StepCoef<acc>> coefs;
-  const int64_t bad = gather_step_coefs<acc>(p, coefs);
-  if (bad >= 0) return bad;
+  if (const int64_t bad = gather_step_coefs(p, coefs); bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
     constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
@@ -215,11 +212,7 @@ int64_t step_backward_cpu(const StepBackwardParams<S, T>& p) {
   return -1;
 }
 
-#define DDPM_INSTANTIATE(S, T)                                           \
-  template int64_t step_cpu<S, T>(const StepParams<S, T>&);       \
-  template int64_t step_backward_cpu<S, T>(                          \
-      const StepBackwardParams<S, T>&);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CPU(cpu_kernel, StepParams)
+DDPM_INSTANTIATE_CPU(cpu_kernel, StepBackwardParams)
 
 }  // namespace ddpm

@@ -118,7 +118,7 @@ struct LinearBackwardOp : LinearOpBase<S, T, LinearBackwardParams<S, T>> {
 }  // namespace
 
 template <typename S, typename T>
-void linear_cuda(const LinearParams<S, T>& p, CudaLaunch launch) {
+void cuda_kernel(const LinearParams<S, T>& p, CudaLaunch launch) {
   if (p.sample_numel == 0) {
     if (p.batch > 0 && (p.per_sample[0] != nullptr || p.per_sample[1] != nullptr)) {
       const unsigned grid = static_cast<unsigned>(
@@ -136,15 +136,11 @@ void linear_cuda(const LinearParams<S, T>& p, CudaLaunch launch) {
 }
 
 template <typename S, typename T>
-void linear_backward_cuda(const LinearBackwardParams<S, T>& p, CudaLaunch launch) {
+void cuda_kernel(const LinearBackwardParams<S, T>& p, CudaLaunch launch) {
   cuda::launch_elementwise<S>(LinearBackwardOp<S, T>{{p}}, p.batch, p.sample_numel, launch);
 }
 
-#define DDPM_INSTANTIATE(S, T)                                                \
-  template void linear_cuda<S, T>(const LinearParams<S, T>&, CudaLaunch);    \
-  template void linear_backward_cuda<S, T>(const LinearBackwardParams<S, T>&, \
-                                           CudaLaunch);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CUDA(cuda_kernel, LinearParams)
+DDPM_INSTANTIATE_CUDA(cuda_kernel, LinearBackwardParams)
 
 }  // namespace ddpm

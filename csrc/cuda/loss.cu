@@ -131,7 +131,7 @@ struct LossBackwardOp {
 }  // namespace
 
 template <typename S, typename T>
-void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch) {
+void cuda_kernel(const LossParams<S, T>& p, CudaLaunch launch) {
   if (p.batch == 0) return;
   const auto stream = static_cast<cudaStream_t>(launch.stream);
   const int64_t tiles = p.batch * loss_tiles_per_sample(p.sample_numel);
@@ -149,18 +149,14 @@ void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch) {
 }
 
 template <typename S, typename T>
-void loss_backward_cuda(const LossBackwardParams<S, T>& p, CudaLaunch launch) {
+void cuda_kernel(const LossBackwardParams<S, T>& p, CudaLaunch launch) {
   dispatch_loss_target(p.target, [&](auto target) {
     cuda::launch_elementwise<S>(LossBackwardOp<decltype(target)::value, S, T>{p}, p.batch,
                                 p.sample_numel, launch);
   });
 }
 
-#define DDPM_INSTANTIATE(S, T)                                              \
-  template void loss_cuda<S, T>(const LossParams<S, T>&, CudaLaunch);      \
-  template void loss_backward_cuda<S, T>(const LossBackwardParams<S, T>&, \
-                                         CudaLaunch);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CUDA(cuda_kernel, LossParams)
+DDPM_INSTANTIATE_CUDA(cuda_kernel, LossBackwardParams)
 
 }  // namespace ddpm

@@ -19,13 +19,13 @@ struct NormalOp {
 }  // namespace
 
 template <typename S>
-void philox_normal_cuda(const PhiloxNormalParams<S>& p, CudaLaunch launch) {
+void cuda_kernel(const PhiloxNormalParams<S>& p, CudaLaunch launch) {
   cuda::launch_noise(NormalOp<S>{p}, 1, p.numel, p.key, launch);
 }
 
-template void philox_normal_cuda<float>(const PhiloxNormalParams<float>&, CudaLaunch);
-template void philox_normal_cuda<double>(const PhiloxNormalParams<double>&, CudaLaunch);
-template void philox_normal_cuda<Half>(const PhiloxNormalParams<Half>&, CudaLaunch);
-template void philox_normal_cuda<BFloat16>(const PhiloxNormalParams<BFloat16>&, CudaLaunch);
+template void cuda_kernel<float>(const PhiloxNormalParams<float>&, CudaLaunch);
+template void cuda_kernel<double>(const PhiloxNormalParams<double>&, CudaLaunch);
+template void cuda_kernel<Half>(const PhiloxNormalParams<Half>&, CudaLaunch);
+template void cuda_kernel<BFloat16>(const PhiloxNormalParams<BFloat16>&, CudaLaunch);
 
 }  // namespace ddpm

@@ -173,21 +173,17 @@ void launch_for_modes(const P& p, CudaLaunch launch) {
 }  // namespace
 
 template <typename S, typename T>
-void step_cuda(const StepParams<S, T>& p, CudaLaunch launch) {
+void cuda_kernel(const StepParams<S, T>& p, CudaLaunch launch) {
   launch_for_modes<StepOp, S, T>(p, launch);
 }
 
 template <typename S, typename T>
-void step_backward_cuda(const StepBackwardParams<S, T>& p,
+void cuda_kernel(const StepBackwardParams<S, T>& p,
                             CudaLaunch launch) {
   launch_for_modes<StepBackwardOp, S, T>(p, launch);
 }
 
-#define DDPM_INSTANTIATE(S, T)                                                \
-  template void step_cuda<S, T>(const StepParams<S, T>&, CudaLaunch);  \
-  template void step_backward_cuda<S, T>(                                 \
-      const StepBackwardParams<S, T>&, CudaLaunch);
-DDPM_INSTANTIATE_FOR_TYPES(DDPM_INSTANTIATE)
-#undef DDPM_INSTANTIATE
+DDPM_INSTANTIATE_CUDA(cuda_kernel, StepParams)
+DDPM_INSTANTIATE_CUDA(cuda_kernel, StepBackwardParams)
 
 }  // namespace ddpm

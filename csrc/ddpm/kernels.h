@@ -224,19 +224,19 @@ DDPM_HD double loss_from_partials(const P& p, int64_t b, int64_t t) {
 // ---- CPU (csrc/cpu), instantiated for scalar_t in {float, double, Half,
 // BFloat16} and table_t in {float, double}.
 template <typename S, typename T>
-int64_t linear_cpu(const LinearParams<S, T>& p);
+int64_t cpu_kernel(const LinearParams<S, T>& p);
 template <typename S, typename T>
-int64_t linear_backward_cpu(const LinearBackwardParams<S, T>& p);
+int64_t cpu_kernel(const LinearBackwardParams<S, T>& p);
 template <typename S, typename T>
-int64_t step_cpu(const StepParams<S, T>& p);
+int64_t cpu_kernel(const StepParams<S, T>& p);
 template <typename S, typename T>
-int64_t step_backward_cpu(const StepBackwardParams<S, T>& p);
+int64_t cpu_kernel(const StepBackwardParams<S, T>& p);
 template <typename S>
-void philox_normal_cpu(const PhiloxNormalParams<S>& p);
+int64_t cpu_kernel(const PhiloxNormalParams<S>& p);
 template <typename S, typename T>
-int64_t loss_cpu(const LossParams<S, T>& p);
+int64_t cpu_kernel(const LossParams<S, T>& p);
 template <typename S, typename T>
-int64_t loss_backward_cpu(const LossBackwardParams<S, T>& p);
+int64_t cpu_kernel(const LossBackwardParams<S, T>& p);
 // The CPU noise generator in use: "avx512", "avx2" or "default" (all give the
 // same bits; TORCH_DDPM_CPU_CAPABILITY=avx2|default caps the choice).
 const char* cpu_noise_generator();
@@ -251,33 +251,39 @@ struct CudaLaunch {
   int num_sms;
 };
 template <typename S, typename T>
-void linear_cuda(const LinearParams<S, T>& p, CudaLaunch launch);
+void cuda_kernel(const LinearParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void linear_backward_cuda(const LinearBackwardParams<S, T>& p, CudaLaunch launch);
+void cuda_kernel(const LinearBackwardParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void step_cuda(const StepParams<S, T>& p, CudaLaunch launch);
+void cuda_kernel(const StepParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void step_backward_cuda(const StepBackwardParams<S, T>& p,
+void cuda_kernel(const StepBackwardParams<S, T>& p,
                             CudaLaunch launch);
 template <typename S>
-void philox_normal_cuda(const PhiloxNormalParams<S>& p, CudaLaunch launch);
+void cuda_kernel(const PhiloxNormalParams<S>& p, CudaLaunch launch);
 // diffusion_mse: two launches (tile sums, then the per-sample sum); a bad
 // timestep gives its sample a NaN loss (and NaN gradients).
 template <typename S, typename T>
-void loss_cuda(const LossParams<S, T>& p, CudaLaunch launch);
+void cuda_kernel(const LossParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>
-void loss_backward_cuda(const LossBackwardParams<S, T>& p, CudaLaunch launch);
+void cuda_kernel(const LossBackwardParams<S, T>& p, CudaLaunch launch);
 
 }  // namespace ddpm
 
-// Explicit instantiation over every (scalar, table) pair, for the .cpp/.cu
-// files that define one of the templates above.
-#define DDPM_INSTANTIATE_FOR_TYPES(MACRO) \
-  MACRO(float, float)                     \
-  MACRO(float, double)                    \
-  MACRO(double, float)                    \
-  MACRO(double, double)                   \
-  MACRO(::ddpm::Half, float)              \
-  MACRO(::ddpm::Half, double)             \
-  MACRO(::ddpm::BFloat16, float)          \
-  MACRO(::ddpm::BFloat16, double)
+// Explicit instantiation of a CPU or CUDA entry point above (fn, taking its
+// Params<S, T>) over every (scalar, table) pair, in the .cpp/.cu file that
+// defines it.
+#define DDPM_FOR_EVERY_TYPE_PAIR(M, fn, Params) \
+  M(float, float, fn, Params)                     \
+  M(float, double, fn, Params)                    \
+  M(double, float, fn, Params)                    \
+  M(double, double, fn, Params)                   \
+  M(::ddpm::Half, float, fn, Params)              \
+  M(::ddpm::Half, double, fn, Params)             \
+  M(::ddpm::BFloat16, float, fn, Params)          \
+  M(::ddpm::BFloat16, double, fn, Params)
+#define DDPM_CPU_ENTRY(S, T, fn, Params) template int64_t fn<S, T>(const Params<S, T>&);
+#define DDPM_CUDA_ENTRY(S, T, fn, Params) \
+  template void fn<S, T>(const Params<S, T>&, ::ddpm::CudaLaunch);
+#define DDPM_INSTANTIATE_CPU(fn, Params) DDPM_FOR_EVERY_TYPE_PAIR(DDPM_CPU_ENTRY, fn, Params)
+#define DDPM_INSTANTIATE_CUDA(fn, Params) DDPM_FOR_EVERY_TYPE_PAIR(DDPM_CUDA_ENTRY, fn, Params)

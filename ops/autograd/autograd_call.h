@@ -17,6 +17,10 @@
 namespace ddpm {
 namespace ops {
 
+using torch::autograd::AutogradContext;
+using torch::autograd::Variable;
+using torch::autograd::variable_list;
+
 // An operator call: the operator and its arguments.
 struct KeptCall {
   const c10::OperatorHandle* op;

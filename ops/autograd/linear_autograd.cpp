@@ -11,19 +11,12 @@
 // write: training's usual case, where q_sample's noise is a constant).
 #include <torch/library.h>
 
-#include <string>
-#include <vector>
-
 #include "../ddpm_ops.h"
 #include "autograd_call.h"
 
 namespace ddpm {
 namespace ops {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::Variable;
-using torch::autograd::variable_list;
 
 // One linear operator as autograd sees it, by argument name: u and v (v null
 // where the operator draws it), the tables a and b, the other constants

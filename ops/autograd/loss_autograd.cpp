@@ -7,9 +7,6 @@
 //   v:       grad_noise = -sqrt(abar)*g, grad_x_start = sqrt(1-abar)*g.
 #include <torch/library.h>
 
-#include <string>
-#include <vector>
-
 #include "../ddpm_ops.h"
 #include "../loss.h"
 #include "autograd_call.h"
@@ -17,10 +14,6 @@
 namespace ddpm {
 namespace ops {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::Variable;
-using torch::autograd::variable_list;
 
 class DiffusionMseFunction : public torch::autograd::Function<DiffusionMseFunction> {
  public:

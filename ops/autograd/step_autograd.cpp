@@ -9,9 +9,6 @@
 // used float).
 #include <torch/library.h>
 
-#include <string>
-#include <vector>
-
 #include "../ddpm_ops.h"
 #include "../operators.h"
 #include "../step.h"
@@ -20,10 +17,6 @@
 namespace ddpm {
 namespace ops {
 namespace {
-
-using torch::autograd::AutogradContext;
-using torch::autograd::Variable;
-using torch::autograd::variable_list;
 
 c10::OperatorHandle find_op(const std::string& name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(("ddpm::" + name).c_str(), "");
@@ -60,8 +53,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     ctx->save_for_backward(saved);
     ctx->saved_data["kind"] = static_cast<int64_t>(at->kind - step_kinds().data());
     if (at->noise_source == NoiseSource::kPhilox) {
-      ctx->saved_data["seed"] = a[at->seed];
-      ctx->saved_data["offset"] = a[at->offset];
+      ctx->saved_data["seed"] = a[at->key.seed];
+      ctx->saved_data["offset"] = a[at->key.offset];
     }
     // every other argument the backward operator takes (the kind's own, the
     // modes, the clip bound), kept under its name
@@ -146,7 +139,7 @@ bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   const StepCall c = read_step_call(args, at);
   check_timestep_values(name.c_str(), *c.t, c.num_timesteps);
   const NoiseKey key =
-      draw_noise_key(name.c_str(), args.value(at.generator), args.tensor(at.x_t).device());
+      draw_noise_key(name.c_str(), args.value(at.key.generator), args.tensor(at.x_t).device());
   TORCH_CHECK(key.seed_on_device == nullptr, name,
               ": a learned variance's gradient needs the step's noise again, and inside a "
               "CUDA graph capture a generator's noise is known on the device only: capture "

@@ -8,26 +8,10 @@ namespace {
 
 struct CpuBackend {
   static constexpr bool kRuns = true;
-  struct Guard {
-    explicit Guard(const at::Device&) {}
-  };
-  template <typename S, typename T>
-  static int64_t run(const LinearParams<S, T>& p) { return linear_cpu(p); }
-  template <typename S, typename T>
-  static int64_t run(const LinearBackwardParams<S, T>& p) { return linear_backward_cpu(p); }
-  template <typename S, typename T>
-  static int64_t run(const StepParams<S, T>& p) { return step_cpu(p); }
-  template <typename S, typename T>
-  static int64_t run(const StepBackwardParams<S, T>& p) { return step_backward_cpu(p); }
-  template <typename S, typename T>
-  static int64_t run(const LossParams<S, T>& p) { return loss_cpu(p); }
-  template <typename S, typename T>
-  static int64_t run(const LossBackwardParams<S, T>& p) { return loss_backward_cpu(p); }
-  template <typename S>
-  static int64_t run(const PhiloxNormalParams<S>& p) {
-    philox_normal_cpu(p);
-    return -1;
-  }
+  using Guard = NoDeviceGuard;
+  // -1, or the index of a sample whose t is out of range
+  template <typename P>
+  static int64_t run(const P& p) { return cpu_kernel(p); }
 };
 
 }  // namespace

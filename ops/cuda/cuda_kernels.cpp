@@ -9,6 +9,8 @@
 #include <c10/cuda/CUDAGuard.h>
 
 #include <mutex>
+#include <type_traits>
+#include <utility>
 
 #include "../kernels.h"
 
@@ -66,48 +68,34 @@ NoiseKey cuda_noise_key(const char* op, const c10::optional<at::Generator>& gene
 
 [[maybe_unused]] const bool kCudaNoiseKeyDrawerSet = (set_cuda_noise_key_drawer(&cuda_noise_key), true);
 
-// Runs kernel(params, launch) on the current stream and checks the launch.
-// key: the in-kernel noise's, or null.
-template <typename Kernel, typename P>
-int64_t launched(Kernel kernel, const P& p, const NoiseKey* key) {
-  if (key != nullptr) refuse_noise_in_capture(*key);
-  kernel(p, current_cuda_launch());
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return -1;
+// The key of the noise a call draws in the kernel, or null: the parameters
+// with a generate_noise flag (q_sample's and the steps'), and philox_normal's.
+template <typename P, typename = void>
+struct MayDrawNoise : std::false_type {};
+template <typename P>
+struct MayDrawNoise<P, std::void_t<decltype(std::declval<P>().generate_noise)>> : std::true_type {};
+
+template <typename P>
+const NoiseKey* drawn_noise_key(const P& p) {
+  if constexpr (MayDrawNoise<P>::value) return p.generate_noise ? &p.noise_key : nullptr;
+  return nullptr;
+}
+template <typename S>
+const NoiseKey* drawn_noise_key(const PhiloxNormalParams<S>& p) {
+  return &p.key;
 }
 
 struct CudaBackend {
   static constexpr bool kRuns = true;
   using Guard = c10::cuda::CUDAGuard;
-  template <typename S, typename T>
-  static int64_t run(const LinearParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { linear_cuda(q, l); }, p,
-                    p.generate_noise ? &p.noise_key : nullptr);
-  }
-  template <typename S, typename T>
-  static int64_t run(const LinearBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { linear_backward_cuda(q, l); }, p, nullptr);
-  }
-  template <typename S, typename T>
-  static int64_t run(const StepParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { step_cuda(q, l); }, p,
-                    p.generate_noise ? &p.noise_key : nullptr);
-  }
-  template <typename S, typename T>
-  static int64_t run(const StepBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { step_backward_cuda(q, l); }, p, nullptr);
-  }
-  template <typename S, typename T>
-  static int64_t run(const LossParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { loss_cuda(q, l); }, p, nullptr);
-  }
-  template <typename S, typename T>
-  static int64_t run(const LossBackwardParams<S, T>& p) {
-    return launched([](const auto& q, CudaLaunch l) { loss_backward_cuda(q, l); }, p, nullptr);
-  }
-  template <typename S>
-  static int64_t run(const PhiloxNormalParams<S>& p) {
-    return launched([](const auto& q, CudaLaunch l) { philox_normal_cuda(q, l); }, p, &p.key);
+  // Launches the kernel on the current stream and checks the launch; -1 (a
+  // bad t gives its sample NaN: reporting it would need a host sync).
+  template <typename P>
+  static int64_t run(const P& p) {
+    if (const NoiseKey* key = drawn_noise_key(p)) refuse_noise_in_capture(*key);
+    cuda_kernel(p, current_cuda_launch());
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    return -1;
   }
 };
 

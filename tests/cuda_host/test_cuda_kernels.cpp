@@ -249,10 +249,10 @@ TYPED_TEST(CudaHost, QSample) {
       p.noise_key = {0x0123456789ABCDEFull, 8};
       p.out = out_cpu.data();
       p.noise_out = generate ? nz_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::linear_cpu(p), -1);
+      ASSERT_EQ(ddpm::cpu_kernel(p), -1);
       p.out = out_gpu.data();
       p.noise_out = generate ? nz_gpu.data() : nullptr;
-      ddpm::linear_cuda(p, launch_on(sh));
+      ddpm::cuda_kernel(p, launch_on(sh));
       const std::string what =
           sh.name() + (generate ? " in-kernel noise" : (mode == 2 ? " noise offset" : ""));
       expect_same(out_cpu, out_gpu, "x_t " + what);
@@ -281,10 +281,10 @@ TYPED_TEST(CudaHost, QSampleBackwardAndScaleByTimestep) {
       p.sample_numel = sh.sample_numel;
       p.grad_u = gx_cpu.data();
       p.grad_v = both ? gn_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::linear_backward_cpu(p), -1);
+      ASSERT_EQ(ddpm::cpu_kernel(p), -1);
       p.grad_u = gx_gpu.data();
       p.grad_v = both ? gn_gpu.data() : nullptr;
-      ddpm::linear_backward_cuda(p, launch_on(sh));
+      ddpm::cuda_kernel(p, launch_on(sh));
       const std::string what = sh.name() + (both ? "" : " (scale_by_timestep)");
       expect_same(gx_cpu, gx_gpu, "grad_x_start " + what);
       expect_same(gn_cpu, gn_gpu, "grad_noise " + what);
@@ -318,11 +318,11 @@ TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
     p.out = mean_cpu.data();
     p.per_sample[0] = var_cpu.data();
     p.per_sample[1] = lv_cpu.data();
-    ASSERT_EQ(ddpm::linear_cpu(p), -1);
+    ASSERT_EQ(ddpm::cpu_kernel(p), -1);
     p.out = mean_gpu.data();
     p.per_sample[0] = var_gpu.data();
     p.per_sample[1] = lv_gpu.data();
-    ddpm::linear_cuda(p, launch_on(sh));
+    ddpm::cuda_kernel(p, launch_on(sh));
     expect_same(mean_cpu, mean_gpu, "mean " + sh.name());
     expect_same(var_cpu, var_gpu, "variance " + sh.name());
     expect_same(lv_cpu, lv_gpu, "log_variance " + sh.name());
@@ -332,10 +332,10 @@ TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
     ddpm::LinearBackwardParams<S, T> b{x0.data(),     gx0_cpu.data(), gxt_cpu.data(),
                                        {t.data(), schedule().T}, coefs, sh.batch,
                                        sh.sample_numel};
-    ASSERT_EQ(ddpm::linear_backward_cpu(b), -1);
+    ASSERT_EQ(ddpm::cpu_kernel(b), -1);
     b.grad_u = gx0_gpu.data();
     b.grad_v = gxt_gpu.data();
-    ddpm::linear_backward_cuda(b, launch_on(sh));
+    ddpm::cuda_kernel(b, launch_on(sh));
     expect_same(gx0_cpu, gx0_gpu, "grad_x_start " + sh.name());
     expect_same(gxt_cpu, gxt_gpu, "grad_x_t " + sh.name());
   }
@@ -455,10 +455,10 @@ TYPED_TEST(CudaHost, StepsForward) {
             p.clip_bound = clip_bound_of(clip, bounds);
             p.sample = s_cpu.data();
             p.pred_xstart = write_pred ? p_cpu.data() : nullptr;
-            ASSERT_EQ(ddpm::step_cpu(p), -1);
+            ASSERT_EQ(ddpm::cpu_kernel(p), -1);
             p.sample = s_gpu.data();
             p.pred_xstart = write_pred ? p_gpu.data() : nullptr;
-            ddpm::step_cuda(p, launch_on(sh));
+            ddpm::cuda_kernel(p, launch_on(sh));
             const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
                                      (generate ? " in-kernel noise" : "") +
                                      (write_pred ? "" : " sample only");
@@ -510,10 +510,10 @@ TYPED_TEST(CudaHost, StepsBackward) {
             p.clip_bound = clip_bound_of(clip, bounds);
             p.grad_model_output = gm_cpu.data();
             p.grad_x_t = gx_cpu.data();
-            ASSERT_EQ(ddpm::step_backward_cpu(p), -1);
+            ASSERT_EQ(ddpm::cpu_kernel(p), -1);
             p.grad_model_output = gm_gpu.data();
             p.grad_x_t = gx_gpu.data();
-            ddpm::step_backward_cuda(p, launch_on(sh));
+            ddpm::cuda_kernel(p, launch_on(sh));
             const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
                                      (has_gs ? "" : " no grad_sample") +
                                      (has_gp ? "" : " no grad_pred_xstart");
@@ -533,8 +533,8 @@ void check_philox_normal() {
     const int64_t n = sh.batch * sh.sample_numel;
     for (const ddpm::NoiseKey key : {ddpm::NoiseKey{0, 0}, ddpm::NoiseKey{~0ull, 4ull << 40}}) {
       Buffer<S> cpu(n, sh.offset), gpu(n, sh.offset);
-      ddpm::philox_normal_cpu(ddpm::PhiloxNormalParams<S>{cpu.data(), n, key});
-      ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<S>{gpu.data(), n, key}, launch_on(sh));
+      ddpm::cpu_kernel(ddpm::PhiloxNormalParams<S>{cpu.data(), n, key});
+      ddpm::cuda_kernel(ddpm::PhiloxNormalParams<S>{gpu.data(), n, key}, launch_on(sh));
       expect_same(cpu, gpu, std::string("philox_normal ") + type_name<S>() + " " + sh.name());
     }
   }
@@ -559,14 +559,14 @@ TEST(CudaHostNoise, AKeyOnTheDeviceIsReadWhenTheKernelRuns) {
   pointers.offset_on_device = &offset_on_device;
   const ddpm::NoiseKey values{99, 48};
   Buffer<float> want(n, 0), got(n, 0);
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, values}, {nullptr, 4});
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{want.data(), n, values}, {nullptr, 4});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
   expect_same(want, got, "philox_normal, key on the device");
   // a replay: the graph's memory holds the next offset, the kernel sees it
   offset_on_device = 52;
   const ddpm::NoiseKey next{99, 60};
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, next}, {nullptr, 4});
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{want.data(), n, next}, {nullptr, 4});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
   expect_same(want, got, "philox_normal, key on the device, replayed");
   EXPECT_EQ(pointers.resolved().offset, 60u);
 }
@@ -576,8 +576,8 @@ TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
   const int64_t n = 3 * 1024 + 17;
   Buffer<float> one(n, 0), many(n, 0);
   const ddpm::NoiseKey key{7, 12};
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{one.data(), n, key}, {nullptr, 1});
-  ddpm::philox_normal_cuda(ddpm::PhiloxNormalParams<float>{many.data(), n, key}, {nullptr, 64});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{one.data(), n, key}, {nullptr, 1});
+  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{many.data(), n, key}, {nullptr, 64});
   expect_same(one, many, "1 SM against 64");
   for (int64_t e : {int64_t{0}, int64_t{255}, int64_t{256}, int64_t{1023}, int64_t{1024}, n - 1}) {
     EXPECT_EQ(one.data()[e], ddpm::normal_for_element(key, e)) << "element " << e;
@@ -638,7 +638,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
                                    (offset ? " noise offset" : "");
           const int64_t tiles = sh.batch * ddpm::loss_tiles_per_sample(sh.sample_numel);
           std::vector<double> partials(tiles + 1);
-          std::vector<A> loss_cpu(sh.batch), loss_gpu(sh.batch);
+          std::vector<A> cpu_kernel(sh.batch), loss_gpu(sh.batch);
           ddpm::LossParams<S, T> p;
           p.model_output = out.data();
           p.model_output_batch_stride = stride;
@@ -652,13 +652,13 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           p.batch = sh.batch;
           p.sample_numel = sh.sample_numel;
           if (offset) p.noise_offset = offsets.view;
-          p.loss = loss_cpu.data();
-          ASSERT_EQ(ddpm::loss_cpu(p), -1);
+          p.loss = cpu_kernel.data();
+          ASSERT_EQ(ddpm::cpu_kernel(p), -1);
           p.loss = loss_gpu.data();
           std::fill(partials.begin(), partials.end(), std::nan(""));
-          ddpm::loss_cuda(p, launch_on(sh));
+          ddpm::cuda_kernel(p, launch_on(sh));
           for (int64_t b = 0; b < sh.batch; ++b) {
-            expect_loss_near(loss_cpu[b], loss_gpu[b], what + " sample " + std::to_string(b));
+            expect_loss_near(cpu_kernel[b], loss_gpu[b], what + " sample " + std::to_string(b));
           }
           Buffer<S> g_cpu(n, sh.offset), g_gpu(n, sh.offset);
           ddpm::LossBackwardParams<S, T> q;
@@ -675,9 +675,9 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           q.sample_numel = sh.sample_numel;
           q.noise_offset = p.noise_offset;
           q.grad_model_output = g_cpu.data();
-          ASSERT_EQ(ddpm::loss_backward_cpu(q), -1);
+          ASSERT_EQ(ddpm::cpu_kernel(q), -1);
           q.grad_model_output = g_gpu.data();
-          ddpm::loss_backward_cuda(q, launch_on(sh));
+          ddpm::cuda_kernel(q, launch_on(sh));
           expect_same(g_cpu, g_gpu, "grad_model_output " + what);
         }
       }
@@ -704,7 +704,7 @@ TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
   p.batch = batch;
   p.sample_numel = numel;
   cuda_host::stats() = {};
-  ddpm::linear_cuda(p, {nullptr, 1});
+  ddpm::cuda_kernel(p, {nullptr, 1});
   const int64_t chunks = (batch * numel + 1023) / 1024;
   EXPECT_EQ(cuda_host::stats().launches, 1);
   EXPECT_EQ(cuda_host::stats().last_grid, 8u);
@@ -723,9 +723,9 @@ TEST(CudaHostLaunch, EmptyTensorsLaunchNothing) {
   p.batch = 0;
   p.sample_numel = 100;
   cuda_host::stats() = {};
-  ddpm::linear_cuda(p, {nullptr, 1});
+  ddpm::cuda_kernel(p, {nullptr, 1});
   p.generate_noise = true;
-  ddpm::linear_cuda(p, {nullptr, 1});
+  ddpm::cuda_kernel(p, {nullptr, 1});
   EXPECT_EQ(cuda_host::stats().launches, 0);
 }
 
@@ -750,13 +750,13 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
              false, false};
   p.batch = batch;
   p.sample_numel = numel;
-  ddpm::step_cuda(p, {nullptr, 1});
+  ddpm::cuda_kernel(p, {nullptr, 1});
   Buffer<float> cpu_sample(batch * numel, 0), cpu_pred(batch * numel, 0);
   std::vector<int64_t> good = {3, 0, 49, 0};
   p.timesteps = {good.data(), schedule().T};
   p.sample = cpu_sample.data();
   p.pred_xstart = cpu_pred.data();
-  ASSERT_EQ(ddpm::step_cpu(p), -1);
+  ASSERT_EQ(ddpm::cpu_kernel(p), -1);
   for (int64_t b = 0; b < batch; ++b) {
     const bool bad = b == 1 || b == 3;
     for (int64_t i = 0; i < numel; ++i) {
@@ -795,10 +795,10 @@ TEST(CudaHostLaunch, DiffusionMseBadTimestepGivesNaNForItsSampleOnly) {
   p.batch = batch;
   p.sample_numel = numel;
   p.loss = loss.data();
-  ddpm::loss_cuda(p, {nullptr, 1});
+  ddpm::cuda_kernel(p, {nullptr, 1});
   t[1] = 0;
   p.loss = want.data();
-  ASSERT_EQ(ddpm::loss_cpu(p), -1);
+  ASSERT_EQ(ddpm::cpu_kernel(p), -1);
   expect_loss_near(want[0], loss[0], "sample 0");
   EXPECT_TRUE(std::isnan(loss[1]));
   expect_loss_near(want[2], loss[2], "sample 2");
