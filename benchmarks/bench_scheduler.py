@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from side_by_side import alternate, count_ops, write_json  # noqa: E402
 
 import torch_ddpm  # noqa: E402,F401  (loads the operators)
-from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler  # noqa: E402
+from torch_ddpm.fused_schedulers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
 SHAPES = {"1x4x64x64": (1, 4, 64, 64), "16x4x64x64": (16, 4, 64, 64),
           "4x4x128x128": (4, 4, 128, 128)}

@@ -11,15 +11,15 @@ from ._load import library_path, load_library
 load_library()
 
 from . import schedules  # noqa: E402
-from .ops import (DynamicThreshold, ddim_sample, ddim_sample_philox,  # noqa: E402
-                  diffusion_mse, dynamic_threshold_bound, mode_name, p_sample, p_sample_philox,
-                  posterior_mean_variance, q_sample, q_sample_philox)
+from .operators import (ddim_sample, ddim_sample_philox, mode_name, p_sample,  # noqa: E402
+                        p_sample_philox, posterior_mean_variance, q_sample, q_sample_philox)
+from .thresholding import DynamicThreshold, dynamic_threshold_bound  # noqa: E402
+from .losses import diffusion_mse, loss_weights  # noqa: E402
 from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
 from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
 from .respace import SpacedDiffusion, space_timesteps  # noqa: E402
 from .patching import patch  # noqa: E402
-from .weighting import loss_weights  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -7,7 +7,7 @@ DDPMScheduler and DDIMScheduler here are real diffusers schedulers
 (SchedulerMixin, ConfigMixin, the same registered config as diffusers' own),
 so from_config, from_pretrained, save_pretrained and the pipelines that take a
 DDPM or DDIM scheduler work with them, and a config saved by either side loads in the other. Its step,
-add_noise and get_velocity are torch_ddpm.diffusers_scheduler's (one fused
+add_noise and get_velocity are torch_ddpm.fused_schedulers' (one fused
 operator each, the same random numbers as diffusers'); it also takes
 diffusers' laplace schedule and rescale_betas_zero_snr, built by diffusers' own
 helpers. diffusers stays optional: `import torch_ddpm` never imports it.
@@ -18,9 +18,9 @@ try:
     from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
 except ImportError as error:  # pragma: no cover (the message is tested in a subprocess)
     raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
-                      "torch_ddpm.diffusers_scheduler.DDPMScheduler works without it") from error
+                      "torch_ddpm.fused_schedulers.DDPMScheduler works without it") from error
 
-from .diffusers_scheduler import _FusedDDIMSteps, _FusedDDPMSteps
+from .fused_schedulers import _FusedDDIMSteps, _FusedDDPMSteps
 
 # the steps return diffusers' own output classes (BaseOutput)
 DDPMSchedulerOutput = scheduling_ddpm.DDPMSchedulerOutput
@@ -75,7 +75,7 @@ class DDPMScheduler(_DiffusersSchedules, _FusedDDPMSteps, SchedulerMixin, Config
 
 class DDIMScheduler(_DiffusersSchedules, _FusedDDIMSteps, SchedulerMixin, ConfigMixin):
     """diffusers' DDIMScheduler, its step one fused ddim_sample (see the module
-    and torch_ddpm.diffusers_scheduler._FusedDDIMSteps.step)."""
+    and torch_ddpm.fused_schedulers._FusedDDIMSteps.step)."""
     _OUTPUT = DDIMSchedulerOutput
 
     @register_to_config

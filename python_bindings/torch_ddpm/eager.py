@@ -10,7 +10,8 @@ import torch
 from . import formulas
 from .gaussian_diffusion import GaussianDiffusion
 from .losses import mean_flat
-from .ops import DynamicThreshold, mode_name
+from .operators import mode_name
+from .thresholding import DynamicThreshold
 
 __all__ = ["EagerGaussianDiffusion", "extract_into_tensor"]
 

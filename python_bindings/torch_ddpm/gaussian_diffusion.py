@@ -19,9 +19,10 @@ import numpy as np
 import torch
 
 from . import formulas
-from .losses import discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from .ops import (DynamicThreshold, diffusion_mse, dynamic_threshold_bound, in_common_dtype,
-                  mode_name)
+from .losses import diffusion_mse, discretized_gaussian_log_likelihood, mean_flat, normal_kl
+from .operators import in_common_dtype, mode_name
+from .tables import cached_on, step_tables
+from .thresholding import DynamicThreshold, step_threshold_bound
 from .noise import as_philox_stream
 from .schedules import betas_for_alpha_bar, schedule_tables
 
@@ -97,26 +98,13 @@ class GaussianDiffusion:
     # ---- tables on the device, cached --------------------------------------------
     def _ddpm_tables(self, device):
         """Every table as float64 on `device`, moved there once."""
-        cache = self.__dict__.setdefault("_ddpm_cache", {})
-        key = str(device)
-        if key not in cache:
-            # normal tensors even when the first call is under inference_mode
-            # (sampling): training_losses' autograd saves them, which it cannot
-            # do with inference tensors
-            with torch.inference_mode(False):
-                tables = schedule_tables(np.asarray(self.betas, dtype=np.float64))
-                cache[key] = {k: v.to(device) for k, v in tables.items()}
-        return cache[key]
+        return cached_on(self, device,
+                         lambda: schedule_tables(np.asarray(self.betas, dtype=np.float64)))
 
     def _extract(self, name, t, shape):
         """table[t] as float32 broadcast to shape (improved-diffusion's _extract_into_tensor)."""
         res = self._ddpm_tables(t.device)[name][t].float()
         return res.view(-1, *([1] * (len(shape) - 1))).expand(shape)
-
-    def _step_tables(self, device):
-        tab = self._ddpm_tables(device)
-        return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-                tab["posterior_mean_coef1"], tab["posterior_mean_coef2"])
 
     def _modes(self):
         return mode_name(self.model_mean_type), mode_name(self.model_var_type)
@@ -188,7 +176,7 @@ class GaussianDiffusion:
         model_output, x, noise = in_common_dtype(model_output, x, noise)
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
-        tables = (*self._step_tables(x.device), tab["posterior_log_variance_clipped"], tab["betas"])
+        tables = step_tables("p_sample", tab)
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:
@@ -205,10 +193,10 @@ class GaussianDiffusion:
         the step."""
         if not isinstance(clip_denoised, DynamicThreshold):
             return bool(clip_denoised), None, False
-        with torch.no_grad():  # the bound is a constant for autograd (see DynamicThreshold)
-            _, pred_xstart = self._fused_step(model_output, x, t, x, False)
-            bound = dynamic_threshold_bound(pred_xstart, clip_denoised.ratio,
-                                            clip_denoised.max_value)
+        bound = step_threshold_bound("p_sample", model_output, x, t,
+                                     step_tables("p_sample", self._ddpm_tables(x.device)),
+                                     mode_name(self.model_mean_type), clip_denoised.ratio,
+                                     clip_denoised.max_value)
         return True, bound, True
 
     def _variance(self, model_output, x, t):
@@ -403,7 +391,7 @@ class GaussianDiffusion:
         model_output, x, noise = in_common_dtype(model_output, x, noise)
         tab = self._ddpm_tables(x.device)
         mean_type, var_type = self._modes()
-        tables = (*self._step_tables(x.device), tab["alphas_cumprod"], tab[target])
+        tables = step_tables("ddim_sample", tab, alphas_cumprod_prev=tab[target])
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
         if stream is not None:

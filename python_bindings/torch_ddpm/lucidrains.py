@@ -25,7 +25,9 @@ import random
 import torch
 
 from ._bound import bind
-from .ops import diffusion_mse, in_common_dtype
+from .losses import diffusion_mse
+from .operators import in_common_dtype
+from .tables import cached_on, step_tables
 
 # lucidrains' objective -> the operators' mean type
 _MEAN_TYPES = {"pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
@@ -56,21 +58,22 @@ def patch_lucidrains(diffusion):
     return diffusion
 
 
+def _table_names(self):
+    return _BUFFERS + ((_LOSS_WEIGHT,) if hasattr(self, _LOSS_WEIGHT) else ())
+
+
+def _buffers_key(self):
+    """Changes when a table buffer is replaced, moved or written in place
+    (module.to(), load_state_dict): the cached copies are made again."""
+    return tuple((getattr(self, n).data_ptr(), getattr(self, n)._version)
+                 for n in _table_names(self))
+
+
 def _tables(self, device):
-    """float64 copies of the instance's tables on device, rebuilt when a buffer
-    is replaced, moved or written in place (module.to(), load_state_dict)."""
-    names = _BUFFERS + ((_LOSS_WEIGHT,) if hasattr(self, _LOSS_WEIGHT) else ())
-    key = (device, tuple((getattr(self, n).data_ptr(), getattr(self, n)._version)
-                         for n in names))
-    cached = self._ddpm_cache.get("tables")
-    if cached is None or cached[0] != key:
-        # normal tensors even when built under sample()'s inference_mode: the
-        # training loss's autograd saves them (inference tensors cannot be)
-        with torch.inference_mode(False):
-            tabs = {n: getattr(self, n).detach().to(device=device, dtype=torch.float64)
-                    for n in names}
-        self._ddpm_cache["tables"] = cached = (key, tabs)
-    return cached[1]
+    """float64 copies of the instance's tables on device."""
+    return cached_on(self, device,
+                     lambda: {n: getattr(self, n).detach().double() for n in _table_names(self)},
+                     key=_buffers_key(self))
 
 
 def _q_sample(self, x_start, t, noise=None):
@@ -125,11 +128,6 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
     return loss.mean()
 
 
-def _step_tables(tabs):
-    return (tabs["sqrt_recip_alphas_cumprod"], tabs["sqrt_recipm1_alphas_cumprod"],
-            tabs["posterior_mean_coef1"], tabs["posterior_mean_coef2"])
-
-
 @torch.inference_mode()
 def _p_sample(self, x, t: int, x_self_cond=None):
     batched_times = torch.full((x.shape[0],), t, device=self.device, dtype=torch.long)
@@ -141,8 +139,7 @@ def _p_sample(self, x, t: int, x_self_cond=None):
     model_output, x, noise = in_common_dtype(model_output, x, noise)
     tabs = _tables(self, x.device)
     return torch.ops.ddpm.p_sample(
-        model_output, x, batched_times, noise, *_step_tables(tabs),
-        tabs["posterior_log_variance_clipped"], tabs["betas"],
+        model_output, x, batched_times, noise, *step_tables("p_sample", tabs),
         _MEAN_TYPES[self.objective], "fixed_small", True)
 
 
@@ -156,19 +153,20 @@ def _ddim_pairs(total_timesteps, sampling_timesteps):
 def _ddim_tables(self, tabs, pairs):
     """alphas_cumprod_prev of the respaced chain: at each visited time, the
     alphas_cumprod of the next visited one (1 after the last: the step then
-    returns pred_xstart, as the original does). Cached for these pairs and
-    these tables (tabs is rebuilt when a buffer or the device changes)."""
-    cached = self._ddpm_cache.get("ddim")
-    if cached is None or cached[0] != pairs or cached[1] is not tabs:
+    returns pred_xstart, as the original does). Kept for these pairs and
+    these buffers."""
+    def make():
         ab = tabs["alphas_cumprod"]
         steps = [(time, time_next) for time, time_next in pairs if time_next >= 0]
-        with torch.inference_mode(False):  # (as _tables: a cache outlives the call)
-            prev = torch.ones_like(ab)
-            if steps:
-                times, nexts = (torch.tensor(v, device=ab.device) for v in zip(*steps))
-                prev[times] = ab[nexts]
-        self._ddpm_cache["ddim"] = cached = (pairs, tabs, prev)
-    return cached[2]
+        prev = torch.ones_like(ab)
+        if steps:
+            times, nexts = (torch.tensor(v, device=ab.device) for v in zip(*steps))
+            prev[times] = ab[nexts]
+        return {"alphas_cumprod_prev": prev}
+
+    device = tabs["alphas_cumprod"].device
+    return cached_on(self, device, make, key=(tuple(pairs), _buffers_key(self)),
+                     slot="ddim")["alphas_cumprod_prev"]
 
 
 @torch.inference_mode()
@@ -192,8 +190,8 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
         noise = torch.randn_like(img) if time_next >= 0 else torch.zeros_like(img)
         model_output, img, noise = in_common_dtype(model_output, img, noise)  # (as _p_sample)
         img, x_start = torch.ops.ddpm.ddim_sample(
-            model_output, img, time_cond, noise, *_step_tables(tabs), tabs["alphas_cumprod"],
-            prev, float(self.ddim_sampling_eta), mean_type, "fixed_small", True)
+            model_output, img, time_cond, noise,
+            *step_tables("ddim_sample", tabs, alphas_cumprod_prev=prev), float(self.ddim_sampling_eta), mean_type, "fixed_small", True)
         imgs.append(img)
     ret = img if not return_all_timesteps else torch.stack(imgs, dim=1)
     return self.unnormalize(ret)

@@ -12,7 +12,7 @@ from ._bound import bind
 from . import lucidrains
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType
 from .lucidrains import looks_like_lucidrains, patch_lucidrains
-from .ops import mode_name
+from .operators import mode_name
 
 # What a patched instance keeps of its own: a SpacedDiffusion's
 # _scale_timesteps leaves the scaling to its _wrap_model (which

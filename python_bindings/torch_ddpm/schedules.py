@@ -19,7 +19,7 @@ __all__ = [
     "linear_betas",
     "cosine_betas",
     "schedule_tables",
-    "step_tables",
+    "chain_tables",
     "DiffusionSchedule",
     "MEAN_TYPES",
     "VAR_TYPES",
@@ -66,7 +66,7 @@ def get_named_beta_schedule(name: str, num_timesteps: int) -> torch.Tensor:
     raise NotImplementedError(f"unknown beta schedule: {name!r} (expected 'linear' or 'cosine')")
 
 
-def step_tables(betas, alphas_cumprod, alphas_cumprod_prev) -> dict:
+def chain_tables(betas, alphas_cumprod, alphas_cumprod_prev) -> dict:
     """The tables of a chain whose step t goes from alphas_cumprod[t] back to
     alphas_cumprod_prev[t] with betas[t] (= 1 - abar_t/abar_prev; the
     training chain's own betas, or a respaced or skipping chain's), in float64:
@@ -102,7 +102,7 @@ def schedule_tables(betas) -> dict:
     one = torch.ones(1, dtype=torch.float64)
     alphas_cumprod = torch.cumprod(1.0 - betas, dim=0)
     alphas_cumprod_prev = torch.cat([one, alphas_cumprod[:-1]])
-    tables = step_tables(betas, alphas_cumprod, alphas_cumprod_prev)
+    tables = chain_tables(betas, alphas_cumprod, alphas_cumprod_prev)
     # the posterior variance is 0 at t = 0, so its log is clipped to the t = 1
     # value there (a one-step schedule has none: its step adds no noise)
     posterior_variance = tables["posterior_variance"]

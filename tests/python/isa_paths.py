@@ -14,6 +14,7 @@ import torch
 
 import noise_paths  # also puts torch_ddpm on the path
 import reference as ref
+from torch_ddpm.tables import step_tables
 
 MEAN_TYPES = ["epsilon", "start_x", "previous_x", "v"]
 VAR_TYPES = ["fixed_small", "fixed_large", "learned", "learned_range"]
@@ -33,10 +34,8 @@ def compute(tab=None):
     g = torch.Generator().manual_seed(7)
     tab = ref.make_tables(100) if tab is None else tab
     q_tabs = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
-    step = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
-    ddim = step[:4] + (tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
+    step = step_tables("p_sample", tab)
+    ddim = step_tables("ddim_sample", tab)
     results = {}
     t = torch.tensor([0, 1, 50, 99])
     for dtype in DTYPES:

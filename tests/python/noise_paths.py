@@ -11,6 +11,7 @@ import sys
 import torch
 
 import reference as ref
+from torch_ddpm.tables import step_tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 if os.path.join(ROOT, "python_bindings") not in sys.path:
@@ -31,9 +32,7 @@ def compute(tab=None):
     """tab: the schedule tables (default ref.make_tables(100))."""
     g = torch.Generator().manual_seed(5)
     tab = ref.make_tables(100) if tab is None else tab
-    step = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    step = step_tables("p_sample", tab)
     q_tabs = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
     results = {}
     for shape in SHAPES:

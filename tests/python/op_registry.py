@@ -10,15 +10,14 @@ import torch
 
 import reference as ref
 from helpers import MEAN_TYPES, VAR_TYPES
+from torch_ddpm.tables import STEP_TABLES
 
 T = 50
 Q_TABLES = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
 POST_TABLES = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
                "posterior_log_variance_clipped")
-STEP4 = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
-         "posterior_mean_coef2")
-P_TABLES = STEP4 + ("posterior_log_variance_clipped", "betas")
-DDIM_TABLES = STEP4 + ("alphas_cumprod", "alphas_cumprod_prev")
+P_TABLES = STEP_TABLES["p_sample"]
+DDIM_TABLES = STEP_TABLES["ddim_sample"]
 SEED, OFFSET = 1234, 40
 
 

@@ -37,6 +37,7 @@ import torch
 from ..eager import EagerGaussianDiffusion
 from ..gaussian_diffusion import GaussianDiffusion, ModelMeanType, ModelVarType, LossType
 from ..gaussian_diffusion import get_named_beta_schedule
+from ..tables import step_tables
 
 SHAPES = {
     "64x3x32x32": (64, 3, 32, 32),
@@ -166,16 +167,14 @@ class Case:
                 tab["posterior_variance"], tab["posterior_log_variance_clipped"], mean=i["out1"])[0], ()
         mean_type, var_type = self.mean_type, self.var_type
         return torch.ops.ddpm.p_sample.out(
-            i["other"], i["x"], i["t"], i["noise"], *self.ours._step_tables(self.device),
-            tab["posterior_log_variance_clipped"], tab["betas"], mean_type, var_type, True,
-            sample=i["out1"], pred_xstart=i["out2"]), ()
+            i["other"], i["x"], i["t"], i["noise"], *step_tables("p_sample", tab), mean_type,
+            var_type, True, sample=i["out1"], pred_xstart=i["out2"]), ()
 
     def fused_sample(self, i):
         tab = self.tab
         return torch.ops.ddpm.p_sample.sample_out(
-            i["other"], i["x"], i["t"], i["noise"], *self.ours._step_tables(self.device),
-            tab["posterior_log_variance_clipped"], tab["betas"], self.mean_type, self.var_type,
-            True, sample=i["out1"]), ()
+            i["other"], i["x"], i["t"], i["noise"], *step_tables("p_sample", tab), self.mean_type,
+            self.var_type, True, sample=i["out1"]), ()
 
     def variants(self, compiled):
         v = ["fused"]

@@ -24,6 +24,7 @@ import json
 
 import torch
 
+from ..tables import step_tables
 from .bench import (SHAPES, Case, _timer, input_sets, quartiles, rotated, rotation_bytes, run_env,
                     summarize)
 
@@ -34,8 +35,8 @@ P_SAMPLE_ONLY = ("philox_out", "philox_sample", "randn+fused_sample")
 
 
 def _step(case, variant, i, offset):
-    d, tab = case.ours, case.tab
-    tables = (*d._step_tables(case.device), tab["posterior_log_variance_clipped"], tab["betas"])
+    tab = case.tab
+    tables = step_tables("p_sample", tab)
     if case.op == "q_sample":
         q_tabs = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
         if variant.startswith("philox"):

@@ -17,7 +17,7 @@ from helpers import assert_close_to_diffusers
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 import torch_ddpm.diffusers as ours_module  # noqa: E402
-from torch_ddpm import diffusers_scheduler as look_alike  # noqa: E402
+from torch_ddpm import fused_schedulers as look_alike  # noqa: E402
 
 KINDS = ["DDPMScheduler", "DDIMScheduler"]
 BASE = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",

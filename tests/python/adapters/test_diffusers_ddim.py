@@ -13,7 +13,7 @@ from helpers import assert_close_to_diffusers, tiny_unet
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 from torch_ddpm.diffusers import DDIMScheduler  # noqa: E402
-from torch_ddpm.diffusers_scheduler import DDIMScheduler as LookAlike  # noqa: E402
+from torch_ddpm.fused_schedulers import DDIMScheduler as LookAlike  # noqa: E402
 
 CONFIGS = [
     {},

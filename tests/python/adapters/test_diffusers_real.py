@@ -108,7 +108,7 @@ def test_schedules_step_for_step(kw):
 
 def test_without_diffusers_torch_ddpm_imports_and_the_adapter_says_what_to_install():
     code = ("import sys; sys.modules['diffusers'] = None\n"
-            "import torch_ddpm, torch_ddpm.diffusers_scheduler\n"
+            "import torch_ddpm, torch_ddpm.fused_schedulers\n"
             "try:\n    import torch_ddpm.diffusers\nexcept ImportError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=dict(os.environ), timeout=120)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from helpers import assert_close_to_diffusers
-from torch_ddpm.diffusers_scheduler import DDPMScheduler
+from torch_ddpm.fused_schedulers import DDPMScheduler
 
 diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
 
@@ -208,3 +208,10 @@ def test_another_variance_type_steps_as_fixed_small_as_in_diffusers():
     assert torch.equal(b, c)
     close(b, a)
 
+
+
+def test_the_former_module_path_still_imports():
+    from torch_ddpm import diffusers_scheduler, fused_schedulers
+
+    assert diffusers_scheduler.DDPMScheduler is fused_schedulers.DDPMScheduler
+    assert diffusers_scheduler.DDIMScheduler is fused_schedulers.DDIMScheduler

@@ -51,9 +51,9 @@ def test_the_drop_in_trains_after_sampling(loop, spacing):
 @pytest.mark.parametrize("device", ["cpu", "meta"])
 @pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
 def test_the_diffusers_scheduler_trains_after_a_step(scheduler, device):
-    from torch_ddpm import diffusers_scheduler
+    from torch_ddpm import fused_schedulers
 
-    sched = getattr(diffusers_scheduler, scheduler)()
+    sched = getattr(fused_schedulers, scheduler)()
     sched.set_timesteps(10)
     x = torch.randn(2, 3, 8, 8, device=device)
 

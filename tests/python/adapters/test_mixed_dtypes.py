@@ -65,9 +65,9 @@ def test_the_drop_in_loss_takes_a_16_bit_output(dtype):
 @pytest.mark.parametrize("dtype", NARROW)
 @pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
 def test_the_schedulers_promote_as_diffusers(scheduler, dtype):
-    from torch_ddpm import diffusers_scheduler
+    from torch_ddpm import fused_schedulers
 
-    ours = getattr(diffusers_scheduler, scheduler)(thresholding=True)
+    ours = getattr(fused_schedulers, scheduler)(thresholding=True)
     ours.set_timesteps(10)
     sample = torch.randn(2, 3, 8, 8) * 2
     out = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3)).to(dtype)

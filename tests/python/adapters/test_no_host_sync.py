@@ -12,7 +12,7 @@ import torch
 import torch_ddpm
 from conftest import TORCH_2
 from helpers import NoHostSync, TinyModel
-from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
+from torch_ddpm.fused_schedulers import DDIMScheduler, DDPMScheduler
 
 META = torch.device("meta")
 # thresholding's quantile selects with kthvalue, which has a meta kernel from torch 2

@@ -7,6 +7,7 @@ import reference as ref
 import torch_ddpm
 from conftest import CUDA_MESSAGE, CUDA_STATE, requires_cuda
 from helpers import assert_within_rounding
+from torch_ddpm.tables import step_tables
 
 pytestmark = requires_cuda
 T = 1000
@@ -19,9 +20,7 @@ def test_the_cuda_kernels_run():
 
 
 def p_args(tab):
-    return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    return step_tables("p_sample", tab)
 
 
 def test_sampling_step_in_a_cuda_graph():
@@ -132,9 +131,7 @@ def test_no_host_sync_in_any_operator():
     mo = torch.randn(4, 6, 8, 8, device="cuda", requires_grad=True)
     t = torch.tensor([0, 1, 500, 999], device="cuda")
     noise = torch.randn(4, 3, 8, 8, device="cuda")
-    d_args = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-              tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-              tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
+    d_args = step_tables("ddim_sample", tab)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
@@ -401,7 +398,7 @@ def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype)
 def test_diffusers_style_step_has_no_host_sync():
     """The scheduler's step, add_noise and get_velocity with GPU timesteps, under
     set_sync_debug_mode("error") (any host read of a device value raises)."""
-    from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
+    from torch_ddpm.fused_schedulers import DDIMScheduler, DDPMScheduler
 
     # thresholding: the bound's quantile (kthvalue) and its interpolation too
     for sched in (DDPMScheduler(variance_type="fixed_small", prediction_type="epsilon"),

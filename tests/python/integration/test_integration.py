@@ -9,14 +9,13 @@ import reference as ref
 import torch_ddpm
 from conftest import DEVICES, requires_torch2
 from helpers import MEAN_TYPES, VAR_TYPES
+from torch_ddpm.tables import step_tables
 
 T = 100
 
 
 def p_args(tab):
-    return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    return step_tables("p_sample", tab)
 
 
 def test_meta_shapes():

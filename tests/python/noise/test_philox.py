@@ -26,6 +26,7 @@ HELPERS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 from conftest import DEVICES, requires_cuda, requires_torch2
 from helpers import MEAN_TYPES, VAR_TYPES, assert_results_match
 from philox_reference import fma32, philox4x32_10, philox_normal_f32, philox_normal_f64
+from torch_ddpm.tables import step_tables as kind_tables
 
 T = 100
 KEYS = [(0, 0), (1234, 8), (-5, 4 * 10**9), (2**62 + 7, 123456), (-(2**63), 2**40)]
@@ -36,11 +37,7 @@ def noise(shape, seed, offset, dtype=torch.float32, device="cpu"):
 
 
 def step_tables(tab, ddim=False):
-    base = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"])
-    if ddim:
-        return base + (tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
-    return base + (tab["posterior_log_variance_clipped"], tab["betas"])
+    return kind_tables("ddim_sample" if ddim else "p_sample", tab)
 
 
 # ---- the generator itself -------------------------------------------------------------

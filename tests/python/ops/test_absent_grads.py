@@ -10,17 +10,14 @@ import torch
 import reference as ref
 from conftest import DEVICES, TORCH_2, requires_torch2
 from helpers import MEAN_TYPES, VAR_TYPES
+from torch_ddpm.tables import step_tables
 
 T = 30
 DTYPES = [torch.float32, torch.float64, torch.float16, torch.bfloat16]
 
 
-def step_tables(tab, ddim):
-    base = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"])
-    if ddim:
-        return base + (tab["alphas_cumprod"], tab["alphas_cumprod_prev"])
-    return base + (tab["posterior_log_variance_clipped"], tab["betas"])
+def kind_tables(tab, ddim):
+    return step_tables("ddim_sample" if ddim else "p_sample", tab)
 
 
 def make_step(device, dtype, var_type, noncontiguous=False, seed=0):
@@ -46,7 +43,7 @@ def backward_op(ddim):
 
 def call_backward(ddim, grad_sample, grad_pred, out, x, t, noise, tab, mean_type, var_type):
     extra = (0.7,) if ddim else ()
-    return backward_op(ddim)(grad_sample, grad_pred, out, x, t, noise, *step_tables(tab, ddim),
+    return backward_op(ddim)(grad_sample, grad_pred, out, x, t, noise, *kind_tables(tab, ddim),
                              *extra, mean_type, var_type, True)
 
 
@@ -150,7 +147,7 @@ def run_step(step, out, x, t, noise, tab, var_type):
     ddim = step.startswith("ddim")
     extra = (0.7,) if ddim else ()
     noise_args = (1234, 8) if step.endswith("philox") else (noise,)
-    return getattr(torch.ops.ddpm, step)(out, x, t, *noise_args, *step_tables(tab, ddim),
+    return getattr(torch.ops.ddpm, step)(out, x, t, *noise_args, *kind_tables(tab, ddim),
                                          *extra, "epsilon", var_type, True)
 
 
@@ -200,7 +197,7 @@ def test_opcheck_with_absent_gradients(ddim):
     op = backward_op(ddim).default
     for args in [(None, gp, out, x, t, None), (gs, None, out, x, t, noise),
                  (None, None, out, x, t, None)]:
-        torch.library.opcheck(op, (*args, *step_tables(tab, ddim), *extra, "epsilon",
+        torch.library.opcheck(op, (*args, *kind_tables(tab, ddim), *extra, "epsilon",
                                    "learned_range", True))
 
 

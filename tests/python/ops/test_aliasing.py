@@ -16,6 +16,7 @@ import torch
 import reference as ref
 from conftest import DEVICES
 from helpers import DTYPES, MEAN_TYPES, VAR_TYPES
+from torch_ddpm.tables import step_tables
 
 T = 50
 SHAPE = (3, 2, 37)  # samples of several vectors and a tail, so order matters
@@ -38,14 +39,11 @@ def step_inputs(op, var_type, dtype, device):
 
 def step_call(op, inputs, tab, mean_type, var_type, **outputs):
     ddim = op.startswith("ddim")
-    last_two = (("alphas_cumprod", "alphas_cumprod_prev") if ddim
-                else ("posterior_log_variance_clipped", "betas"))
     noise = (5, 8) if op.endswith("philox") else (inputs["noise"],)
     t = torch.tensor([0, 1, T - 1], device=inputs["x_t"].device)
     args = (inputs["model_output"], inputs["x_t"], t, *noise,
-            tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            *(tab[k] for k in last_two), *((0.7,) if ddim else ()), mean_type, var_type, True)
+            *step_tables("ddim_sample" if ddim else "p_sample", tab), *((0.7,) if ddim else ()),
+            mean_type, var_type, True)
     return getattr(torch.ops.ddpm, op)(*args, **outputs)
 
 

@@ -11,6 +11,7 @@ from torch.autograd import gradcheck
 import reference as ref
 from conftest import DEVICES
 from helpers import MEAN_TYPES, VAR_TYPES
+from torch_ddpm.tables import step_tables
 
 T = 50
 
@@ -20,9 +21,7 @@ def tables(device):
 
 
 def p_args(tab):
-    return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    return step_tables("p_sample", tab)
 
 
 def t_all_classes(device):

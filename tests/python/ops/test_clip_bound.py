@@ -237,7 +237,7 @@ def test_diffusers_limits_on_x0_are_inside_the_one_step(config):
     """Nothing full-size after the fused step: the limit is inside it, and
     for DDIM the model's own noise prediction too (diffusers' default; before,
     a correction of four to six more passes followed)."""
-    from torch_ddpm.diffusers_scheduler import DDIMScheduler, DDPMScheduler
+    from torch_ddpm.fused_schedulers import DDIMScheduler, DDPMScheduler
 
     sample, out = torch.randn(2, 3, 8, 8) * 2, torch.randn(2, 3, 8, 8) * 2
     ddpm = DDPMScheduler(**config)

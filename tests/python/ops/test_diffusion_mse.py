@@ -174,7 +174,7 @@ def test_the_diffusers_style_scheduler_gives_the_training_loss_of_its_scripts(pr
     # diffusers' train_text_to_image.py: the target of the prediction type,
     # F.mse_loss(pred.float(), target.float(), reduction="none"), the mean over
     # all but the batch, times the min-SNR weight of t
-    from torch_ddpm.diffusers_scheduler import DDPMScheduler
+    from torch_ddpm.fused_schedulers import DDPMScheduler
 
     sched = DDPMScheduler(prediction_type=prediction_type)
     latents, noise, pred = (torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(i))

@@ -8,6 +8,7 @@ import torch
 
 import reference as ref
 import torch_ddpm
+from torch_ddpm.tables import step_tables
 
 T = 10
 
@@ -24,9 +25,7 @@ def q(tab, x0, t, noise, sa=None, s1ma=None):
 
 
 def p(tab, out, x, t, noise, mean_type="epsilon", var_type="fixed_small", **override):
-    names = ["sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
-             "posterior_mean_coef2", "posterior_log_variance_clipped", "betas"]
-    tables = [override.get(n, tab[n]) for n in names]
+    tables = step_tables("p_sample", tab, **override)
     return torch.ops.ddpm.p_sample(out, x, t, noise, *tables, mean_type, var_type, True)
 
 
@@ -80,9 +79,6 @@ def test_errors_leave_no_partial_write(tab):
 
 
 # ---- gradients that cannot be given ------------------------------------------------------
-STEP_TABLE_NAMES = ["sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-                    "posterior_mean_coef1", "posterior_mean_coef2"]
-
 
 def test_a_step_noise_that_requires_grad_is_a_constant(tab):
     """The noise is a documented constant: accepted, no gradient."""

@@ -9,6 +9,7 @@ import torch
 import reference as ref
 from conftest import DEVICES, requires_cuda
 from helpers import DTYPES, MEAN_TYPES, VAR_TYPES, assert_within_rounding, randn, timesteps
+from torch_ddpm.tables import step_tables
 
 T = 1000
 
@@ -18,9 +19,7 @@ def tables(device, table_dtype=torch.float64, schedule="linear", num_timesteps=T
 
 
 def p_sample_args(tab):
-    return (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    return step_tables("p_sample", tab)
 
 
 def run_p_sample(device, dtype, shape, mean_type, var_type, clip, t, noncontiguous=False,

@@ -22,6 +22,7 @@ import re
 
 import pytest
 import torch
+from torch_ddpm.tables import STEP_TABLES  # noqa: E402
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -38,10 +39,8 @@ FUZZ = settings(max_examples=int(_LONG) if _LONG else 120, derandomize=not _LONG
 Q_TABLES = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
 POST_TABLES = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
                "posterior_log_variance_clipped")
-STEP_TABLES = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod",
-               "posterior_mean_coef1", "posterior_mean_coef2")
-LAST_TWO = {False: ("posterior_log_variance_clipped", "betas"),
-            True: ("alphas_cumprod", "alphas_cumprod_prev")}
+# each step's tables, by ddim
+KIND_TABLES = {False: STEP_TABLES["p_sample"], True: STEP_TABLES["ddim_sample"]}
 
 
 class Broken(Exception):
@@ -239,7 +238,7 @@ def test_fuzz_steps(data):
         args["offset"] = 4 * draw(st.integers(0, 2**40), label="offset / 4")
     else:
         args["noise"] = make_data(draw, shape, dtype, "noise", scale=1.0)
-    tables = (*STEP_TABLES, *LAST_TWO[ddim])
+    tables = KIND_TABLES[ddim]
     args.update({k: tab64[k].to(table_dtype) for k in tables})
     bound = None
     if clip_kind in ("bound", "rescale"):  # positive, any float dtype, maybe strided

@@ -130,7 +130,7 @@ def test_errors_name_the_offset():
 
 def test_the_diffusers_style_scheduler_takes_the_scripts_noise_offset():
     # train_text_to_image.py --noise_offset: noise += s * randn(B, C, 1, 1)
-    from torch_ddpm.diffusers_scheduler import DDPMScheduler
+    from torch_ddpm.fused_schedulers import DDPMScheduler
 
     sched = DDPMScheduler(prediction_type="v_prediction")
     latents, noise, pred = (data((2, 4, 8, 8), torch.float32, "cpu", s) for s in (1, 2, 3))

@@ -30,3 +30,17 @@ def test_the_command_prints_them(capsys):
 
     assert main(["schemas"]) == 0
     assert capsys.readouterr().out.splitlines() == registered_schemas()
+
+
+def test_the_adapters_table_order_is_each_step_operators():
+    # torch_ddpm.tables.STEP_TABLES hands the adapters' tables to the step
+    # operators by position: it must be the schema's order, for every overload
+    from torch_ddpm.tables import STEP_TABLES
+
+    for kind, names in STEP_TABLES.items():
+        for op_name in (kind, kind + "_philox", kind + "_backward"):
+            packet = getattr(torch.ops.ddpm, op_name)
+            for overload in packet.overloads():
+                args = [a.name for a in getattr(packet, overload)._schema.arguments]
+                first = args.index(names[0])
+                assert tuple(args[first:first + 6]) == names, (op_name, overload)

@@ -9,6 +9,7 @@ import reference as ref
 from conftest import DEVICES
 from helpers import DTYPES, MEAN_TYPES, VAR_TYPES, assert_within_rounding
 from torch_ddpm.schedules import cosine_betas, schedule_tables
+from torch_ddpm.tables import step_tables
 
 SHAPE = (3, 2, 5, 3)
 
@@ -59,18 +60,16 @@ def run_step(op, kind, device, dtype, mean_type, var_type, clip, eta=0.0, target
         t = torch.tensor([0, num_timesteps - 2, num_timesteps - 1], device=device)
     model_output, x, noise = step_inputs(var_type, dtype, device)
     ddim = op.startswith("ddim")
-    last_two = ("alphas_cumprod", target) if ddim else ("posterior_log_variance_clipped", "betas")
-    step_tables = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-                   tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-                   *(tab[k] for k in last_two))
+    kind_tables = (step_tables("ddim_sample", tab, alphas_cumprod_prev=tab[target]) if ddim
+                   else step_tables("p_sample", tab))
     extra = (eta,) if ddim else ()
     if op.endswith("philox"):
         # drawn in float32 for every dtype, rounded once with the result
         noise = torch.ops.ddpm.philox_normal(x.float(), 3, 8)
-        got = getattr(torch.ops.ddpm, op)(model_output, x, t, 3, 8, *step_tables, *extra,
+        got = getattr(torch.ops.ddpm, op)(model_output, x, t, 3, 8, *kind_tables, *extra,
                                           mean_type, var_type, clip)
     else:
-        got = getattr(torch.ops.ddpm, op)(model_output, x, t, noise, *step_tables, *extra,
+        got = getattr(torch.ops.ddpm, op)(model_output, x, t, noise, *kind_tables, *extra,
                                           mean_type, var_type, clip)
     ref64 = tables(kind, device)
     if ddim:
@@ -121,9 +120,7 @@ def test_step_gradients_at_the_edges(device, kind, var_type):
     (model_output, x, noise) = step_inputs(var_type, torch.float64, device)
     tab = tables(kind, device)
     t = all_timesteps(len(tab["betas"]), device)
-    args = (tab["sqrt_recip_alphas_cumprod"], tab["sqrt_recipm1_alphas_cumprod"],
-            tab["posterior_mean_coef1"], tab["posterior_mean_coef2"],
-            tab["posterior_log_variance_clipped"], tab["betas"])
+    args = step_tables("p_sample", tab)
     grads = []
     for fn in ("ours", "reference"):
         mo, xt = model_output.clone().requires_grad_(), x.clone().requires_grad_()

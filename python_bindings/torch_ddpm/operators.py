@@ -1,4 +1,5 @@
-"""Documented Python front ends of the ddpm operators (torch.ops.ddpm.*).
+"""Documented Python front ends of the ddpm operators (torch.ops.ddpm.*);
+the training loss's is torch_ddpm.losses.diffusion_mse.
 
 Each function is the operator itself: it works on CPU and CUDA tensors, is
 differentiable (q_sample in x_start and noise, posterior_mean_variance in
@@ -10,15 +11,14 @@ tensors have shape [B, ...]; tables are 1-D float32/float64 tensors of length T
 on the same device (build them with torch_ddpm.schedules). float16 and
 bfloat16 data are computed in float32 and rounded once on store.
 """
-from typing import NamedTuple, Tuple
+from typing import Tuple
 
 import torch
 
 from .noise import _as_int64, _checked_offset
 
 __all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
-           "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "diffusion_mse",
-           "loss_target_name", "dynamic_threshold_bound", "DynamicThreshold"]
+           "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "in_common_dtype"]
 
 
 def mode_name(mode) -> str:
@@ -55,58 +55,6 @@ def posterior_mean_variance(
         x_start, x_t, t, posterior_mean_coef1, posterior_mean_coef2,
         posterior_variance, posterior_log_variance_clipped,
     )
-
-
-class DynamicThreshold(NamedTuple):
-    """Imagen's dynamic thresholding, given where a clip_denoised flag goes
-    (GaussianDiffusion's p_sample, ddim_sample and their loops):
-    clip_denoised=DynamicThreshold(0.995, 1.5) clamps each sample's pred_x0
-    to [-s, s] and divides it by s, s = dynamic_threshold_bound(pred_x0,
-    ratio, max_value); the step stays one fused pass (the quantile, of the
-    unclipped pred_x0, is computed before it). For autograd s is a constant
-    (the fused step's gradient is 1/s inside the bound, 0 outside); apply()
-    differentiates through the quantile as well."""
-    ratio: float = 0.995
-    max_value: float = 1.0
-
-    def apply(self, pred_xstart):
-        """clamp(pred_xstart, -s, s) / s per sample, as a chain of tensor ops
-        (for code that holds pred_xstart already, e.g. after a denoised_fn)."""
-        s = dynamic_threshold_bound(pred_xstart, self.ratio, self.max_value)
-        s = s.view(-1, *([1] * (pred_xstart.dim() - 1)))
-        return (torch.clamp(pred_xstart.to(s.dtype), -s, s) / s).to(pred_xstart.dtype)
-
-
-def dynamic_threshold_bound(pred_xstart, ratio=0.995, max_value=1.0) -> torch.Tensor:
-    """Imagen's dynamic thresholding bound, one per sample [B]: the `ratio`
-    quantile of |pred_xstart| over the sample, clamped to [1, max_value], as
-    diffusers' _threshold_sample forms it (in float32 for 16-bit data).
-    Give it the unclipped pred_xstart and pass the result to a step as
-    clip_bound with clip_rescale=True: the step clamps pred_xstart to [-s, s]
-    and divides it by s in its one pass.
-
-    The quantile is torch.quantile's, bit for bit (its linear interpolation
-    between the two order statistics around ratio*(N-1), that position
-    computed in the data's dtype), found by selection (kthvalue) instead of
-    a sort of every sample; a sample holding NaN gets NaN, as there."""
-    flat = pred_xstart.reshape(pred_xstart.shape[0], -1)
-    if flat.dtype not in (torch.float32, torch.float64):
-        flat = flat.float()  # quantile wants float32 or float64
-    flat = flat.abs()
-    n = flat.shape[1]
-    if not 0.0 <= ratio <= 1.0:
-        raise ValueError(f"dynamic_threshold_bound: expected ratio in [0, 1], got {ratio}")
-    if n == 0:
-        raise ValueError("dynamic_threshold_bound: expected non-empty samples")
-    rank = torch.tensor(ratio, dtype=flat.dtype) * (n - 1)  # a CPU scalar: no device sync
-    below_at, above_at = int(rank.floor()), int(rank.ceil())
-    below = torch.kthvalue(flat, below_at + 1, dim=1).values
-    above = below if above_at == below_at else torch.kthvalue(flat, above_at + 1, dim=1).values
-    # the weight as a host scalar (exact: a value of the data's dtype), a kernel
-    # argument; a 0-d tensor moved to a GPU would be a blocking copy
-    bound = torch.lerp(below, above, float(rank - below_at))
-    bound = torch.where(flat.isnan().any(dim=1), torch.full_like(bound, float("nan")), bound)
-    return bound.clamp(min=1, max=max_value)
 
 
 def p_sample(
@@ -224,13 +172,6 @@ def ddim_sample_philox(
     )
 
 
-# The prediction targets as the other codebases name them: diffusers'
-# prediction_type, lucidrains' objective, improved-diffusion's ModelMeanType.
-_TARGET_ALIASES = {"epsilon": "epsilon", "start_x": "start_x", "v": "v",
-                   "sample": "start_x", "v_prediction": "v",
-                   "pred_noise": "epsilon", "pred_x0": "start_x", "pred_v": "v"}
-
-
 def in_common_dtype(*tensors):
     """The tensors (None kept) in the widest of their dtypes, each cast only
     where it differs. Under autocast a model's output is 16-bit where the
@@ -242,50 +183,3 @@ def in_common_dtype(*tensors):
         if x is not None:
             dtype = x.dtype if dtype is None else torch.promote_types(dtype, x.dtype)
     return tuple(x if x is None or x.dtype == dtype else x.to(dtype) for x in tensors)
-
-
-def loss_target_name(target) -> str:
-    """'epsilon', 'start_x' or 'v' from any codebase's name for what the model
-    predicts (diffusers' 'sample' / 'v_prediction', lucidrains' 'pred_noise' /
-    'pred_x0' / 'pred_v', improved-diffusion's ModelMeanType.EPSILON /
-    START_X); other names pass through and the operator refuses them."""
-    name = mode_name(target)
-    return _TARGET_ALIASES.get(name, name)
-
-
-def diffusion_mse(model_output, x_start, noise, t, sqrt_alphas_cumprod,
-                  sqrt_one_minus_alphas_cumprod, weight=None, target="epsilon",
-                  noise_offset=None):
-    """The diffusion training loss per sample, in one pass over memory:
-
-        loss[b] = weight[t_b] * mean((model_output[b] - target[b])**2)
-
-    target: what the model predicts: 'epsilon' (the noise), 'start_x'
-    (x_start) or 'v' (sqrt(abar_t) noise - sqrt(1 - abar_t) x_start); the
-    other codebases' names are accepted too (loss_target_name). weight: a
-    table of length T (torch_ddpm.loss_weights builds min-SNR, P2 and
-    truncated-SNR ones), or None for 1. Returns a [B] tensor: float64 for
-    float64 data, else float32 (the mean is accumulated in float64; 16-bit
-    data is not rounded back). Differentiable in model_output, x_start and
-    noise; its backward writes model_output's gradient in one pass.
-    model_output, x_start and noise share a shape, dtype and device;
-    model_output may be a channel slice (the mean half of a learned-variance
-    output), read in place. noise_offset: as q_sample's (the target's noise
-    is noise + noise_offset[b, c]).
-
-    Under autocast the model's output is often 16-bit where x_start and the
-    noise are float32: the three are compared in the widest of their dtypes
-    here (as autocast runs mse_loss in float32, and diffusers' scripts call
-    .float()); the operator itself takes one dtype and names a mismatch.
-
-    The same as ``(weight[t] * mean_flat((target - model_output)**2))`` of
-    improved-diffusion, lucidrains' p_losses and diffusers' training scripts
-    (``F.mse_loss(model_pred.float(), target.float(), reduction="none")``
-    then the mean over all but the batch), to float rounding.
-    """
-    model_output, x_start, noise = in_common_dtype(model_output, x_start, noise)
-    if noise_offset is not None:
-        noise_offset = noise_offset.to(noise.dtype)
-    return torch.ops.ddpm.diffusion_mse(
-        model_output, x_start, noise, t, sqrt_alphas_cumprod,
-        sqrt_one_minus_alphas_cumprod, weight, loss_target_name(target), noise_offset)

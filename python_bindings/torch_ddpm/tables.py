@@ -1,0 +1,39 @@
+"""The schedule tables as the adapters hand them to the operators: one copy
+per device, made outside inference mode, and each step operator's six tables
+in its schema's order (ops/operators.cpp; a test holds the two together)."""
+import torch
+
+__all__ = ["STEP_TABLES", "step_tables", "cached_on"]
+
+# Each step operator's six tables, in its order: every step's four (x_0 and
+# the posterior mean), then the kind's own two.
+_COMMON = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
+           "posterior_mean_coef2")
+STEP_TABLES = {
+    "p_sample": _COMMON + ("posterior_log_variance_clipped", "betas"),
+    "ddim_sample": _COMMON + ("alphas_cumprod", "alphas_cumprod_prev"),
+}
+
+
+def step_tables(kind, tables, **instead):
+    """The six tables of step operator `kind` ("p_sample", "ddim_sample") from
+    a {name: tensor} mapping, in its order; instead: a table to pass in a
+    name's place (the DDIM step towards alphas_cumprod_next, say)."""
+    return tuple(instead[name] if name in instead else tables[name] for name in STEP_TABLES[kind])
+
+
+def cached_on(owner, device, make, key=None, slot="tables"):
+    """{name: tensor}: make()'s tables moved to `device`, kept in owner's
+    _ddpm_cache for that device and made again when `key` changes (a buffer
+    replaced or written, a schedule rebuilt).
+
+    Made with inference mode off, even when the first call is under
+    torch.inference_mode() (sampling): a training step's autograd saves the
+    tables later, which it cannot do with inference tensors."""
+    cache = owner.__dict__.setdefault("_ddpm_cache", {})
+    entry = cache.get((slot, str(device)))
+    if entry is None or entry[0] != key:
+        with torch.inference_mode(False):
+            entry = (key, {name: table.to(device) for name, table in make().items()})
+        cache[(slot, str(device))] = entry
+    return entry[1]
