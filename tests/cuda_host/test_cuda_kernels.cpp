@@ -13,7 +13,9 @@
 // last place (README, "CPU and CUDA results"): that is the GPU test's to bound.
 #include <gtest/gtest.h>
 
+
 #include <cmath>
+#include <functional>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -195,6 +197,35 @@ void expect_same(const Buffer<S>& cpu, const Buffer<S>& gpu, const std::string& 
                                    << cpu.first_difference(gpu);
 }
 
+// An output of a kernel: its name, its size, and how to point the
+// parameters at a buffer (set it to null where the call does not write it).
+template <typename S, typename P>
+struct Output {
+  const char* name;
+  int64_t numel, offset;
+  std::function<void(P&, S*)> point;
+};
+
+// Runs p on the CPU and on the emulated GPU, each writing its own buffers,
+// and expects every output equal byte for byte (untouched alike where not
+// written). what: the case, for the message.
+template <typename S, typename P>
+void expect_cuda_matches_cpu(P p, const Shape& sh, const std::vector<Output<S, P>>& outputs,
+                             const std::string& what) {
+  std::vector<Buffer<S>> cpu, gpu;
+  for (const auto& o : outputs) {
+    cpu.emplace_back(o.numel, o.offset);
+    gpu.emplace_back(o.numel, o.offset);
+  }
+  for (size_t i = 0; i < outputs.size(); ++i) outputs[i].point(p, cpu[i].data());
+  ASSERT_EQ(ddpm::cpu_kernel(p), -1) << what;
+  for (size_t i = 0; i < outputs.size(); ++i) outputs[i].point(p, gpu[i].data());
+  ddpm::cuda_kernel(p, launch_on(sh));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    expect_same(cpu[i], gpu[i], std::string(outputs[i].name) + " " + what);
+  }
+}
+
 template <typename Pair>
 class CudaHost : public ::testing::Test {};
 
@@ -235,8 +266,6 @@ TYPED_TEST(CudaHost, QSample) {
     Offsets<S> offsets(sh, rng);
     for (int mode = 0; mode < 3; ++mode) {  // noise tensor, drawn, tensor with an offset
       const bool generate = mode == 1;
-      Buffer<S> out_cpu(n, sh.offset), out_gpu(n, sh.offset), nz_cpu(n, sh.offset),
-          nz_gpu(n, sh.offset);
       ddpm::LinearParams<S, T> p;
       if (mode == 2) p.noise_offset = offsets.view;
       p.u = x0.data();
@@ -247,16 +276,12 @@ TYPED_TEST(CudaHost, QSample) {
       p.sample_numel = sh.sample_numel;
       p.generate_noise = generate;
       p.noise_key = {0x0123456789ABCDEFull, 8};
-      p.out = out_cpu.data();
-      p.noise_out = generate ? nz_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::cpu_kernel(p), -1);
-      p.out = out_gpu.data();
-      p.noise_out = generate ? nz_gpu.data() : nullptr;
-      ddpm::cuda_kernel(p, launch_on(sh));
-      const std::string what =
-          sh.name() + (generate ? " in-kernel noise" : (mode == 2 ? " noise offset" : ""));
-      expect_same(out_cpu, out_gpu, "x_t " + what);
-      expect_same(nz_cpu, nz_gpu, "noise " + what);
+      using P = decltype(p);
+      expect_cuda_matches_cpu<S, P>(
+          p, sh,
+          {{"x_t", n, sh.offset, [](P& q, S* b) { q.out = b; }},
+           {"noise", n, sh.offset, [&](P& q, S* b) { q.noise_out = generate ? b : nullptr; }}},
+          sh.name() + (generate ? " in-kernel noise" : (mode == 2 ? " noise offset" : "")));
     }
   }
 }
@@ -271,23 +296,18 @@ TYPED_TEST(CudaHost, QSampleBackwardAndScaleByTimestep) {
     auto grad = random_buffer<S>(n, sh.offset, rng);
     const auto t = timesteps(sh.batch, schedule().T, rng);
     for (bool both : {true, false}) {
-      Buffer<S> gx_cpu(n, sh.offset), gx_gpu(n, sh.offset), gn_cpu(n, sh.offset),
-          gn_gpu(n, sh.offset);
       ddpm::LinearBackwardParams<S, T> p;
       p.grad = grad.data();
       p.timesteps = {t.data(), schedule().T};
       p.tables = {tab.sqrt_abar.data(), tab.sqrt_1m_abar.data()};
       p.batch = sh.batch;
       p.sample_numel = sh.sample_numel;
-      p.grad_u = gx_cpu.data();
-      p.grad_v = both ? gn_cpu.data() : nullptr;
-      ASSERT_EQ(ddpm::cpu_kernel(p), -1);
-      p.grad_u = gx_gpu.data();
-      p.grad_v = both ? gn_gpu.data() : nullptr;
-      ddpm::cuda_kernel(p, launch_on(sh));
-      const std::string what = sh.name() + (both ? "" : " (scale_by_timestep)");
-      expect_same(gx_cpu, gx_gpu, "grad_x_start " + what);
-      expect_same(gn_cpu, gn_gpu, "grad_noise " + what);
+      using P = decltype(p);
+      expect_cuda_matches_cpu<S, P>(
+          p, sh,
+          {{"grad_x_start", n, sh.offset, [](P& q, S* b) { q.grad_u = b; }},
+           {"grad_noise", n, sh.offset, [&](P& q, S* b) { q.grad_v = both ? b : nullptr; }}},
+          sh.name() + (both ? "" : " (scale_by_timestep)"));
     }
   }
 }
@@ -303,9 +323,6 @@ TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
     auto xt = random_buffer<S>(n, sh.offset, rng);
     const auto t = timesteps(sh.batch, schedule().T, rng);
     const ddpm::LinearTables<T> coefs{tab.c1.data(), tab.c2.data()};
-    Buffer<S> mean_cpu(n, sh.offset), mean_gpu(n, sh.offset);
-    Buffer<S> var_cpu(sh.batch, 0), var_gpu(sh.batch, 0), lv_cpu(sh.batch, 0),
-        lv_gpu(sh.batch, 0);
     ddpm::LinearParams<S, T> p;
     p.u = x0.data();
     p.v = xt.data();
@@ -315,29 +332,20 @@ TYPED_TEST(CudaHost, PosteriorAndItsBackward) {
     p.sample_numel = sh.sample_numel;
     p.per_sample_tables[0] = tab.var.data();
     p.per_sample_tables[1] = tab.log_var_clipped.data();
-    p.out = mean_cpu.data();
-    p.per_sample[0] = var_cpu.data();
-    p.per_sample[1] = lv_cpu.data();
-    ASSERT_EQ(ddpm::cpu_kernel(p), -1);
-    p.out = mean_gpu.data();
-    p.per_sample[0] = var_gpu.data();
-    p.per_sample[1] = lv_gpu.data();
-    ddpm::cuda_kernel(p, launch_on(sh));
-    expect_same(mean_cpu, mean_gpu, "mean " + sh.name());
-    expect_same(var_cpu, var_gpu, "variance " + sh.name());
-    expect_same(lv_cpu, lv_gpu, "log_variance " + sh.name());
-
-    Buffer<S> gx0_cpu(n, sh.offset), gx0_gpu(n, sh.offset), gxt_cpu(n, sh.offset),
-        gxt_gpu(n, sh.offset);
-    ddpm::LinearBackwardParams<S, T> b{x0.data(),     gx0_cpu.data(), gxt_cpu.data(),
-                                       {t.data(), schedule().T}, coefs, sh.batch,
-                                       sh.sample_numel};
-    ASSERT_EQ(ddpm::cpu_kernel(b), -1);
-    b.grad_u = gx0_gpu.data();
-    b.grad_v = gxt_gpu.data();
-    ddpm::cuda_kernel(b, launch_on(sh));
-    expect_same(gx0_cpu, gx0_gpu, "grad_x_start " + sh.name());
-    expect_same(gxt_cpu, gxt_gpu, "grad_x_t " + sh.name());
+    using P = decltype(p);
+    expect_cuda_matches_cpu<S, P>(p, sh,
+                                  {{"mean", n, sh.offset, [](P& q, S* b) { q.out = b; }},
+                                   {"variance", sh.batch, 0, [](P& q, S* b) { q.per_sample[0] = b; }},
+                                   {"log_variance", sh.batch, 0,
+                                    [](P& q, S* b) { q.per_sample[1] = b; }}},
+                                  sh.name());
+    using B = ddpm::LinearBackwardParams<S, T>;
+    const B b{x0.data(), nullptr, nullptr, {t.data(), schedule().T}, coefs, sh.batch,
+              sh.sample_numel};
+    expect_cuda_matches_cpu<S, B>(b, sh,
+                                  {{"grad_x_start", n, sh.offset, [](B& q, S* x) { q.grad_u = x; }},
+                                   {"grad_x_t", n, sh.offset, [](B& q, S* x) { q.grad_v = x; }}},
+                                  sh.name());
   }
 }
 
@@ -439,8 +447,6 @@ TYPED_TEST(CudaHost, StepsForward) {
             const Clip clip = clip_of(combination);
             const ddpm::StepModes modes = step_modes(kind, mean, var, clip);
             const bool write_pred = (combination / 4) % 2 == 0;
-            Buffer<S> s_cpu(n, sh.offset), s_gpu(n, sh.offset), p_cpu(n, sh.offset),
-                p_gpu(n, sh.offset);
             ddpm::StepParams<S, T> p;
             p.model_output = in.model_output.data();
             p.x_t = in.x_t.data();
@@ -453,17 +459,14 @@ TYPED_TEST(CudaHost, StepsForward) {
             p.generate_noise = generate;
             p.noise_key = {42, 4 * 1000003ull};
             p.clip_bound = clip_bound_of(clip, bounds);
-            p.sample = s_cpu.data();
-            p.pred_xstart = write_pred ? p_cpu.data() : nullptr;
-            ASSERT_EQ(ddpm::cpu_kernel(p), -1);
-            p.sample = s_gpu.data();
-            p.pred_xstart = write_pred ? p_gpu.data() : nullptr;
-            ddpm::cuda_kernel(p, launch_on(sh));
-            const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
-                                     (generate ? " in-kernel noise" : "") +
-                                     (write_pred ? "" : " sample only");
-            expect_same(s_cpu, s_gpu, "sample " + what);
-            expect_same(p_cpu, p_gpu, "pred_xstart " + what);
+            using P = decltype(p);
+            expect_cuda_matches_cpu<S, P>(
+                p, sh,
+                {{"sample", n, sh.offset, [](P& q, S* b) { q.sample = b; }},
+                 {"pred_xstart", n, sh.offset,
+                  [&](P& q, S* b) { q.pred_xstart = write_pred ? b : nullptr; }}},
+                sh.name() + " " + mode_name(modes, kind, clip) +
+                    (generate ? " in-kernel noise" : "") + (write_pred ? "" : " sample only"));
           }
         }
       }
@@ -494,8 +497,6 @@ TYPED_TEST(CudaHost, StepsBackward) {
             const bool has_gs = present != 2, has_gp = present != 1;
             const bool reads_noise = ddpm::reads_var_channels(modes) && has_gs;
             const int64_t out_n = (ddpm::has_var_channels(modes) ? 2 : 1) * n;
-            Buffer<S> gm_cpu(out_n, sh.offset), gm_gpu(out_n, sh.offset), gx_cpu(n, sh.offset),
-                gx_gpu(n, sh.offset);
             ddpm::StepBackwardParams<S, T> p;
             p.grad_sample = has_gs ? grad_sample.data() : nullptr;
             p.grad_pred_xstart = has_gp ? grad_pred.data() : nullptr;
@@ -508,17 +509,14 @@ TYPED_TEST(CudaHost, StepsBackward) {
             p.batch = sh.batch;
             p.sample_numel = sh.sample_numel;
             p.clip_bound = clip_bound_of(clip, bounds);
-            p.grad_model_output = gm_cpu.data();
-            p.grad_x_t = gx_cpu.data();
-            ASSERT_EQ(ddpm::cpu_kernel(p), -1);
-            p.grad_model_output = gm_gpu.data();
-            p.grad_x_t = gx_gpu.data();
-            ddpm::cuda_kernel(p, launch_on(sh));
-            const std::string what = sh.name() + " " + mode_name(modes, kind, clip) +
-                                     (has_gs ? "" : " no grad_sample") +
-                                     (has_gp ? "" : " no grad_pred_xstart");
-            expect_same(gm_cpu, gm_gpu, "grad_model_output " + what);
-            expect_same(gx_cpu, gx_gpu, "grad_x_t " + what);
+            using P = decltype(p);
+            expect_cuda_matches_cpu<S, P>(
+                p, sh,
+                {{"grad_model_output", out_n, sh.offset,
+                  [](P& q, S* b) { q.grad_model_output = b; }},
+                 {"grad_x_t", n, sh.offset, [](P& q, S* b) { q.grad_x_t = b; }}},
+                sh.name() + " " + mode_name(modes, kind, clip) +
+                    (has_gs ? "" : " no grad_sample") + (has_gp ? "" : " no grad_pred_xstart"));
           }
         }
       }
@@ -638,7 +636,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
                                    (offset ? " noise offset" : "");
           const int64_t tiles = sh.batch * ddpm::loss_tiles_per_sample(sh.sample_numel);
           std::vector<double> partials(tiles + 1);
-          std::vector<A> cpu_kernel(sh.batch), loss_gpu(sh.batch);
+          std::vector<A> loss_cpu(sh.batch), loss_gpu(sh.batch);
           ddpm::LossParams<S, T> p;
           p.model_output = out.data();
           p.model_output_batch_stride = stride;
@@ -652,15 +650,14 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           p.batch = sh.batch;
           p.sample_numel = sh.sample_numel;
           if (offset) p.noise_offset = offsets.view;
-          p.loss = cpu_kernel.data();
+          p.loss = loss_cpu.data();
           ASSERT_EQ(ddpm::cpu_kernel(p), -1);
           p.loss = loss_gpu.data();
           std::fill(partials.begin(), partials.end(), std::nan(""));
           ddpm::cuda_kernel(p, launch_on(sh));
           for (int64_t b = 0; b < sh.batch; ++b) {
-            expect_loss_near(cpu_kernel[b], loss_gpu[b], what + " sample " + std::to_string(b));
+            expect_loss_near(loss_cpu[b], loss_gpu[b], what + " sample " + std::to_string(b));
           }
-          Buffer<S> g_cpu(n, sh.offset), g_gpu(n, sh.offset);
           ddpm::LossBackwardParams<S, T> q;
           q.grad = grad.data();
           q.model_output = out.data();
@@ -674,11 +671,10 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           q.batch = sh.batch;
           q.sample_numel = sh.sample_numel;
           q.noise_offset = p.noise_offset;
-          q.grad_model_output = g_cpu.data();
-          ASSERT_EQ(ddpm::cpu_kernel(q), -1);
-          q.grad_model_output = g_gpu.data();
-          ddpm::cuda_kernel(q, launch_on(sh));
-          expect_same(g_cpu, g_gpu, "grad_model_output " + what);
+          using Q = decltype(q);
+          expect_cuda_matches_cpu<S, Q>(
+              q, sh, {{"grad_model_output", n, sh.offset, [](Q& r, S* b) { r.grad_model_output = b; }}},
+              what);
         }
       }
     }
