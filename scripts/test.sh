@@ -55,6 +55,11 @@ for tag in $TORCHES; do
   fi
 done
 
+echo "== csrc/ is torch-free: the CPU kernels compile with only csrc/ on the include path"
+for cpp in csrc/cpu/*.cpp; do
+  g++ -std=c++17 -fsyntax-only -Icsrc "$cpp"
+done
+
 echo "== CUDA kernels run on the CPU (host emulation, tests/cuda_host)"
 bash scripts/cuda_host_check.sh
 

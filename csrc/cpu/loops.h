@@ -4,11 +4,10 @@
 // sample so the inner loop has constant coefficients and vectorizes.
 #pragma once
 
-#include <ATen/Parallel.h>
-
 #include <vector>
 
 #include "ddpm/kernels.h"
+#include "parallel.h"
 
 // The inner loops are compiled three times, for x86-64's baseline (SSE2),
 // AVX2-class CPUs (x86-64-v3: AVX2, FMA, F16C, BMI2) and AVX-512 CPUs (512-bit
@@ -106,7 +105,7 @@ template <typename Run>
 void for_each_sample_run(int64_t batch, int64_t sample_numel, const Run& run) {
   const int64_t total = batch * sample_numel;
   if (total == 0) return;
-  at::parallel_for(0, total, kGrainSize, [&](int64_t begin, int64_t end) {
+  parallel_for(0, total, kGrainSize, [&](int64_t begin, int64_t end) {
     for_each_run_in(begin, end, sample_numel,
                     [&](int64_t b, int64_t i0, int64_t i1, int64_t) {
                       run(b, i0, i1);

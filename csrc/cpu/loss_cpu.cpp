@@ -6,7 +6,6 @@
 // The tiles of every sample are summed in parallel, each into its own
 // partial (eight double accumulators, in a fixed order), then each sample's
 // partials in order: no result depends on the thread count.
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <vector>
@@ -78,7 +77,7 @@ int64_t cpu_kernel(const LossParams<S, T>& p) {
   const int64_t tiles = loss_tiles_per_sample(n);
   dispatch_loss_target(p.target, [&](auto target) {
     constexpr LossTarget kTarget = decltype(target)::value;
-    at::parallel_for(0, p.batch * tiles, std::max<int64_t>(cpu::kGrainSize / kLossTile, 1),
+    cpu::parallel_for(0, p.batch * tiles, std::max<int64_t>(cpu::kGrainSize / kLossTile, 1),
                      [&](int64_t begin, int64_t end) {
                        for (int64_t tile = begin; tile < end; ++tile) {
                          const int64_t b = tile / tiles;

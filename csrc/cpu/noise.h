@@ -9,7 +9,6 @@
 // generator itself and runs on each quarter of a block as soon as it is drawn.
 #pragma once
 
-#include <ATen/Parallel.h>
 
 #include <algorithm>
 
@@ -176,7 +175,7 @@ void for_each_noise_run(int64_t batch, int64_t sample_numel,
   if (total == 0) return;
   const int64_t num_blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
   const NoiseIsa isa = noise_isa();
-  at::parallel_for(
+  parallel_for(
       0, num_blocks, std::max<int64_t>(1, kGrainSize / kNoiseBlockSize),
       [&](int64_t block_begin, int64_t block_end) {
         switch (isa) {

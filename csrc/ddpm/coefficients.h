@@ -3,7 +3,7 @@
 // A kernel reads t[b] and a handful of schedule-table entries once per sample,
 // forms these coefficients in double (the tables are float64 or float32), and
 // rounds them to the compute type once. The per-element loops in
-// elementwise.h then do nothing but multiply-adds. See ../shared/MATH.md for
+// elementwise.h then do nothing but multiply-adds. See docs/math.md for
 // the formulas and their conventions (t = 0 is the first noising step).
 #pragma once
 

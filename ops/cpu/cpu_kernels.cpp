@@ -1,8 +1,21 @@
 // The CPU backend: every operator's kernel (kernels.h) launching the CPU
-// loops of csrc/cpu, which report a timestep outside [0, T) by its index.
+// loops of csrc/cpu, which report a timestep outside [0, T) by its index;
+// and their threads, ATen's intra-op pool.
+#include <ATen/Parallel.h>
+
 #include "../kernels.h"
+#include "cpu/parallel.h"
 
 namespace ddpm {
+namespace cpu {
+
+void run_chunks(int64_t begin, int64_t end, int64_t grain, Chunk chunk, const void* context) {
+  at::parallel_for(begin, end, grain,
+                   [&](int64_t lo, int64_t hi) { chunk(context, lo, hi); });
+}
+
+}  // namespace cpu
+
 namespace ops {
 namespace {
 

@@ -3,7 +3,7 @@ fallback of GaussianDiffusion (a denoised_fn or cond_fn between the
 prediction of x_0 and the mean) and the eager improved-diffusion chain
 (torch_ddpm.eager, the benchmarks' baseline and the drop-in's reference)
 both use them. The fused operators compute the same in one pass
-(csrc/ddpm/coefficients.h, elementwise.h; ../shared/MATH.md).
+(csrc/ddpm/coefficients.h, elementwise.h; docs/math.md).
 
 Coefficients come as tensors broadcast to the data (table[t] per sample).
 """

@@ -1,6 +1,6 @@
 """Noise schedules and every table the ddpm operators read, built in float64.
 
-All tables are computed here, once, in float64 (see MATH.md): kernels read them
+All tables are computed here, once, in float64 (see docs/math.md): kernels read them
 per sample and compute in float32 for float32/float16/bfloat16 data. Never cast
 a table to bfloat16 before forming 1 - alpha_bar: it erases the noise at small t.
 
@@ -70,7 +70,7 @@ def chain_tables(betas, alphas_cumprod, alphas_cumprod_prev) -> dict:
     """The tables of a chain whose step t goes from alphas_cumprod[t] back to
     alphas_cumprod_prev[t] with betas[t] (= 1 - abar_t/abar_prev; the
     training chain's own betas, or a respaced or skipping chain's), in float64:
-    the posterior (MATH.md) and the predictions of x_0. Built here once for
+    the posterior (docs/math.md) and the predictions of x_0. Built here once for
     schedule_tables and the diffusers adapter."""
     ab, ab_prev = alphas_cumprod, alphas_cumprod_prev
     return {

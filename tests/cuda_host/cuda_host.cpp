@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "cpu/parallel.h"
 #include "cuda_runtime.h"
 
 namespace cuda_host {
@@ -119,3 +120,17 @@ void run_grid(unsigned grid, unsigned block, void (*body)(void*), void* context)
 }
 
 }  // namespace cuda_host
+
+// The CPU kernels' threads (csrc/cpu/parallel.h), here one after another: the
+// range cut into grain-sized pieces, so the kernels see chunk boundaries as in
+// a parallel run.
+namespace ddpm {
+namespace cpu {
+
+void run_chunks(int64_t begin, int64_t end, int64_t grain, Chunk chunk, const void* context) {
+  const int64_t step = std::max<int64_t>(grain, 1);
+  for (int64_t lo = begin; lo < end; lo += step) chunk(context, lo, std::min(end, lo + step));
+}
+
+}  // namespace cpu
+}  // namespace ddpm

@@ -1,4 +1,4 @@
-"""Float64 references of every operator, written from the formulas (MATH.md)
+"""Float64 references of every operator, written from the formulas (docs/math.md)
 the way improved-diffusion's GaussianDiffusion writes them, plus the size of
 the terms each output sums (for a floating-point error bound)."""
 import torch

@@ -1,4 +1,4 @@
-"""The schedule tables against their derivation (MATH.md)."""
+"""The schedule tables against their derivation (docs/math.md)."""
 import math
 
 import pytest
