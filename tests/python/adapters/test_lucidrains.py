@@ -135,6 +135,24 @@ def test_patch_refuses_the_classes_it_does_not_know():
                                         r"\.denoising_diffusion_pytorch_1d\.GaussianDiffusion1D's"):
         torch_ddpm.patch(one_d)
     assert "p_sample" not in vars(one_d)
+    # the package's other variants (a learned variance, weighted objectives,
+    # classifier-free guidance) replace what the patch would replace or bypass
+    from denoising_diffusion_pytorch import classifier_free_guidance as cfg
+    from denoising_diffusion_pytorch.learned_gaussian_diffusion import LearnedGaussianDiffusion
+    from denoising_diffusion_pytorch.weighted_objective_gaussian_diffusion import (
+        WeightedObjectiveGaussianDiffusion)
+    for variant in (
+            LearnedGaussianDiffusion(ddp.Unet(dim=8, dim_mults=(1, 2), channels=3,
+                                              learned_variance=True, flash_attn=False),
+                                     image_size=SIZE, timesteps=T),
+            WeightedObjectiveGaussianDiffusion(ddp.Unet(dim=8, dim_mults=(1, 2), channels=3,
+                                                        out_dim=8, flash_attn=False),
+                                               image_size=SIZE, timesteps=T),
+            cfg.GaussianDiffusion(cfg.Unet(dim=8, num_classes=4, dim_mults=(1, 2), channels=3),
+                                  image_size=SIZE, timesteps=T)):
+        with pytest.raises(TypeError, match=rf"{type(variant).__name__}\.\w+ is "
+                                            r"denoising_diffusion_pytorch\."):
+            torch_ddpm.patch(variant)
     # a subclass overriding what the swapped methods reproduce (a guided
     # model_predictions) would be bypassed: refused too
     original, _ = make("pred_noise", "cosine")
