@@ -8,7 +8,7 @@ previous step, a 1 ms sleep, a 1 ms spin in Python, randn_like, randn_like plus
 p_sample.sample_out, improved-diffusion's chain, and a torch.add of the same size.
 Interleaved in one run, so that the slow and fast minutes of a shared machine fall on
 every case alike. Explains why bench-noise's in-kernel figures sit above back-to-back
-ones (benchmarks/RESULTS.md, stop 15).
+ones (benchmarks/results/2026-11-22-cpu-in-kernel-noise/).
 """
 import argparse
 import os

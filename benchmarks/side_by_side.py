@@ -3,11 +3,12 @@ bench_training.py): ways of doing one thing, timed alternately repetition by
 repetition so that drift hits them alike; the operators each dispatches; the
 results written as JSON with the command that made them."""
 import json
-import sys
 import time
 import warnings
 
 import torch
+
+from torch_ddpm.tools.bench import portable_command
 
 
 def sync(device):
@@ -53,5 +54,5 @@ def count_ops(fn, device):
 
 def write_json(path, rows):
     with open(path, "w") as f:
-        json.dump({"command": " ".join(sys.argv), "torch": torch.__version__,
+        json.dump({"command": portable_command(), "torch": torch.__version__,
                    "threads": torch.get_num_threads(), "rows": rows}, f, indent=1)

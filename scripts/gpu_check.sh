@@ -53,7 +53,7 @@ if ! TORCH_DDPM_LIBRARY="$lib" python3 -c "import torch_ddpm" 2>"$out/load-error
 fi
 rm -f "$out/load-error.txt"
 export TORCH_DDPM_LIBRARY="$lib"
-echo "library: $lib ($(elapsed))"
+echo "library: ${lib#"$PWD"/} ($(elapsed))"
 
 # 2. the tests; the probe first, so that a machine without a usable GPU stops here
 # GPU_CHECK_REHEARSAL=1, on the CPU machine: past the probe, every step with a
@@ -124,7 +124,7 @@ echo "bench-noise: exit $? ($(elapsed))"
 timeout "$(limit 60)" python3 benchmarks/bench_training.py --device cuda --shapes 16x3x64x64 64M \
   --reps 20 --output /tmp/ddpm-bench-training.json
 echo "bench-training: exit $? ($(elapsed))"
-# diffusers' scheduler steps against ours (issue 19): its rows in the log
+# diffusers' scheduler steps against ours: its rows in the log
 timeout "$(limit 45)" python3 benchmarks/bench_scheduler.py --device cuda \
   --shapes 16x4x64x64 4x4x128x128 --dtypes float32 bfloat16 \
   --schedulers ddpm ddim ddim-clip --reps 20 --warmup 3

@@ -21,9 +21,9 @@ for tag in $TORCHES; do
   bash scripts/build.sh "$py" "$tag" all
   echo "== [$tag] GoogleTest (ctest)"
   (cd "build/$tag/cmake" && ctest --output-on-failure)
-  # This machine takes the AVX-512 loops and generator; the AVX2 (x86-64-v3)
-  # and SSE2 ones run on CPUs emulated by qemu-user (tests/python/test_isa.py
-  # does the same for the operators)
+  # The loops and noise generator this CPU does not pick (AVX2 / x86-64-v3,
+  # SSE2) run on CPUs emulated by qemu-user (tests/python/ops/test_isa.py does
+  # the same for the operators)
   if command -v qemu-x86_64 >/dev/null && [ "$(uname -m)" = x86_64 ] && [ -x "build/$tag/cmake/ddpm_tests" ]; then
     for cpu in Broadwell Nehalem; do
       echo "== [$tag] GoogleTest on an emulated $cpu (qemu-user)"

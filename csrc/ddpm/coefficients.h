@@ -46,15 +46,16 @@ struct LinearTables {
 
 // The kinds of reverse step. Each is a way of forming the per-sample
 // coefficients of StepCoef below (step_coef); the element loops are the same
-// for every kind. A kind adds its case here and its descriptor to the
-// operator table (ops/op_table.cpp).
+// for every kind. A kind adds its case here and its schema entry to
+// step_kind_list (ops/operators.cpp); docs/design.md lists the rest.
 enum class StepKind : int32_t {
   kDdpm = 0,  // ancestral (p_sample): the posterior mean, a fixed or learned variance
   kDdim = 1,  // DDIM (ddim_sample): eta scales its noise; a learned variance is ignored
+  kNumStepKinds  // (not a kind: their count, for the tests that run every kind)
 };
 
 // Tables of a reverse step: the four every kind reads, then the kind's own
-// two (its operator's fifth and sixth tables, ops/op_table.cpp): DDPM's
+// two (its operator's fifth and sixth tables, ops/operators.cpp): DDPM's
 // posterior_log_variance_clipped and betas; DDIM's alphas_cumprod and the
 // target's, abar_{t-1} for a step back (abar_{t+1} for ddim_reverse_sample).
 template <typename table_t>
@@ -286,11 +287,19 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
     case StepKind::kDdpm:
       ddpm_coef(tab, t, modes, c1, c2, k);
       break;
+    case StepKind::kNumStepKinds:  // not a kind (the operators never pass it)
+      break;
   }
   clip_coef(modes, clip_bound, A, Bm, k);
   k.A = static_cast<acc>(A);
   k.Bm = static_cast<acc>(Bm);
   return k;
+}
+
+// Which inner loop a step runs (each kernel compiles both): the model's
+// output is the mean itself (previous_x in an ancestral step).
+DDPM_HD bool step_mean_is_output(const StepModes& m) {
+  return m.mean_type == MeanType::kPreviousX && m.kind == StepKind::kDdpm;
 }
 
 // What the training loss (diffusion_mse) compares the model's output with:

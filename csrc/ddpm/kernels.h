@@ -81,12 +81,6 @@ struct PhiloxNormalParams {
   NoiseKey key;
 };
 
-// Compile-time shape of a step's inner loop, from its runtime modes: the
-// model's output is the mean itself (previous_x in an ancestral step).
-DDPM_HD bool step_mean_is_output(const StepModes& m) {
-  return m.mean_type == MeanType::kPreviousX && m.kind == StepKind::kDdpm;
-}
-
 // Every kind of step (modes.kind) shares these parameters and kernels.
 // With generate_noise the noise is drawn in the kernel from noise_key and
 // noise is unused. A null pred_xstart is not written (sampling loops that

@@ -270,7 +270,7 @@ TEST(SampleOut, WritesTheFunctionalSampleInPlace) {
 }
 
 TEST(CppApi, EveryFunctionReachesItsOperator) {
-  // The C++ API is generated from the argument lists (ops/op_args.h): each
+  // The C++ API spells each operator's arguments again (ops/ddpm_ops.cpp): each
   // function against what it must equal, so that a list out of order (or a
   // function calling the wrong operator) shows.
   const Tables tb = make_tables(kT);

@@ -17,7 +17,7 @@
 //   types, which the compiler may move with aligned instructions.
 // What it does not model: warps and their lock-step, memory ordering between
 // threads, the device's math library (the element math runs its host
-// branches: the README says where the device's intrinsics differ).
+// branches: docs/gpu.md says where the device's intrinsics differ).
 #pragma once
 
 #include <cstddef>

@@ -10,7 +10,7 @@
 // Bit for bit, because both compile the same element math (csrc/ddpm) with the
 // same flags (cmake/compile_flags.txt); the host build runs its host branches.
 // On a real GPU the device's expf, exp and log may differ from these in the
-// last place (README, "CPU and CUDA results"): that is the GPU test's to bound.
+// last place (docs/gpu.md, "CPU and CUDA results"): that is the GPU test's to bound.
 #include <gtest/gtest.h>
 
 
@@ -356,10 +356,20 @@ struct StepCase {
   const char* name;
   bool model_noise;  // DDIM with the model's own noise prediction
 };
-const StepCase kStepCases[] = {{ddpm::StepKind::kDdpm, 0.0, "p_sample", false},
-                               {ddpm::StepKind::kDdim, 0.0, "ddim eta=0", false},
-                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7", false},
-                               {ddpm::StepKind::kDdim, 0.7, "ddim eta=0.7 model noise", true}};
+// Every kind (a new one is emulated without a line here), each with eta 0
+// and 0.7 and the model's own noise prediction: what a kind does not read is
+// ignored by its coefficients.
+std::vector<StepCase> all_step_cases() {
+  std::vector<StepCase> cases;
+  for (int32_t k = 0; k < static_cast<int32_t>(ddpm::StepKind::kNumStepKinds); ++k) {
+    const auto kind = static_cast<ddpm::StepKind>(k);
+    cases.push_back({kind, 0.0, "eta=0", false});
+    cases.push_back({kind, 0.7, "eta=0.7", false});
+    cases.push_back({kind, 0.7, "eta=0.7 model noise", true});
+  }
+  return cases;
+}
+const std::vector<StepCase> kStepCases = all_step_cases();
 const ddpm::MeanType kMeanTypes[] = {ddpm::MeanType::kEpsilon, ddpm::MeanType::kStartX,
                                      ddpm::MeanType::kPreviousX, ddpm::MeanType::kV};
 const ddpm::VarType kVarTypes[] = {ddpm::VarType::kFixedSmall, ddpm::VarType::kFixedLarge,
@@ -370,7 +380,7 @@ ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
   if (kind == ddpm::StepKind::kDdim) {
     return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
             {tab.abar.data(), tab.abar_prev.data()}};
-  }
+  }  // (another kind's own two tables: any valid values compare the backends)
   return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
           {tab.log_var_clipped.data(), tab.betas.data()}};
 }
@@ -401,7 +411,7 @@ const T* clip_bound_of(Clip clip, const std::vector<T>& bounds) {
 
 std::string mode_name(const ddpm::StepModes& m, const StepCase& k, Clip clip) {
   std::ostringstream o;
-  o << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
+  o << "kind=" << int(k.kind) << " " << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
     << " clip=" << int(clip);
   return o.str();
 }

@@ -67,7 +67,7 @@ def _pred_xstart(out, x, t, tab, mean_type, clip):
         slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
     if isinstance(clip, tuple):  # (clip_bound [B], clip_rescale)
         bound, rescale = clip
-        # the bound's magnitude; with rescaling at least 2^-60 (README)
+        # the bound's magnitude; with rescaling at least 2^-60 (docs/operators.md)
         s = bound.double().abs().view(-1, *([1] * (x.dim() - 1)))
         if rescale:
             s = torch.where(s < 2.0**-60, torch.full_like(s, 2.0**-60), s)

@@ -344,14 +344,42 @@ def cases_for(args):
                     yield Case("p_sample", shape, dtype, args.device, mean_type, var_type, backward)
 
 
+def portable_command(argv=None):
+    """The command line as a reader can rerun it: the entry point as
+    `python3 -m torch_ddpm` or its path in the repository, and any other
+    absolute path (an --output file) as its file name, so that a results file
+    names no folder of the machine it ran on."""
+    argv = list(sys.argv if argv is None else argv)
+    first = argv[0] if argv else ""
+    if first.endswith(os.path.join("torch_ddpm", "__main__.py")) or first == "-m":
+        head = "python3 -m torch_ddpm"
+    else:
+        parent = os.path.basename(os.path.dirname(os.path.abspath(first)))
+        head = "python3 " + (f"{parent}/" if parent == "benchmarks" else "") + os.path.basename(first)
+    rest = [os.path.basename(a) if os.path.isabs(a) else a for a in argv[1:]]
+    return " ".join([head] + rest)
+
+
+def cpu_model():
+    """The CPU's model name (Linux), or the platform's processor string."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def run_env(device, rotation):
     """What a results file records about its run: versions, machine, date, command,
     the input rotation, and the code that ran: the GPU, or on the CPU the clone of
     the element loops and the noise generator, which the loader picks per CPU."""
     env = {"torch": torch.__version__, "device": device, "python": platform.python_version(),
-           "machine": platform.node(), "processor": platform.processor() or platform.machine(),
-           "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M %Z"),
-           "command": " ".join(sys.argv), "rotation_bytes": rotation}
+           "processor": cpu_model(), "cpus": os.cpu_count(),
+           "date": time.strftime("%Y-%m-%d %H:%M %Z"), "command": portable_command(),
+           "rotation_bytes": rotation}
     if device.startswith("cuda"):
         env["gpu"] = torch.cuda.get_device_name()
     else:

@@ -131,7 +131,7 @@ def diffusers_rounding_bound(scheduler, theirs, t, sample, out, noise, dtype):
 @pytest.mark.parametrize("dtype", NARROW)
 @pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
 def test_against_diffusers_with_a_16_bit_output(scheduler, dtype):
-    # README's statement: ours is the step of the 16-bit output widened, in
+    # docs/adapters.md's statement: ours is the step of the 16-bit output widened, in
     # float32; diffusers' differs from it by its extra 16-bit roundings alone,
     # per element within diffusers_rounding_bound (and float32's rounding)
     diffusers = pytest.importorskip("diffusers", reason="needs diffusers from PyPI")

@@ -169,7 +169,7 @@ def test_a_second_device_while_the_current_one_is_0():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_channels_last_inputs(dtype):
     """Non-contiguous layouts are copied to contiguous ones first (a hidden copy
-    the README mentions); the result is the contiguous input's."""
+    docs/gpu.md mentions); the result is the contiguous input's."""
     tab = ref.make_tables(T, device="cuda")
     x = torch.randn(4, 3, 16, 16, device="cuda", dtype=dtype)
     eps = torch.randn_like(x)
@@ -369,7 +369,7 @@ def test_a_learned_variance_gradient_of_captured_generator_noise_is_refused():
 def test_multiply_add_operators_are_bit_identical_to_the_cpu(dtype, table_dtype):
     """No fused multiply-add either side (-fmad=false, -ffp-contract=off) and no
     transcendental: q_sample (explicit and in-kernel noise), the posterior mean
-    and the backward passes of both give the CPU's bits (README: CPU and CUDA
+    and the backward passes of both give the CPU's bits (docs/gpu.md: CPU and CUDA
     results)."""
     tab = {k: v.to(table_dtype) for k, v in ref.make_tables(T).items()}
     gtab = {k: v.cuda() for k, v in tab.items()}

@@ -1,5 +1,5 @@
 """What the GPU battery (scripts/gpu_check.sh) runs before and after the GPU
-does anything, checked here where no GPU is: a bug in these costs a GPU session."""
+does anything, checked here where no GPU is: a bug in these costs minutes of GPU time."""
 import textwrap
 
 import torch
@@ -13,8 +13,8 @@ def _gpu_report():
 
 
 def test_the_cuda_probe_case_runs_on_the_cpu():
-    # the probe only runs where a GPU is visible: its inputs once stopped the
-    # first GPU run (a schedule the checks refuse)
+    # the probe only runs where a GPU is visible: inputs the checks refuse (a
+    # schedule with betas above 1) would stop the battery there
     x, t, noise, args = probe_case()
     out = torch.ops.ddpm.q_sample(x, t, noise, *args)
     assert out.shape == x.shape and torch.isfinite(out).all()

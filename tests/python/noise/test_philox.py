@@ -1,4 +1,4 @@
-"""In-kernel noise (issue: noise generated inside the kernels).
+"""In-kernel noise: the *_philox operators and philox_normal.
 
 The noise of element e of a call is the Philox-4x32-10 normal of (seed,
 offset, e) (csrc/ddpm/philox.h). Checked here: bit for bit against an

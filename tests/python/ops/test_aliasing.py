@@ -1,7 +1,7 @@
 """Outputs that are inputs: every out= and sample= overload against every
 input it could share memory with.
 
-The rule (README, "Outputs and inputs that share memory"): an output may be
+The rule (docs/operators.md, "Outputs and inputs that share memory"): an output may be
 exactly the input of the in-place forms the kernels are written for, and
 nothing else may share memory with an input or another output; refusals name
 the operator and both arguments.

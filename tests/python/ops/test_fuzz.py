@@ -211,7 +211,7 @@ def test_fuzz_steps(data):
     shape = draw(shapes())
     dtype = draw(st.sampled_from(DTYPES))
     # a DDIM step forms 1 - abar from the tables: float32 ones lose that where
-    # abar is near 1 (README), which is not the kernel's rounding
+    # abar is near 1 (docs/operators.md), which is not the kernel's rounding
     table_dtype = torch.float64 if ddim else draw(table_dtypes(dtype))
     mean_type = draw(st.sampled_from(MEAN_TYPES))
     var_type = draw(st.sampled_from(VAR_TYPES))
