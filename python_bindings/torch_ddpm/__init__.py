@@ -12,7 +12,8 @@ load_library()
 
 from . import schedules  # noqa: E402
 from .operators import (ddim_sample, ddim_sample_philox, mode_name, p_sample,  # noqa: E402
-                        p_sample_philox, posterior_mean_variance, q_sample, q_sample_philox)
+                        p_sample_philox, posterior_mean_variance, q_sample, q_sample_philox,
+                        step_overload)
 from .thresholding import DynamicThreshold, dynamic_threshold_bound  # noqa: E402
 from .losses import diffusion_mse, loss_weights  # noqa: E402
 from .noise import PhiloxStream, philox_normal, philox_seed_offset  # noqa: E402
@@ -50,4 +51,5 @@ __all__ = [
     "posterior_mean_variance",
     "q_sample",
     "schedules",
+    "step_overload",
 ]

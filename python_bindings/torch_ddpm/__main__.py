@@ -7,6 +7,8 @@
           lean eager chain, torch.compile of it, and a plain copy
   bench-noise  a whole step with its noise: in-kernel Philox noise vs
           randn_like plus the fused operator vs improved-diffusion's chain
+  bench-loops  the host's time per step of every sampling loop we provide
+          or patch (a null model), against the minimal raw-operator loop
   steps   the operators end to end: q_sample for training batches and a full
           fused p_sample chain driven by the exact denoiser of Gaussian data,
           whose samples must come out with the data's standard deviation.
@@ -101,7 +103,7 @@ def main(argv=None):
     steps.add_argument("--seed", type=int, default=0)
     steps.add_argument("--no-progress", dest="progress", action="store_false")
     sub.add_parser("schemas", help="print every operator's schema as registered")
-    from .tools import bench, bench_noise, demo
+    from .tools import bench, bench_loops, bench_noise, demo
 
     demo_parser = sub.add_parser("demo", help="train and sample a small diffusion model (see --help)",
                                  description=demo.__doc__,
@@ -116,6 +118,10 @@ def main(argv=None):
                                   description=bench_noise.__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     bench_noise.add_arguments(noise_parser)
+    loops_parser = sub.add_parser("bench-loops", help="benchmark the sampling loops' host time",
+                                  description=bench_loops.__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench_loops.add_arguments(loops_parser)
     args = parser.parse_args(argv)
     if args.command == "steps":
         return run_steps(args)
@@ -129,6 +135,9 @@ def main(argv=None):
         return 0
     if args.command == "bench-noise":
         bench_noise.run(args)
+        return 0
+    if args.command == "bench-loops":
+        bench_loops.run(args)
         return 0
     return 2
 

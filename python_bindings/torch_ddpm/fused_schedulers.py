@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .losses import diffusion_mse
-from .operators import in_common_dtype
+from .operators import in_common_dtype, step_overload
 from .tables import cached_on, step_tables
 from .thresholding import step_threshold_bound
 from .schedules import chain_tables, cosine_betas
@@ -76,6 +76,35 @@ class _StepOutput(OrderedDict):
         return type(self), self.to_tuple()
 
 
+_FILLED_DIRECTLY = {}
+
+
+def _step_output(cls, prev_sample, pred_original_sample):
+    """cls(prev_sample=..., pred_original_sample=...), the object a step
+    returns. diffusers' output classes (dataclasses over OrderedDict) build it
+    with a dataclass __init__ and a __post_init__ that walks the fields, which
+    costs as much as the step's operator at sampling shapes; for them the same
+    object, each field an item (in field order) and an attribute, is filled
+    directly. A test holds the two alike."""
+    direct = _FILLED_DIRECTLY.get(cls)
+    if direct is None:
+        import dataclasses
+
+        direct = _FILLED_DIRECTLY[cls] = (
+            issubclass(cls, OrderedDict) and dataclasses.is_dataclass(cls)
+            and [f.name for f in dataclasses.fields(cls)] == list(_OUTPUT_FIELDS))
+    if not direct:
+        return cls(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+    out = cls.__new__(cls)
+    for name, value in zip(_OUTPUT_FIELDS, (prev_sample, pred_original_sample)):
+        OrderedDict.__setitem__(out, name, value)
+        object.__setattr__(out, name, value)
+    return out
+
+
+_OUTPUT_FIELDS = ("prev_sample", "pred_original_sample")
+
+
 class DDPMSchedulerOutput(_StepOutput):
     """prev_sample, pred_original_sample."""
 
@@ -88,12 +117,11 @@ class _Config(dict):
     __getattr__ = dict.__getitem__
 
 
-def _randn_like(x, generator):
-    """Normal noise of x's shape, dtype and device, drawn as diffusers'
-    randn_tensor draws it: with a CPU generator on the CPU, then moved to x's
+def _randn(shape, dtype, device, generator):
+    """Normal noise of that shape, dtype and device, drawn as diffusers'
+    randn_tensor draws it: with a CPU generator on the CPU, then moved to the
     device; with a list of generators (a pipeline's generator=[...]), one
     sample from each, in order (a list of one is that generator)."""
-    device = x.device
     first = generator[0] if isinstance(generator, list) else generator
     rand_device = device
     if first is not None and first.device.type != device.type:
@@ -104,10 +132,12 @@ def _randn_like(x, generator):
     if isinstance(generator, list) and len(generator) == 1:
         generator = generator[0]
     if isinstance(generator, list):
-        shape = (1,) + tuple(x.shape[1:])
-        return torch.cat([torch.randn(shape, generator=generator[i], device=rand_device,
-                                      dtype=x.dtype) for i in range(x.shape[0])]).to(device)
-    return torch.randn(x.shape, generator=generator, device=rand_device, dtype=x.dtype).to(device)
+        one = (1,) + tuple(shape[1:])
+        noise = torch.cat([torch.randn(one, generator=generator[i], device=rand_device,
+                                       dtype=dtype) for i in range(shape[0])])
+    else:
+        noise = torch.randn(shape, generator=generator, device=rand_device, dtype=dtype)
+    return noise if rand_device is device else noise.to(device)
 
 
 def _check_inference_steps(num_inference_steps, T):
@@ -251,10 +281,24 @@ class _FusedDDPMSteps:
         """The tables of the current chain on `device` (made again after set_timesteps)."""
         return cached_on(self, device, lambda: self._tables_cpu, key=self._tables_version)
 
+    def _step_tables(self, kind, device):
+        """step_tables(kind) of the current chain on device, formed once per
+        chain and device (a step is called hundreds of times per image)."""
+        key = (kind, device, self._tables_version)
+        hit = self.__dict__.get("_step_tables_hit")
+        if hit is None or hit[0] != key:
+            hit = self.__dict__["_step_tables_hit"] = (key, step_tables(kind, self._on(device)))
+        return hit[1]
+
     def _timesteps(self, timesteps, batch, device):
         """[B] int64 on device: a per-sample tensor, or one timestep (an int, a
         0-d tensor, a tensor of one element) for the whole batch, as diffusers
         broadcasts it."""
+        if torch.is_tensor(timesteps) and timesteps.dim() == 0:
+            if timesteps.device.type == "cpu":  # a pipeline's timestep, read on the host
+                return torch.full((batch,), int(timesteps), dtype=torch.long, device=device)
+            if timesteps.dtype == torch.long and timesteps.device == device:
+                return timesteps.expand(batch)  # (never read on the host)
         t = torch.as_tensor(timesteps, device=device).long()
         if t.numel() == 1 and batch != 1:
             t = t.reshape(()).expand(batch)
@@ -273,7 +317,6 @@ class _FusedDDPMSteps:
         (diffusers reads it, #9475), so its noise is drawn at t = 0 too, where
         the operator adds none; only the generator's state after the last step
         differs from diffusers' then. An int or CPU timestep is read as there."""
-        tab = self._on(sample.device)
         t = self._timesteps(timestep, sample.shape[0], sample.device)
         if noise is None:
             host_scalar = not torch.is_tensor(timestep) or (
@@ -281,10 +324,12 @@ class _FusedDDPMSteps:
             if host_scalar and int(timestep) <= 0:
                 noise = torch.zeros_like(sample)  # diffusers draws nothing at t = 0
             else:  # as diffusers draws it: the sample's shape, the model output's dtype
-                noise = _randn_like(model_output[:, :sample.shape[1]], generator)
+                noise = _randn((sample.shape[0], sample.shape[1], *sample.shape[2:]),
+                               model_output.dtype, sample.device, generator)
         # a 16-bit output (autocast) with a float32 sample: computed in float32,
         # as diffusers' formulas promote
-        model_output, sample, noise = in_common_dtype(model_output, sample, noise)
+        if not model_output.dtype == sample.dtype == noise.dtype:
+            model_output, sample, noise = in_common_dtype(model_output, sample, noise)
         channels = sample.shape[1]
         # read from the config at each step, as diffusers' variance is (a
         # register_to_config after construction takes effect)
@@ -298,14 +343,14 @@ class _FusedDDPMSteps:
                                  f"{model_output.shape[1]}")
             model_output = torch.cat([model_output[:, :channels],
                                       torch.log(model_output[:, channels:])], dim=1)
-        clip, bound, rescale = self._clip_args(model_output[:, :channels], sample, t, tab)
-        prev_sample, pred_original_sample = torch.ops.ddpm.p_sample(
-            model_output, sample, t, noise, *step_tables("p_sample", tab),
+        clip, bound, rescale = self._clip_args(model_output, sample, t)
+        prev_sample, pred_original_sample = step_overload("p_sample")(
+            model_output, sample, t, noise, *self._step_tables("p_sample", sample.device),
             _MEAN_TYPES[self.config.prediction_type], _VAR_TYPES.get(variance_type, "fixed_small"),
             clip, bound, rescale)
         if not return_dict:
             return prev_sample, pred_original_sample
-        return self._OUTPUT(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return _step_output(self._OUTPUT, prev_sample, pred_original_sample)
 
     def _get_variance(self, t, predicted_variance=None, variance_type=None):
         """diffusers' helper (custom pipelines call it; the step does not): the
@@ -332,14 +377,16 @@ class _FusedDDPMSteps:
             return frac * torch.log(current_beta_t) + (1 - frac) * torch.log(variance)
         return variance  # fixed_small, and any other name
 
-    def _clip_args(self, model_output, sample, t, tab):
+    def _clip_args(self, model_output, sample, t):
         """The step operator's (clip_denoised, clip_bound, clip_rescale) for
         diffusers' limit on x_0: thresholding (the bound from the unclipped
-        x_0's quantile, computed here first; clamp and divide in the step),
-        clip_sample_range (a bound of r for every sample), or [-1, 1]."""
+        x_0's quantile, computed here first from the output's prediction half;
+        clamp and divide in the step), clip_sample_range (a bound of r for
+        every sample), or [-1, 1]."""
         if self.config.thresholding:
-            bound = step_threshold_bound(self._STEP_OP, model_output, sample, t,
-                                         step_tables(self._STEP_OP, tab),
+            prediction = model_output[:, :sample.shape[1]]
+            bound = step_threshold_bound(self._STEP_OP, prediction, sample, t,
+                                         self._step_tables(self._STEP_OP, sample.device),
                                          _MEAN_TYPES[self.config.prediction_type],
                                          self.config.dynamic_thresholding_ratio,
                                          self.config.sample_max_value)
@@ -516,33 +563,36 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
         if self.num_inference_steps is None:
             raise ValueError("Number of inference steps is 'None', you need to run "
                              "'set_timesteps' after creating the scheduler")
-        tab = self._on(sample.device)
         t = self._timesteps(timestep, sample.shape[0], sample.device)
         if eta > 0:
             if variance_noise is not None and generator is not None:
                 raise ValueError("Cannot pass both generator and variance_noise. Please make sure "
                                  "that either `generator` or `variance_noise` stays `None`.")
             if variance_noise is None:
-                variance_noise = _randn_like(model_output, generator)
+                variance_noise = _randn(model_output.shape, model_output.dtype, model_output.device,
+                                        generator)
         else:
             variance_noise = None
         # a 16-bit output (autocast) with a float32 sample: computed in float32,
         # as diffusers' formulas promote
-        model_output, sample, noise = in_common_dtype(model_output, sample, variance_noise)
+        noise = variance_noise
+        if model_output.dtype != sample.dtype or (noise is not None and noise.dtype != sample.dtype):
+            model_output, sample, noise = in_common_dtype(model_output, sample, noise)
         if noise is None:
             # eta = 0: sigma is 0, no noise is drawn or added; the sample stands in
             # for the noise argument (no full-size zeros written per step)
             noise = sample
         # the limit on x_0 (a clip range or thresholding's bound) and which noise
         # prediction the direction term uses are the operator's: one pass
-        clip, bound, rescale = self._clip_args(model_output, sample, t, tab)
-        prev_sample, pred_original_sample = torch.ops.ddpm.ddim_sample(
-            model_output, sample, t, noise, *step_tables("ddim_sample", tab), float(eta),
+        clip, bound, rescale = self._clip_args(model_output, sample, t)
+        prev_sample, pred_original_sample = step_overload("ddim_sample")(
+            model_output, sample, t, noise, *self._step_tables("ddim_sample", sample.device),
+            float(eta),
             _MEAN_TYPES[self.config.prediction_type], "fixed_small", clip, bound, rescale,
             bool(use_clipped_model_output))
         if not return_dict:
             return prev_sample, pred_original_sample
-        return self._OUTPUT(prev_sample=prev_sample, pred_original_sample=pred_original_sample)
+        return _step_output(self._OUTPUT, prev_sample, pred_original_sample)
 
 
 class DDIMScheduler(_FusedDDIMSteps):

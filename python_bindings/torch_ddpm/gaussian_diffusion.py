@@ -20,7 +20,7 @@ import torch
 
 from . import formulas
 from .losses import diffusion_mse, discretized_gaussian_log_likelihood, mean_flat, normal_kl
-from .operators import in_common_dtype, mode_name
+from .operators import in_common_dtype, mode_name, step_overload
 from .tables import cached_on, step_tables
 from .thresholding import DynamicThreshold, step_threshold_bound
 from .noise import as_philox_stream
@@ -110,19 +110,40 @@ class GaussianDiffusion:
         return mode_name(self.model_mean_type), mode_name(self.model_var_type)
 
     def _model_output(self, model, x, t, model_kwargs):
+        return self._model_caller(model, model_kwargs)(x, t)
+
+    def _model_caller(self, model, model_kwargs):
+        """(x, t[, step]) -> the model's output, as the steps read it: the model
+        wrapped (respacing) and its keyword arguments bound once, so that a
+        sampling loop makes them once, not per step; step: t's one value, where
+        the caller knows it."""
         wrap = getattr(self, "_wrap_model", None)
         if wrap is not None:
             model = wrap(model)
-        out = model(x, self._scale_timesteps(t), **(model_kwargs or {}))
-        if out.dtype != x.dtype and torch.promote_types(out.dtype, x.dtype) == x.dtype:
-            # a 16-bit output (autocast) with a float32 x: used as its float32
-            # value everywhere (an exact cast), as if the model had returned it
-            out = out.to(x.dtype)
-        channels = x.shape[1] * (2 if _is_learned(self.model_var_type) else 1)
-        assert out.shape == (x.shape[0], channels, *x.shape[2:]), (
-            f"model output of shape {tuple(out.shape)}, expected "
-            f"{(x.shape[0], channels, *x.shape[2:])}")
-        return out
+        kwargs = model_kwargs or {}
+        scale = self._scale_timesteps
+        factor = 2 if _is_learned(self.model_var_type) else 1
+        # our respacing wrapper: a loop that knows its step fills the original
+        # timesteps at once (the same tensor the wrapper's lookup gives)
+        original_timesteps = getattr(model, "original_timesteps", None)
+
+        def call(x, t, step=None):
+            if step is not None and original_timesteps is not None:
+                out = model.model(x, original_timesteps(step, t), **kwargs)
+            else:
+                out = model(x, scale(t), **kwargs)
+            if out.dtype != x.dtype and torch.promote_types(out.dtype, x.dtype) == x.dtype:
+                # a 16-bit output (autocast) with a float32 x: used as its float32
+                # value everywhere (an exact cast), as if the model had returned it
+                out = out.to(x.dtype)
+            if out.dim() != x.dim() or out.shape[0] != x.shape[0] or \
+                    out.shape[1] != x.shape[1] * factor or out.shape[2:] != x.shape[2:]:
+                raise AssertionError(
+                    f"model output of shape {tuple(out.shape)}, expected "
+                    f"{(x.shape[0], x.shape[1] * factor, *x.shape[2:])}")
+            return out
+
+        return call
 
     def _scale_timesteps(self, t):
         if self.rescale_timesteps:
@@ -179,12 +200,12 @@ class GaussianDiffusion:
         tables = step_tables("p_sample", tab)
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
-        if stream is not None:
-            return torch.ops.ddpm.p_sample_philox(model_output, x, t,
-                                                  *stream.noise_args(x.device), *tables,
-                                                  mean_type, var_type, *clip, **out)
-        return torch.ops.ddpm.p_sample(model_output, x, t, noise, *tables,
-                                       mean_type, var_type, *clip, **out)
+        if stream is None:
+            op, noise_args = step_overload("p_sample", None, sample is not None), (noise,)
+        else:
+            noise_args = stream.noise_args(x.device)
+            op = step_overload("p_sample", noise_args, sample is not None)
+        return op(model_output, x, t, *noise_args, *tables, mean_type, var_type, *clip, **out)
 
     def _clip_options(self, model_output, x, t, clip_denoised):
         """The step operators' (clip_denoised, clip_bound, clip_rescale) for a
@@ -311,10 +332,8 @@ class GaussianDiffusion:
         Philox offset after another: the same samples on CPU and CUDA.
         """
         if self._plain_chain("p_sample", denoised_fn, cond_fn):
-            return self._sample_chain(
-                lambda model_output, x, t, noise, stream, out: self._fused_step(
-                    model_output, x, t, noise, clip_denoised, stream, sample=out),
-                model, shape, noise, device, progress, philox, model_kwargs)
+            return self._sample_chain("p_sample", clip_denoised, (), model, shape, noise,
+                                      device, progress, philox, model_kwargs)
         return _last(self.p_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
             cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,
@@ -347,12 +366,39 @@ class GaussianDiffusion:
         img, device = self._x_T(model, shape, noise, device, stream)
         if stream is not None:
             step_kwargs["philox"] = stream
-        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
-            t = _timestep_batch(i, shape[0], device)
-            with torch.no_grad():
-                out = step(model, img, t, **step_kwargs)
+        fused = self._progressive_step(step, model, stream, img.device, step_kwargs)
+        # (one no_grad around the loop: the caller's code between steps runs
+        # under it, as it does with improved-diffusion's no_grad per step, whose
+        # yield is inside it)
+        with torch.no_grad():
+            for i in _progress(list(range(self.num_timesteps))[::-1], progress):
+                t = _timestep_batch(i, shape[0], device)
+                out = step(model, img, t, **step_kwargs) if fused is None else fused(img, t, i)
                 yield out
                 img = out["sample"]
+
+    def _progressive_step(self, step, model, stream, device, step_kwargs):
+        """(x, t, i) -> what `step` (our p_sample or ddim_sample, not overridden,
+        without denoised_fn or cond_fn) returns, with the model, the overload,
+        tables and modes resolved once for the loop; None for any other step."""
+        kind = getattr(step, "__name__", None)
+        if kind not in ("p_sample", "ddim_sample") or not self._plain_chain(
+                kind, step_kwargs.get("denoised_fn"), step_kwargs.get("cond_fn")):
+            return None
+        call_model = self._model_caller(model, step_kwargs.get("model_kwargs"))
+        own_args = () if kind == "p_sample" else (float(step_kwargs.get("eta", 0.0)),)
+        step_on = self._loop_step(kind, step_kwargs.get("clip_denoised", True), own_args, stream,
+                                  device, sample_out=False)
+
+        def fused(x, t, i):
+            model_output = call_model(x, t, i)
+            noise = torch.randn_like(x) if stream is None else None
+            if model_output.dtype != x.dtype:
+                model_output, x, noise = in_common_dtype(model_output, x, noise)
+            sample, pred_xstart = step_on(model_output, x, t, noise, None)
+            return {"sample": sample, "pred_xstart": pred_xstart}
+
+        return fused
 
     def _plain_chain(self, step_name, denoised_fn, cond_fn):
         """Whether a *_sample_loop may run _sample_chain: no denoised_fn or cond_fn, and
@@ -364,25 +410,57 @@ class GaussianDiffusion:
         return (denoised_fn is None and cond_fn is None
                 and ours(step_name) and ours(step_name + "_loop_progressive"))
 
-    def _sample_chain(self, step_into, model, shape, noise, device, progress, philox,
-                      model_kwargs):
+    def _sample_chain(self, kind, clip_denoised, own_args, model, shape, noise, device,
+                      progress, philox, model_kwargs):
         """The last sample of _progressive's chain, for the *_sample_loop methods: the same
         model calls and random numbers, in the same order, but each x_{t-1} written over
-        x_t by step_into(model_output, x_t, t, noise, stream, out) (the sample_out
-        overloads): no pred_xstart, no allocation per step. x_T itself is never written."""
+        x_t by the step's sample_out overload: no pred_xstart, no allocation per step.
+        x_T itself is never written. What does not change from step to step (the
+        wrapped model, the tables, the modes, the overload) is resolved once, so that
+        a step's host time is close to a bare loop over the operator's."""
         stream = as_philox_stream(philox)
         img, device = self._x_T(model, shape, noise, device, stream)
         out = torch.empty_like(img, memory_format=torch.contiguous_format)
-        for i in _progress(list(range(self.num_timesteps))[::-1], progress):
-            t = _timestep_batch(i, shape[0], device)
-            with torch.no_grad():
-                model_output = self._model_output(model, img, t, model_kwargs)
+        call_model = self._model_caller(model, model_kwargs)
+        step_into = self._loop_step(kind, clip_denoised, own_args, stream, img.device)
+        with torch.no_grad():
+            for i in _progress(list(range(self.num_timesteps))[::-1], progress):
+                t = _timestep_batch(i, shape[0], device)
+                model_output = call_model(img, t, i)
                 step_noise = torch.randn_like(img) if stream is None else None
-                model_output, img, step_noise = in_common_dtype(model_output, img, step_noise)
-                if out.dtype != img.dtype:  # a wider model output: the chain goes on in its dtype
-                    out = torch.empty_like(img, memory_format=torch.contiguous_format)
-                img = step_into(model_output, img, t, step_noise, stream, out)
+                if model_output.dtype != img.dtype:
+                    model_output, img, step_noise = in_common_dtype(model_output, img, step_noise)
+                    if out.dtype != img.dtype:  # a wider model output: the chain goes on in its dtype
+                        out = torch.empty_like(img, memory_format=torch.contiguous_format)
+                img = step_into(model_output, img, t, step_noise, out)
         return img
+
+    def _loop_step(self, kind, clip_denoised, own_args, stream, device, sample_out=True):
+        """(model_output, x, t, noise, out) -> x_{t-1} written into out (sample_out),
+        or (sample, pred_xstart): a loop's step with its overload, tables and
+        modes taken once. A dynamic threshold's bound depends on each step's
+        output: that step is formed per call."""
+        if isinstance(clip_denoised, DynamicThreshold):
+            if kind == "p_sample":
+                return lambda mo, x, t, noise, out: self._fused_step(
+                    mo, x, t, noise, clip_denoised, stream, sample=out)
+            return lambda mo, x, t, noise, out: self._fused_ddim(
+                mo, x, t, noise, clip_denoised, own_args[0], "alphas_cumprod_prev", stream,
+                sample=out)
+        tables = step_tables(kind, self._ddpm_tables(device))
+        tail = (*tables, *own_args, *self._modes(), bool(clip_denoised), None, False)
+        if stream is None:
+            op = step_overload(kind, None, sample_out)
+            if sample_out:
+                return lambda mo, x, t, noise, out: op(mo, x, t, noise, *tail, sample=out)
+            return lambda mo, x, t, noise, out: op(mo, x, t, noise, *tail)
+
+        def drawn_in_kernel(mo, x, t, noise, out):
+            key = stream.noise_args(device)
+            op = step_overload(kind, key, sample_out)
+            return op(mo, x, t, *key, *tail, sample=out) if sample_out else op(mo, x, t, *key, *tail)
+
+        return drawn_in_kernel
 
     # ---- DDIM -------------------------------------------------------------------------
     def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None,
@@ -394,12 +472,13 @@ class GaussianDiffusion:
         tables = step_tables("ddim_sample", tab, alphas_cumprod_prev=tab[target])
         out = {} if sample is None else {"sample": sample}
         clip = self._clip_options(model_output, x, t, clip_denoised)
-        if stream is not None:
-            return torch.ops.ddpm.ddim_sample_philox(
-                model_output, x, t, *stream.noise_args(x.device), *tables, float(eta),
-                mean_type, var_type, *clip, **out)
-        return torch.ops.ddpm.ddim_sample(
-            model_output, x, t, noise, *tables, float(eta), mean_type, var_type, *clip, **out)
+        if stream is None:
+            op, noise_args = step_overload("ddim_sample", None, sample is not None), (noise,)
+        else:
+            noise_args = stream.noise_args(x.device)
+            op = step_overload("ddim_sample", noise_args, sample is not None)
+        return op(model_output, x, t, *noise_args, *tables, float(eta), mean_type, var_type,
+                  *clip, **out)
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
                     model_kwargs=None, eta=0.0, philox=None):
@@ -443,11 +522,8 @@ class GaussianDiffusion:
                          philox=None):
         """Generate samples with DDIM: the final x_0 (philox: as p_sample_loop)."""
         if self._plain_chain("ddim_sample", denoised_fn, cond_fn):
-            return self._sample_chain(
-                lambda model_output, x, t, noise, stream, out: self._fused_ddim(
-                    model_output, x, t, noise, clip_denoised, eta, "alphas_cumprod_prev", stream,
-                    sample=out),
-                model, shape, noise, device, progress, philox, model_kwargs)
+            return self._sample_chain("ddim_sample", clip_denoised, (float(eta),), model, shape,
+                                      noise, device, progress, philox, model_kwargs)
         return _last(self.ddim_sample_loop_progressive(
             model, shape, noise=noise, clip_denoised=clip_denoised, denoised_fn=denoised_fn,
             cond_fn=cond_fn, model_kwargs=model_kwargs, device=device, progress=progress,

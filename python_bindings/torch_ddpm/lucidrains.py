@@ -11,8 +11,9 @@ noise drawn as the original draws it and added inside both operators, one
 value per sample and channel, so a noise tensor passed to p_losses is left
 as it was, where the original adds the offset to it in place; with immiscible
 noise it is added first, as there; self-conditioning as the original),
-p_sample (so p_sample_loop, sample and interpolate sample on it) and
-ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
+p_sample (so interpolate samples on it), p_sample_loop (the same loop, its
+step's tables and operator taken once, not per step: so sample runs on it)
+and ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
 numbers are drawn where and as the original draws them (randn_like, none at
 t = 0 and none at DDIM's last step), so a seed gives the same losses and
 samples, to float32 rounding: the operators form their coefficients in
@@ -26,7 +27,7 @@ import torch
 
 from ._bound import bind
 from .losses import diffusion_mse
-from .operators import in_common_dtype
+from .operators import in_common_dtype, step_overload
 from .tables import cached_on, step_tables
 
 # lucidrains' objective -> the operators' mean type
@@ -36,7 +37,7 @@ _BUFFERS = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_al
             "posterior_mean_coef2", "posterior_log_variance_clipped")
 # read with the tables when the instance has it (p_losses' per-timestep weight)
 _LOSS_WEIGHT = "loss_weight"
-PATCHED_METHODS = ("q_sample", "p_losses", "p_sample", "ddim_sample")
+PATCHED_METHODS = ("q_sample", "p_losses", "p_sample", "p_sample_loop", "ddim_sample")
 
 
 def looks_like_lucidrains(diffusion) -> bool:
@@ -129,18 +130,49 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
 
 
 @torch.inference_mode()
+def _p_step(self, device):
+    """(x, t, x_self_cond) -> (x_{t-1}, pred_xstart), the original p_sample,
+    with the tables on `device` and the operator taken now (once per loop)."""
+    tables = step_tables("p_sample", _tables(self, device))
+    mean_type = _MEAN_TYPES[self.objective]
+    op = step_overload("p_sample")
+    times_device = self.device
+
+    def step(x, t, x_self_cond=None):
+        batched_times = torch.full((x.shape[0],), t, device=times_device, dtype=torch.long)
+        model_output = self.model(x, batched_times, x_self_cond)
+        # the original draws no noise at t = 0 (the operator adds none there either)
+        noise = torch.randn_like(x) if t > 0 else torch.zeros_like(x)
+        if model_output.dtype != x.dtype:
+            # (under autocast a 16-bit output with the float32 image: promoted, as
+            # the original's formulas do)
+            model_output, x, noise = in_common_dtype(model_output, x, noise)
+        return op(model_output, x, batched_times, noise, *tables, mean_type, "fixed_small", True)
+
+    return step
+
+
 def _p_sample(self, x, t: int, x_self_cond=None):
-    batched_times = torch.full((x.shape[0],), t, device=self.device, dtype=torch.long)
-    model_output = self.model(x, batched_times, x_self_cond)
-    # the original draws no noise at t = 0 (the operator adds none there either)
-    noise = torch.randn_like(x) if t > 0 else torch.zeros_like(x)
-    # (under autocast a 16-bit output with the float32 image: promoted, as the
-    # original's formulas do)
-    model_output, x, noise = in_common_dtype(model_output, x, noise)
-    tabs = _tables(self, x.device)
-    return torch.ops.ddpm.p_sample(
-        model_output, x, batched_times, noise, *step_tables("p_sample", tabs),
-        _MEAN_TYPES[self.objective], "fixed_small", True)
+    return _p_step(self, x.device)(x, t, x_self_cond)
+
+
+@torch.inference_mode()
+def _p_sample_loop(self, shape, return_all_timesteps=False):
+    # the original's loop, its random numbers and progress bar, with one step
+    device = self.device
+    img = torch.randn(shape, device=device)
+    imgs = [img]
+    x_start = None
+    step = _p_step(self, device)
+    from tqdm.auto import tqdm
+
+    for t in tqdm(reversed(range(0, self.num_timesteps)), desc="sampling loop time step",
+                  total=self.num_timesteps):
+        self_cond = x_start if self.self_condition else None
+        img, x_start = step(img, t, self_cond)
+        imgs.append(img)
+    ret = img if not return_all_timesteps else torch.stack(imgs, dim=1)
+    return self.unnormalize(ret)
 
 
 def _ddim_pairs(total_timesteps, sampling_timesteps):
@@ -176,6 +208,9 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
     tabs = _tables(self, device)
     prev = _ddim_tables(self, tabs, pairs)
     mean_type = _MEAN_TYPES[self.objective]
+    tables = step_tables("ddim_sample", tabs, alphas_cumprod_prev=prev)
+    eta = float(self.ddim_sampling_eta)
+    op = step_overload("ddim_sample")
     img = torch.randn(shape, device=device)
     imgs = [img]
     x_start = None
@@ -188,10 +223,10 @@ def _ddim_sample(self, shape, return_all_timesteps=False):
         model_output = self.model(img, time_cond, self_cond)
         # the original draws no noise before returning pred_xstart at the end
         noise = torch.randn_like(img) if time_next >= 0 else torch.zeros_like(img)
-        model_output, img, noise = in_common_dtype(model_output, img, noise)  # (as _p_sample)
-        img, x_start = torch.ops.ddpm.ddim_sample(
-            model_output, img, time_cond, noise,
-            *step_tables("ddim_sample", tabs, alphas_cumprod_prev=prev), float(self.ddim_sampling_eta), mean_type, "fixed_small", True)
+        if model_output.dtype != img.dtype:  # (as _p_step)
+            model_output, img, noise = in_common_dtype(model_output, img, noise)
+        img, x_start = op(model_output, img, time_cond, noise, *tables, eta, mean_type,
+                          "fixed_small", True)
         imgs.append(img)
     ret = img if not return_all_timesteps else torch.stack(imgs, dim=1)
     return self.unnormalize(ret)

@@ -18,7 +18,8 @@ import torch
 from .noise import _as_int64, _checked_offset
 
 __all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
-           "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "in_common_dtype"]
+           "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "in_common_dtype",
+           "step_overload"]
 
 
 def mode_name(mode) -> str:
@@ -170,6 +171,27 @@ def ddim_sample_philox(
         mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised),
         clip_bound, bool(clip_rescale), bool(use_clipped_model_output),
     )
+
+
+_OVERLOADS = {}
+
+
+def step_overload(kind, noise_args=None, sample_out=False):
+    """The overload of step operator `kind` ("p_sample", "ddim_sample") a call
+    takes: noise_args None for a noise tensor, else what a PhiloxStream's
+    noise_args() gave (seed, offset) or (generator,), which pick the *_philox
+    form; sample_out its .sample_out form. Resolved here, once per form: the
+    packet (torch.ops.ddpm.p_sample) matches an overload from its keyword
+    arguments at every call, which costs several times the call."""
+    source = 0 if noise_args is None else len(noise_args)
+    key = (kind, source, sample_out)
+    op = _OVERLOADS.get(key)
+    if op is None:
+        packet = getattr(torch.ops.ddpm, kind + ("_philox" if source else ""))
+        name = "_".join(p for p in ("generator" if source == 1 else "",
+                                     "sample_out" if sample_out else "") if p)
+        op = _OVERLOADS[key] = getattr(packet, name or "default")
+    return op
 
 
 def in_common_dtype(*tensors):

@@ -104,5 +104,13 @@ class _WrappedModel:
             new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
         return self.model(x, new_ts, **kwargs)
 
+    def original_timesteps(self, step, ts):
+        """What __call__ hands the model for ts = [step] * B, without the
+        lookup: a sampling loop knows its step (one fill instead of a gather)."""
+        new_ts = torch.full_like(ts, self.timestep_map[step])
+        if self.rescale_timesteps:
+            new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
+        return new_ts
+
     def parameters(self):
         return self.model.parameters()

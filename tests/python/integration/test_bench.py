@@ -198,3 +198,32 @@ def test_training_bench_compares_like_with_like(tmp_path):
         # the same x_t, loss and gradient as the chain, to float32 rounding
         assert row["fused_max_rel_diff"] < 1e-5
         assert 0 < row["fused_ops"] < row["eager_ops"]
+
+
+def test_loop_bench_raw_loops_compute_what_the_dropin_loops_compute():
+    # bench-loops' minimal raw-operator loop is the drop-in's loop written
+    # by hand: from one seed, the same samples bit for bit (so the ratio of
+    # their times is the host's overhead of ours and nothing else)
+    from torch_ddpm.tools import bench_loops
+
+    cases = bench_loops._dropin_cases([2, 3, 4, 4], torch.device("cpu"))
+    assert len(cases) == 8
+    for name, steps, variants in cases:
+        results = []
+        for variant in ("raw", "ours"):
+            torch.manual_seed(5)
+            results.append(variants[variant]())
+        assert torch.equal(results[0], results[1]), name
+
+
+def test_loop_bench_command_writes_every_row(tmp_path):
+    from torch_ddpm.__main__ import main
+
+    out = tmp_path / "loops.json"
+    assert main(["bench-loops", "--reps", "1", "--shape", "1", "3", "4", "4",
+                 "--output", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    names = [row["loop"] for row in rows]
+    assert "p_sample_loop fixed_small" in names and "Sampler (scripted) fixed_small" in names
+    for row in rows:
+        assert row["ours_us"] > 0 and row["ours_over_raw"] > 0

@@ -90,3 +90,22 @@ def test_a_new_step_kind_touches_only_the_files_docs_list():
     # the tests' two files name the kinds too
     for path in ("tests/python/reference.py", "tests/python/op_registry.py"):
         assert path in listed
+
+
+def test_step_overload_is_the_overload_a_call_needs():
+    # the loops call overloads taken once by step_overload: each must be the
+    # form its arguments ask for (noise tensor / seed, offset / generator;
+    # both outputs / the sample alone into sample=)
+    from torch_ddpm import step_overload
+    from torch_ddpm.tables import STEP_TABLES
+
+    for kind in STEP_TABLES:
+        for noise_args, source in ((None, "noise"), ((0, 4), "seed"), ((None,), "generator")):
+            for sample_out in (False, True):
+                op = step_overload(kind, noise_args, sample_out)
+                schema = op._schema
+                names = [a.name for a in schema.arguments]
+                assert source in names and not {"noise", "seed", "generator"} - {source} & set(names)
+                outputs = [a.name for a in schema.arguments if a.kwarg_only]
+                assert outputs == (["sample"] if sample_out else []), (op, outputs)
+                assert schema.name == "ddpm::" + kind + ("" if source == "noise" else "_philox")
