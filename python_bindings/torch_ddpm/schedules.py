@@ -147,6 +147,25 @@ class DiffusionSchedule(torch.nn.Module):
         for name, value in tables.items():
             self.register_buffer(name, value)
 
+    def _step_tables(self, ddim: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A step operator's six tables (p_sample's, or ddim_sample's with
+        ddim). Outside TorchScript read from the buffer dict: a module's
+        attribute lookup per table would cost as much as the step's own call."""
+        if not torch.jit.is_scripting():
+            b = self._buffers
+            last = ("alphas_cumprod", "alphas_cumprod_prev") if ddim else \
+                ("posterior_log_variance_clipped", "betas")
+            return (b["sqrt_recip_alphas_cumprod"], b["sqrt_recipm1_alphas_cumprod"],
+                    b["posterior_mean_coef1"], b["posterior_mean_coef2"], b[last[0]], b[last[1]])
+        if ddim:
+            return (self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
+                    self.posterior_mean_coef1, self.posterior_mean_coef2,
+                    self.alphas_cumprod, self.alphas_cumprod_prev)
+        return (self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
+                self.posterior_mean_coef1, self.posterior_mean_coef2,
+                self.posterior_log_variance_clipped, self.betas)
+
     def q_sample(self, x_start: torch.Tensor, t: torch.Tensor,
                  noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """x_t = sqrt(abar_t) x_start + sqrt(1 - abar_t) noise (noise ~ randn_like if None)."""
@@ -178,11 +197,10 @@ class DiffusionSchedule(torch.nn.Module):
         """One fused reverse step: (x_{t-1}, pred_xstart). noise ~ randn_like(x_t) if None."""
         if noise is None:
             noise = torch.randn_like(x_t)
+        r, rm1, c1, c2, log_var, betas = self._step_tables(False)
         return torch.ops.ddpm.p_sample(
             model_output, x_t, t, noise,
-            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
-            self.posterior_mean_coef1, self.posterior_mean_coef2,
-            self.posterior_log_variance_clipped, self.betas,
+            r, rm1, c1, c2, log_var, betas,
             model_mean_type, model_var_type, clip_denoised,
         )
 
@@ -199,11 +217,10 @@ class DiffusionSchedule(torch.nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """p_sample with the noise drawn in the kernel from (seed, offset)
         (torch_ddpm.noise): the same bits on CPU and CUDA."""
+        r, rm1, c1, c2, log_var, betas = self._step_tables(False)
         return torch.ops.ddpm.p_sample_philox(
             model_output, x_t, t, seed, offset,
-            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
-            self.posterior_mean_coef1, self.posterior_mean_coef2,
-            self.posterior_log_variance_clipped, self.betas,
+            r, rm1, c1, c2, log_var, betas,
             model_mean_type, model_var_type, clip_denoised,
         )
 
@@ -223,12 +240,11 @@ class DiffusionSchedule(torch.nn.Module):
         ddim_reverse_sample's step to x_{t+1}. noise ~ randn_like(x_t) if None."""
         if noise is None:
             noise = torch.randn_like(x_t)
-        target = self.alphas_cumprod_next if reverse else self.alphas_cumprod_prev
+        r, rm1, c1, c2, abar, abar_prev = self._step_tables(True)
+        target = self.alphas_cumprod_next if reverse else abar_prev
         return torch.ops.ddpm.ddim_sample(
             model_output, x_t, t, noise,
-            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
-            self.posterior_mean_coef1, self.posterior_mean_coef2,
-            self.alphas_cumprod, target, eta,
+            r, rm1, c1, c2, abar, target, eta,
             model_mean_type, model_var_type, clip_denoised,
         )
 
@@ -245,10 +261,9 @@ class DiffusionSchedule(torch.nn.Module):
         clip_denoised: bool = True,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         """ddim_sample with the noise drawn in the kernel from (seed, offset)."""
+        r, rm1, c1, c2, abar, abar_prev = self._step_tables(True)
         return torch.ops.ddpm.ddim_sample_philox(
             model_output, x_t, t, seed, offset,
-            self.sqrt_recip_alphas_cumprod, self.sqrt_recipm1_alphas_cumprod,
-            self.posterior_mean_coef1, self.posterior_mean_coef2,
-            self.alphas_cumprod, self.alphas_cumprod_prev, eta,
+            r, rm1, c1, c2, abar, abar_prev, eta,
             model_mean_type, model_var_type, clip_denoised,
         )

@@ -13,11 +13,13 @@ the noise draw. In one run, alternating, medians over the repetitions:
 - `ours`: the drop-in's loops (`SpacedDiffusion`, as improved- and guided-
   diffusion sample, respaced), `torch_ddpm.sampler.Sampler` scripted, the
   patched lucidrains loops, our diffusers schedulers' steps in a pipeline's
-  loop;
+  loop; and one call of the front ends (`torch_ddpm.p_sample`,
+  `DiffusionSchedule.p_sample`) against one call of the raw overload;
 - `theirs`: the same loops unpatched where the library is installed
   (lucidrains, diffusers), and improved-diffusion's chain (`torch_ddpm.eager`,
   its formulas as it writes them) for the drop-in's loops.
-The ratio ours/raw is the host's overhead of our loop; the goal is at most 1.5.
+The ratio ours/raw is the host's overhead of our loop; the goal is at most 1.5
+(1.3 for a front end's call).
 """
 import argparse
 import json
@@ -152,6 +154,37 @@ def _sampler_case(shape, device):
     return [("Sampler (scripted) fixed_small", STEPS, {"raw": raw, "ours": ours})]
 
 
+def _front_end_cases(shape, device):
+    """One step call, 1000 times: the documented front ends against the raw
+    overload (torch.ops.ddpm.p_sample.default)."""
+    from .. import operators
+    from ..gaussian_diffusion import get_named_beta_schedule
+    from ..schedules import DiffusionSchedule
+
+    schedule = DiffusionSchedule(get_named_beta_schedule("linear", STEPS)).to(device)
+    tables = schedule._step_tables(False)
+    x = torch.randn(*shape, device=device)
+    t = torch.full((shape[0],), STEPS // 2, dtype=torch.long, device=device)
+    noise, out = torch.randn_like(x), torch.zeros_like(x)
+    raw_op = torch.ops.ddpm.p_sample.default
+    calls = 1000
+
+    def repeat(call):
+        def run():
+            for _ in range(calls):
+                call()
+        return run
+
+    raw = repeat(lambda: raw_op(out, x, t, noise, *tables, "epsilon", "fixed_small", True,
+                                None, False))
+    return [
+        ("front end torch_ddpm.p_sample (per call)", calls,
+         {"raw": raw, "ours": repeat(lambda: operators.p_sample(out, x, t, noise, *tables))}),
+        ("front end DiffusionSchedule.p_sample (per call)", calls,
+         {"raw": raw, "ours": repeat(lambda: schedule.p_sample(out, x, t, noise))}),
+    ]
+
+
 def _lucidrains_cases(shape, device):
     try:
         from denoising_diffusion_pytorch import GaussianDiffusion
@@ -253,7 +286,8 @@ def run(args):
     device = torch.device(args.device)
     shape = list(args.shape)
     cases = (_dropin_cases(shape, device) + _sampler_case(shape, device)
-             + _lucidrains_cases(shape, device) + _diffusers_cases(shape, device))
+             + _front_end_cases(shape, device) + _lucidrains_cases(shape, device)
+             + _diffusers_cases(shape, device))
     print(f"# torch-ddpm bench-loops: torch {torch.__version__}, {cpu_model()}, "
           f"{args.threads} thread(s), device {device}, shape {shape}, null model")
     print(f"# {portable_command()}")

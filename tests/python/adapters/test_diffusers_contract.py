@@ -140,6 +140,28 @@ def test_step_outputs_behave_as_base_output(module, kind):
         assert type(back) is type(result) and torch.equal(back.prev_sample, plain[0])
 
 
+@pytest.mark.parametrize("cls", [diffusers.schedulers.scheduling_ddpm.DDPMSchedulerOutput,
+                                 diffusers.schedulers.scheduling_ddim.DDIMSchedulerOutput,
+                                 look_alike.DDPMSchedulerOutput])
+def test_a_step_output_filled_directly_is_what_its_class_builds(cls):
+    # the steps fill diffusers' output object directly (its dataclass
+    # construction costs as much as the step): the same object in every way a
+    # caller can see, pickling and equality included
+    import pickle
+
+    a, b = torch.ones(2), torch.zeros(2)
+    built = cls(prev_sample=a, pred_original_sample=b)
+    filled = look_alike._step_output(cls, a, b)
+    assert type(filled) is type(built)
+    assert list(filled.items()) == list(built.items())
+    assert vars(filled) == vars(built)
+    assert filled.to_tuple() == built.to_tuple() and filled[1] is b and filled.prev_sample is a
+    assert filled == built
+    back = pickle.loads(pickle.dumps(filled))
+    assert type(back) is cls and list(back.keys()) == list(built.keys())
+    assert torch.equal(back.pred_original_sample, b) and torch.equal(back[0], a)
+
+
 @pytest.mark.parametrize("module", [ours_module, look_alike], ids=["diffusers", "look-alike"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_one_timestep_of_shape_1_broadcasts_over_the_batch(module, kind):

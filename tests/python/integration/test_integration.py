@@ -1,6 +1,7 @@
 """Meta tensors, TorchScript (script, save, load), and on torch 2.x
 torch.library.opcheck, torch.compile(fullgraph=True) and torch.export."""
 import io
+from typing import List
 
 import pytest
 import torch
@@ -96,6 +97,29 @@ def test_schedule_module_scripts(tmp_path):
     loaded = torch.jit.load(buf)
     x, noise = torch.randn(2, 3), torch.randn(2, 3)
     assert torch.equal(loaded(x, noise), Sampler()(x, noise))
+
+
+def test_every_schedule_step_scripts_as_it_runs_eagerly():
+    # DiffusionSchedule reads its tables from the buffer dict in eager mode and
+    # as attributes in TorchScript: both must hand each step the same tables
+    sched = torch_ddpm.DiffusionSchedule(torch_ddpm.get_named_beta_schedule("cosine", T))
+
+    class Steps(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = sched
+
+        def forward(self, x: torch.Tensor, t: torch.Tensor) -> List[torch.Tensor]:
+            return [self.s.p_sample(x, x, t, x)[0], self.s.p_sample_philox(x, x, t, 1, 4)[0],
+                    self.s.ddim_sample(x, x, t, x, 0.5)[0],
+                    self.s.ddim_sample(x, x, t, x, 0.0, "epsilon", "fixed_small", True, True)[0],
+                    self.s.ddim_sample_philox(x, x, t, 1, 4, 0.5)[0]]
+
+    x, t = torch.randn(3, 2, 4), torch.tensor([0, 5, T - 1])
+    eager, scripted = Steps()(x, t), torch.jit.script(Steps())(x, t)
+    assert len(set(id(v) for v in eager)) == 5
+    for a, b in zip(eager, scripted):
+        assert torch.equal(a, b)
 
 
 def sample_inputs(device, mean_type, var_type, dtype=torch.float32, requires_grad=False):
