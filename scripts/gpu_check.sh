@@ -16,6 +16,7 @@
 #   4. a short `demo --device cuda` (train, sample, verdict) -> D-samples.png;
 #   5. a short benchmark -> D-bench.json, D-bench-noise.json, and the training
 #      step (q_sample + diffusion_mse, forward and backward) into the table;
+#      diffusers' scheduler steps and the sampling loops' host time, in the log;
 #   6. the CPU cases of the tests, in what time is left (CI runs them too);
 #   7. the table (scripts/gpu_report.py) -> D.txt; everything printed -> D.log.
 # On a machine without a GPU it stops at the first CUDA test, saying why.
@@ -129,6 +130,10 @@ timeout "$(limit 45)" python3 benchmarks/bench_scheduler.py --device cuda \
   --shapes 16x4x64x64 4x4x128x128 --dtypes float32 bfloat16 \
   --schedulers ddpm ddim ddim-clip --reps 20 --warmup 3
 echo "bench-scheduler: exit $? ($(elapsed))"
+# the sampling loops' host time per step against the bare raw-operator loop:
+# its rows in the log
+timeout "$(limit 30)" python3 -m torch_ddpm bench-loops --device cuda --reps 3
+echo "bench-loops: exit $? ($(elapsed))"
 
 # 6. the CPU cases, in what time is left (CI runs them on every change; here
 # they meet the GPU machine's Python 3.12 and 16 cores)
