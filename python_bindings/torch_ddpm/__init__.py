@@ -21,11 +21,13 @@ from .schedules import DiffusionSchedule, get_named_beta_schedule  # noqa: E402
 from .gaussian_diffusion import GaussianDiffusion, LossType, ModelMeanType, ModelVarType  # noqa: E402
 from .respace import SpacedDiffusion, space_timesteps  # noqa: E402
 from .patching import patch  # noqa: E402
+from .graphs import GraphedLoop  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DiffusionSchedule",
+    "GraphedLoop",
     "ddim_sample",
     "ddim_sample_philox",
     "diffusion_mse",

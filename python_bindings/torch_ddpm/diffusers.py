@@ -20,13 +20,14 @@ except ImportError as error:  # pragma: no cover (the message is tested in a sub
     raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
                       "torch_ddpm.fused_schedulers.DDPMScheduler works without it") from error
 
-from .fused_schedulers import _FusedDDIMSteps, _FusedDDPMSteps
+from .fused_schedulers import _FusedDDIMSteps, _FusedDDPMSteps, denoising_loop
 
 # the steps return diffusers' own output classes (BaseOutput)
 DDPMSchedulerOutput = scheduling_ddpm.DDPMSchedulerOutput
 DDIMSchedulerOutput = scheduling_ddim.DDIMSchedulerOutput
 
-__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput",
+           "denoising_loop"]
 
 
 class _DiffusersSchedules:

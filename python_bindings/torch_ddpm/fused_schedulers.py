@@ -32,7 +32,8 @@ from .tables import cached_on, step_tables
 from .thresholding import step_threshold_bound
 from .schedules import chain_tables, cosine_betas
 
-__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput"]
+__all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput",
+           "denoising_loop"]
 
 _MEAN_TYPES = {"epsilon": "epsilon", "sample": "start_x", "v_prediction": "v"}
 # fixed_large_log: diffusers takes the square root of log(beta_t) and steps to
@@ -242,6 +243,7 @@ class _FusedDDPMSteps:
             self.custom_timesteps = False
             timesteps = _spaced_timesteps(self.config, num_inference_steps)
         self.timesteps = torch.from_numpy(timesteps).to(device)
+        self._timesteps_host = tuple(int(v) for v in timesteps)  # (what a graph's key reads)
         self._build_tables()
 
     def previous_timestep(self, timestep):
@@ -507,6 +509,7 @@ class _FusedDDIMSteps(_FusedDDPMSteps):
                 f"steps from t = {zero_snr.tolist()[:4]} where it is ({why}): a model trained "
                 "there predicts v (prediction_type='v_prediction') or x_0 ('sample')")
         self.timesteps = torch.from_numpy(timesteps).to(device)
+        self._timesteps_host = tuple(int(v) for v in timesteps)  # (what a graph's key reads)
         self._build_tables()
 
     def _prev_alphas_cumprod(self):
@@ -613,3 +616,58 @@ class DDIMScheduler(_FusedDDIMSteps):
             clip_sample_range=clip_sample_range, sample_max_value=sample_max_value,
             timestep_spacing=timestep_spacing, rescale_betas_zero_snr=rescale_betas_zero_snr)
         self._setup_from_config()
+
+
+def denoising_loop(model, scheduler, latents, generator=None, cuda_graph=False,
+                   step_kwargs=None, **model_kwargs):
+    """The loop of diffusers' DDPMPipeline and DDIMPipeline: for each of
+    scheduler.timesteps (set_timesteps first), the model's output (its
+    .sample, for a diffusers model) then scheduler.step(...).prev_sample;
+    returns the last latents. step_kwargs: the step's own (eta, ...).
+
+    cuda_graph=True (CUDA; our schedulers, whose steps never read a device
+    value on the host): the whole loop, model included, as one CUDA graph
+    (torch_ddpm.GraphedLoop), captured on the first call for these shapes and
+    settings and replayed after; the latents and the model's tensor keyword
+    arguments (encoder_hidden_states, ...) are its inputs. generator: a CUDA
+    torch.Generator, or None for the default one. Put the timesteps on the
+    latents' device (set_timesteps(n, device=...)) so that the loop has no
+    host work; the same latents as the eager loop from the same generator
+    state."""
+    step_kwargs = dict(step_kwargs or {})
+
+    def run(latents, *tensors):
+        kwargs = {**model_kwargs, **dict(zip(tensor_names, tensors))}
+        for t in scheduler.timesteps:
+            out = model(latents, t, **kwargs)
+            out = getattr(out, "sample", out)
+            latents = scheduler.step(out, t, latents, generator=generator,
+                                     **step_kwargs).prev_sample
+        return latents
+
+    tensor_names = sorted(k for k, v in model_kwargs.items() if torch.is_tensor(v))
+    tensors = [model_kwargs[k] for k in tensor_names]
+    if not cuda_graph:
+        return run(latents, *tensors)
+    from .graphs import GraphedLoop, check_graphable, graphed_for, memory_key
+
+    check_graphable("denoising_loop", latents.device)
+    if not isinstance(scheduler, _FusedDDPMSteps):
+        raise ValueError("denoising_loop(cuda_graph=True): the scheduler must be one of ours "
+                         "(torch_ddpm.diffusers' or fused_schedulers'); diffusers' own steps read "
+                         f"the timestep on the host, got {type(scheduler).__name__}")
+    fixed = tuple(sorted((k, v) for k, v in model_kwargs.items() if k not in tensor_names))
+    # the chain's timesteps and config by value (a pipeline sets the same
+    # timesteps again for each image: one capture serves them all), the model
+    # by where its weights lie
+    key = ("denoising_loop", id(model), memory_key(model), id(generator),
+           getattr(scheduler, "_timesteps_host", None), repr(dict(scheduler.config)),
+           tuple(sorted(step_kwargs.items())), tuple(tensor_names), fixed)
+    generators = () if generator is None else (generator,)
+    # the graph reads the chain's timesteps and tables where they lie when it
+    # is captured: they are kept with it
+    keep = (model, scheduler.timesteps, scheduler._on(latents.device),
+            scheduler._step_tables(scheduler._STEP_OP, latents.device))
+    return graphed_for(scheduler, key, lambda: GraphedLoop(run, generators, latents.device,
+                                                            keep))(latents, *tensors)
+

@@ -14,6 +14,7 @@ unfused path, with the same formulas.
 """
 import enum
 import math
+import weakref
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from .losses import diffusion_mse, discretized_gaussian_log_likelihood, mean_fla
 from .operators import in_common_dtype, mode_name, step_overload
 from .tables import cached_on, step_tables
 from .thresholding import DynamicThreshold, step_threshold_bound
+from .graphs import GraphedLoop, check_graphable, graphed_for, memory_key
 from .noise import as_philox_stream
 from .schedules import betas_for_alpha_bar, schedule_tables
 
@@ -324,13 +326,23 @@ class GaussianDiffusion:
         return {"sample": sample, "pred_xstart": out["pred_xstart"]}
 
     def p_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
-                      cond_fn=None, model_kwargs=None, device=None, progress=False, philox=None):
+                      cond_fn=None, model_kwargs=None, device=None, progress=False, philox=None,
+                      cuda_graph=False):
         """Generate samples: the final x_0 of the reverse chain.
 
         philox (an int seed, a torch.Generator or a PhiloxStream): x_T (when
         noise is None) and every step's noise are drawn in the kernels, one
         Philox offset after another: the same samples on CPU and CUDA.
+        cuda_graph=True (CUDA): the whole loop, model included, runs as one CUDA
+        graph, captured on the first call for this model, shape and settings and
+        replayed after (torch_ddpm.graphs); the same samples as the eager loop
+        from the same generator state. Noise from randn or philox=<a CUDA
+        torch.Generator>; no progress bar, denoised_fn or cond_fn.
         """
+        if cuda_graph:
+            return self._graphed_chain("p_sample", clip_denoised, (), model, shape, noise,
+                                       device, progress, philox, model_kwargs,
+                                       (("denoised_fn", denoised_fn), ("cond_fn", cond_fn)))
         if self._plain_chain("p_sample", denoised_fn, cond_fn):
             return self._sample_chain("p_sample", clip_denoised, (), model, shape, noise,
                                       device, progress, philox, model_kwargs)
@@ -435,6 +447,43 @@ class GaussianDiffusion:
                 img = step_into(model_output, img, t, step_noise, out)
         return img
 
+    def _graphed_chain(self, kind, clip_denoised, own_args, model, shape, noise, device,
+                       progress, philox, model_kwargs, callbacks):
+        """_sample_chain as one CUDA graph (see p_sample_loop's cuda_graph): captured
+        once per model, shape and settings, kept with this diffusion (weakly: it
+        pickles and frees as before). The noise given and the model's tensor
+        keyword arguments are the graph's inputs, copied in at each call."""
+        what = kind + "_loop"
+        if device is None:
+            device = noise.device if noise is not None else next(model.parameters()).device
+        check_graphable(what, device, progress, callbacks, philox)
+        if not self._plain_chain(kind, None, None):
+            raise ValueError(f"{what}(cuda_graph=True): {kind} or its progressive loop is "
+                             "overridden, which the graph would not run: pass cuda_graph=False")
+        stream = as_philox_stream(philox)
+        kwargs = dict(model_kwargs or {})
+        tensor_names = sorted(k for k, v in kwargs.items() if torch.is_tensor(v))
+        fixed = tuple(sorted((k, v) for k, v in kwargs.items() if k not in tensor_names))
+        clip_key = (clip_denoised.ratio, clip_denoised.max_value) \
+            if isinstance(clip_denoised, DynamicThreshold) else bool(clip_denoised)
+        key = (kind, id(model), memory_key(model), tuple(shape), str(device), noise is not None,
+               own_args, clip_key, None if stream is None else id(stream.generator),
+               tuple(tensor_names), fixed)
+        diffusion = weakref.ref(self)  # (the loop is kept by the diffusion, weakly)
+
+        def make():
+            def loop(*inputs):
+                x_T = inputs[0] if noise is not None else None
+                given = dict(zip(tensor_names, inputs[1 if noise is not None else 0:]))
+                return diffusion()._sample_chain(kind, clip_denoised, own_args, model, shape,
+                                                 x_T, device, False, stream,
+                                                 {**dict(fixed), **given})
+            return GraphedLoop(loop, () if stream is None else (stream.generator,), device,
+                               keep=(model, self._ddpm_tables(torch.device(device))))
+
+        inputs = ([noise] if noise is not None else []) + [kwargs[k] for k in tensor_names]
+        return graphed_for(self, key, make)(*inputs)
+
     def _loop_step(self, kind, clip_denoised, own_args, stream, device, sample_out=True):
         """(model_output, x, t, noise, out) -> x_{t-1} written into out (sample_out),
         or (sample, pred_xstart): a loop's step with its overload, tables and
@@ -519,8 +568,12 @@ class GaussianDiffusion:
 
     def ddim_sample_loop(self, model, shape, noise=None, clip_denoised=True, denoised_fn=None,
                          cond_fn=None, model_kwargs=None, device=None, progress=False, eta=0.0,
-                         philox=None):
-        """Generate samples with DDIM: the final x_0 (philox: as p_sample_loop)."""
+                         philox=None, cuda_graph=False):
+        """Generate samples with DDIM: the final x_0 (philox, cuda_graph: as p_sample_loop)."""
+        if cuda_graph:
+            return self._graphed_chain("ddim_sample", clip_denoised, (float(eta),), model, shape,
+                                       noise, device, progress, philox, model_kwargs,
+                                       (("denoised_fn", denoised_fn), ("cond_fn", cond_fn)))
         if self._plain_chain("ddim_sample", denoised_fn, cond_fn):
             return self._sample_chain("ddim_sample", clip_denoised, (float(eta),), model, shape,
                                       noise, device, progress, philox, model_kwargs)

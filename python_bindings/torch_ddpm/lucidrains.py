@@ -13,7 +13,10 @@ as it was, where the original adds the offset to it in place; with immiscible
 noise it is added first, as there; self-conditioning as the original),
 p_sample (so interpolate samples on it), p_sample_loop (the same loop, its
 step's tables and operator taken once, not per step: so sample runs on it)
-and ddim_sample (the respaced DDIM loop with ddim_sampling_eta). The random
+and ddim_sample (the respaced DDIM loop with ddim_sampling_eta); sample as the
+original, plus cuda_graph=True: the whole loop, model included, as one CUDA
+graph, captured on the first call for a batch size and replayed after, the
+same samples as the eager loop from the same generator state. The random
 numbers are drawn where and as the original draws them (randn_like, none at
 t = 0 and none at DDIM's last step), so a seed gives the same losses and
 samples, to float32 rounding: the operators form their coefficients in
@@ -22,10 +25,12 @@ float32. Everything else (the model, self-conditioning, loss weights,
 auto-normalization, the 1-D variant's methods) is the instance's own.
 """
 import random
+import weakref
 
 import torch
 
 from ._bound import bind
+from .graphs import GraphedLoop, check_graphable, graphed_for, memory_key
 from .losses import diffusion_mse
 from .operators import in_common_dtype, step_overload
 from .tables import cached_on, step_tables
@@ -37,7 +42,7 @@ _BUFFERS = ("betas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_al
             "posterior_mean_coef2", "posterior_log_variance_clipped")
 # read with the tables when the instance has it (p_losses' per-timestep weight)
 _LOSS_WEIGHT = "loss_weight"
-PATCHED_METHODS = ("q_sample", "p_losses", "p_sample", "p_sample_loop", "ddim_sample")
+PATCHED_METHODS = ("q_sample", "p_losses", "p_sample", "p_sample_loop", "ddim_sample", "sample")
 
 
 def looks_like_lucidrains(diffusion) -> bool:
@@ -173,6 +178,30 @@ def _p_sample_loop(self, shape, return_all_timesteps=False):
         imgs.append(img)
     ret = img if not return_all_timesteps else torch.stack(imgs, dim=1)
     return self.unnormalize(ret)
+
+
+@torch.inference_mode()
+def _sample(self, batch_size=16, return_all_timesteps=False, cuda_graph=False):
+    (h, w), channels = self.image_size, self.channels
+    shape = (batch_size, channels, h, w)
+    if not cuda_graph:
+        sample_fn = self.p_sample_loop if not self.is_ddim_sampling else self.ddim_sample
+        return sample_fn(shape, return_all_timesteps=return_all_timesteps)
+    check_graphable("sample", self.device)
+    # (moved or cast parameters, or replaced table buffers: captured anew)
+    key = ("sample", shape, bool(return_all_timesteps), bool(self.is_ddim_sampling),
+           memory_key(self), _buffers_key(self))
+    diffusion = weakref.ref(self)  # (the loop is kept by the module, weakly)
+
+    def make():
+        def loop():
+            owner = diffusion()
+            sample_fn = owner.p_sample_loop if not owner.is_ddim_sampling else owner.ddim_sample
+            return sample_fn(shape, return_all_timesteps=return_all_timesteps)
+        return GraphedLoop(loop, device=self.device, keep=(_tables(self, self.device),))
+
+    # (the progress bar advances once, during the capture)
+    return graphed_for(self, key, make)()
 
 
 def _ddim_pairs(total_timesteps, sampling_timesteps):
