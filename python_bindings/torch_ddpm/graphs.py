@@ -67,6 +67,43 @@ class _Capture:
     __slots__ = ("graph", "inputs", "outputs")
 
 
+class _CudaGraphs:
+    """What GraphedLoop asks of CUDA, in one place: the tests put a host
+    emulation in its place (runtime below) to run the capture logic on a CPU."""
+
+    device_type = "cuda"
+
+    @staticmethod
+    def default_generator(device):
+        return torch.cuda.default_generators[device.index]
+
+    @staticmethod
+    def warm_up(device, fn, inputs):
+        # on a side stream: lazy initializations (cuBLAS handles, caches,
+        # autotuning) happen outside the capture
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            fn(*inputs)
+        torch.cuda.current_stream(device).wait_stream(side)
+
+    @staticmethod
+    def capture(fn, inputs, generators):
+        """(graph, fn's result as captured)"""
+        graph = torch.cuda.CUDAGraph()
+        for g in generators:
+            graph.register_generator_state(g)
+        with torch.cuda.graph(graph):
+            return graph, fn(*inputs)
+
+    @staticmethod
+    def replay(graph):
+        graph.replay()
+
+
+runtime = _CudaGraphs
+
+
 class GraphedLoop:
     """fn(*tensors) -> a tensor or a tuple of tensors, captured as a CUDA graph
     on its first call with inputs of given shapes, dtypes and devices, and
@@ -88,7 +125,7 @@ class GraphedLoop:
         self.keep = tuple(keep)
         self.generators = tuple(generators)
         for g in self.generators:
-            if not isinstance(g, torch.Generator) or g.device.type != "cuda":
+            if not isinstance(g, torch.Generator) or g.device.type != runtime.device_type:
                 raise ValueError(f"GraphedLoop: generators must be CUDA torch.Generators, got {g!r} "
                                  "(a CPU generator's draws would be fixed in the graph)")
         self._captures = {}
@@ -100,7 +137,7 @@ class GraphedLoop:
             capture = self._captures[key] = self._capture(tensors)
         for static, given in zip(capture.inputs, tensors):
             static.copy_(given)
-        capture.graph.replay()
+        runtime.replay(capture.graph)
         outputs = tuple(out.clone() for out in capture.outputs)
         return outputs if len(outputs) != 1 or self._tuple_output else outputs[0]
 
@@ -108,23 +145,15 @@ class GraphedLoop:
         device = _device_of(tensors, self.generators, self.device)
         capture = _Capture()
         capture.inputs = [t.detach().clone() for t in tensors]
-        generators = _generators_of(device, self.generators)
+        default = runtime.default_generator(device)
+        generators = [default] + [g for g in self.generators if g is not default]
         states = [g.get_state() for g in generators]
-        # warm-up on a side stream: lazy initializations (cuBLAS handles,
-        # caches, autotuning) happen outside the capture
-        side = torch.cuda.Stream(device)
-        side.wait_stream(torch.cuda.current_stream(device))
-        with torch.cuda.stream(side):
-            self.fn(*capture.inputs)
-        torch.cuda.current_stream(device).wait_stream(side)
+        runtime.warm_up(device, self.fn, capture.inputs)
         for g, state in zip(generators, states):
             g.set_state(state)
-        capture.graph = torch.cuda.CUDAGraph()
-        for g in generators[1:]:  # (the device's default one is the graph's already)
-            capture.graph.register_generator_state(g)
         try:
-            with torch.cuda.graph(capture.graph):
-                result = self.fn(*capture.inputs)
+            # (the device's default generator is the graph's already)
+            capture.graph, result = runtime.capture(self.fn, capture.inputs, generators[1:])
         except RuntimeError as error:
             raise RuntimeError(
                 "the sampling loop could not be captured as a CUDA graph (" + str(error).strip()
@@ -141,26 +170,21 @@ def _device_of(tensors, generators, device=None):
     devices = {t.device for t in tensors} | {g.device for g in generators}
     if device is not None:
         devices.add(device)
-    if not devices:
+    if not devices and runtime.device_type == "cuda":
         devices = {torch.device("cuda", torch.cuda.current_device())}
-    if len(devices) != 1 or next(iter(devices)).type != "cuda":
+    if len(devices) != 1 or next(iter(devices)).type != runtime.device_type:
         raise ValueError(f"GraphedLoop: inputs and generators on one CUDA device, got "
                          f"{sorted(str(d) for d in devices)}")
     device = next(iter(devices))
-    return device if device.index is not None else torch.device(
-        "cuda", torch.cuda.current_device())
-
-
-def _generators_of(device, generators):
-    """Every generator the warm-up may advance: the device's default and the given ones."""
-    default = torch.cuda.default_generators[device.index]
-    return [default] + [g for g in generators if g is not default]
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def check_graphable(what, device, progress=False, callbacks=(), philox=None):
     """The reasons a sampling loop cannot be one CUDA graph, raised by name
     before anything runs: what: the method, for messages."""
-    if torch.device(device).type != "cuda":
+    if torch.device(device).type != runtime.device_type:
         raise ValueError(f"{what}(cuda_graph=True): CUDA graphs need a CUDA device, got {device}")
     if progress:
         raise ValueError(f"{what}(cuda_graph=True): a progress bar cannot advance inside a graph "

@@ -143,6 +143,127 @@ def test_the_memory_key_sees_a_module_moved_or_cast():
     assert graphs.memory_key(net) != key
 
 
+# ---- the capture logic, host-emulated (any machine) -------------------------------------------
+class HostGraphs:
+    """CUDA graph capture emulated on the CPU, for GraphedLoop's own logic: a
+    capture records without drawing (the generators are put back after the
+    recording run), a replay runs the recorded loop again on the graph's input
+    buffers and writes its outputs into the captured ones, advancing the
+    generators as a replay does."""
+
+    device_type = "cpu"
+    captures = 0
+
+    @staticmethod
+    def default_generator(device):
+        return torch.default_generator
+
+    @staticmethod
+    def warm_up(device, fn, inputs):
+        fn(*inputs)
+
+    @classmethod
+    def capture(cls, fn, inputs, generators):
+        cls.captures += 1
+        every = [torch.default_generator, *generators]
+        states = [g.get_state() for g in every]
+        result = fn(*inputs)
+        for g, state in zip(every, states):
+            g.set_state(state)
+        outputs = result if isinstance(result, tuple) else (result,)
+        return (fn, inputs, outputs), result
+
+    @staticmethod
+    def replay(graph):
+        fn, inputs, outputs = graph
+        result = fn(*inputs)
+        for out, new in zip(outputs, result if isinstance(result, tuple) else (result,)):
+            out.copy_(new)
+
+
+@pytest.fixture
+def host_graphs(monkeypatch):
+    monkeypatch.setattr(graphs, "runtime", HostGraphs)
+    HostGraphs.captures = 0
+    return HostGraphs
+
+
+@pytest.mark.parametrize("loop", ["p_sample_loop", "ddim_sample_loop"])
+@pytest.mark.parametrize("noise_source", ["randn", "philox", "given"])
+def test_graphed_loops_give_the_eager_loops_samples_host_emulated(host_graphs, loop, noise_source):
+    torch.manual_seed(0)
+    net = Net(learned=True)
+    diffusion = dropin(var=ModelVarType.LEARNED_RANGE)
+    shape, generator = (3, 2, 4, 4), torch.Generator()
+    kwargs = dict(model_kwargs={"scale": torch.tensor([1.0, 0.5, 2.0])})
+    if loop == "ddim_sample_loop":
+        kwargs["eta"] = 0.5
+    runs = {}
+    for graphed in (False, True):
+        torch.manual_seed(7)
+        generator.manual_seed(11)
+        samples = []
+        for _ in range(3):  # later calls replay, and draw anew
+            extra = {}
+            if noise_source == "philox":
+                extra["philox"] = generator
+            elif noise_source == "given":
+                extra["noise"] = torch.randn(shape)
+            samples.append(getattr(diffusion, loop)(net, shape, cuda_graph=graphed, **kwargs,
+                                                    **extra))
+        runs[graphed] = samples + [torch.get_rng_state(), generator.get_state()]
+    for a, b in zip(runs[False], runs[True]):
+        assert torch.equal(a, b)
+    assert not torch.equal(runs[True][0], runs[True][1])
+    assert host_graphs.captures == 1  # one capture, replayed
+    # another batch size, other settings, a model cast: captured anew
+    kwargs["model_kwargs"] = {"scale": torch.ones(2)}
+    getattr(diffusion, loop)(net, (2, 2, 4, 4), cuda_graph=True, **kwargs)
+    net.double()
+    kwargs["model_kwargs"] = {"scale": torch.ones(2).double()}
+    getattr(diffusion, loop)(net, (2, 2, 4, 4), noise=torch.randn(2, 2, 4, 4, dtype=torch.double),
+                             cuda_graph=True, **kwargs)
+    assert host_graphs.captures == 3
+
+
+def test_a_graphed_denoising_loop_gives_the_eager_loops_latents_host_emulated(host_graphs):
+    torch.manual_seed(0)
+    net, sched = Net(), DDPMScheduler()
+    generator = torch.Generator()
+    runs = []
+    for graphed in (False, True):
+        sched.set_timesteps(6)
+        generator.manual_seed(5)
+        latents = torch.randn(2, 2, 4, 4, generator=generator)
+        runs.append([denoising_loop(net, sched, latents, generator=generator, cuda_graph=graphed)
+                     for _ in range(2)] + [generator.get_state()])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    sched.set_timesteps(6)  # the same chain again (as a pipeline sets it per image): replayed
+    denoising_loop(net, sched, latents, generator=generator, cuda_graph=True)
+    assert host_graphs.captures == 1
+    sched.set_timesteps(4)
+    denoising_loop(net, sched, latents, generator=generator, cuda_graph=True)
+    assert host_graphs.captures == 2
+
+
+def test_a_graphed_lucidrains_sample_gives_the_eager_samples_host_emulated(host_graphs):
+    lucidrains = pytest.importorskip("denoising_diffusion_pytorch",
+                                     reason="needs denoising-diffusion-pytorch from PyPI")
+    torch.manual_seed(0)
+    unet = lucidrains.Unet(dim=8, dim_mults=(1, 2), flash_attn=False)
+    for sampling_timesteps in (6, 3):  # p_sample_loop, then DDIM
+        diffusion = torch_ddpm.patch(lucidrains.GaussianDiffusion(
+            unet, image_size=8, timesteps=6, sampling_timesteps=sampling_timesteps))
+        runs = []
+        for graphed in (False, True):
+            torch.manual_seed(9)
+            runs.append([diffusion.sample(batch_size=2, cuda_graph=graphed) for _ in range(2)]
+                        + [torch.get_rng_state()])
+        for a, b in zip(*runs):
+            assert torch.equal(a, b)
+
+
 # ---- on a GPU: the graph gives the eager loop's samples ---------------------------------------
 @requires_cuda
 @pytest.mark.parametrize("loop", ["p_sample_loop", "ddim_sample_loop"])
