@@ -132,8 +132,12 @@ timeout "$(limit 45)" python3 benchmarks/bench_scheduler.py --device cuda \
 echo "bench-scheduler: exit $? ($(elapsed))"
 # the sampling loops' host time per step against the bare raw-operator loop:
 # its rows in the log
-timeout "$(limit 30)" python3 -m torch_ddpm bench-loops --device cuda --reps 3
+timeout "$(limit 20)" python3 -m torch_ddpm bench-loops --device cuda --reps 3
 echo "bench-loops: exit $? ($(elapsed))"
+# end to end with improved-diffusion's CIFAR-10 UNet shape: unpatched,
+# patched, patched as one CUDA graph (batch 16 and 64): its rows in the log
+timeout "$(limit 45)" python3 benchmarks/bench_sampling.py --device cuda --batches 16 64 --reps 3
+echo "bench-sampling: exit $? ($(elapsed))"
 
 # 6. the CPU cases, in what time is left (CI runs them on every change; here
 # they meet the GPU machine's Python 3.12 and 16 cores)

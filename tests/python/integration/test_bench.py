@@ -227,3 +227,13 @@ def test_loop_bench_command_writes_every_row(tmp_path):
     assert "p_sample_loop fixed_small" in names and "Sampler (scripted) fixed_small" in names
     for row in rows:
         assert row["ours_us"] > 0 and row["ours_over_raw"] > 0
+
+
+def test_sampling_bench_runs_every_loop(tmp_path):
+    pytest.importorskip("diffusers", reason="needs diffusers from PyPI (its UNet2DModel)")
+    module = load_script("benchmarks/bench_sampling.py")
+    out = tmp_path / "sampling.json"
+    rows = module.run(["--tiny", "--device", "cpu", "--batches", "2", "--steps", "3",
+                       "--reps", "1", "--output", str(out)])
+    assert json.loads(out.read_text())["rows"] == json.loads(json.dumps(rows))
+    assert rows[0]["unpatched_s"] > 0 and rows[0]["patched_s"] > 0
