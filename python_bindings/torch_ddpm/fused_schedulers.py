@@ -298,7 +298,13 @@ class _FusedDDPMSteps:
         broadcasts it."""
         if torch.is_tensor(timesteps) and timesteps.dim() == 0:
             if timesteps.device.type == "cpu":  # a pipeline's timestep, read on the host
-                return torch.full((batch,), int(timesteps), dtype=torch.long, device=device)
+                # (each [B] tensor made once: the operators only read it)
+                made = self.__dict__.setdefault("_timestep_batches", {})
+                key = (int(timesteps), batch, device)
+                t = made.get(key)
+                if t is None:
+                    t = made[key] = torch.full((batch,), key[0], dtype=torch.long, device=device)
+                return t
             if timesteps.dtype == torch.long and timesteps.device == device:
                 return timesteps.expand(batch)  # (never read on the host)
         t = torch.as_tensor(timesteps, device=device).long()
@@ -385,7 +391,8 @@ class _FusedDDPMSteps:
         x_0's quantile, computed here first from the output's prediction half;
         clamp and divide in the step), clip_sample_range (a bound of r for
         every sample), or [-1, 1]."""
-        if self.config.thresholding:
+        config = self.config
+        if config.thresholding:
             prediction = model_output[:, :sample.shape[1]]
             bound = step_threshold_bound(self._STEP_OP, prediction, sample, t,
                                          self._step_tables(self._STEP_OP, sample.device),
@@ -393,11 +400,20 @@ class _FusedDDPMSteps:
                                          self.config.dynamic_thresholding_ratio,
                                          self.config.sample_max_value)
             return True, bound, True
-        if self.config.clip_sample and self.config.clip_sample_range != 1.0:
-            bound = torch.full((sample.shape[0],), float(self.config.clip_sample_range),
+        # (formed once per setting, batch and device; the config is read at
+        # every step, as diffusers reads it)
+        key = (config.clip_sample, config.clip_sample_range, sample.shape[0], sample.device)
+        hit = self.__dict__.get("_clip_args_hit")
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        if config.clip_sample and config.clip_sample_range != 1.0:
+            bound = torch.full((sample.shape[0],), float(config.clip_sample_range),
                                dtype=torch.float64, device=sample.device)
-            return True, bound, False
-        return bool(self.config.clip_sample), None, False
+            args = (True, bound, False)
+        else:
+            args = (bool(config.clip_sample), None, False)
+        self.__dict__["_clip_args_hit"] = (key, args)
+        return args
 
     _STEP_OP = "p_sample"  # the step operator
 

@@ -269,6 +269,24 @@ def test_a_variance_type_registered_after_construction_is_the_one_stepped():
     assert_close_to_diffusers(b, a)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_clip_settings_changed_between_steps_are_the_ones_stepped(kind):
+    # the step forms its clip settings once per setting: a change after a step
+    # (register_to_config, or the look-alike's config written) takes effect
+    theirs, ours = both(kind)
+    plain = look_alike.DDPMScheduler() if kind == "DDPMScheduler" else look_alike.DDIMScheduler()
+    x, out = sample_and_output()
+    out = out * 40  # an x_0 the clip limits
+    for setting in (dict(clip_sample=True), dict(clip_sample=False),
+                    dict(clip_sample=True, clip_sample_range=0.5), dict(clip_sample=True)):
+        for sched in (theirs, ours):
+            sched.register_to_config(**{"clip_sample_range": 1.0, **setting})
+        plain.config.update({"clip_sample_range": 1.0, **setting})
+        want = step(theirs, kind, 500, x, out, steps=10).prev_sample
+        for sched in (ours, plain):
+            assert_close_to_diffusers(step(sched, kind, 500, x, out, steps=10).prev_sample, want)
+
+
 def test_custom_timesteps_as_diffusers():
     _, ours = both("DDPMScheduler")
     ours.set_timesteps(timesteps=[100, 87, 50, 1, 0])
