@@ -303,7 +303,9 @@ class _FusedDDPMSteps:
                 key = (int(timesteps), batch, device)
                 t = made.get(key)
                 if t is None:
-                    t = made[key] = torch.full((batch,), key[0], dtype=torch.long, device=device)
+                    with torch.inference_mode(False):  # (kept: autograd may save it later)
+                        t = made[key] = torch.full((batch,), key[0], dtype=torch.long,
+                                                   device=device)
                 return t
             if timesteps.dtype == torch.long and timesteps.device == device:
                 return timesteps.expand(batch)  # (never read on the host)
@@ -407,8 +409,9 @@ class _FusedDDPMSteps:
         if hit is not None and hit[0] == key:
             return hit[1]
         if config.clip_sample and config.clip_sample_range != 1.0:
-            bound = torch.full((sample.shape[0],), float(config.clip_sample_range),
-                               dtype=torch.float64, device=sample.device)
+            with torch.inference_mode(False):  # (kept: autograd may save it later)
+                bound = torch.full((sample.shape[0],), float(config.clip_sample_range),
+                                   dtype=torch.float64, device=sample.device)
             args = (True, bound, False)
         else:
             args = (bool(config.clip_sample), None, False)

@@ -71,6 +71,22 @@ def test_the_diffusers_scheduler_trains_after_a_step(scheduler, device):
         torch.testing.assert_close(got, train(), rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("scheduler", ["DDPMScheduler", "DDIMScheduler"])
+def test_a_diffusers_step_differentiates_after_a_step_under_inference_mode(scheduler):
+    # what a step forms once and keeps (a timestep's [B] tensor, a clip bound)
+    # is made outside inference mode: a later step with gradients saves it
+    from torch_ddpm import fused_schedulers
+
+    sched = getattr(fused_schedulers, scheduler)(clip_sample_range=0.5)
+    sched.set_timesteps(10)
+    x = torch.randn(2, 3, 4, 4)
+    with torch.inference_mode():
+        sched.step(torch.zeros_like(x), sched.timesteps[3], x)
+    out = torch.zeros_like(x, requires_grad=True)
+    sched.step(out, sched.timesteps[3], x).prev_sample.sum().backward()
+    assert out.grad is not None and out.grad.abs().sum() > 0
+
+
 def test_lucidrains_trains_after_sample():
     pytest.importorskip("denoising_diffusion_pytorch",
                         reason="needs denoising-diffusion-pytorch (PyPI, torch 2.x)")
