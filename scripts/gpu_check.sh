@@ -83,8 +83,10 @@ workers=$(( $(nproc) > 12 ? 12 : $(nproc) ))
 pytest_phase() {
   local seconds=$1
   shift
-  timeout -k 10 "$(limit "$seconds")" python3 -m pytest tests/python -v -rs -p no:cacheprovider \
-    -n "$workers" -o faulthandler_timeout=60 "$@" 2>&1 \
+  # SIGINT at the limit (pytest then still writes its summary and junit file),
+  # unbuffered (the -v lines up to the cut reach the log)
+  PYTHONUNBUFFERED=1 timeout -s INT -k 20 "$(limit "$seconds")" python3 -m pytest tests/python \
+    -v -rs -p no:cacheprovider -n "$workers" -o faulthandler_timeout=60 "$@" 2>&1 \
     | grep -v -e PytestBenchmarkWarning -e "warner(PytestBenchmarkWarning"
   return "${PIPESTATUS[0]}"
 }

@@ -98,7 +98,7 @@ def test_gradients_are_the_seeded_operators(learned):
         assert torch.equal(a, b)
 
 
-def test_a_generator_on_another_device_is_named():
+def test_a_cuda_generator_on_a_cpu_call_is_named():
     tab, x, out, t = inputs()
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA generator")
