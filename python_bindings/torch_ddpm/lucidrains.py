@@ -134,7 +134,6 @@ def _p_losses(self, x_start, t, noise=None, offset_noise_strength=None, loss_red
     return loss.mean()
 
 
-@torch.inference_mode()
 def _p_step(self, device):
     """(x, t, x_self_cond) -> (x_{t-1}, pred_xstart), the original p_sample,
     with the tables on `device` and the operator taken now (once per loop)."""
@@ -157,6 +156,7 @@ def _p_step(self, device):
     return step
 
 
+@torch.inference_mode()
 def _p_sample(self, x, t: int, x_self_cond=None):
     return _p_step(self, x.device)(x, t, x_self_cond)
 

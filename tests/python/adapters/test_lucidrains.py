@@ -126,6 +126,18 @@ def test_the_ddim_loop_shows_the_original_progress_bar(capsys):
         assert "sampling loop time step" in err and f"{SAMPLING_T}/{SAMPLING_T}" in err
 
 
+def test_the_patched_sampling_methods_run_under_inference_mode_as_the_originals():
+    # the originals are decorated with torch.inference_mode(): their results are
+    # inference tensors, and no autograd graph is built through the model
+    original, patched = make("pred_noise", "cosine")
+    x = torch.randn(2, 3, SIZE, SIZE)
+    for diffusion in (original, patched):
+        sample, x_start = diffusion.p_sample(x, 3)
+        assert torch.is_inference(sample) and torch.is_inference(x_start)
+        assert torch.is_inference(diffusion.p_sample_loop((1, 3, SIZE, SIZE)))
+        assert torch.is_inference(diffusion.sample(batch_size=1))
+
+
 def test_patch_refuses_the_classes_it_does_not_know():
     # GaussianDiffusion1D has other signatures (model_forward_kwargs, return_noise)
     # and no offset noise: refused by name before anything is swapped
