@@ -682,11 +682,12 @@ def denoising_loop(model, scheduler, latents, generator=None, cuda_graph=False,
     key = ("denoising_loop", id(model), memory_key(model), id(generator),
            getattr(scheduler, "_timesteps_host", None), repr(dict(scheduler.config)),
            tuple(sorted(step_kwargs.items())), tuple(tensor_names), fixed)
-    generators = () if generator is None else (generator,)
-    # the graph reads the chain's timesteps and tables where they lie when it
-    # is captured: they are kept with it
-    keep = (model, scheduler.timesteps, scheduler._on(latents.device),
-            scheduler._step_tables(scheduler._STEP_OP, latents.device))
-    return graphed_for(scheduler, key, lambda: GraphedLoop(run, generators, latents.device,
-                                                            keep))(latents, *tensors)
+    def make():
+        # the graph reads the chain's timesteps and tables where they lie when
+        # it is captured: they are kept with it
+        keep = (model, scheduler.timesteps, scheduler._on(latents.device),
+                scheduler._step_tables(scheduler._STEP_OP, latents.device))
+        return GraphedLoop(run, () if generator is None else (generator,), latents.device, keep)
+
+    return graphed_for(scheduler, key, make)(latents, *tensors)
 

@@ -196,18 +196,21 @@ class GaussianDiffusion:
         With sample= (a tensor like x, x itself allowed): x_{t-1} alone, written there.
         A model output and x of different dtypes (autocast) are promoted, as
         improved-diffusion's formulas promote them."""
+        return self._fused("p_sample", model_output, x, t, noise, clip_denoised, stream, sample)
+
+    def _fused(self, kind, model_output, x, t, noise, clip_denoised, stream, sample, own_args=(),
+               target="alphas_cumprod_prev"):
+        """Step operator `kind` (DDIM's: towards tab[target], its eta in own_args)
+        on the promoted inputs, its noise given or drawn from the stream."""
         model_output, x, noise = in_common_dtype(model_output, x, noise)
         tab = self._ddpm_tables(x.device)
-        mean_type, var_type = self._modes()
-        tables = step_tables("p_sample", tab)
-        out = {} if sample is None else {"sample": sample}
+        tables = step_tables(kind, tab) if kind == "p_sample" else \
+            step_tables(kind, tab, alphas_cumprod_prev=tab[target])
         clip = self._clip_options(model_output, x, t, clip_denoised)
-        if stream is None:
-            op, noise_args = step_overload("p_sample", None, sample is not None), (noise,)
-        else:
-            noise_args = stream.noise_args(x.device)
-            op = step_overload("p_sample", noise_args, sample is not None)
-        return op(model_output, x, t, *noise_args, *tables, mean_type, var_type, *clip, **out)
+        op, noise_args = _step_call(kind, stream, noise, x.device, sample is not None)
+        out = {} if sample is None else {"sample": sample}
+        return op(model_output, x, t, *noise_args, *tables, *own_args, *self._modes(), *clip,
+                  **out)
 
     def _clip_options(self, model_output, x, t, clip_denoised):
         """The step operators' (clip_denoised, clip_bound, clip_rescale) for a
@@ -490,12 +493,8 @@ class GaussianDiffusion:
         modes taken once. A dynamic threshold's bound depends on each step's
         output: that step is formed per call."""
         if isinstance(clip_denoised, DynamicThreshold):
-            if kind == "p_sample":
-                return lambda mo, x, t, noise, out: self._fused_step(
-                    mo, x, t, noise, clip_denoised, stream, sample=out)
-            return lambda mo, x, t, noise, out: self._fused_ddim(
-                mo, x, t, noise, clip_denoised, own_args[0], "alphas_cumprod_prev", stream,
-                sample=out)
+            return lambda mo, x, t, noise, out: self._fused(
+                kind, mo, x, t, noise, clip_denoised, stream, out, own_args)
         tables = step_tables(kind, self._ddpm_tables(device))
         tail = (*tables, *own_args, *self._modes(), bool(clip_denoised), None, False)
         if stream is None:
@@ -505,8 +504,7 @@ class GaussianDiffusion:
             return lambda mo, x, t, noise, out: op(mo, x, t, noise, *tail)
 
         def drawn_in_kernel(mo, x, t, noise, out):
-            key = stream.noise_args(device)
-            op = step_overload(kind, key, sample_out)
+            op, key = _step_call(kind, stream, None, device, sample_out)
             return op(mo, x, t, *key, *tail, sample=out) if sample_out else op(mo, x, t, *key, *tail)
 
         return drawn_in_kernel
@@ -515,19 +513,8 @@ class GaussianDiffusion:
     def _fused_ddim(self, model_output, x, t, noise, clip_denoised, eta, target, stream=None,
                     sample=None):
         """The fused DDIM step towards tab[target]; sample= and dtypes as in _fused_step."""
-        model_output, x, noise = in_common_dtype(model_output, x, noise)
-        tab = self._ddpm_tables(x.device)
-        mean_type, var_type = self._modes()
-        tables = step_tables("ddim_sample", tab, alphas_cumprod_prev=tab[target])
-        out = {} if sample is None else {"sample": sample}
-        clip = self._clip_options(model_output, x, t, clip_denoised)
-        if stream is None:
-            op, noise_args = step_overload("ddim_sample", None, sample is not None), (noise,)
-        else:
-            noise_args = stream.noise_args(x.device)
-            op = step_overload("ddim_sample", noise_args, sample is not None)
-        return op(model_output, x, t, *noise_args, *tables, float(eta), mean_type, var_type,
-                  *clip, **out)
+        return self._fused("ddim_sample", model_output, x, t, noise, clip_denoised, stream,
+                           sample, (float(eta),), target)
 
     def ddim_sample(self, model, x, t, clip_denoised=True, denoised_fn=None, cond_fn=None,
                     model_kwargs=None, eta=0.0, philox=None):
@@ -696,6 +683,15 @@ def _last(iterable):
     for final in iterable:
         pass
     return final
+
+
+def _step_call(kind, stream, noise, device, sample_out):
+    """(the step's overload, its noise arguments): the noise tensor, or the
+    stream's key for the next call, (seed, offset) or (generator,)."""
+    if stream is None:
+        return step_overload(kind, None, sample_out), (noise,)
+    noise_args = stream.noise_args(device)
+    return step_overload(kind, noise_args, sample_out), noise_args
 
 
 def _timestep_batch(t, batch_size, device):

@@ -37,6 +37,12 @@ _BY_OWNER = weakref.WeakKeyDictionary()
 
 def graphed_for(owner, key, make):
     """owner's GraphedLoop for key, made by make() on first use."""
+    try:
+        hash(key)
+    except TypeError as error:
+        raise ValueError("cuda_graph=True: a graph is kept per setting, so each model keyword "
+                         "argument must be a tensor (an input of the graph) or a hashable value "
+                         f"(fixed in it): {error}") from None
     loops = _BY_OWNER.setdefault(owner, {})
     loop = loops.get(key)
     if loop is None:
@@ -64,7 +70,7 @@ def memory_key(*modules):
 
 
 class _Capture:
-    __slots__ = ("graph", "inputs", "outputs")
+    __slots__ = ("graph", "inputs", "outputs", "as_tuple")
 
 
 class _CudaGraphs:
@@ -139,7 +145,7 @@ class GraphedLoop:
             static.copy_(given)
         runtime.replay(capture.graph)
         outputs = tuple(out.clone() for out in capture.outputs)
-        return outputs if len(outputs) != 1 or self._tuple_output else outputs[0]
+        return outputs if capture.as_tuple else outputs[0]
 
     def _capture(self, tensors):
         device = _device_of(tensors, self.generators, self.device)
@@ -159,11 +165,9 @@ class GraphedLoop:
                 "the sampling loop could not be captured as a CUDA graph (" + str(error).strip()
                 + "); a loop that reads a device value on the host, or whose model does, "
                 "cannot be: run it without the CUDA graph") from error
-        self._tuple_output = isinstance(result, tuple)
-        capture.outputs = result if isinstance(result, tuple) else (result,)
+        capture.as_tuple = isinstance(result, tuple)
+        capture.outputs = result if capture.as_tuple else (result,)
         return capture
-
-    _tuple_output = False
 
 
 def _device_of(tensors, generators, device=None):

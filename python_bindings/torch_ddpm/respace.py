@@ -99,17 +99,16 @@ class _WrappedModel:
         return self._maps[key]
 
     def __call__(self, x, ts, **kwargs):
-        new_ts = self._map_on(ts.device, ts.dtype)[ts]
-        if self.rescale_timesteps:
-            new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
-        return self.model(x, new_ts, **kwargs)
+        return self.model(x, self._rescaled(self._map_on(ts.device, ts.dtype)[ts]), **kwargs)
 
     def original_timesteps(self, step, ts):
         """What __call__ hands the model for ts = [step] * B, without the
         lookup: a sampling loop knows its step (one fill instead of a gather)."""
-        new_ts = torch.full_like(ts, self.timestep_map[step])
+        return self._rescaled(torch.full_like(ts, self.timestep_map[step]))
+
+    def _rescaled(self, new_ts):
         if self.rescale_timesteps:
-            new_ts = new_ts.float() * (1000.0 / self.original_num_steps)
+            return new_ts.float() * (1000.0 / self.original_num_steps)
         return new_ts
 
     def parameters(self):

@@ -108,6 +108,13 @@ def test_denoising_loop_is_the_pipelines_loop():
     assert torch.equal(got, want)
 
 
+def test_an_unhashable_model_keyword_argument_is_refused_by_name(host_graphs):
+    with pytest.raises(ValueError, match=r"each model keyword argument must be a tensor .* or a "
+                                         r"hashable value .*unhashable type: 'list'"):
+        dropin().p_sample_loop(Net(), (2, 2, 4, 4), cuda_graph=True,
+                               model_kwargs={"labels": [1, 2]})
+
+
 def test_graphs_are_kept_per_key_weakly_and_released():
     from torch_ddpm import SpacedDiffusion, space_timesteps
     from adapter_cases import DROPIN_T

@@ -1,6 +1,7 @@
 """The repository speaks of the library: no file carries a folder of the machine
 it was written or run on, or narrates how the work was done (numbered work
-steps, sessions). Results name their date and what they measure instead."""
+steps, who worked when). Results name their date and what they measure
+instead."""
 import os
 import re
 
