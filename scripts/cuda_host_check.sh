@@ -20,7 +20,8 @@ status=$?
 set -e
 grep -v "^\[       OK \]" "$build/run.log" | tail -40
 passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$build/run.log")
-failed=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$build/run.log")
+# (--gtest_brief prints no "N tests failed" summary: count the failed tests' lines)
+failed=$(grep -c '^\[  FAILED  \] [A-Za-z]' "$build/run.log" || true)
 echo "${passed:-0} passed, ${failed:-0} failed"
 if [ "$status" -eq 0 ] && [ -z "$passed" ]; then status=1; fi
 exit "$status"

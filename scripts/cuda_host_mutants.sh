@@ -7,13 +7,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=build/cuda_host_mutants
 mkdir -p "$root"
-file=cuda/elementwise.cuh  # every mutant alters the CUDA loop
-names=(samples-per-chunk-off-by-one no-barrier-before-writing-coefs
-       no-barrier-after-writing-coefs wrong-noise-lane)
+# each mutant: a name, the file of csrc/ it alters, a sed expression
+names=(same-sample-past-its-end locate-32-bit-off-by-one prologue-skips-last-sample
+       every-sample-reads-the-first-coefs wrong-noise-lane)
+files=(cuda/elementwise.cuh cuda/elementwise.cuh cuda/elementwise.cuh cuda/step.cu
+       cuda/elementwise.cuh)
 exprs=(
-  's#\(chunk_end - 1\) / sample_numel - b_first \+ 1;#(chunk_end - 1) / sample_numel - b_first;#'
-  's#^  __syncthreads\(\);  // the previous chunk.*#  // (removed)#'
-  's#^  __syncthreads\(\);$#  // (removed)#'
+  's#if \(offset < sample_numel\) return#if (offset <= sample_numel) return#'
+  's#return \{b_first \+ q, offset - static_cast#return {b_first + q + 1, offset - static_cast#'
+  's#if \(b < batch\) coefs\[b\]#if (b + 1 < batch) coefs[b]#'
+  's#return coefs\[b\];#return coefs[0];#'
   's#i, z\.lane\[lane\]\);#i, z.lane[(lane + 1) % kNoiseLanes]);#'
 )
 status=0
@@ -22,6 +25,7 @@ for k in "${!names[@]}"; do
   rm -rf "$root/$name"
   mkdir -p "$root/$name"
   cp -r csrc "$root/$name/csrc"
+  file=${files[$k]}
   sed -i -E "${exprs[$k]}" "$root/$name/csrc/$file"
   if cmp -s "csrc/$file" "$root/$name/csrc/$file"; then
     echo "$name: the mutation did not apply"; status=1; continue
@@ -37,7 +41,11 @@ for k in "${!names[@]}"; do
     failed=$(grep -c '^\[  FAILED  \] [A-Za-z]' "$root/$name/run.log" || true)
     which=$(sed -n 's/^\[  FAILED  \] \([A-Za-z][^ ,]*\).*/\1/p' "$root/$name/run.log" \
             | awk -F. '{print $NF}' | sort | uniq -c | awk '{printf "%s %s, ", $1, $2}')
-    echo "$name: caught, $failed tests fail: ${which%, }"
+    if [ "$failed" -eq 0 ]; then
+      echo "$name: caught, the run stops: $(grep -v '^\[' "$root/$name/run.log" | tail -1)"
+    else
+      echo "$name: caught, $failed tests fail: ${which%, }"
+    fi
   fi
 done
 exit $status

@@ -2,23 +2,28 @@
 //
 // Data are [batch, sample_numel], flattened. Each block walks chunks of
 // kThreads*VEC contiguous elements (grid-stride, 64-bit indices), so one
-// launch with a grid of one wave of resident blocks covers any size. At the start of a
-// chunk the block computes the per-sample coefficients of the samples that
-// chunk touches into shared memory, once per sample per chunk, from t[b] and
-// the schedule tables; when a chunk touches more than kMaxSharedSamples
-// samples (tiny samples), each thread forms its own.
-//
-// Each thread then handles VEC consecutive elements: with one 16-byte load
+// launch with a grid of one wave of resident blocks covers any size. Each
+// thread handles VEC consecutive elements of a chunk: with one 16-byte load
 // and store per tensor when they lie in one sample and every pointer is
-// 16-byte aligned, element by element otherwise.
+// 16-byte aligned, element by element otherwise. It takes its sample's
+// coefficients from op.coef(b), with no barrier: what is costly to form is
+// formed before the launch, once per sample (coef_prologue_kernel).
 //
 // An Op supplies:
 //   using Coef = ...;                                // per-sample coefficients
-//   __device__ Coef coef(int64_t b) const;          // NaN coefs for a bad t
+//   static constexpr int kMinBlocksPerSm;            // its register budget (below)
+//   __device__ Coef coef(int64_t b) const;          // cheap; NaN coefs for a bad t
 //   __device__ bool aligned(int64_t b, int64_t i) const;  // every pointer at (b, i)
 //   template <int V> __device__ void apply(const Coef&, int64_t b, int64_t i) const;
-// and, for in-kernel noise (noise_kernel below),
+// for in-kernel noise (noise_kernel below),
 //   __device__ void apply_noise(const Coef&, int64_t b, int64_t i, float noise) const;
+// and, with a prologue, __device__ Coef form_coef(int64_t b) const.
+//
+// Register budgets: kMinBlocksPerSm blocks of kThreads must fit on an SM
+// (__launch_bounds__), which caps a kernel at 65536 / (kThreads *
+// kMinBlocksPerSm) registers per thread: 64 for 4 blocks, 40 for 6, 32 for 8.
+// scripts/check_registers.py compiles the kernels for sm_90 and fails on any
+// spill, so a change that needs more registers than its budget shows there.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -33,7 +38,6 @@ namespace ddpm {
 namespace cuda {
 
 constexpr int kThreads = 256;
-constexpr int kMaxSharedSamples = 32;
 // Blocks per SM when the runtime cannot say how many fit (see grid_size).
 constexpr int kBlocksPerSm = 8;
 
@@ -95,60 +99,75 @@ __device__ __forceinline__ void load_pack_or_zero(const S* p, int64_t offset,
   }
 }
 
-// Fills shared_coefs with the coefficients of the samples that elements
-// [chunk, chunk_end) touch; false (nothing stored) when they are more than
-// kMaxSharedSamples. Every thread of the block calls it.
-template <typename Op>
-__device__ __forceinline__ bool load_chunk_coefs(
-    const Op& op, typename Op::Coef* shared_coefs, int64_t chunk,
-    int64_t chunk_end, int64_t sample_numel) {
-  const int64_t b_first = chunk / sample_numel;
-  const int64_t num_samples = (chunk_end - 1) / sample_numel - b_first + 1;
-  const bool use_shared = num_samples <= kMaxSharedSamples;
-  __syncthreads();  // the previous chunk is done reading shared_coefs
-  if (use_shared && threadIdx.x < num_samples) {
-    shared_coefs[threadIdx.x] = op.coef(b_first + threadIdx.x);
+// Where element `offset` of the samples from b_first on lies: sample b,
+// element i. offset < sample_numel (the common case: the same sample) needs
+// no division; otherwise a 32-bit one when the numbers fit, which is the
+// case for any offset a chunk forms unless one sample has 2^32 elements.
+struct ElementIndex {
+  int64_t b, i;
+};
+__device__ __forceinline__ ElementIndex locate(int64_t b_first, int64_t offset,
+                                               int64_t sample_numel) {
+  if (offset < sample_numel) return {b_first, offset};
+  if (offset <= 0xffffffffLL && sample_numel <= 0xffffffffLL) {
+    const uint32_t q = static_cast<uint32_t>(offset) / static_cast<uint32_t>(sample_numel);
+    return {b_first + q, offset - static_cast<int64_t>(q) * sample_numel};
   }
-  __syncthreads();
-  return use_shared;
+  const int64_t q = offset / sample_numel;
+  return {b_first + q, offset - q * sample_numel};
 }
 
+// The chunk starting at element `chunk`: its first sample, and the offset of
+// the chunk in it (one 64-bit division per chunk, the same in every thread).
+struct ChunkStart {
+  int64_t b_first, offset;
+};
+__device__ __forceinline__ ChunkStart chunk_start(int64_t chunk, int64_t sample_numel) {
+  const int64_t b_first = chunk / sample_numel;
+  return {b_first, chunk - b_first * sample_numel};
+}
+
+// Each thread asks op.coef(b) for the coefficients of its sample, once per
+// chunk (once per element where it goes element by element): it must be
+// cheap. The linear maps' and the loss's are a few table reads; the steps'
+// are formed by a prologue (launch_coef_prologue) and read here.
 template <typename Op, int VEC>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocksPerSm)
     elementwise_kernel(const Op op, int64_t batch, int64_t sample_numel) {
-  using Coef = typename Op::Coef;
-  __shared__ Coef shared_coefs[kMaxSharedSamples];
   constexpr int64_t kChunk = static_cast<int64_t>(kThreads) * VEC;
   const int64_t total = batch * sample_numel;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * kChunk;
 
   for (int64_t chunk = static_cast<int64_t>(blockIdx.x) * kChunk; chunk < total;
        chunk += stride) {
-    const int64_t chunk_end = chunk + kChunk < total ? chunk + kChunk : total;
-    const int64_t b_first = chunk / sample_numel;
-    const bool use_shared =
-        load_chunk_coefs(op, shared_coefs, chunk, chunk_end, sample_numel);
-
-    const int64_t e = chunk + static_cast<int64_t>(threadIdx.x) * VEC;
-    if (e >= total) continue;
-    const int64_t b = e / sample_numel;
-    const int64_t i = e - b * sample_numel;
-    const Coef k = use_shared ? shared_coefs[b - b_first] : op.coef(b);
-    if (VEC > 1 && i + VEC <= sample_numel && op.aligned(b, i)) {
-      op.template apply<VEC>(k, b, i);
+    const int64_t thread_offset = static_cast<int64_t>(threadIdx.x) * VEC;
+    if (chunk + thread_offset >= total) continue;
+    const ChunkStart start = chunk_start(chunk, sample_numel);
+    const ElementIndex e = locate(start.b_first, start.offset + thread_offset, sample_numel);
+    if (VEC > 1 && e.i + VEC <= sample_numel && op.aligned(e.b, e.i)) {
+      op.template apply<VEC>(op.coef(e.b), e.b, e.i);
     } else {
-      for (int j = 0; j < VEC && e + j < total; ++j) {
-        const int64_t bj = (e + j) / sample_numel;
-        const int64_t ij = e + j - bj * sample_numel;
-        if (bj == b) {
-          op.template apply<1>(k, bj, ij);
-        } else {
-          op.template apply<1>(
-              use_shared ? shared_coefs[bj - b_first] : op.coef(bj), bj, ij);
-        }
+      // (each element asks for its coefficients: holding them across the
+      // loop would cost registers every thread pays for)
+      const int64_t left = total - (chunk + thread_offset);
+      for (int j = 0; j < VEC && j < left; ++j) {
+        const ElementIndex ej = locate(e.b, e.i + j, sample_numel);
+        op.template apply<1>(op.coef(ej.b), ej.b, ej.i);
       }
     }
   }
+}
+
+// The prologue of ops whose coefficients are costly (the steps: logs,
+// exponentials and square roots in double): one thread per sample writes
+// op.form_coef(b) to coefs[b], which the main kernel then reads (the array
+// stays in L2). The main kernel carries none of that code, so it needs fewer
+// registers, and no block waits on it.
+template <typename Op>
+__global__ void __launch_bounds__(kThreads)
+    coef_prologue_kernel(const Op op, int64_t batch, typename Op::Coef* coefs) {
+  const int64_t b = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x;
+  if (b < batch) coefs[b] = op.form_coef(b);
 }
 
 // Every kernel starts here. Built as plain C++ against the stand-in runtime
@@ -205,6 +224,18 @@ void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
                 static_cast<cudaStream_t>(launch.stream), op, batch, sample_numel);
 }
 
+// The prologue (coef_prologue_kernel) on the same stream: coefs, of at
+// least `batch` entries, in device memory the caller provides
+// (CudaLaunch::workspace, sized by cuda_workspace_bytes).
+template <typename Op>
+void launch_coef_prologue(const Op& op, int64_t batch, typename Op::Coef* coefs,
+                          CudaLaunch launch) {
+  if (batch == 0) return;
+  const unsigned grid = static_cast<unsigned>((batch + kThreads - 1) / kThreads);
+  launch_kernel(coef_prologue_kernel<Op>, grid, static_cast<cudaStream_t>(launch.stream), op,
+                batch, coefs);
+}
+
 // The same loop with the noise drawn in the kernel (ddpm/philox.h): a chunk
 // is one noise block of 1024 elements, thread c draws the Philox output of
 // subsequence block*256 + c and applies its four normals to elements
@@ -212,31 +243,23 @@ void launch_elementwise(const Op& op, int64_t batch, int64_t sample_numel,
 static_assert(kThreads == kNoiseRowLength, "one noise subsequence per thread");
 
 template <typename Op>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, Op::kMinBlocksPerSm)
     noise_kernel(const Op op, int64_t batch, int64_t sample_numel,
                  const NoiseKey key_source) {
-  using Coef = typename Op::Coef;
-  __shared__ Coef shared_coefs[kMaxSharedSamples];
   const NoiseKey key = key_source.resolved();  // a captured graph's: read at each replay
   const int64_t total = batch * sample_numel;
   const int64_t num_blocks = (total + kNoiseBlockSize - 1) / kNoiseBlockSize;
   for (int64_t block = blockIdx.x; block < num_blocks; block += gridDim.x) {
     const int64_t chunk = block * kNoiseBlockSize;
-    const int64_t chunk_end =
-        chunk + kNoiseBlockSize < total ? chunk + kNoiseBlockSize : total;
-    const int64_t b_first = chunk / sample_numel;
-    const bool use_shared =
-        load_chunk_coefs(op, shared_coefs, chunk, chunk_end, sample_numel);
+    const ChunkStart start = chunk_start(chunk, sample_numel);
     const Normal4 z = normals_for_subsequence(
         key, static_cast<uint64_t>(block) * kNoiseRowLength + threadIdx.x);
 #pragma unroll
     for (int lane = 0; lane < kNoiseLanes; ++lane) {
-      const int64_t e = chunk + lane * kNoiseRowLength + threadIdx.x;
-      if (e < chunk_end) {
-        const int64_t b = e / sample_numel;
-        const int64_t i = e - b * sample_numel;
-        op.apply_noise(use_shared ? shared_coefs[b - b_first] : op.coef(b), b,
-                       i, z.lane[lane]);
+      const int64_t offset = lane * kNoiseRowLength + threadIdx.x;
+      if (chunk + offset < total) {
+        const ElementIndex e = locate(start.b_first, start.offset + offset, sample_numel);
+        op.apply_noise(op.coef(e.b), e.b, e.i, z.lane[lane]);
       }
     }
   }

@@ -19,6 +19,10 @@ template <typename S, typename T, typename P>
 struct LinearOpBase {
   using acc = acc_t<S>;
   using Coef = LinearCoef<acc>;
+  // Register budget (see elementwise.cuh): 5 blocks of 256 threads per SM
+  // forward, 6 backward.
+  static constexpr int kMinBlocksPerSm =
+      std::is_same<P, LinearBackwardParams<S, T>>::value ? 6 : 5;
   P p;
 
   __device__ Coef coef(int64_t b) const {

@@ -108,6 +108,8 @@ template <LossTarget kTarget, typename S, typename T>
 struct LossBackwardOp {
   using acc = acc_t<S>;
   using Coef = LossCoef<acc>;
+  // Register budget (see elementwise.cuh): 4 blocks of 256 threads per SM.
+  static constexpr int kMinBlocksPerSm = 4;
   LossBackwardParams<S, T> p;
 
   __device__ Coef coef(int64_t b) const {

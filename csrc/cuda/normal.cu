@@ -9,6 +9,8 @@ namespace {
 template <typename S>
 struct NormalOp {
   struct Coef {};  // nothing depends on a timestep
+  // Register budget (see elementwise.cuh): 8 blocks of 256 threads per SM.
+  static constexpr int kMinBlocksPerSm = 8;
   PhiloxNormalParams<S> p;
   __device__ Coef coef(int64_t) const { return {}; }
   __device__ void apply_noise(const Coef&, int64_t, int64_t i, float z) const {

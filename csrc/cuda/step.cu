@@ -10,16 +10,26 @@
 namespace ddpm {
 namespace {
 
+// The coefficients come from the prologue (coefs, [batch]): a step's are
+// logs, exponentials and square roots in double, formed once per sample per
+// call rather than in every block that touches the sample.
 template <typename S, typename T, typename P>
 struct StepOpBase {
+  static constexpr bool kBackward = std::is_same<P, StepBackwardParams<S, T>>::value;
   using acc = acc_t<S>;
   using Coef = StepCoef<acc>;
+  // Register budget (see elementwise.cuh), in blocks of 256 threads per SM:
+  // 16-bit data take 8 elements per load, so more registers.
+  static constexpr int kMinBlocksPerSm = kBackward ? (sizeof(S) == 2 ? 3 : 4)
+                                                   : (sizeof(S) == 4 ? 5 : 4);
   P p;
+  const Coef* coefs;
 
-  __device__ Coef coef(int64_t b) const {
+  __device__ Coef form_coef(int64_t b) const {
     const int64_t t = cuda::checked_timestep(p.timesteps, b);
     return t < 0 ? nan_coef<acc, Coef>() : sample_step_coef<acc>(p, b, t);
   }
+  __device__ Coef coef(int64_t b) const { return coefs[b]; }
   // Elements per sample of the model output: 2*sample_numel with a variance half.
   __device__ int64_t out_stride() const {
     return has_var_channels(p.modes) ? 2 * p.sample_numel : p.sample_numel;
@@ -138,9 +148,13 @@ struct StepBackwardOp : StepOpBase<S, T, StepBackwardParams<S, T>> {
   }
 };
 
-// The forward step draws its noise in the kernel when asked to.
+// The prologue, then the main kernel; the forward step draws its noise in
+// the kernel when asked to.
 template <typename S, typename Op, typename T>
-void launch_op(const Op& op, const StepParams<S, T>& p, CudaLaunch launch) {
+void launch_op(Op op, const StepParams<S, T>& p, CudaLaunch launch) {
+  auto* coefs = static_cast<typename Op::Coef*>(launch.workspace);
+  cuda::launch_coef_prologue(op, p.batch, coefs, launch);
+  op.coefs = coefs;
   if (p.generate_noise) {
     cuda::launch_noise(op, p.batch, p.sample_numel, p.noise_key, launch);
   } else {
@@ -148,8 +162,10 @@ void launch_op(const Op& op, const StepParams<S, T>& p, CudaLaunch launch) {
   }
 }
 template <typename S, typename Op, typename T>
-void launch_op(const Op& op, const StepBackwardParams<S, T>& p,
-               CudaLaunch launch) {
+void launch_op(Op op, const StepBackwardParams<S, T>& p, CudaLaunch launch) {
+  auto* coefs = static_cast<typename Op::Coef*>(launch.workspace);
+  cuda::launch_coef_prologue(op, p.batch, coefs, launch);
+  op.coefs = coefs;
   cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
 }
 
@@ -157,16 +173,17 @@ void launch_op(const Op& op, const StepBackwardParams<S, T>& p,
 template <template <typename, typename, bool, bool> class Op, typename S,
           typename T, typename P>
 void launch_for_modes(const P& p, CudaLaunch launch) {
+  if (p.batch == 0 || p.sample_numel == 0) return;
   const bool mean_is_output = step_mean_is_output(p.modes);
   const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
-    launch_op<S>(Op<S, T, true, true>{{p}}, p, launch);
+    launch_op<S>(Op<S, T, true, true>{{p, nullptr}}, p, launch);
   } else if (mean_is_output) {
-    launch_op<S>(Op<S, T, true, false>{{p}}, p, launch);
+    launch_op<S>(Op<S, T, true, false>{{p, nullptr}}, p, launch);
   } else if (learned) {
-    launch_op<S>(Op<S, T, false, true>{{p}}, p, launch);
+    launch_op<S>(Op<S, T, false, true>{{p, nullptr}}, p, launch);
   } else {
-    launch_op<S>(Op<S, T, false, false>{{p}}, p, launch);
+    launch_op<S>(Op<S, T, false, false>{{p, nullptr}}, p, launch);
   }
 }
 

@@ -10,6 +10,7 @@
 // points cannot report that without a host sync: such samples get NaN.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <type_traits>
 
@@ -238,12 +239,30 @@ const char* cpu_noise_generator();
 // "arch=x86-64-v3" (AVX2, FMA, F16C) or "default" (SSE2).
 const char* cpu_loop_clone();
 
-// ---- CUDA (csrc/cuda): one launch on `stream` (a cudaStream_t), grid sized
-// from the device's multiprocessor count. The caller checks the launch.
+// ---- CUDA (csrc/cuda): launches on `stream` (a cudaStream_t), grids sized
+// from the device's multiprocessor count. The caller checks the launch, and
+// provides `workspace`: cuda_workspace_bytes(p) bytes of device memory
+// (16-byte aligned) that the call's kernels may use until they finish (null
+// where that is 0).
 struct CudaLaunch {
   void* stream;
   int num_sms;
+  void* workspace = nullptr;
 };
+// The steps keep the per-sample coefficients their prologue forms there
+// (csrc/cuda/elementwise.cuh); every other call needs none.
+template <typename P>
+size_t cuda_workspace_bytes(const P&) {
+  return 0;
+}
+template <typename S, typename T>
+size_t cuda_workspace_bytes(const StepParams<S, T>& p) {
+  return static_cast<size_t>(p.batch) * sizeof(StepCoef<acc_t<S>>);
+}
+template <typename S, typename T>
+size_t cuda_workspace_bytes(const StepBackwardParams<S, T>& p) {
+  return static_cast<size_t>(p.batch) * sizeof(StepCoef<acc_t<S>>);
+}
 template <typename S, typename T>
 void cuda_kernel(const LinearParams<S, T>& p, CudaLaunch launch);
 template <typename S, typename T>

@@ -48,21 +48,24 @@
 namespace ddpm {
 
 // What an operator call needs to generate its noise: (seed, offset), or
-// where seed_on_device is set (a CUDA graph's capture of a generator's
-// state) the seed and the offset read from device memory when the kernel
-// runs, so that each replay draws anew: seed = *seed_on_device, offset =
-// *offset_on_device + offset (the call's place within the graph), as
-// PyTorch's own Philox kernels read theirs.
+// where offset_on_device is set (a CUDA graph's capture of a generator's
+// state) the offset read from device memory when the kernel runs, so that
+// each replay draws anew: offset = *offset_on_device + offset (the call's
+// place within the graph), and seed = *seed_on_device where that is set too
+// (PyTorch releases that keep a captured seed in device memory; older ones
+// fix it at capture, in seed), as PyTorch's own Philox kernels read theirs.
 struct NoiseKey {
   uint64_t seed;
   uint64_t offset;  // a multiple of 4
   const int64_t* seed_on_device = nullptr;
   const int64_t* offset_on_device = nullptr;
 
+  // Read on the device when the kernel runs (a captured generator's key).
+  DDPM_HD bool on_device() const { return offset_on_device != nullptr; }
   // The (seed, offset) to draw with; read where the kernel runs.
   DDPM_HD NoiseKey resolved() const {
-    if (seed_on_device == nullptr) return *this;
-    return {static_cast<uint64_t>(*seed_on_device),
+    if (!on_device()) return *this;
+    return {seed_on_device != nullptr ? static_cast<uint64_t>(*seed_on_device) : seed,
             static_cast<uint64_t>(*offset_on_device) + offset};
   }
 };

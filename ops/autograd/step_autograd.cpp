@@ -140,7 +140,7 @@ bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   check_timestep_values(name.c_str(), *c.t, c.num_timesteps);
   const NoiseKey key =
       draw_noise_key(name.c_str(), args.value(at.key.generator), args.tensor(at.x_t).device());
-  TORCH_CHECK(key.seed_on_device == nullptr, name,
+  TORCH_CHECK(!key.on_device(), name,
               ": a learned variance's gradient needs the step's noise again, and inside a "
               "CUDA graph capture a generator's noise is known on the device only: capture "
               "the step without gradients, or draw the noise as a tensor (p_sample with "

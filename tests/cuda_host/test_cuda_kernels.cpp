@@ -3,7 +3,7 @@
 // bit for bit against the CPU kernels of csrc/cpu, for every operator, mode,
 // data type and table type, over shapes that exercise what only the CUDA loop
 // has: grids much smaller than the work (grid-stride iterations), chunks that
-// straddle samples, more samples per chunk than kMaxSharedSamples, sample
+// straddle samples, many samples per chunk, sample
 // sizes not a multiple of the vector width, pointers that break 16-byte
 // alignment, empty and one-element tensors.
 //
@@ -15,8 +15,8 @@
 
 
 #include <cmath>
-#include <functional>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -139,7 +139,7 @@ const std::vector<Shape>& shapes() {
   static const std::vector<Shape> all = {
       {4, 37, 0, 1},     // a sample is not a multiple of any vector width
       {3, 5000, 0, 1},   // 15 chunks on 8 blocks: grid-stride iterations; chunks straddle samples
-      {100, 3, 0, 2},    // 100 samples in one chunk: past kMaxSharedSamples
+      {100, 3, 0, 2},    // 100 samples in one chunk
       {700, 2, 1, 1},    // tiny samples, every pointer misaligned
       {2, 1000, 1, 4},   // chunks straddle a sample boundary, misaligned
       {5, 1024, 0, 1},   // samples of exactly one float chunk / noise block
@@ -181,6 +181,18 @@ std::vector<int64_t> timesteps(int64_t batch, int64_t T, std::mt19937_64& rng) {
 
 ddpm::CudaLaunch launch_on(const Shape& s) { return {nullptr, s.num_sms}; }
 
+// ddpm::cuda_kernel with the workspace a caller owes it (cuda_workspace_bytes),
+// filled with 0xff bytes (NaN coefficients) so that a kernel reading what no
+// prologue wrote shows in the results.
+template <typename P>
+void run_cuda(const P& p, ddpm::CudaLaunch launch) {
+  const size_t bytes = ddpm::cuda_workspace_bytes(p);
+  std::vector<double> workspace((bytes + sizeof(double) - 1) / sizeof(double));
+  std::memset(workspace.data(), 0xff, workspace.size() * sizeof(double));
+  launch.workspace = bytes > 0 ? workspace.data() : nullptr;
+  ddpm::cuda_kernel(p, launch);
+}
+
 template <typename S>
 const char* type_name() {
   if constexpr (std::is_same_v<S, float>) return "float";
@@ -220,7 +232,7 @@ void expect_cuda_matches_cpu(P p, const Shape& sh, const std::vector<Output<S, P
   for (size_t i = 0; i < outputs.size(); ++i) outputs[i].point(p, cpu[i].data());
   ASSERT_EQ(ddpm::cpu_kernel(p), -1) << what;
   for (size_t i = 0; i < outputs.size(); ++i) outputs[i].point(p, gpu[i].data());
-  ddpm::cuda_kernel(p, launch_on(sh));
+  run_cuda(p, launch_on(sh));
   for (size_t i = 0; i < outputs.size(); ++i) {
     expect_same(cpu[i], gpu[i], std::string(outputs[i].name) + " " + what);
   }
@@ -542,7 +554,7 @@ void check_philox_normal() {
     for (const ddpm::NoiseKey key : {ddpm::NoiseKey{0, 0}, ddpm::NoiseKey{~0ull, 4ull << 40}}) {
       Buffer<S> cpu(n, sh.offset), gpu(n, sh.offset);
       ddpm::cpu_kernel(ddpm::PhiloxNormalParams<S>{cpu.data(), n, key});
-      ddpm::cuda_kernel(ddpm::PhiloxNormalParams<S>{gpu.data(), n, key}, launch_on(sh));
+      run_cuda(ddpm::PhiloxNormalParams<S>{gpu.data(), n, key}, launch_on(sh));
       expect_same(cpu, gpu, std::string("philox_normal ") + type_name<S>() + " " + sh.name());
     }
   }
@@ -567,14 +579,14 @@ TEST(CudaHostNoise, AKeyOnTheDeviceIsReadWhenTheKernelRuns) {
   pointers.offset_on_device = &offset_on_device;
   const ddpm::NoiseKey values{99, 48};
   Buffer<float> want(n, 0), got(n, 0);
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{want.data(), n, values}, {nullptr, 4});
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  run_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, values}, {nullptr, 4});
+  run_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
   expect_same(want, got, "philox_normal, key on the device");
   // a replay: the graph's memory holds the next offset, the kernel sees it
   offset_on_device = 52;
   const ddpm::NoiseKey next{99, 60};
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{want.data(), n, next}, {nullptr, 4});
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
+  run_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, next}, {nullptr, 4});
+  run_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, pointers}, {nullptr, 4});
   expect_same(want, got, "philox_normal, key on the device, replayed");
   EXPECT_EQ(pointers.resolved().offset, 60u);
 }
@@ -584,8 +596,8 @@ TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
   const int64_t n = 3 * 1024 + 17;
   Buffer<float> one(n, 0), many(n, 0);
   const ddpm::NoiseKey key{7, 12};
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{one.data(), n, key}, {nullptr, 1});
-  ddpm::cuda_kernel(ddpm::PhiloxNormalParams<float>{many.data(), n, key}, {nullptr, 64});
+  run_cuda(ddpm::PhiloxNormalParams<float>{one.data(), n, key}, {nullptr, 1});
+  run_cuda(ddpm::PhiloxNormalParams<float>{many.data(), n, key}, {nullptr, 64});
   expect_same(one, many, "1 SM against 64");
   for (int64_t e : {int64_t{0}, int64_t{255}, int64_t{256}, int64_t{1023}, int64_t{1024}, n - 1}) {
     EXPECT_EQ(one.data()[e], ddpm::normal_for_element(key, e)) << "element " << e;
@@ -664,7 +676,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
           ASSERT_EQ(ddpm::cpu_kernel(p), -1);
           p.loss = loss_gpu.data();
           std::fill(partials.begin(), partials.end(), std::nan(""));
-          ddpm::cuda_kernel(p, launch_on(sh));
+          run_cuda(p, launch_on(sh));
           for (int64_t b = 0; b < sh.batch; ++b) {
             expect_loss_near(loss_cpu[b], loss_gpu[b], what + " sample " + std::to_string(b));
           }
@@ -693,7 +705,7 @@ TYPED_TEST(CudaHost, DiffusionMseAndItsBackward) {
 
 // ---- the launch itself ---------------------------------------------------------------------
 // The shapes above do reach what they are meant to: a grid smaller than the
-// work, and a barrier in every chunk.
+// work. The element loop waits on no barrier.
 TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
   const Tables<double> tab(schedule());
   const int64_t batch = 3, numel = 5000;
@@ -710,13 +722,39 @@ TEST(CudaHostLaunch, SmallGridsLoopOverTheWork) {
   p.batch = batch;
   p.sample_numel = numel;
   cuda_host::stats() = {};
-  ddpm::cuda_kernel(p, {nullptr, 1});
+  run_cuda(p, {nullptr, 1});
   const int64_t chunks = (batch * numel + 1023) / 1024;
   EXPECT_EQ(cuda_host::stats().launches, 1);
   EXPECT_EQ(cuda_host::stats().last_grid, 8u);
   EXPECT_LT(int64_t{cuda_host::stats().last_grid}, chunks);
-  // two barriers per chunk (load_chunk_coefs)
-  EXPECT_EQ(cuda_host::stats().barriers, 2 * chunks);
+  EXPECT_EQ(cuda_host::stats().barriers, 0);
+}
+
+// A step is two launches: the prologue that forms each sample's
+// coefficients, then the element loop that reads them.
+TEST(CudaHostLaunch, StepsFormTheirCoefficientsInAPrologue) {
+  const Tables<double> tab(schedule());
+  const Shape sh{5, 700, 0, 1};
+  std::mt19937_64 rng(8);
+  StepInputs<float> in(sh, rng);
+  Buffer<float> sample(sh.batch * sh.sample_numel, 0);
+  ddpm::StepParams<float, double> p;
+  p.model_output = in.model_output.data();
+  p.x_t = in.x_t.data();
+  p.noise = in.noise.data();
+  p.sample = sample.data();
+  p.pred_xstart = nullptr;
+  p.timesteps = {in.t.data(), schedule().T};
+  p.tables = step_tables(tab, ddpm::StepKind::kDdpm);
+  p.modes = {ddpm::StepKind::kDdpm, ddpm::MeanType::kEpsilon, ddpm::VarType::kFixedSmall,
+             true, 0.0, false, false};
+  p.batch = sh.batch;
+  p.sample_numel = sh.sample_numel;
+  EXPECT_EQ(ddpm::cuda_workspace_bytes(p), sh.batch * sizeof(ddpm::StepCoef<float>));
+  cuda_host::stats() = {};
+  run_cuda(p, {nullptr, 2});
+  EXPECT_EQ(cuda_host::stats().launches, 2);
+  EXPECT_EQ(cuda_host::stats().barriers, 0);
 }
 
 TEST(CudaHostLaunch, EmptyTensorsLaunchNothing) {
@@ -729,9 +767,9 @@ TEST(CudaHostLaunch, EmptyTensorsLaunchNothing) {
   p.batch = 0;
   p.sample_numel = 100;
   cuda_host::stats() = {};
-  ddpm::cuda_kernel(p, {nullptr, 1});
+  run_cuda(p, {nullptr, 1});
   p.generate_noise = true;
-  ddpm::cuda_kernel(p, {nullptr, 1});
+  run_cuda(p, {nullptr, 1});
   EXPECT_EQ(cuda_host::stats().launches, 0);
 }
 
@@ -756,7 +794,7 @@ TEST(CudaHostLaunch, BadTimestepsGiveNaNForTheirSampleOnly) {
              false, false};
   p.batch = batch;
   p.sample_numel = numel;
-  ddpm::cuda_kernel(p, {nullptr, 1});
+  run_cuda(p, {nullptr, 1});
   Buffer<float> cpu_sample(batch * numel, 0), cpu_pred(batch * numel, 0);
   std::vector<int64_t> good = {3, 0, 49, 0};
   p.timesteps = {good.data(), schedule().T};
@@ -801,7 +839,7 @@ TEST(CudaHostLaunch, DiffusionMseBadTimestepGivesNaNForItsSampleOnly) {
   p.batch = batch;
   p.sample_numel = numel;
   p.loss = loss.data();
-  ddpm::cuda_kernel(p, {nullptr, 1});
+  run_cuda(p, {nullptr, 1});
   t[1] = 0;
   p.loss = want.data();
   ASSERT_EQ(ddpm::cpu_kernel(p), -1);

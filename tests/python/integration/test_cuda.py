@@ -182,10 +182,10 @@ def test_channels_last_inputs(dtype):
 
 
 @pytest.mark.parametrize("op", ["p_sample_philox", "q_sample_philox"])
-def test_noise_kernel_with_more_samples_than_shared_slots(op):
-    """Samples of 7 elements: 146 of them per 1024-element noise block, past the
-    32 coefficient slots in shared memory (each thread forms its own): the
-    same bits as the CPU."""
+def test_noise_kernel_with_many_samples_per_block(op):
+    """Samples of 7 elements: 146 of them per 1024-element noise block, most
+    threads' elements in another sample than their neighbours': the same bits
+    as the CPU."""
     tab_cpu = ref.make_tables(T)
     tab = {k: v.cuda() for k, v in tab_cpu.items()}
     x = torch.randn(300, 7)

@@ -81,3 +81,37 @@ def test_report_prints_the_training_ratios(tmp_path):
                     ' "fused_s": 0.0005, "eager_over_fused": 2.5, "compiled_over_fused": 1.5}]}')
     lines = _gpu_report().bench_training(str(path))
     assert "fused 0.500 ms  eager 2.50x  compiled 1.50x" in lines[1]
+
+
+def test_the_sanitizer_run_calls_every_overload_of_the_registry_with_each_operand():
+    # scripts/gpu_sanitize.py is what compute-sanitizer watches: every kernel
+    # must be in it. It builds its calls from the registry; here they run on
+    # the CPU (one dtype, one shape) and what they covered is held against it.
+    import schema_calls
+
+    sanitize = load_script("scripts/gpu_sanitize.py")
+    calls, covered = sanitize.run("cpu", dtypes=[torch.float32], shapes=sanitize.SHAPES[:1])
+    registry = {op.qualified: op for op in schema_calls.overloads()}
+    assert set(covered) == set(registry) and len(registry) >= 33
+    modes = {f"{m}/{v}" for m in sanitize.MEAN_TYPES for v in sanitize.VAR_TYPES}
+    for name, op in registry.items():
+        labels = covered[name]
+        if sanitize.is_step(op):
+            assert {"clip_bound", "clip_bound+rescale", "no clip"} <= labels, name
+            if "." not in name and "philox" not in name:  # the plain overload and its backward
+                assert modes <= labels, name
+            if op.takes("use_clipped_model_output"):
+                assert "model_noise" in labels, name
+        if op.takes("noise_offset"):
+            assert "noise_offset" in labels, name
+        if op.takes("target"):
+            assert {"plain", "target=start_x", "target=v", "weight"} <= labels, name
+    # on the GPU every generator overload is also captured in a CUDA graph
+    captured = []
+    sanitize.capture_and_replay = lambda op, values: captured.append(op.qualified) or 3
+    generator_overloads = {name for name, op in registry.items() if op.takes("generator")}
+    assert len(generator_overloads) >= 8
+    calls, covered = sanitize.run("cpu", dtypes=[torch.float32], shapes=sanitize.SHAPES[:1],
+                                  graphs=True)
+    assert set(captured) == generator_overloads
+    assert all("graph" in covered[name] for name in generator_overloads)
