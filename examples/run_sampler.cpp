@@ -10,6 +10,7 @@
 #include <torch/script.h>
 #include <torch/torch.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -36,13 +37,17 @@ int main(int argc, char** argv) {
         philox ? ddpm::philox_normal(torch::empty(shape), seed, 0) : torch::randn(shape);
     std::vector<torch::jit::IValue> inputs{x_T};
     if (philox) inputs.emplace_back(seed);
+    const auto start = std::chrono::steady_clock::now();
     const torch::Tensor x_0 =
         sampler.forward(inputs).toTensor().to(torch::kFloat).contiguous();
+    const double forward_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::ofstream out(argv[3], std::ios::binary);
     out.write(reinterpret_cast<const char*>(x_0.data_ptr<float>()),
               static_cast<std::streamsize>(x_0.numel() * sizeof(float)));
     std::cout << "sampled " << x_0.sizes() << ", mean " << x_0.mean().item<float>()
-              << ", std " << x_0.std().item<float>() << "\n";
+              << ", std " << x_0.std().item<float>() << "\n"
+              << "forward: " << forward_ms << " ms\n";
     return out.good() ? 0 : 1;
   } catch (const std::exception& e) {
     std::cerr << "ddpm_run_sampler: " << e.what() << "\n";

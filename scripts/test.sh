@@ -36,8 +36,22 @@ for tag in $TORCHES; do
     -DCMAKE_PREFIX_PATH="$PWD/build/$tag/install;$(cat "build/$tag/cmake/torch_prefix")" >/dev/null
   cmake --build "build/$tag/consumer" >/dev/null
   "build/$tag/consumer/consumer"
+  aoti_runner=""
+  if [ "$tag" = torch2 ]; then
+    # the AOTInductor example, a user's project against the installed package,
+    # with Torch found from torch.utils.cmake_prefix_path alone: where
+    # find_package(Torch) by itself links Debian's libc10 (cmake/DdpmFindTorch.cmake)
+    echo "== [$tag] examples/aoti (AOTInductor package runner) against the installed package"
+    cmake -S examples/aoti -B "build/$tag/aoti" -G Ninja \
+      -DCMAKE_PREFIX_PATH="$PWD/build/$tag/install;$("$py" -c 'import torch; print(torch.utils.cmake_prefix_path)')" >/dev/null
+    cmake --build "build/$tag/aoti" >/dev/null
+    torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
+    ldd "build/$tag/aoti/ddpm_run_package" | grep -q "libc10.so => $torch_lib/" \
+      || { echo "examples/aoti links another PyTorch's libc10:"; ldd "build/$tag/aoti/ddpm_run_package" | grep c10; exit 1; }
+    aoti_runner="$PWD/build/$tag/aoti/ddpm_run_package"
+  fi
   echo "== [$tag] pytest"
-  DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" \
+  DDPM_CPP_BUILD_DIR="$PWD/build/$tag/cmake" DDPM_AOTI_RUNNER="$aoti_runner" \
     bash scripts/with_build.sh "$tag" "$py" -m pytest tests/python -q -rs -p no:cacheprovider
   # The comparisons with other libraries (diffusers, lucidrains, the eager
   # formulas the drop-ins replace) again on ATen's kernels for CPUs without
