@@ -18,7 +18,8 @@
 #   4. a short benchmark (64M and 16x3x64x64, float32 and bfloat16, forward
 #      and forward+backward, no torch.compile) -> D-bench.json; in-kernel noise
 #      -> D-bench-noise.json; the training step, diffusers' scheduler steps, the
-#      loops' host time and end-to-end sampling, in the log;
+#      loops' host time, end-to-end sampling and an AOTInductor package of a
+#      sampling step compiled for CUDA, in the log;
 #   5. the table (scripts/gpu_report.py) -> D.txt, written now so that a cut
 #      later loses nothing measured;
 #   6. the other CUDA cases of the tests, until the deadline (the CPU cases
@@ -87,8 +88,9 @@ if ! python3 -m pytest -q -p no:cacheprovider tests/python/integration/test_cuda
   fi
   echo "REHEARSAL: going on without a GPU, each step cut short"
 fi
-# the collected ids, so that the table can name the tests a limit cut off
-python3 -m pytest tests/python -q -p no:cacheprovider --collect-only >"$out/$stamp-collected.txt" 2>&1
+# the ids of the CUDA cases (both test phases), so that the table can name
+# the tests a limit cut off
+python3 -m pytest tests/python -q -p no:cacheprovider --collect-only -k cuda >"$out/$stamp-collected.txt" 2>&1
 workers=$(( $(nproc) > 12 ? 12 : $(nproc) ))
 # pytest_phase SECONDS ARGS...: one phase of the suite, its exit status
 # returned. -v: one line per finished test; faulthandler: the stacks of a test
@@ -117,7 +119,7 @@ FIRST_TESTS=(
   tests/python/noise
 )
 echo "== tests, first: what has never run on a GPU (${#FIRST_TESTS[@]} paths, -k cuda)"
-pytest_phase "$(limit 90 295)" "${FIRST_TESTS[@]}" -k cuda --junitxml="$out/$stamp-junit.xml"
+pytest_phase "$(limit 90 340)" "${FIRST_TESTS[@]}" -k cuda --junitxml="$out/$stamp-junit.xml"
 tests_status=$?
 echo "tests: exit $tests_status ($(elapsed))"
 
@@ -125,7 +127,7 @@ echo "tests: exit $tests_status ($(elapsed))"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool"
-    timeout "$(limit 45 235)" compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
+    timeout "$(limit 45 280)" compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
       python3 scripts/gpu_sanitize.py 2>&1 | tail -15
     echo "$tool: exit ${PIPESTATUS[0]} ($(elapsed))"
   done
@@ -136,29 +138,34 @@ fi
 # 4. the benchmark: short, no torch.compile (each case compiles anew; past
 # runs have its ratios)
 echo "== benchmark"
-timeout "$(limit 70 160)" python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 64M \
+timeout "$(limit 70 210)" python3 benchmarks/bench.py --device cuda --shapes 16x3x64x64 64M \
   --dtypes float32 bfloat16 --backward --reps 20 --warmup 5 --no-compile \
   --output "$out/$stamp-bench.json"
 echo "bench: exit $? ($(elapsed))"
-timeout "$(limit 20 140)" python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 \
+timeout "$(limit 20 190)" python3 benchmarks/bench_noise.py --device cuda --shapes 16x3x64x64 \
   --dtypes float32 bfloat16 --reps 20 --warmup 5 --output "$out/$stamp-bench-noise.json"
 echo "bench-noise: exit $? ($(elapsed))"
 # (its JSON stays outside $OUT: the tool returns 8 files; the table and the
 # log carry its numbers)
-timeout "$(limit 20 120)" python3 benchmarks/bench_training.py --device cuda --shapes 64M \
+timeout "$(limit 20 170)" python3 benchmarks/bench_training.py --device cuda --shapes 64M \
   --reps 10 --no-compile --output /tmp/ddpm-bench-training.json
 echo "bench-training: exit $? ($(elapsed))"
 # diffusers' scheduler steps against ours: its rows in the log
-timeout "$(limit 20 100)" python3 benchmarks/bench_scheduler.py --device cuda \
+timeout "$(limit 20 150)" python3 benchmarks/bench_scheduler.py --device cuda \
   --shapes 16x4x64x64 --dtypes float32 bfloat16 --schedulers ddpm ddim --reps 20 --warmup 3
 echo "bench-scheduler: exit $? ($(elapsed))"
 # the sampling loops' host time per step against the bare raw-operator loop
-timeout "$(limit 15 85)" python3 -m torch_ddpm bench-loops --device cuda --reps 3
+timeout "$(limit 15 135)" python3 -m torch_ddpm bench-loops --device cuda --reps 3
 echo "bench-loops: exit $? ($(elapsed))"
 # end to end with improved-diffusion's CIFAR-10 UNet shape: unpatched,
 # patched, patched as one CUDA graph
-timeout "$(limit 30 55)" python3 benchmarks/bench_sampling.py --device cuda --batches 16 --reps 3
+timeout "$(limit 30 105)" python3 benchmarks/bench_sampling.py --device cuda --batches 16 --reps 3
 echo "bench-sampling: exit $? ($(elapsed))"
+# a sampling step exported and compiled by AOTInductor for CUDA (here: it
+# compiles for the GPU it sees), its samples against the eager loop's, and
+# its per-step time against eager and TorchScript: in the log
+timeout "$(limit 60 45)" python3 benchmarks/bench_export.py --device cuda --steps 20 --reps 3
+echo "bench-export: exit $? ($(elapsed))"
 
 # 5. the table, now: what comes after may be cut off
 report() {

@@ -20,7 +20,7 @@ def machine(log_path):
         with open(log_path, errors="replace") as f:
             for line in f:
                 if re.match(r"^(== GPU battery|gpu: |python |prepared: |library: |"
-                            r"(memcheck|racecheck|synccheck|tests|cpu tests|bench|bench-noise|bench-training|demo): exit|"
+                            r"(memcheck|racecheck|synccheck|tests|bench[a-z-]*|demo): exit|table written|gpu_sanitize: |"
                             r"compute-sanitizer: |!!|verdict)", line):
                     lines.append(line.rstrip())
     return lines
