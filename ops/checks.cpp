@@ -31,6 +31,26 @@ NoiseKey check_noise_key(const char* op, int64_t seed, int64_t offset) {
   return {static_cast<uint64_t>(seed), static_cast<uint64_t>(offset)};
 }
 
+NoiseKey tensor_noise_key(const char* op, const at::Tensor& key, const at::Tensor& data,
+                          bool runs) {
+  TORCH_CHECK(key.scalar_type() == at::kLong && key.dim() == 1 && key.size(0) == 2, op,
+              ": expected key to be an int64 tensor of shape [2] (seed, offset), got ",
+              key.scalar_type(), " ", key.sym_sizes());
+  TORCH_CHECK(key.device().is_cpu() || key.device() == data.device(), op,
+              ": expected key on the CPU or on ", data.device(), " like the data, got ",
+              key.device());
+  if (!runs) return {0, 0};
+  if (key.device().is_cpu()) {
+    const at::Tensor k = key.contiguous();
+    return check_noise_key(op, k.data_ptr<int64_t>()[0], k.data_ptr<int64_t>()[1]);
+  }
+  TORCH_CHECK(key.is_contiguous(), op, ": expected key on ", key.device(), " to be contiguous");
+  NoiseKey on_device{0, 0};
+  on_device.seed_on_device = key.data_ptr<int64_t>();
+  on_device.offset_on_device = key.data_ptr<int64_t>() + 1;
+  return on_device;
+}
+
 namespace {
 CudaNoiseKeyDrawer cuda_noise_key_drawer = nullptr;
 }  // namespace
@@ -73,18 +93,20 @@ void check_like(const char* op, const NamedTensor& other,
   TORCH_CHECK(o.scalar_type() == r.scalar_type(), op, ": expected ",
               other.first, " to have dtype ", r.scalar_type(), " like ",
               ref.first, ", got ", o.scalar_type());
-  TORCH_CHECK(o.sizes() == r.sizes(), op, ": expected ", other.first,
-              " to have shape ", r.sizes(), " like ", ref.first, ", got ",
-              o.sizes());
+  // (sym_sizes: under torch.export or torch.compile with a dynamic batch
+  // the sizes are symbols, which must not be specialized to numbers here)
+  TORCH_CHECK(o.sym_sizes() == r.sym_sizes(), op, ": expected ", other.first,
+              " to have shape ", r.sym_sizes(), " like ", ref.first, ", got ",
+              o.sym_sizes());
 }
 
 void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x) {
   TORCH_CHECK(t.defined(), op, ": expected t to be a tensor, got None");
   TORCH_CHECK(t.scalar_type() == at::kLong, op,
               ": expected t to be an int64 tensor, got ", t.scalar_type());
-  TORCH_CHECK(t.dim() == 1 && t.size(0) == x.size(0), op,
-              ": expected t to have shape [", x.size(0),
-              "] (one timestep per sample), got ", t.sizes());
+  TORCH_CHECK(t.dim() == 1 && t.sym_size(0) == x.sym_size(0), op,
+              ": expected t to have shape [", x.sym_size(0),
+              "] (one timestep per sample), got ", t.sym_sizes());
   TORCH_CHECK(t.device() == x.device(), op, ": expected t on ", x.device(),
               " like the data, got ", t.device());
 }
@@ -173,9 +195,9 @@ void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at
   const at::Tensor& o = *noise_offset;
   TORCH_CHECK(x.dim() >= 2, op, ": expected x_start to have shape [B, C, ...] with a noise_offset, "
               "got ", x.sizes());
-  TORCH_CHECK(o.dim() == 2 && o.size(0) == x.size(0) && o.size(1) == x.size(1), op,
-              ": expected noise_offset to have shape [", x.size(0), ", ", x.size(1),
-              "] (one value per sample and channel), got ", o.sizes());
+  TORCH_CHECK(o.dim() == 2 && o.sym_size(0) == x.sym_size(0) && o.sym_size(1) == x.sym_size(1),
+              op, ": expected noise_offset to have shape [", x.sym_size(0), ", ", x.sym_size(1),
+              "] (one value per sample and channel), got ", o.sym_sizes());
   TORCH_CHECK(o.scalar_type() == x.scalar_type(), op, ": expected noise_offset to have dtype ",
               x.scalar_type(), " like the data, got ", o.scalar_type());
   TORCH_CHECK(o.device() == x.device(), op, ": expected noise_offset on ", x.device(),
@@ -257,9 +279,9 @@ void check_timestep_values(const char* op, const at::Tensor& t, int64_t num_time
   }
 }
 
-std::vector<int64_t> per_sample_shape(const at::Tensor& x) {
-  std::vector<int64_t> shape(static_cast<size_t>(x.dim()), 1);
-  shape[0] = x.size(0);
+std::vector<c10::SymInt> per_sample_shape(const at::Tensor& x) {
+  std::vector<c10::SymInt> shape(static_cast<size_t>(x.dim()), 1);
+  shape[0] = x.sym_size(0);
   return shape;
 }
 

@@ -80,15 +80,23 @@ at::Tensor output_like(const char* op, const CallArgs& args, int out, const at::
 // for a bad timestep instead (no host sync).
 void check_timestep_values(const char* op, const at::Tensor& t, int64_t num_timesteps);
 
-// Where an operator's in-kernel noise key comes from: (seed, offset), or a
-// generator (-1 where the schema has none).
+// Where an operator's in-kernel noise key comes from: (seed, offset), a
+// generator, or a key tensor (-1 where the schema has none).
 struct NoiseKeyArgs {
-  int seed, offset, generator;
+  int seed, offset, generator, key;
   explicit NoiseKeyArgs(const c10::FunctionSchema& s)
       : seed(optional_arg(s, "seed")),
         offset(optional_arg(s, "offset")),
-        generator(optional_arg(s, "generator")) {}
+        generator(optional_arg(s, "generator")),
+        key(optional_arg(s, "key")) {}
 };
+
+// The key of a key tensor (int64 [2]: seed, offset): its values, checked,
+// where it is on the CPU; where it is on the data's CUDA device, pointers to
+// them, read when the kernel runs (the offset is then not checked: a multiple
+// of 4 is the caller's to keep). Meta reads none.
+NoiseKey tensor_noise_key(const char* op, const at::Tensor& key, const at::Tensor& data,
+                          bool runs);
 
 // The key of a call: its (seed, offset), checked, or (a .generator call) the
 // key drawn from its generator, after the device guard, once the call is
@@ -97,6 +105,7 @@ struct NoiseKeyArgs {
 template <typename Backend>
 NoiseKey call_noise_key(const char* op, const CallArgs& args, const NoiseKeyArgs& at,
                         const at::Tensor& data, const at::Tensor* t, int64_t T) {
+  if (at.key >= 0) return tensor_noise_key(op, args.tensor(at.key), data, Backend::kRuns);
   if (at.generator < 0) return check_noise_key(op, args.integer(at.seed), args.integer(at.offset));
   if (!Backend::kRuns) return {0, 0};
   if (t != nullptr) check_timestep_values(op, *t, T);
@@ -109,7 +118,7 @@ inline int64_t sample_numel(const at::Tensor& x) {
 }
 
 // Shape [B, 1, ..., 1] with x's rank: per-sample values broadcast over x.
-std::vector<int64_t> per_sample_shape(const at::Tensor& x);
+std::vector<c10::SymInt> per_sample_shape(const at::Tensor& x);
 
 // Calls fn(S{}, T{}) with S the kernel's storage type for the data dtype and
 // T the table type (float or double).

@@ -61,6 +61,11 @@ at::Tensor philox_normal(T input, OptGen generator) {
   return op.call(input, generator);
 }
 
+at::Tensor philox_normal(T input, T key) {
+  static const auto op = find<at::Tensor(T, T)>("ddpm::philox_normal", "key");
+  return op.call(input, key);
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(
     T x_start, T x_t, T t, T posterior_mean_coef1, T posterior_mean_coef2, T posterior_variance,
     T posterior_log_variance_clipped) {

@@ -51,6 +51,11 @@ at::Tensor philox_normal(const at::Tensor& input, int64_t seed, int64_t offset);
 // The noise alone, the key drawn from generator.
 at::Tensor philox_normal(const at::Tensor& input, const c10::optional<at::Generator>& generator);
 
+// The noise alone, the key a tensor: int64 [2] holding (seed, offset), on the
+// CPU, or on the data's CUDA device, where the kernel reads it when it runs
+// (an exported program's input, a CUDA graph replayed with new keys).
+at::Tensor philox_normal(const at::Tensor& input, const at::Tensor& key);
+
 // (mean, variance, log_variance) of q(x_{t-1} | x_t, x_0); the variances are
 // [B, 1, ...] views expanded to x's shape.
 std::tuple<at::Tensor, at::Tensor, at::Tensor> posterior_mean_variance(

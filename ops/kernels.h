@@ -29,7 +29,7 @@ void register_kernels(torch::Library& m) {
        {"q_sample", "q_sample.out", "q_sample_philox", "q_sample_philox.generator"}) {
     m.impl(name, family_kernel<QSample, Backend>());
   }
-  for (const char* name : {"philox_normal", "philox_normal.generator"}) {
+  for (const char* name : {"philox_normal", "philox_normal.generator", "philox_normal.key"}) {
     m.impl(name, family_kernel<PhiloxNormal, Backend>());
   }
   for (const char* name : {"posterior_mean_variance", "posterior_mean_variance.out"}) {

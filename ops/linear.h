@@ -171,12 +171,13 @@ struct Posterior {
     const at::Tensor& x_start = *c.u;
     const typename Backend::Guard guard(x_start.device());
     at::Tensor mean = output_like(name.c_str(), args, at.mean, x_start, at.x_t);
-    std::array<at::Tensor, 2> variances = {at::empty({x_start.size(0)}, x_start.options()),
-                                           at::empty({x_start.size(0)}, x_start.options())};
+    std::array<at::Tensor, 2> variances = {
+        at::empty_symint({x_start.sym_size(0)}, x_start.options()),
+        at::empty_symint({x_start.sym_size(0)}, x_start.options())};
     run_linear<Backend>(name.c_str(), c, mean, nullptr, &variances);
     const auto shape = per_sample_shape(x_start);
-    args.finish({mean, variances[0].view(shape).expand(x_start.sizes()),
-                 variances[1].view(shape).expand(x_start.sizes())});
+    args.finish({mean, variances[0].view_symint(shape).expand_symint(x_start.sym_sizes()),
+                 variances[1].view_symint(shape).expand_symint(x_start.sym_sizes())});
   }
 };
 

@@ -126,22 +126,22 @@ struct DiffusionMse {
     const char* n = name.c_str();
     const LossCall c = check_loss_call(n, args, at);
     const bool backward = at.grad >= 0;
-    const int64_t batch = c.x_start->size(0);
+    const c10::SymInt batch = c.x_start->sym_size(0);
     const at::ScalarType dtype = loss_dtype(*c.x_start);
     if (backward) {
       const at::Tensor& grad = args.tensor(at.grad);
-      TORCH_CHECK(grad.scalar_type() == dtype && grad.dim() == 1 && grad.size(0) == batch &&
+      TORCH_CHECK(grad.scalar_type() == dtype && grad.dim() == 1 && grad.sym_size(0) == batch &&
                       grad.device() == c.x_start->device(),
                   n, ": expected grad to be the loss's gradient, a ", dtype, " tensor of shape [",
                   batch, "] on ", c.x_start->device(), ", got ", grad.scalar_type(), " ",
-                  grad.sizes(), " on ", grad.device());
+                  grad.sym_sizes(), " on ", grad.device());
     }
     const typename Backend::Guard guard(c.x_start->device());
     at::Tensor result = backward ? at::empty_like(*c.x_start, at::MemoryFormat::Contiguous)
-                                 : at::empty({batch}, c.x_start->options().dtype(dtype));
-    if (Backend::kRuns && batch > 0) {
+                                 : at::empty_symint({batch}, c.x_start->options().dtype(dtype));
+    if (Backend::kRuns && c.x_start->size(0) > 0) {
       const at::Tensor grad = backward ? args.tensor(at.grad).contiguous() : at::Tensor();
-      const int64_t tiles = batch * loss_tiles_per_sample(sample_numel(*c.x_start));
+      const int64_t tiles = c.x_start->size(0) * loss_tiles_per_sample(sample_numel(*c.x_start));
       const at::Tensor partials =
           backward ? at::Tensor() : at::empty({tiles}, c.x_start->options().dtype(at::kDouble));
       with_loss_operands(c, [&](auto s, auto tab, const auto&... operands) {

@@ -57,6 +57,10 @@ std::vector<OperatorDef> linear_and_loss_operators() {
      Role::kDifferentiable},
     {"philox_normal.generator(Tensor input, Generator? generator) -> Tensor",
      Role::kDifferentiable},
+    // key: int64 [2], (seed, offset) as a tensor, so that the key can be an
+    // input of an exported program (torch.export makes int arguments
+    // constants); on the data's CUDA device it is read when the kernel runs
+    {"philox_normal.key(Tensor input, Tensor key) -> Tensor", Role::kDifferentiable},
     {"q_sample_philox.generator(Tensor x_start, Tensor t, Generator? generator, "
      "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
      "-> (Tensor x_t, Tensor noise)",

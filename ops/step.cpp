@@ -21,17 +21,17 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                 ": learned variances need x_t of shape [B, C, ...] (the "
                 "model output carries 2C channels), got x_t of shape ",
                 x_t.sizes());
-    std::vector<int64_t> expected(x_t.sizes().begin(), x_t.sizes().end());
-    expected[1] *= 2;
-    TORCH_CHECK(model_output.sizes() == at::IntArrayRef(expected), op,
-                ": expected model_output to have shape ", at::IntArrayRef(expected),
+    std::vector<c10::SymInt> expected(x_t.sym_sizes().begin(), x_t.sym_sizes().end());
+    expected[1] = expected[1] * 2;
+    TORCH_CHECK(model_output.sym_sizes() == c10::SymIntArrayRef(expected), op,
+                ": expected model_output to have shape ", c10::SymIntArrayRef(expected),
                 " (2C channels: mean and variance halves for learned "
                 "variances), got ",
-                model_output.sizes());
+                model_output.sym_sizes());
   } else {
-    TORCH_CHECK(model_output.sizes() == x_t.sizes(), op,
-                ": expected model_output to have shape ", x_t.sizes(),
-                " like x_t, got ", model_output.sizes());
+    TORCH_CHECK(model_output.sym_sizes() == x_t.sym_sizes(), op,
+                ": expected model_output to have shape ", x_t.sym_sizes(),
+                " like x_t, got ", model_output.sym_sizes());
   }
   check_timesteps(op, t, x_t);
   const auto& n = tables;
@@ -91,9 +91,9 @@ void check_clip_bound(const char* op, const at::Tensor* clip_bound, const at::Te
               "clip_denoised=True to clip, or clip_bound=None");
   const at::Tensor& s = *clip_bound;
   check_float_dtype(op, "clip_bound", s);
-  TORCH_CHECK(s.dim() == 1 && s.size(0) == x_t.size(0), op,
-              ": expected clip_bound to have shape [", x_t.size(0),
-              "] (one bound per sample), got ", s.sizes());
+  TORCH_CHECK(s.dim() == 1 && s.sym_size(0) == x_t.sym_size(0), op,
+              ": expected clip_bound to have shape [", x_t.sym_size(0),
+              "] (one bound per sample), got ", s.sym_sizes());
   TORCH_CHECK(s.device() == x_t.device(), op, ": expected clip_bound on ", x_t.device(),
               " like x_t, got ", s.device());
 }

@@ -2,14 +2,16 @@
 // SamplingStep -> export_step -> compile_package) as a whole sampling loop,
 // without Python:
 //
-//   ddpm_run_package STEP.pt2 SEED NUM_TIMESTEPS OUT.bin B C H W
+//   ddpm_run_package STEP.pt2 SEED NUM_TIMESTEPS OUT.bin B C H W [key]
 //
 // x_T = ddpm::philox_normal(x, SEED, 0); at step k = 1..NUM_TIMESTEPS,
 // t = NUM_TIMESTEPS - k for every sample and the noise is
 // ddpm::philox_normal(x_t, SEED, 4*k), the noise the in-kernel operators draw
 // for that key; x_{t-1} = the package's step(x_t, t, noise). Writes x_0 as raw
 // little-endian float32: the samples torch_ddpm.export.sample() gives in
-// Python for the same package and seed.
+// Python for the same package and seed. With "key" (a step exported with
+// noise_from_key=True) the step is given the key, int64 {SEED, 4*k}, and
+// draws that noise itself.
 //
 // The package calls the ddpm operators: this program links torch_ddpm::ddpm_ops
 // (CMakeLists.txt), which registers them when it loads.
@@ -26,8 +28,9 @@
 #include <torch_ddpm/ddpm_ops.h>
 
 int main(int argc, char** argv) {
-  if (argc != 9) {
-    std::cerr << "usage: " << argv[0] << " STEP.pt2 SEED NUM_TIMESTEPS OUT.bin B C H W\n";
+  const bool noise_from_key = argc == 10 && std::string(argv[9]) == "key";
+  if (argc != 9 && !noise_from_key) {
+    std::cerr << "usage: " << argv[0] << " STEP.pt2 SEED NUM_TIMESTEPS OUT.bin B C H W [key]\n";
     return 2;
   }
   try {
@@ -41,7 +44,9 @@ int main(int argc, char** argv) {
     const auto start = std::chrono::steady_clock::now();
     for (int64_t k = 1; k <= num_timesteps; ++k) {
       const torch::Tensor t = torch::full({shape[0]}, num_timesteps - k, torch::kLong);
-      const torch::Tensor noise = ddpm::philox_normal(x, seed, 4 * k);
+      const torch::Tensor noise =
+          noise_from_key ? torch::tensor({seed, 4 * k}, torch::kLong)
+                         : ddpm::philox_normal(x, seed, 4 * k);
       x = step.run({x, t, noise})[0];
     }
     const double loop_ms =

@@ -12,7 +12,9 @@ of steps. The noise is an input: the runner draws it with
 after x_T = philox_normal(x, seed, 0). That is the noise the in-kernel
 operators draw for the same key, so a seed gives the same samples as
 `torch_ddpm.Sampler(...)(x_T, seed)` (TorchScript), bit for bit, on the same
-device.
+device. With noise_from_key=True the step takes the key instead, an int64
+tensor (seed, 4*k), and draws that noise itself (philox_normal.key): the
+package then holds everything but the loop.
 
     step = SamplingStep(denoiser, betas, "epsilon", "learned_range")
     exported = export_step(step, example_x)              # torch.export.export
@@ -46,12 +48,15 @@ class SamplingStep(torch.nn.Module):
     each of the schedule's (a respaced schedule's original timesteps).
 
     forward(x_t, t, noise): t int64 [B] (every sample may have its own), noise
-    like x_t. Returns x_{t-1}, a new tensor.
+    like x_t. Returns x_{t-1}, a new tensor. With noise_from_key,
+    forward(x_t, t, key): key int64 [2], (seed, offset), on the CPU or on
+    x_t's device; the noise is philox_normal's for that key.
     """
 
     def __init__(self, denoiser: torch.nn.Module, betas, model_mean_type: str = "epsilon",
                  model_var_type: str = "fixed_small", clip_denoised: bool = True,
-                 ddim_eta: float = -1.0, timestep_map: Optional[torch.Tensor] = None):
+                 ddim_eta: float = -1.0, timestep_map: Optional[torch.Tensor] = None,
+                 noise_from_key: bool = False):
         super().__init__()
         self.denoiser = denoiser
         self.schedule = DiffusionSchedule(betas)
@@ -60,6 +65,7 @@ class SamplingStep(torch.nn.Module):
         self.model_var_type = model_var_type
         self.clip_denoised = bool(clip_denoised)
         self.ddim_eta = float(ddim_eta)
+        self.noise_from_key = bool(noise_from_key)
         if timestep_map is not None:
             timestep_map = torch.as_tensor(timestep_map, dtype=torch.long)
             if timestep_map.shape != (self.num_timesteps,):
@@ -70,6 +76,8 @@ class SamplingStep(torch.nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         s = self.schedule
+        if self.noise_from_key:
+            noise = torch.ops.ddpm.philox_normal.key(x_t, noise)
         model_t = t if self.timestep_map is None else self.timestep_map[t]
         model_output = self.denoiser(x_t, model_t)
         tables = (s.sqrt_recip_alphas_cumprod, s.sqrt_recipm1_alphas_cumprod,
@@ -90,17 +98,25 @@ def _require_export():
                            f"torch {torch.__version__}")
 
 
-def export_step(step: SamplingStep, example_x: torch.Tensor):
+def export_step(step: SamplingStep, example_x: torch.Tensor, dynamic_batch: bool = True):
     """torch.export.export of step for inputs shaped and typed like example_x.
 
-    The shapes are those of example_x: a package runs one batch size (export
-    once per size). The ddpm operators check their arguments' sizes as
-    integers, which specializes a batch dimension marked dynamic."""
+    dynamic_batch: the batch size is a dimension of the program (any size from
+    1), where the denoiser allows it (torch.export says so if it does not:
+    pass False for a program of example_x's batch size alone)."""
     _require_export()
     t = torch.zeros(example_x.shape[0], dtype=torch.long, device=example_x.device)
-    noise = torch.zeros_like(example_x)
+    if step.noise_from_key:
+        noise = torch.tensor([0, 4], dtype=torch.long, device=example_x.device)
+    else:
+        noise = torch.zeros_like(example_x)
+    dynamic_shapes = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1)
+        dynamic_shapes = {"x_t": {0: batch}, "t": {0: batch},
+                          "noise": None if step.noise_from_key else {0: batch}}
     with torch.no_grad():
-        return torch.export.export(step, (example_x, t, noise))
+        return torch.export.export(step, (example_x, t, noise), dynamic_shapes=dynamic_shapes)
 
 
 def compile_package(exported, package_path: str) -> str:
@@ -127,15 +143,24 @@ def load_package(package_path: str) -> Callable:
 
 
 def sample(step: Callable, shape: Sequence[int], seed: int, num_timesteps: int,
-           device="cpu", dtype=torch.float32) -> torch.Tensor:
+           device="cpu", dtype=torch.float32, noise_from_key: Optional[bool] = None
+           ) -> torch.Tensor:
     """The sampling loop around a step (a SamplingStep, its exported module or a
     loaded package), as examples/aoti/run_package.cpp runs it: x_T and every
-    step's noise drawn by philox_normal from seed (see the module's doc)."""
+    step's noise drawn by philox_normal from seed (see the module's doc), or
+    with noise_from_key (default: the step's own setting, else False) the key
+    of each step's noise given to the step instead."""
+    if noise_from_key is None:
+        noise_from_key = bool(getattr(step, "noise_from_key", False))
     x = torch.ops.ddpm.philox_normal(torch.empty(list(shape), device=device, dtype=dtype),
                                      seed, 0)
     with torch.no_grad():
         for k in range(1, num_timesteps + 1):
             t = torch.full([x.shape[0]], num_timesteps - k, dtype=torch.long, device=device)
-            noise = torch.ops.ddpm.philox_normal(x, seed, step_noise_offset(k))
+            if noise_from_key:
+                noise = torch.tensor([seed, step_noise_offset(k)], dtype=torch.long,
+                                     device=device)
+            else:
+                noise = torch.ops.ddpm.philox_normal(x, seed, step_noise_offset(k))
             x = step(x, t, noise)
     return x

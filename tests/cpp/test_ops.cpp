@@ -352,6 +352,9 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
   };
   auto [gen, key] = generator_and_seed(5);
   EXPECT_TRUE(at::equal(ddpm::philox_normal(x, gen), ddpm::philox_normal(x, key, 0)));
+  // the .key overload: (seed, offset) as an int64 tensor
+  EXPECT_TRUE(at::equal(ddpm::philox_normal(x, at::tensor({key, int64_t{8}}, at::kLong)),
+                        ddpm::philox_normal(x, key, 8)));
   std::tie(gen, key) = generator_and_seed(6);
   EXPECT_TRUE(at::equal(std::get<1>(ddpm::q_sample_philox(x, kTimesteps, gen,
                                                           tb.sqrt_alphas_cumprod,

@@ -94,6 +94,8 @@ def value_of(op: Overload, arg, batch, shape, dtype, device, tables, seed=0):
         return tables[name]
     if name == "table":
         return tables["sqrt_alphas_cumprod"]
+    if name == "key":  # (seed, offset) as an int64 tensor, on the data's device
+        return torch.tensor([seed + 3, 8], dtype=torch.long, device=device)
     if name == "generator":
         return torch.Generator(device=device if device != "meta" else "cpu").manual_seed(seed)
     if name in OPTIONAL_ABSENT:

@@ -45,20 +45,23 @@ CASES = {  # name: (output channels, mean type, variance type, ddim eta)
 }
 
 
-def make(case):
+def make(case, noise_from_key=False):
     channels, mean, var, eta = CASES[case]
     torch.manual_seed(0)
     denoiser = Denoiser(channels).eval()
     betas = torch_ddpm.get_named_beta_schedule("cosine", T)
-    step = export.SamplingStep(denoiser, betas, mean, var, True, eta).eval()
+    step = export.SamplingStep(denoiser, betas, mean, var, True, eta,
+                               noise_from_key=noise_from_key).eval()
     sampler = Sampler(denoiser, betas, mean, var, True, eta).eval()
     return step, sampler
 
 
+@pytest.mark.parametrize("noise_from_key", [False, True], ids=["noise", "key"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_the_step_loop_is_the_scripted_samplers_loop(case):
-    # the runner's noise (philox_normal at offset 4k) is the in-kernel noise
-    step, sampler = make(case)
+def test_the_step_loop_is_the_scripted_samplers_loop(case, noise_from_key):
+    # the runner's noise (philox_normal at offset 4k), or the step's own from
+    # that key, is the in-kernel noise
+    step, sampler = make(case, noise_from_key)
     x_T = torch.ops.ddpm.philox_normal(torch.empty(SHAPE), 11, 0)
     with torch.no_grad():
         want = torch.jit.script(sampler)(x_T, 11)
@@ -67,14 +70,20 @@ def test_the_step_loop_is_the_scripted_samplers_loop(case):
     assert not torch.equal(export.sample(step, SHAPE, 12, T), want)
 
 
+@pytest.mark.parametrize("noise_from_key", [False, True], ids=["noise", "key"])
 @pytest.mark.parametrize("case", ["ddpm-learned_range", "ddim-eta0.7"])
-def test_the_exported_step_is_the_eager_step(case):
-    step, _ = make(case)
+def test_the_exported_step_is_the_eager_step(case, noise_from_key):
+    step, _ = make(case, noise_from_key)
     exported = export.export_step(step, torch.randn(SHAPE))
     names = {str(n.target) for n in exported.graph.nodes if n.op == "call_function"}
     assert any(name.startswith("ddpm.") for name in names), names
-    assert torch.equal(export.sample(exported.module(), SHAPE, 5, T),
-                       export.sample(step, SHAPE, 5, T))
+    for shape in (SHAPE, (5, *SHAPE[1:]), (1, *SHAPE[1:])):  # a dynamic batch
+        assert torch.equal(export.sample(exported.module(), shape, 5, T,
+                                         noise_from_key=noise_from_key),
+                           export.sample(step, shape, 5, T))
+    fixed = export.export_step(step, torch.randn(SHAPE), dynamic_batch=False)
+    with pytest.raises(Exception):
+        export.sample(fixed.module(), (5, *SHAPE[1:]), 5, T, noise_from_key=noise_from_key)
 
 
 def test_a_respaced_schedule_gives_the_denoiser_the_original_timesteps():
@@ -95,9 +104,9 @@ def test_a_respaced_schedule_gives_the_denoiser_the_original_timesteps():
         export.SamplingStep(Denoiser(), betas, timestep_map=torch.arange(11))
 
 
-@pytest.fixture(scope="module")
-def package(tmp_path_factory):
-    step, _ = make("ddpm-learned_range")
+@pytest.fixture(scope="module", params=["noise", "key"])
+def package(request, tmp_path_factory):
+    step, _ = make("ddpm-learned_range", noise_from_key=request.param == "key")
     path = str(tmp_path_factory.mktemp("aoti") / "step.pt2")
     exported = export.export_step(step, torch.randn(SHAPE))
     return step, export.compile_package(exported, path)
@@ -105,8 +114,11 @@ def package(tmp_path_factory):
 
 def test_the_compiled_package_gives_the_eager_loops_samples(package):
     step, path = package
-    got = export.sample(export.load_package(path), SHAPE, 21, T)
-    assert torch.equal(got, export.sample(step, SHAPE, 21, T))
+    compiled = export.load_package(path)
+    for shape in (SHAPE, (3, *SHAPE[1:])):  # compiled for any batch size
+        assert torch.equal(export.sample(compiled, shape, 21, T,
+                                         noise_from_key=step.noise_from_key),
+                           export.sample(step, shape, 21, T))
 
 
 @pytest.mark.skipif(not os.path.exists(RUNNER),
@@ -116,12 +128,14 @@ def test_the_cpp_program_runs_the_package_as_python_does(package, tmp_path):
     step, path = package
     out = tmp_path / "x0.bin"
     env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    result = subprocess.run([RUNNER, path, "21", str(T), str(out), *map(str, SHAPE)],
+    mode = ["key"] if step.noise_from_key else []
+    result = subprocess.run([RUNNER, path, "21", str(T), str(out), *map(str, SHAPE), *mode],
                             capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     got = torch.frombuffer(bytearray(out.read_bytes()), dtype=torch.float32).view(SHAPE)
     assert torch.equal(got, export.sample(step, SHAPE, 21, T))
-    assert torch.equal(got, export.sample(export.load_package(path), SHAPE, 21, T))
+    assert torch.equal(got, export.sample(export.load_package(path), SHAPE, 21, T,
+                                          noise_from_key=step.noise_from_key))
 
 
 class TrainingLoss(torch.nn.Module):

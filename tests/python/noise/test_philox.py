@@ -387,6 +387,32 @@ def test_errors_name_the_argument():
         torch_ddpm.PhiloxStream(1, offset=2)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_key_tensor_draws_the_noise_of_its_seed_and_offset(device):
+    # philox_normal.key: (seed, offset) as an int64 tensor [2], on the CPU or
+    # on the data's device (read there when the kernel runs)
+    x = torch.empty(3, 5, 7, device=device)
+    for seed, offset in ((0, 0), (12345, 8), (2**62 + 5, 4 * 10**6), (-3, 4)):
+        want = torch.ops.ddpm.philox_normal(x, seed, offset)
+        for key_device in {"cpu", device}:
+            key = torch.tensor([seed, offset], device=key_device)
+            assert torch.equal(torch.ops.ddpm.philox_normal.key(x, key), want)
+
+
+def test_a_key_tensor_is_checked():
+    x = torch.empty(3, 5)
+    key = torch.ops.ddpm.philox_normal.key
+    with pytest.raises(RuntimeError, match=r"ddpm.philox_normal: expected key to be an int64 "
+                                           r"tensor of shape \[2\] \(seed, offset\), got Int"):
+        key(x, torch.tensor([1, 4], dtype=torch.int32))
+    with pytest.raises(RuntimeError, match=r"expected key to be an int64 tensor of shape \[2\]"):
+        key(x, torch.tensor([1, 4, 8]))
+    with pytest.raises(RuntimeError, match=r"ddpm.philox_normal: expected offset to be a "
+                                           r"multiple of 4"):
+        key(x, torch.tensor([1, 6]))
+    assert key(torch.empty(2, 3, device="meta"), torch.tensor([1, 4])).shape == (2, 3)
+
+
 def test_meta_shapes():
     tab = ref.make_tables(T, device="meta")
     x = torch.empty(4, 3, 8, 8, device="meta", dtype=torch.bfloat16)
