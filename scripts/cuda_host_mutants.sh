@@ -8,13 +8,14 @@ cd "$(dirname "$0")/.."
 root=build/cuda_host_mutants
 mkdir -p "$root"
 # each mutant: a name, the file of csrc/ it alters, a sed expression
-names=(same-sample-past-its-end locate-32-bit-off-by-one prologue-skips-last-sample
-       every-sample-reads-the-first-coefs wrong-noise-lane)
-files=(cuda/elementwise.cuh cuda/elementwise.cuh cuda/elementwise.cuh cuda/step.cu
-       cuda/elementwise.cuh)
+names=(same-sample-past-its-end locate-32-bit-off-by-one chunk-start-32-bit-offset-lost
+       prologue-skips-last-sample every-sample-reads-the-first-coefs wrong-noise-lane)
+files=(cuda/elementwise.cuh cuda/elementwise.cuh cuda/elementwise.cuh cuda/elementwise.cuh
+       cuda/step.cu cuda/elementwise.cuh)
 exprs=(
   's#if \(offset < sample_numel\) return#if (offset <= sample_numel) return#'
   's#return \{b_first \+ q, offset - static_cast#return {b_first + q + 1, offset - static_cast#'
+  's#return \{b_first, chunk - static_cast<int64_t>\(b_first\) \* sample_numel\};#return {b_first, 0};#'
   's#if \(b < batch\) coefs\[b\]#if (b + 1 < batch) coefs[b]#'
   's#return coefs\[b\];#return coefs[0];#'
   's#i, z\.lane\[lane\]\);#i, z.lane[(lane + 1) % kNoiseLanes]);#'

@@ -118,11 +118,17 @@ __device__ __forceinline__ ElementIndex locate(int64_t b_first, int64_t offset,
 }
 
 // The chunk starting at element `chunk`: its first sample, and the offset of
-// the chunk in it (one 64-bit division per chunk, the same in every thread).
+// the chunk in it. One division per chunk, the same in every thread: 32-bit
+// below 2^32 elements, 64-bit beyond.
 struct ChunkStart {
   int64_t b_first, offset;
 };
 __device__ __forceinline__ ChunkStart chunk_start(int64_t chunk, int64_t sample_numel) {
+  if (chunk <= 0xffffffffLL && sample_numel <= 0xffffffffLL) {
+    const uint32_t b_first =
+        static_cast<uint32_t>(chunk) / static_cast<uint32_t>(sample_numel);
+    return {b_first, chunk - static_cast<int64_t>(b_first) * sample_numel};
+  }
   const int64_t b_first = chunk / sample_numel;
   return {b_first, chunk - b_first * sample_numel};
 }

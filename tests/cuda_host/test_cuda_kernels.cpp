@@ -591,6 +591,21 @@ TEST(CudaHostNoise, AKeyOnTheDeviceIsReadWhenTheKernelRuns) {
   EXPECT_EQ(pointers.resolved().offset, 60u);
 }
 
+// PyTorch releases that fix a captured graph's seed at capture (their
+// PhiloxCudaState keeps it as an integer) give the seed as a value and only
+// the offset through a pointer: the kernel reads the offset, keeps the seed.
+TEST(CudaHostNoise, ACapturedKeyWithASeedValueReadsOnlyTheOffset) {
+  const int64_t n = 2 * 1024 + 5;
+  int64_t offset_on_device = 20;
+  ddpm::NoiseKey captured{77, 4};
+  captured.offset_on_device = &offset_on_device;
+  EXPECT_TRUE(captured.on_device());
+  Buffer<float> want(n, 0), got(n, 0);
+  run_cuda(ddpm::PhiloxNormalParams<float>{want.data(), n, ddpm::NoiseKey{77, 24}}, {nullptr, 3});
+  run_cuda(ddpm::PhiloxNormalParams<float>{got.data(), n, captured}, {nullptr, 3});
+  expect_same(want, got, "philox_normal, offset on the device, seed a value");
+}
+
 // The noise of element e depends on (seed, offset, e) only: not on the grid.
 TEST(CudaHostNoise, NoiseIsTheSameWhateverTheGrid) {
   const int64_t n = 3 * 1024 + 17;
