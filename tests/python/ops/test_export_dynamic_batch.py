@@ -67,3 +67,25 @@ def test_an_exported_call_runs_at_other_batch_sizes(op):
         for g, w in zip(got, want):
             assert g.shape[0] == batch
             assert torch.equal(g, w), (op, batch)
+
+
+def test_torch_compile_with_dynamic_shapes_traces_once_for_every_batch_size():
+    from torch._dynamo.testing import CompileCounter
+
+    tab = schema_calls.ref.make_tables(schema_calls.T)
+
+    def train_and_sample(x, t, noise):
+        x_t = torch.ops.ddpm.q_sample(x, t, noise, tab["sqrt_alphas_cumprod"],
+                                      tab["sqrt_one_minus_alphas_cumprod"])
+        return torch.ops.ddpm.p_sample(
+            x_t, x_t, t, noise, tab["sqrt_recip_alphas_cumprod"],
+            tab["sqrt_recipm1_alphas_cumprod"], tab["posterior_mean_coef1"],
+            tab["posterior_mean_coef2"], tab["posterior_log_variance_clipped"], tab["betas"])[0]
+
+    counter = CompileCounter()
+    compiled = torch.compile(train_and_sample, backend=counter, dynamic=True, fullgraph=True)
+    for batch in (2, 3, 4, 7):
+        args = (torch.randn(batch, 3, 8), torch.randint(0, schema_calls.T, (batch,)),
+                torch.randn(batch, 3, 8))
+        assert torch.equal(compiled(*args), train_and_sample(*args))
+    assert counter.frame_count == 1
