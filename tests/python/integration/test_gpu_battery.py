@@ -115,3 +115,20 @@ def test_the_sanitizer_run_calls_every_overload_of_the_registry_with_each_operan
                                   graphs=True)
     assert set(captured) == generator_overloads
     assert all("graph" in covered[name] for name in generator_overloads)
+
+
+def test_the_first_tests_the_battery_runs_exist():
+    # a path in FIRST_TESTS that is gone would make pytest stop with "file or
+    # directory not found" on the GPU: the first phase lost
+    import os
+    import re
+
+    from helpers import ROOT
+
+    with open(os.path.join(ROOT, "scripts", "gpu_check.sh")) as f:
+        text = f.read()
+    block = re.search(r"FIRST_TESTS=\((.*?)\)", text, re.S).group(1)
+    paths = block.split()
+    assert len(paths) >= 5
+    for path in paths:
+        assert os.path.exists(os.path.join(ROOT, path)), path
