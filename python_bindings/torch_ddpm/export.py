@@ -98,12 +98,15 @@ def _require_export():
                            f"torch {torch.__version__}")
 
 
-def export_step(step: SamplingStep, example_x: torch.Tensor, dynamic_batch: bool = True):
+def export_step(step: SamplingStep, example_x: torch.Tensor, dynamic_batch: bool = True,
+                min_batch: int = 1, max_batch: Optional[int] = None):
     """torch.export.export of step for inputs shaped and typed like example_x.
 
-    dynamic_batch: the batch size is a dimension of the program (any size from
-    1), where the denoiser allows it (torch.export says so if it does not:
-    pass False for a program of example_x's batch size alone)."""
+    dynamic_batch: the batch size is a dimension of the program, from min_batch
+    to max_batch (None: unbounded). A denoiser may allow less than that:
+    torch.export then says which range it does (diffusers' UNet2DModel, for
+    one, specializes a batch of 1 and bounds it above), and that range goes
+    here. False: a program of example_x's batch size alone."""
     _require_export()
     t = torch.zeros(example_x.shape[0], dtype=torch.long, device=example_x.device)
     if step.noise_from_key:
@@ -112,7 +115,8 @@ def export_step(step: SamplingStep, example_x: torch.Tensor, dynamic_batch: bool
         noise = torch.zeros_like(example_x)
     dynamic_shapes = None
     if dynamic_batch:
-        batch = torch.export.Dim("batch", min=1)
+        batch = torch.export.Dim("batch", min=min_batch, max=max_batch) if max_batch else \
+            torch.export.Dim("batch", min=min_batch)
         dynamic_shapes = {"x_t": {0: batch}, "t": {0: batch},
                           "noise": None if step.noise_from_key else {0: batch}}
     with torch.no_grad():

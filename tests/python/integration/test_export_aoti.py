@@ -174,3 +174,34 @@ def test_a_training_loss_exports_and_its_gradients_match_eager():
     got = dict(module.named_parameters())
     for name, param in loss.named_parameters():
         assert torch.equal(got[name].grad, param.grad), name
+
+
+def test_a_diffusers_unet_exports_inside_the_step():
+    # a user's own model: diffusers' UNet2DModel, wrapped to return a tensor.
+    # It specializes a batch of 1 and bounds the batch above, which torch.export
+    # reports; export_step takes that range.
+    diffusers = pytest.importorskip("diffusers")
+
+    class UNetDenoiser(torch.nn.Module):
+        def __init__(self, unet):
+            super().__init__()
+            self.unet = unet
+
+        def forward(self, x, t):
+            return self.unet(x, t).sample
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=3, layers_per_block=1,
+        block_out_channels=(16, 32), norm_num_groups=8,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+    step = export.SamplingStep(UNetDenoiser(unet),
+                               torch_ddpm.get_named_beta_schedule("cosine", 20)).eval()
+    with pytest.raises(Exception, match="batch"):  # the UNet's range, reported by torch.export
+        export.export_step(step, torch.randn(SHAPE))
+    exported = export.export_step(step, torch.randn(SHAPE), min_batch=2, max_batch=63)
+    for batch in (2, 3):
+        shape = (batch, *SHAPE[1:])
+        assert torch.equal(export.sample(exported.module(), shape, 4, 20),
+                           export.sample(step, shape, 4, 20))
