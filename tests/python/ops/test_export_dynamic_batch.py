@@ -66,7 +66,9 @@ def test_an_exported_call_runs_at_other_batch_sizes(op):
         want = want if isinstance(want, (tuple, list)) else (want,)
         for g, w in zip(got, want):
             assert g.shape[0] == batch
-            assert torch.equal(g, w), (op, batch)
+            # bit for bit, NaN where eager has NaN (a zero-SNR timestep)
+            torch.testing.assert_close(g, w, rtol=0, atol=0, equal_nan=True,
+                                       msg=f"{op} at batch {batch}")
 
 
 def test_torch_compile_with_dynamic_shapes_traces_once_for_every_batch_size():
@@ -84,8 +86,12 @@ def test_torch_compile_with_dynamic_shapes_traces_once_for_every_batch_size():
 
     counter = CompileCounter()
     compiled = torch.compile(train_and_sample, backend=counter, dynamic=True, fullgraph=True)
+    g = torch.Generator().manual_seed(0)
     for batch in (2, 3, 4, 7):
-        args = (torch.randn(batch, 3, 8), torch.randint(0, schema_calls.T, (batch,)),
-                torch.randn(batch, 3, 8))
+        # (t < T - 1: these tables end at zero SNR, where an epsilon output has
+        # no x_0 and the step is NaN by design)
+        args = (torch.randn(batch, 3, 8, generator=g),
+                torch.randint(0, schema_calls.T - 1, (batch,), generator=g),
+                torch.randn(batch, 3, 8, generator=g))
         assert torch.equal(compiled(*args), train_and_sample(*args))
     assert counter.frame_count == 1
