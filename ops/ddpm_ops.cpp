@@ -102,6 +102,19 @@ TensorPair p_sample_philox(T model_output, T x_t, T t, int64_t seed, int64_t off
                  clip_denoised, clip_bound, clip_rescale);
 }
 
+TensorPair p_sample_philox(T model_output, T x_t, T t, T key, T sqrt_recip_alphas_cumprod,
+                           T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                           T posterior_mean_coef2, T posterior_log_variance_clipped, T betas,
+                           const std::string& model_mean_type,
+                           const std::string& model_var_type, bool clip_denoised,
+                           OptT clip_bound, bool clip_rescale) {
+  static const auto op = find<PSample<TensorPair, T>>("ddpm::p_sample_philox", "key");
+  return op.call(model_output, x_t, t, key, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 posterior_log_variance_clipped, betas, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale);
+}
+
 TensorPair p_sample_philox(T model_output, T x_t, T t, OptGen generator,
                            T sqrt_recip_alphas_cumprod, T sqrt_recipm1_alphas_cumprod,
                            T posterior_mean_coef1, T posterior_mean_coef2,
@@ -203,6 +216,20 @@ TensorPair ddim_sample_philox(T model_output, T x_t, T t, int64_t seed, int64_t 
   static const auto op =
       find<DdimSample<TensorPair, int64_t, int64_t>>("ddpm::ddim_sample_philox");
   return op.call(model_output, x_t, t, seed, offset, sqrt_recip_alphas_cumprod,
+                 sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
+                 alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
+                 clip_denoised, clip_bound, clip_rescale, use_clipped_model_output);
+}
+
+TensorPair ddim_sample_philox(T model_output, T x_t, T t, T key, T sqrt_recip_alphas_cumprod,
+                              T sqrt_recipm1_alphas_cumprod, T posterior_mean_coef1,
+                              T posterior_mean_coef2, T alphas_cumprod, T alphas_cumprod_prev,
+                              double eta, const std::string& model_mean_type,
+                              const std::string& model_var_type, bool clip_denoised,
+                              OptT clip_bound, bool clip_rescale,
+                              bool use_clipped_model_output) {
+  static const auto op = find<DdimSample<TensorPair, T>>("ddpm::ddim_sample_philox", "key");
+  return op.call(model_output, x_t, t, key, sqrt_recip_alphas_cumprod,
                  sqrt_recipm1_alphas_cumprod, posterior_mean_coef1, posterior_mean_coef2,
                  alphas_cumprod, alphas_cumprod_prev, eta, model_mean_type, model_var_type,
                  clip_denoised, clip_bound, clip_rescale, use_clipped_model_output);

@@ -95,6 +95,21 @@ TensorPair p_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t
                            const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
                            bool clip_rescale = false);
 
+// p_sample with the key a tensor: int64 [2] holding (seed, offset), on the CPU
+// or on the data's CUDA device (read by the kernel when it runs).
+TensorPair p_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                           const at::Tensor& t, const at::Tensor& key,
+                           const at::Tensor& sqrt_recip_alphas_cumprod,
+                           const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                           const at::Tensor& posterior_mean_coef1,
+                           const at::Tensor& posterior_mean_coef2,
+                           const at::Tensor& posterior_log_variance_clipped,
+                           const at::Tensor& betas, const std::string& model_mean_type = "epsilon",
+                           const std::string& model_var_type = "fixed_small",
+                           bool clip_denoised = true,
+                           const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                           bool clip_rescale = false);
+
 // p_sample with the key drawn from generator.
 TensorPair p_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
                            const at::Tensor& t, const c10::optional<at::Generator>& generator,
@@ -192,6 +207,21 @@ TensorPair ddim_sample(const at::Tensor& model_output, const at::Tensor& x_t, co
 // ddim_sample with the noise drawn in the kernel from (seed, offset).
 TensorPair ddim_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
                               const at::Tensor& t, int64_t seed, int64_t offset,
+                              const at::Tensor& sqrt_recip_alphas_cumprod,
+                              const at::Tensor& sqrt_recipm1_alphas_cumprod,
+                              const at::Tensor& posterior_mean_coef1,
+                              const at::Tensor& posterior_mean_coef2,
+                              const at::Tensor& alphas_cumprod,
+                              const at::Tensor& alphas_cumprod_prev, double eta = 0.0,
+                              const std::string& model_mean_type = "epsilon",
+                              const std::string& model_var_type = "fixed_small",
+                              bool clip_denoised = true,
+                              const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                              bool clip_rescale = false, bool use_clipped_model_output = true);
+
+// ddim_sample with the key a tensor (as p_sample_philox's).
+TensorPair ddim_sample_philox(const at::Tensor& model_output, const at::Tensor& x_t,
+                              const at::Tensor& t, const at::Tensor& key,
                               const at::Tensor& sqrt_recip_alphas_cumprod,
                               const at::Tensor& sqrt_recipm1_alphas_cumprod,
                               const at::Tensor& posterior_mean_coef1,

@@ -26,7 +26,8 @@ struct NoDeviceGuard {
 template <typename Backend>
 void register_kernels(torch::Library& m) {
   for (const char* name :
-       {"q_sample", "q_sample.out", "q_sample_philox", "q_sample_philox.generator"}) {
+       {"q_sample", "q_sample.out", "q_sample_philox", "q_sample_philox.generator",
+        "q_sample_philox.key"}) {
     m.impl(name, family_kernel<QSample, Backend>());
   }
   for (const char* name : {"philox_normal", "philox_normal.generator", "philox_normal.key"}) {

@@ -57,11 +57,16 @@ std::vector<OperatorDef> linear_and_loss_operators() {
      Role::kDifferentiable},
     {"philox_normal.generator(Tensor input, Generator? generator) -> Tensor",
      Role::kDifferentiable},
-    // key: int64 [2], (seed, offset) as a tensor, so that the key can be an
+    // .key: int64 [2], (seed, offset) as a tensor, so that the key can be an
     // input of an exported program (torch.export makes int arguments
     // constants); on the data's CUDA device it is read when the kernel runs
+    // (the steps have .key overloads too)
     {"philox_normal.key(Tensor input, Tensor key) -> Tensor", Role::kDifferentiable},
     {"q_sample_philox.generator(Tensor x_start, Tensor t, Generator? generator, "
+     "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
+     "-> (Tensor x_t, Tensor noise)",
+     Role::kDifferentiable},
+    {"q_sample_philox.key(Tensor x_start, Tensor t, Tensor key, "
      "Tensor sqrt_alphas_cumprod, Tensor sqrt_one_minus_alphas_cumprod) "
      "-> (Tensor x_t, Tensor noise)",
      Role::kDifferentiable},
@@ -141,7 +146,8 @@ void add_step_operators(const StepKindInfo& kind, std::vector<OperatorDef>& defs
     const char* overload_prefix;
   };
   for (const Source& s : {Source{"", "Tensor noise", ""}, Source{"_philox", "int seed, int offset", ""},
-                          Source{"_philox", "Generator? generator", "generator"}}) {
+                          Source{"_philox", "Generator? generator", "generator"},
+                          Source{"_philox", "Tensor key", "key"}}) {
     const std::string op = name + s.suffix;
     const std::string prefix = s.overload_prefix;
     const std::string dot = prefix.empty() ? "." : "." + prefix + "_";

@@ -42,6 +42,7 @@ StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
     : kind(info),
       noise_source(optional_arg(s, "seed") >= 0        ? NoiseSource::kPhilox
                    : optional_arg(s, "generator") >= 0 ? NoiseSource::kGenerator
+                   : optional_arg(s, "key") >= 0       ? NoiseSource::kKey
                                                        : NoiseSource::kTensor),
       model_output(arg(s, "model_output")),
       x_t(arg(s, "x_t")),

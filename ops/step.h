@@ -17,7 +17,7 @@ namespace ddpm {
 namespace ops {
 
 // Where the noise of a step comes from.
-enum class NoiseSource { kTensor, kPhilox, kGenerator };
+enum class NoiseSource { kTensor, kPhilox, kGenerator, kKey };
 
 // Where a step operator's arguments are, a forward step's or a backward's,
 // found by name in its schema (-1 where it has none): a kind's own argument

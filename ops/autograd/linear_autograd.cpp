@@ -132,6 +132,7 @@ TORCH_LIBRARY_IMPL(ddpm, Autograd, m) {
   m.impl("q_sample", family_kernel<LinearAutograd>(&kQSample));
   m.impl("q_sample_philox", family_kernel<LinearAutograd>(&kQSamplePhilox));
   m.impl("q_sample_philox.generator", family_kernel<LinearAutograd>(&kQSamplePhilox));
+  m.impl("q_sample_philox.key", family_kernel<LinearAutograd>(&kQSamplePhilox));
   m.impl("posterior_mean_variance", family_kernel<LinearAutograd>(&kPosterior));
   for (const char* name : {"philox_normal", "philox_normal.generator", "philox_normal.key"}) {
     m.impl(name, F::makeFromBoxedFunction<&philox_normal_autograd>());

@@ -123,11 +123,12 @@ void refuse_grad_of_step_constants(const CallArgs& args, const StepArgs& at) {
   refuse_grad_of_constants(args.op(), "model_output and x_t", constants);
 }
 
-// A .generator call whose backward needs its noise (a learned variance's
-// gradient), run as the (seed, offset) operator with the key drawn here (once
-// the call's constants and timesteps are known good), so that the backward
-// can draw the same noise; under CUDA graph capture the key exists only on
-// the device, and this is refused. Returns whether it ran.
+// A .generator or .key call whose backward needs its noise (a learned
+// variance's gradient), run as the (seed, offset) operator with the key drawn
+// or read here (once the call's constants and timesteps are known good), so
+// that the backward can draw the same noise; a key that exists only on the
+// device (a generator under CUDA graph capture, a key tensor on the GPU) is
+// refused. Returns whether it ran.
 bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   const std::string name = error_name(args.op());
   if (!at::GradMode::is_enabled()) return false;
@@ -138,13 +139,18 @@ bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   refuse_grad_of_step_constants(args, at);
   const StepCall c = read_step_call(args, at);
   check_timestep_values(name.c_str(), *c.t, c.num_timesteps);
+  const bool from_key = at.noise_source == NoiseSource::kKey;
   const NoiseKey key =
-      draw_noise_key(name.c_str(), args.value(at.key.generator), args.tensor(at.x_t).device());
+      from_key ? tensor_noise_key(name.c_str(), args.tensor(at.key.key), args.tensor(at.x_t), true)
+               : draw_noise_key(name.c_str(), args.value(at.key.generator),
+                                args.tensor(at.x_t).device());
   TORCH_CHECK(!key.on_device(), name,
-              ": a learned variance's gradient needs the step's noise again, and inside a "
-              "CUDA graph capture a generator's noise is known on the device only: capture "
-              "the step without gradients, or draw the noise as a tensor (p_sample with "
-              "torch.randn_like)");
+              ": a learned variance's gradient needs the step's noise again, and ",
+              from_key ? "a key tensor on the GPU is read by the kernel only: pass the key on "
+                         "the CPU"
+                       : "inside a CUDA graph capture a generator's noise is known on the "
+                         "device only: capture the step without gradients",
+              ", or draw the noise as a tensor (p_sample with torch.randn_like)");
   const c10::OperatorHandle& seeded = kind_ops(*at.kind).seeded;
   torch::jit::Stack stack;
   for (const c10::Argument& argument : seeded.schema().arguments()) {
@@ -166,7 +172,10 @@ struct StepAutograd {
   using Args = StepArgs;
 
   static void run(CallArgs& args, const StepArgs& at, c10::DispatchKeySet) {
-    if (at.noise_source == NoiseSource::kGenerator && ran_with_drawn_key(args, at)) return;
+    if ((at.noise_source == NoiseSource::kGenerator || at.noise_source == NoiseSource::kKey) &&
+        ran_with_drawn_key(args, at)) {
+      return;
+    }
     refuse_grad_of_step_constants(args, at);
     const c10::OperatorHandle& op = args.op();
     if (ran_without_graph<2>(args, {&args.tensor(at.model_output), &args.tensor(at.x_t)})) {

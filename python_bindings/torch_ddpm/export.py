@@ -13,8 +13,9 @@ after x_T = philox_normal(x, seed, 0). That is the noise the in-kernel
 operators draw for the same key, so a seed gives the same samples as
 `torch_ddpm.Sampler(...)(x_T, seed)` (TorchScript), bit for bit, on the same
 device. With noise_from_key=True the step takes the key instead, an int64
-tensor (seed, 4*k), and draws that noise itself (philox_normal.key): the
-package then holds everything but the loop.
+tensor (seed, 4*k), and draws that noise inside the fused step
+(p_sample_philox.key, ddim_sample_philox.key): the package then holds
+everything but the loop, and no pass over memory writes the noise.
 
     step = SamplingStep(denoiser, betas, "epsilon", "learned_range")
     exported = export_step(step, example_x)              # torch.export.export
@@ -50,7 +51,8 @@ class SamplingStep(torch.nn.Module):
     forward(x_t, t, noise): t int64 [B] (every sample may have its own), noise
     like x_t. Returns x_{t-1}, a new tensor. With noise_from_key,
     forward(x_t, t, key): key int64 [2], (seed, offset), on the CPU or on
-    x_t's device; the noise is philox_normal's for that key.
+    x_t's device; the step draws the noise of that key in its own pass (the
+    noise philox_normal gives for it).
     """
 
     def __init__(self, denoiser: torch.nn.Module, betas, model_mean_type: str = "epsilon",
@@ -76,19 +78,22 @@ class SamplingStep(torch.nn.Module):
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         s = self.schedule
-        if self.noise_from_key:
-            noise = torch.ops.ddpm.philox_normal.key(x_t, noise)
         model_t = t if self.timestep_map is None else self.timestep_map[t]
         model_output = self.denoiser(x_t, model_t)
         tables = (s.sqrt_recip_alphas_cumprod, s.sqrt_recipm1_alphas_cumprod,
                   s.posterior_mean_coef1, s.posterior_mean_coef2)
         modes = (self.model_mean_type, self.model_var_type, self.clip_denoised)
         if self.ddim_eta < 0:
-            return torch.ops.ddpm.p_sample(model_output, x_t, t, noise, *tables,
-                                           s.posterior_log_variance_clipped, s.betas, *modes)[0]
-        return torch.ops.ddpm.ddim_sample(model_output, x_t, t, noise, *tables,
-                                          s.alphas_cumprod, s.alphas_cumprod_prev,
-                                          self.ddim_eta, *modes)[0]
+            # (noise_from_key: the .key overload draws the key's noise in the
+            # step's own pass)
+            op = torch.ops.ddpm.p_sample_philox.key if self.noise_from_key else \
+                torch.ops.ddpm.p_sample
+            return op(model_output, x_t, t, noise, *tables, s.posterior_log_variance_clipped,
+                      s.betas, *modes)[0]
+        op = torch.ops.ddpm.ddim_sample_philox.key if self.noise_from_key else \
+            torch.ops.ddpm.ddim_sample
+        return op(model_output, x_t, t, noise, *tables, s.alphas_cumprod, s.alphas_cumprod_prev,
+                  self.ddim_eta, *modes)[0]
 
 
 def _require_export():

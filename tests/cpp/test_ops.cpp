@@ -364,6 +364,10 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
   EXPECT_TRUE(at::equal(
       std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, gen, r, rm1, c1, c2, lv, betas)),
       std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, key, 0, r, rm1, c1, c2, lv, betas))));
+  EXPECT_TRUE(at::equal(
+      std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, at::tensor({key, int64_t{4}}, at::kLong),
+                                        r, rm1, c1, c2, lv, betas)),
+      std::get<0>(ddpm::p_sample_philox(eps, x, kTimesteps, key, 4, r, rm1, c1, c2, lv, betas))));
   std::tie(gen, key) = generator_and_seed(8);
   ddpm::ddim_sample_philox_out(out, eps, x, kTimesteps, gen, r, rm1, c1, c2, tb.alphas_cumprod,
                                prev, 0.6);

@@ -399,6 +399,53 @@ def test_a_key_tensor_draws_the_noise_of_its_seed_and_offset(device):
             assert torch.equal(torch.ops.ddpm.philox_normal.key(x, key), want)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_steps_and_q_sample_with_a_key_tensor_are_their_seeded_calls(device):
+    tab = {k: v.to(device) for k, v in ref.make_tables(T).items()}
+    x = torch.randn(3, 2, 4, 5, device=device)
+    out = torch.randn(3, 4, 4, 5, device=device)
+    t = torch.tensor([0, 40, 99], device=device)
+    for key_device in {"cpu", device}:
+        key = torch.tensor([77, 12], device=key_device)
+        got = torch.ops.ddpm.p_sample_philox.key(out, x, t, key, *step_tables(tab), "v",
+                                                 "learned_range")
+        want = torch.ops.ddpm.p_sample_philox(out, x, t, 77, 12, *step_tables(tab), "v",
+                                              "learned_range")
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+        got = torch.ops.ddpm.ddim_sample_philox.key(out[:, :2], x, t, key,
+                                                    *step_tables(tab, True), 0.6)
+        want = torch.ops.ddpm.ddim_sample_philox(out[:, :2], x, t, 77, 12,
+                                                 *step_tables(tab, True), 0.6)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+        q_tabs = (tab["sqrt_alphas_cumprod"], tab["sqrt_one_minus_alphas_cumprod"])
+        got = torch.ops.ddpm.q_sample_philox.key(x, t, key, *q_tabs)
+        want = torch.ops.ddpm.q_sample_philox(x, t, 77, 12, *q_tabs)
+        assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+def test_a_key_tensors_step_has_the_seeded_steps_gradients():
+    # a learned variance's gradient needs the noise again: the call runs as the
+    # seeded operator with the key's values (a key on the GPU is refused there)
+    tab = ref.make_tables(T)
+    t = torch.tensor([0, 40, 99])
+    grads = []
+    for form in ("key", "seed"):
+        torch.manual_seed(3)
+        x = torch.randn(3, 2, 4, dtype=torch.float64, requires_grad=True)
+        out = torch.randn(3, 4, 4, dtype=torch.float64)
+        out[:, 2:].uniform_(-0.9, 0.9)
+        out.requires_grad_(True)
+        if form == "key":
+            sample, pred = torch.ops.ddpm.p_sample_philox.key(
+                out, x, t, torch.tensor([5, 8]), *step_tables(tab), "epsilon", "learned_range")
+        else:
+            sample, pred = torch.ops.ddpm.p_sample_philox(
+                out, x, t, 5, 8, *step_tables(tab), "epsilon", "learned_range")
+        (sample.sum() + 2 * pred.sum()).backward()
+        grads.append((out.grad, x.grad))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
 def test_a_key_tensor_is_checked():
     x = torch.empty(3, 5)
     key = torch.ops.ddpm.philox_normal.key

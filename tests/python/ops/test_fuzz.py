@@ -485,12 +485,20 @@ def test_fuzz_every_overload(data):
         got = sc.call(op, values)
     if op.outputs:  # the functional overload's result, written where asked
         functional = next(o for o in sc.overloads() if o.name == op.name and not o.outputs
-                          and o.takes("generator") == op.takes("generator"))
+                          and o.takes("generator") == op.takes("generator")
+                          and o.takes("key") == op.takes("key"))
         fresh = {k: v for k, v in values.items() if k not in op.outputs}
         if state is not None:
             fresh["generator"] = _twin(values["generator"])
             fresh["generator"].set_state(state)
         assert _same(got, sc.call(functional, fresh)), op
+    if "key" in values and torch.is_tensor(values["key"]):  # the seeded operator, that key
+        seeded = next(o for o in sc.overloads() if o.name == op.name and o.takes("seed")
+                      and o.outputs == op.outputs)
+        args = {k: v for k, v in values.items() if k != "key"}
+        args["seed"], args["offset"] = (int(v) for v in values["key"].cpu())
+        args.update({k: torch.empty_like(values[k]) for k in op.outputs})
+        assert _same(got, sc.call(seeded, args)), op
     if state is not None:  # the seeded operator with the key the generator gives
         seeded = next(o for o in sc.overloads() if o.name == op.name and o.takes("seed")
                       and o.outputs == op.outputs)
