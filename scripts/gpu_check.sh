@@ -127,8 +127,12 @@ echo "tests: exit $tests_status ($(elapsed))"
 if command -v compute-sanitizer >/dev/null; then
   for tool in memcheck racecheck synccheck; do
     echo "== compute-sanitizer --tool $tool"
+    # memcheck over every dtype; racecheck and synccheck (shared memory and
+    # barriers, which only the loss's tile sums use) over float32 and bfloat16
+    dtypes=(float32 float64 float16 bfloat16)
+    [ "$tool" = memcheck ] || dtypes=(float32 bfloat16)
     timeout "$(limit 45 280)" compute-sanitizer --tool "$tool" --error-exitcode 9 --print-limit 20 \
-      python3 scripts/gpu_sanitize.py 2>&1 | tail -15
+      python3 scripts/gpu_sanitize.py --dtypes "${dtypes[@]}" 2>&1 | tail -15
     echo "$tool: exit ${PIPESTATUS[0]} ($(elapsed))"
   done
 else

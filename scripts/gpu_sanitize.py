@@ -140,11 +140,15 @@ def run(device, dtypes=DTYPES, shapes=SHAPES, graphs=None):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
+    parser.add_argument("--dtypes", nargs="+", default=[str(d).split(".")[-1] for d in DTYPES],
+                        help="a subset of the four (racecheck and synccheck, which watch "
+                             "shared memory and barriers, need not see every dtype)")
     args = parser.parse_args(argv)
-    calls, covered = run(args.device)
+    dtypes = [getattr(torch, name) for name in args.dtypes]
+    calls, covered = run(args.device, dtypes=dtypes)
     labels = sum(len(v) for v in covered.values())
     print(f"gpu_sanitize: {calls} operator calls on {args.device}: {len(covered)} overloads, "
-          f"{labels} (overload, variant) pairs, {len(DTYPES)} dtypes, {len(SHAPES)} shapes")
+          f"{labels} (overload, variant) pairs, {len(dtypes)} dtypes, {len(SHAPES)} shapes")
 
 
 if __name__ == "__main__":
