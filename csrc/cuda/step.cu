@@ -148,13 +148,9 @@ struct StepBackwardOp : StepOpBase<S, T, StepBackwardParams<S, T>> {
   }
 };
 
-// The prologue, then the main kernel; the forward step draws its noise in
-// the kernel when asked to.
+// The forward step draws its noise in the kernel when asked to.
 template <typename S, typename Op, typename T>
-void launch_op(Op op, const StepParams<S, T>& p, CudaLaunch launch) {
-  auto* coefs = static_cast<typename Op::Coef*>(launch.workspace);
-  cuda::launch_coef_prologue(op, p.batch, coefs, launch);
-  op.coefs = coefs;
+void launch_op(const Op& op, const StepParams<S, T>& p, CudaLaunch launch) {
   if (p.generate_noise) {
     cuda::launch_noise(op, p.batch, p.sample_numel, p.noise_key, launch);
   } else {
@@ -162,10 +158,7 @@ void launch_op(Op op, const StepParams<S, T>& p, CudaLaunch launch) {
   }
 }
 template <typename S, typename Op, typename T>
-void launch_op(Op op, const StepBackwardParams<S, T>& p, CudaLaunch launch) {
-  auto* coefs = static_cast<typename Op::Coef*>(launch.workspace);
-  cuda::launch_coef_prologue(op, p.batch, coefs, launch);
-  op.coefs = coefs;
+void launch_op(const Op& op, const StepBackwardParams<S, T>& p, CudaLaunch launch) {
   cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
 }
 
@@ -174,16 +167,23 @@ template <template <typename, typename, bool, bool> class Op, typename S,
           typename T, typename P>
 void launch_for_modes(const P& p, CudaLaunch launch) {
   if (p.batch == 0 || p.sample_numel == 0) return;
+  // the prologue into the workspace, then the kernel that reads it
+  auto* coefs = static_cast<StepCoef<acc_t<S>>*>(launch.workspace);
+  const auto run = [&](auto op) {
+    cuda::launch_coef_prologue(op, p.batch, coefs, launch);
+    op.coefs = coefs;
+    launch_op<S>(op, p, launch);
+  };
   const bool mean_is_output = step_mean_is_output(p.modes);
   const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
-    launch_op<S>(Op<S, T, true, true>{{p, nullptr}}, p, launch);
+    run(Op<S, T, true, true>{{p, nullptr}});
   } else if (mean_is_output) {
-    launch_op<S>(Op<S, T, true, false>{{p, nullptr}}, p, launch);
+    run(Op<S, T, true, false>{{p, nullptr}});
   } else if (learned) {
-    launch_op<S>(Op<S, T, false, true>{{p, nullptr}}, p, launch);
+    run(Op<S, T, false, true>{{p, nullptr}});
   } else {
-    launch_op<S>(Op<S, T, false, false>{{p, nullptr}}, p, launch);
+    run(Op<S, T, false, false>{{p, nullptr}});
   }
 }
 

@@ -129,6 +129,11 @@ void refuse_grad_of_step_constants(const CallArgs& args, const StepArgs& at) {
 // that the backward can draw the same noise; a key that exists only on the
 // device (a generator under CUDA graph capture, a key tensor on the GPU) is
 // refused. Returns whether it ran.
+// call_noise_key's view of this caller: a call that runs (its key is read).
+struct KeyReader {
+  static constexpr bool kRuns = true;
+};
+
 bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   const std::string name = error_name(args.op());
   if (!at::GradMode::is_enabled()) return false;
@@ -138,12 +143,10 @@ bool ran_with_drawn_key(CallArgs& args, const StepArgs& at) {
   if (!reads_var_channels(read_step_modes(name.c_str(), args, at))) return false;
   refuse_grad_of_step_constants(args, at);
   const StepCall c = read_step_call(args, at);
-  check_timestep_values(name.c_str(), *c.t, c.num_timesteps);
-  const bool from_key = at.noise_source == NoiseSource::kKey;
+  // the key as the kernels' backends take it (t checked before a generator draws)
   const NoiseKey key =
-      from_key ? tensor_noise_key(name.c_str(), args.tensor(at.key.key), args.tensor(at.x_t), true)
-               : draw_noise_key(name.c_str(), args.value(at.key.generator),
-                                args.tensor(at.x_t).device());
+      call_noise_key<KeyReader>(name.c_str(), args, at.key, *c.x_t, c.t, c.num_timesteps);
+  const bool from_key = at.noise_source == NoiseSource::kKey;
   TORCH_CHECK(!key.on_device(), name,
               ": a learned variance's gradient needs the step's noise again, and ",
               from_key ? "a key tensor on the GPU is read by the kernel only: pass the key on "

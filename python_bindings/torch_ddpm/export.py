@@ -120,8 +120,7 @@ def export_step(step: SamplingStep, example_x: torch.Tensor, dynamic_batch: bool
         noise = torch.zeros_like(example_x)
     dynamic_shapes = None
     if dynamic_batch:
-        batch = torch.export.Dim("batch", min=min_batch, max=max_batch) if max_batch else \
-            torch.export.Dim("batch", min=min_batch)
+        batch = torch.export.Dim("batch", min=min_batch, max=max_batch)
         dynamic_shapes = {"x_t": {0: batch}, "t": {0: batch},
                           "noise": None if step.noise_from_key else {0: batch}}
     with torch.no_grad():
