@@ -111,7 +111,7 @@ void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x) {
               " like the data, got ", t.device());
 }
 
-int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
+int64_t check_tables(const char* op, c10::ArrayRef<NamedTensor> tables,
                      const at::Tensor& x) {
   const NamedTensor& first = *tables.begin();
   const int64_t length = first.second->defined() && first.second->dim() == 1

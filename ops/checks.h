@@ -31,7 +31,7 @@ void check_timesteps(const char* op, const at::Tensor& t, const at::Tensor& x);
 
 // Schedule tables: 1-D, one length T >= 1, one dtype (float32 or float64),
 // on x's device. Returns T.
-int64_t check_tables(const char* op, std::initializer_list<NamedTensor> tables,
+int64_t check_tables(const char* op, c10::ArrayRef<NamedTensor> tables,
                      const at::Tensor& x);
 
 // (seed, offset) of in-kernel noise: any 64-bit seed (a negative int64 is

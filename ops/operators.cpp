@@ -124,6 +124,18 @@ std::vector<StepKindInfo> step_kind_list() {
      "bool use_clipped_model_output=True",
      {"sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
       "posterior_mean_coef2", "alphas_cumprod", "alphas_cumprod_prev"}},
+    // In sigma space, t indexing the inference steps: sigmas[t] the step's
+    // sigma, sigmas_next[t] the one it goes to (0 at the end). eta = 0 is
+    // diffusers' EulerDiscreteScheduler, eta = 1 EulerAncestralDiscreteScheduler.
+    // x_t is the sigma-scaled sample (the model sees x_t/sqrt(sigma^2 + 1)).
+    {StepKind::kEuler, "euler_sample",
+     "Tensor model_output, Tensor x_t, Tensor t, {noise}, Tensor sigmas, Tensor sigmas_next, "
+     "float eta=0., str model_mean_type=\"epsilon\", str model_var_type=\"fixed_small\", "
+     "bool clip_denoised=False, Tensor? clip_bound=None, bool clip_rescale=False",
+     "Tensor? grad_sample, Tensor? grad_pred_xstart, Tensor model_output, Tensor x_t, Tensor t, "
+     "Tensor? noise, Tensor sigmas, Tensor sigmas_next, float eta, str model_mean_type, "
+     "str model_var_type, bool clip_denoised, Tensor? clip_bound=None, bool clip_rescale=False",
+     {"sigmas", "sigmas_next", nullptr, nullptr, nullptr, nullptr}},
   };
 }
 

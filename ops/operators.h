@@ -29,9 +29,14 @@ struct StepKindInfo {
   // ("Tensor noise", "int seed, int offset" or "Generator? generator").
   const char* arguments;
   const char* backward_arguments;
-  // Its six schedule tables, as named in those arguments: every step's four
-  // (pred_xstart and the posterior mean), then the kind's own two.
+  // Its schedule tables, as named in those arguments, in the order of
+  // StepTables (ddpm/coefficients.h): up to six, the rest null.
   std::array<const char*, 6> tables;
+  size_t table_count() const {
+    size_t n = 0;
+    while (n < tables.size() && tables[n] != nullptr) ++n;
+    return n;
+  }
 };
 const std::vector<StepKindInfo>& step_kinds();
 

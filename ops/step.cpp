@@ -34,8 +34,9 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                 " like x_t, got ", model_output.sym_sizes());
   }
   check_timesteps(op, t, x_t);
-  const auto& n = tables;
-  return check_tables(op, {n[0], n[1], n[2], n[3], n[4], n[5]}, x_t);
+  size_t count = 0;
+  while (count < tables.size() && tables[count].second != nullptr) ++count;
+  return check_tables(op, c10::ArrayRef<NamedTensor>(tables.data(), count), x_t);
 }
 
 StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
@@ -61,7 +62,8 @@ StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
       pred_xstart(optional_arg(s, "pred_xstart")),
       grad_sample(optional_arg(s, "grad_sample")),
       grad_pred_xstart(optional_arg(s, "grad_pred_xstart")) {
-  for (size_t i = 0; i < 6; ++i) tables[i] = arg(s, info->tables[i]);
+  tables.fill(-1);
+  for (size_t i = 0; i < info->table_count(); ++i) tables[i] = arg(s, info->tables[i]);
 }
 
 StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& at) {
@@ -71,6 +73,9 @@ StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& 
   StepModes modes;
   modes.kind = at.kind->kind;
   modes.mean_type = parse_mean_type(op, args.str(at.model_mean_type));
+  TORCH_CHECK(modes.kind != StepKind::kEuler || modes.mean_type != MeanType::kPreviousX, op,
+              ": model_mean_type=\"previous_x\" is a posterior mean, which an Euler step "
+              "does not form: expected \"epsilon\", \"start_x\" or \"v\"");
   modes.var_type = parse_var_type(op, args.str(at.model_var_type));
   modes.clip_denoised = args.flag(at.clip_denoised);
   modes.eta = eta;
@@ -115,7 +120,8 @@ namespace {
 
 StepTableArgs table_args(const CallArgs& args, const StepArgs& at) {
   StepTableArgs tables;
-  for (size_t i = 0; i < 6; ++i) tables[i] = args.named_tensor(at.tables[i]);
+  tables.fill({nullptr, nullptr});
+  for (size_t i = 0; i < at.kind->table_count(); ++i) tables[i] = args.named_tensor(at.tables[i]);
   return tables;
 }
 

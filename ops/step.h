@@ -28,7 +28,7 @@ struct StepArgs {
   int model_output, x_t, t;
   int noise;         // a tensor's (a Tensor? in the backward)
   NoiseKeyArgs key;  // drawn in the kernel: seed and offset, or a generator
-  std::array<int, 6> tables;  // the kind's tables, in its order
+  std::array<int, 6> tables;  // the kind's tables, in its order (-1 past its count)
   int eta, model_mean_type, model_var_type, clip_denoised, clip_bound, clip_rescale,
       use_clipped_model_output;
   int sample, pred_xstart;            // a forward's outputs: out= both, sample_out sample
@@ -36,14 +36,17 @@ struct StepArgs {
   StepArgs(const c10::FunctionSchema& schema, const StepKindInfo* kind);
 };
 
-// A step's six tables, named as its schema names them.
+// A step's tables, named as its schema names them; {null, null} past the
+// kind's count.
 using StepTableArgs = std::array<NamedTensor, 6>;
 
-// The tables' pointers, in schema order, from contiguous copies.
+// The tables' pointers, in schema order, from contiguous copies (null past
+// the kind's count).
 template <typename Tab>
 StepTables<Tab> step_table_pointers(const std::array<at::Tensor, 6>& t) {
-  return {t[0].data_ptr<Tab>(), t[1].data_ptr<Tab>(), t[2].data_ptr<Tab>(),
-          t[3].data_ptr<Tab>(), {t[4].data_ptr<Tab>(), t[5].data_ptr<Tab>()}};
+  StepTables<Tab> tables;
+  for (size_t i = 0; i < 6; ++i) tables.table[i] = t[i].defined() ? t[i].data_ptr<Tab>() : nullptr;
+  return tables;
 }
 
 // What a step's kernels read, as they read it: contiguous (copies where not
@@ -54,7 +57,9 @@ struct StepOperands {
   StepOperands(const at::Tensor& model_output_, const at::Tensor& x_t_, const at::Tensor& t_,
                const StepTableArgs& tables_, const at::Tensor* clip_bound_)
       : model_output(model_output_.contiguous()), x_t(x_t_.contiguous()), t(t_.contiguous()) {
-    for (size_t i = 0; i < 6; ++i) tables[i] = tables_[i].second->contiguous();
+    for (size_t i = 0; i < 6; ++i) {
+      if (tables_[i].second != nullptr) tables[i] = tables_[i].second->contiguous();
+    }
     if (clip_bound_ != nullptr) {
       clip_bound = clip_bound_->to(tables[0].scalar_type()).contiguous();
     }

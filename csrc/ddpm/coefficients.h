@@ -49,22 +49,40 @@ struct LinearTables {
 // for every kind. A kind adds its case here and its schema entry to
 // step_kind_list (ops/operators.cpp); docs/design.md lists the rest.
 enum class StepKind : int32_t {
-  kDdpm = 0,  // ancestral (p_sample): the posterior mean, a fixed or learned variance
-  kDdim = 1,  // DDIM (ddim_sample): eta scales its noise; a learned variance is ignored
+  kDdpm = 0,   // ancestral (p_sample): the posterior mean, a fixed or learned variance
+  kDdim = 1,   // DDIM (ddim_sample): eta scales its noise; a learned variance is ignored
+  kEuler = 2,  // Euler in sigma space (euler_sample): eta scales the ancestral noise
   kNumStepKinds  // (not a kind: their count, for the tests that run every kind)
 };
 
-// Tables of a reverse step: the four every kind reads, then the kind's own
-// two (its operator's fifth and sixth tables, ops/operators.cpp): DDPM's
-// posterior_log_variance_clipped and betas; DDIM's alphas_cumprod and the
-// target's, abar_{t-1} for a step back (abar_{t+1} for ddim_reverse_sample).
+// A step's tables, in its operator's order (its entry in step_kind_list,
+// ops/operators.cpp); a kind with fewer than six leaves the rest null. t
+// indexes each of them.
+//   DDPM and DDIM (training timesteps, x in the variance-preserving scale):
+//     sqrt_recip_alphas_cumprod (1/sqrt(abar_t)), sqrt_recipm1_alphas_cumprod
+//     (sqrt(1/abar_t - 1)), posterior_mean_coef1, posterior_mean_coef2, then
+//     the kind's own two: DDPM's posterior_log_variance_clipped and betas;
+//     DDIM's alphas_cumprod and the target's, abar_{t-1} for a step back
+//     (abar_{t+1} for ddim_reverse_sample).
+//   Euler (inference steps, x in the sigma scale, x = x_vp/sqrt(abar)):
+//     sigmas (sigma_t) and sigmas_next (the sigma the step goes to).
+enum StepTableIndex : int32_t {
+  kSqrtRecipAlphasCumprod = 0,
+  kSqrtRecipm1AlphasCumprod = 1,
+  kPosteriorMeanCoef1 = 2,
+  kPosteriorMeanCoef2 = 3,
+  kOwnTable0 = 4,
+  kOwnTable1 = 5,
+  kSigmas = 0,
+  kSigmasNext = 1,
+};
+
 template <typename table_t>
 struct StepTables {
-  const table_t* sqrt_recip_alphas_cumprod;    // 1/sqrt(abar_t)
-  const table_t* sqrt_recipm1_alphas_cumprod;  // sqrt(1/abar_t - 1)
-  const table_t* posterior_mean_coef1;
-  const table_t* posterior_mean_coef2;
-  const table_t* kind_tables[2];
+  const table_t* table[6];
+  DDPM_HD double at(int32_t which, int64_t t) const {
+    return static_cast<double>(table[which][t]);
+  }
 };
 
 // The kind of step, what the model predicts, how the variance is formed;
@@ -165,8 +183,8 @@ template <typename acc, typename table_t>
 DDPM_HD void ddim_coef(const StepTables<table_t>& tab, int64_t t,
                        const StepModes& modes, double r, double rm1,
                        bool zero_snr, double A, double Bm, StepCoef<acc>& k) {
-  const double abar = static_cast<double>(tab.kind_tables[0][t]);      // alphas_cumprod
-  const double abar_tgt = static_cast<double>(tab.kind_tables[1][t]);  // the target's
+  const double abar = tab.at(kOwnTable0, t);      // alphas_cumprod
+  const double abar_tgt = tab.at(kOwnTable1, t);  // the target's
   // eta = 0 must give exactly 0, also for a reverse step (abar_tgt < abar)
   // where the square roots below are NaN.
   const double sigma =
@@ -201,8 +219,8 @@ DDPM_HD void ddpm_coef(const StepTables<table_t>& tab, int64_t t,
                        const StepModes& modes, double c1, double c2,
                        StepCoef<acc>& k) {
   // posterior_log_variance_clipped, betas
-  const double min_log = static_cast<double>(tab.kind_tables[0][t]);
-  const double max_log = ::log(static_cast<double>(tab.kind_tables[1][t]));
+  const double min_log = tab.at(kOwnTable0, t);
+  const double max_log = ::log(tab.at(kOwnTable1, t));
   double log_var = min_log;  // fixed_small
   if (modes.var_type == VarType::kFixedLarge) {
     // improved-diffusion: log(append(posterior_variance[1], betas[1:])); the
@@ -261,34 +279,84 @@ DDPM_HD void clip_coef(const StepModes& modes, double s, double& A, double& Bm,
   k.clip_hi = static_cast<acc>(hi);
 }
 
+// The Euler step in sigma space (Karras et al. 2022, Algorithm 2 without
+// churn: diffusers' EulerDiscreteScheduler; with eta = 1 its
+// EulerAncestralDiscreteScheduler). x is the sample in the sigma scale,
+// sigma = sqrt(1/abar - 1) (the model is given x/sqrt(sigma^2 + 1)):
+//   pred_x0    = x - sigma*eps                            (epsilon)
+//              = x/(sigma^2 + 1) - sigma/sqrt(sigma^2 + 1)*v  (v)
+//              = the output                               (start_x)
+//   sigma_up   = min(sigma_next, eta*sqrt(sigma_next^2*(sigma^2 - sigma_next^2)/sigma^2))
+//   sigma_down = sqrt(sigma_next^2 - sigma_up^2)
+//   sample     = x + (x - pred_x0)/sigma*(sigma_down - sigma) + sigma_up*noise
+//              = (sigma_down/sigma)*x + (1 - sigma_down/sigma)*pred_x0 + sigma_up*noise
+// so c1 = 1 - sigma_down/sigma, c2 = sigma_down/sigma, sigma_fixed = sigma_up.
+template <typename acc, typename table_t>
+DDPM_HD void euler_coef(const StepTables<table_t>& tab, int64_t t, const StepModes& modes,
+                        double& A, double& Bm, StepCoef<acc>& k) {
+  const double sigma = tab.at(kSigmas, t);
+  const double sigma_next = tab.at(kSigmasNext, t);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  switch (modes.mean_type) {
+    case MeanType::kEpsilon:
+      A = 1.0;
+      Bm = -sigma;
+      break;
+    case MeanType::kV:
+      A = 1.0 / (sigma * sigma + 1.0);
+      Bm = -sigma / ::sqrt(sigma * sigma + 1.0);
+      break;
+    case MeanType::kStartX:
+      A = 0.0;
+      Bm = 1.0;
+      break;
+    case MeanType::kPreviousX:  // (refused by the operators: no posterior mean here)
+      A = nan;
+      Bm = nan;
+      break;
+  }
+  // eta = 0 must give exactly 0 (no noise), and sigma_next = 0 (the last
+  // step) too; min keeps sigma_down real for eta > 1.
+  double sigma_up = 0.0;
+  if (modes.eta != 0.0 && sigma_next != 0.0) {
+    const double full = ::sqrt(sigma_next * sigma_next * (sigma * sigma - sigma_next * sigma_next) /
+                               (sigma * sigma));
+    sigma_up = modes.eta * full < sigma_next ? modes.eta * full : sigma_next;
+  }
+  const double down_squared = sigma_next * sigma_next - sigma_up * sigma_up;
+  const double ratio = ::sqrt(down_squared > 0.0 ? down_squared : 0.0) / sigma;
+  k.c1 = static_cast<acc>(1.0 - ratio);
+  k.c2 = static_cast<acc>(ratio);
+  k.sigma_fixed = static_cast<acc>(sigma_up);
+  k.nz = static_cast<acc>(sigma_up != 0.0 ? 1.0 : 0.0);
+}
+
 // The coefficients of step t, formed in double and rounded once to acc;
 // clip_bound: the sample's bound s (see clip_coef).
 template <typename acc, typename table_t>
 DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
                                 const StepModes& modes, double clip_bound = 1.0) {
-  const double r = static_cast<double>(tab.sqrt_recip_alphas_cumprod[t]);
-  const double rm1 = static_cast<double>(tab.sqrt_recipm1_alphas_cumprod[t]);
-  const double c1 = static_cast<double>(tab.posterior_mean_coef1[t]);
-  const double c2 = static_cast<double>(tab.posterior_mean_coef2[t]);
-  const bool zero_snr = r == std::numeric_limits<double>::infinity();
-  double A = 0.0, Bm = 1.0;
-  pred_x0_coef(modes.mean_type, r, rm1, c1, c2, zero_snr, A, Bm);
-
   StepCoef<acc> k;
-  k.nz = static_cast<acc>(t != 0 ? 1.0 : 0.0);
   k.lv_a = acc(0);
   k.lv_b = acc(1);
   k.log_var_fixed = acc(0);
   k.c3 = acc(0);
-  switch (modes.kind) {
-    case StepKind::kDdim:  // (the model's own noise reads the unclipped A, Bm)
+  double A = 0.0, Bm = 1.0;
+  if (modes.kind == StepKind::kEuler) {
+    euler_coef(tab, t, modes, A, Bm, k);
+  } else {  // the variance-preserving kinds: their four shared tables
+    const double r = tab.at(kSqrtRecipAlphasCumprod, t);
+    const double rm1 = tab.at(kSqrtRecipm1AlphasCumprod, t);
+    const double c1 = tab.at(kPosteriorMeanCoef1, t);
+    const double c2 = tab.at(kPosteriorMeanCoef2, t);
+    const bool zero_snr = r == std::numeric_limits<double>::infinity();
+    pred_x0_coef(modes.mean_type, r, rm1, c1, c2, zero_snr, A, Bm);
+    k.nz = static_cast<acc>(t != 0 ? 1.0 : 0.0);
+    if (modes.kind == StepKind::kDdim) {  // (the model's own noise reads the unclipped A, Bm)
       ddim_coef(tab, t, modes, r, rm1, zero_snr, A, Bm, k);
-      break;
-    case StepKind::kDdpm:
+    } else {
       ddpm_coef(tab, t, modes, c1, c2, k);
-      break;
-    case StepKind::kNumStepKinds:  // not a kind (the operators never pass it)
-      break;
+    }
   }
   clip_coef(modes, clip_bound, A, Bm, k);
   k.A = static_cast<acc>(A);

@@ -49,7 +49,9 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     const auto& a = call.args;
     variable_list saved = {model_output, x_t, a[at->t].toTensor(),
                            at->noise >= 0 ? a[at->noise].toTensor() : Variable()};
-    for (int table : at->tables) saved.push_back(a[table].toTensor());
+    for (size_t i = 0; i < at->kind->table_count(); ++i) {
+      saved.push_back(a[at->tables[i]].toTensor());
+    }
     ctx->save_for_backward(saved);
     ctx->saved_data["kind"] = static_cast<int64_t>(at->kind - step_kinds().data());
     if (at->noise_source == NoiseSource::kPhilox) {
@@ -106,7 +108,7 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     for (size_t i = 0; i < 4; ++i) {
       if (name == kSavedTensors[i]) return s[i].defined() ? c10::IValue(s[i]) : c10::IValue();
     }
-    for (size_t i = 0; i < 6; ++i) {
+    for (size_t i = 0; i < kind.table_count(); ++i) {
       if (name == kind.tables[i]) return s[4 + i];
     }
     TORCH_CHECK(false, "ddpm: ", kind.name, "_backward takes ", name,
@@ -118,7 +120,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
 // require grad (autograd would leave their gradient None without a word).
 void refuse_grad_of_step_constants(const CallArgs& args, const StepArgs& at) {
   std::array<NamedTensor, 7> constants;
-  for (size_t i = 0; i < 6; ++i) constants[i] = args.named_tensor(at.tables[i]);
+  constants.fill({nullptr, nullptr});
+  for (size_t i = 0; i < at.kind->table_count(); ++i) constants[i] = args.named_tensor(at.tables[i]);
   constants[6] = {"clip_bound", args.optional_tensor(at.clip_bound)};
   refuse_grad_of_constants(args.op(), "model_output and x_t", constants);
 }

@@ -1,22 +1,23 @@
 """The schedule tables as the adapters hand them to the operators: one copy
-per device, made outside inference mode, and each step operator's six tables
-in its schema's order (ops/operators.cpp; a test holds the two together)."""
+per device, made outside inference mode, and each step operator's tables in
+its schema's order (ops/operators.cpp; a test holds the two together)."""
 import torch
 
 __all__ = ["STEP_TABLES", "step_tables", "cached_on"]
 
-# Each step operator's six tables, in its order: every step's four (x_0 and
-# the posterior mean), then the kind's own two.
+# Each step operator's tables, in its order: the variance-preserving steps'
+# four (x_0 and the posterior mean), then the kind's own two; Euler's sigmas.
 _COMMON = ("sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_mean_coef1",
            "posterior_mean_coef2")
 STEP_TABLES = {
     "p_sample": _COMMON + ("posterior_log_variance_clipped", "betas"),
     "ddim_sample": _COMMON + ("alphas_cumprod", "alphas_cumprod_prev"),
+    "euler_sample": ("sigmas", "sigmas_next"),
 }
 
 
 def step_tables(kind, tables, **instead):
-    """The six tables of step operator `kind` ("p_sample", "ddim_sample") from
+    """The tables of step operator `kind` ("p_sample", "ddim_sample", ...) from
     a {name: tensor} mapping, in its order; instead: a table to pass in a
     name's place (the DDIM step towards alphas_cumprod_next, say)."""
     return tuple(instead[name] if name in instead else tables[name] for name in STEP_TABLES[kind])

@@ -390,11 +390,14 @@ const ddpm::VarType kVarTypes[] = {ddpm::VarType::kFixedSmall, ddpm::VarType::kF
 template <typename T>
 ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
   if (kind == ddpm::StepKind::kDdim) {
-    return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
-            {tab.abar.data(), tab.abar_prev.data()}};
+    return {{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(), tab.abar.data(),
+             tab.abar_prev.data()}};
+  }
+  if (kind == ddpm::StepKind::kEuler) {  // sigmas, sigmas_next: sqrt(1/abar - 1) > sqrt(1 - abar)
+    return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), nullptr, nullptr, nullptr, nullptr}};
   }  // (another kind's own two tables: any valid values compare the backends)
-  return {tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
-          {tab.log_var_clipped.data(), tab.betas.data()}};
+  return {{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
+           tab.log_var_clipped.data(), tab.betas.data()}};
 }
 
 // How a combination clips pred_xstart: not, to [-1, 1], to a per-sample

@@ -108,10 +108,11 @@ def clip_bounds(batch, device):
             .repeat(batch // 5 + 1)[:batch].to(device))
 
 
-def step_builder(ddim, philox):
+def step_builder(kind, philox):
+    ddim = kind == "ddim_sample"
     def build(device, dtype, shape, mode, nc, table_dtype=torch.float64):
         mean_type, var_type, extra = mode[:3]
-        clip = mode[3] if len(mode) > 3 else None  # None, "bound" or "rescale"
+        clip = mode[3] if len(mode) > 3 else None  # None, "none", "bound" or "rescale"
         model_noise = len(mode) > 4 and mode[4] == "model_noise"  # DDIM's own option
         tab = tables(device, table_dtype)
         learned = var_type in ref.LEARNED
@@ -129,13 +130,18 @@ def step_builder(ddim, philox):
         else:
             noise = data(shape, dtype, device, 5, nc)
             noise_args = (noise,)
-        names = DDIM_TABLES if ddim else P_TABLES
-        eta = (extra,) if ddim else ()
-        clip_args, ref_clip = (), True
-        if clip is not None:
+        names = STEP_TABLES[kind]
+        eta = (extra,) if kind != "p_sample" else ()
+        clip_args, ref_clip, clip_denoised = (), True, True
+        if clip == "none":
+            ref_clip = clip_denoised = False
+        elif clip is not None:
             bound = clip_bounds(shape[0], device)
             clip_args, ref_clip = (bound, clip == "rescale"), (bound, clip == "rescale")
-        if ddim:
+        if kind == "euler_sample":
+            want = ref.euler_sample(model_output, x, t, noise, tab, extra, mean_type, var_type,
+                                    ref_clip)
+        elif ddim:
             want = ref.ddim_sample(model_output, x, t, noise, tab, extra, mean_type, var_type,
                                    ref_clip, use_clipped_model_output=not model_noise)
         else:
@@ -145,7 +151,7 @@ def step_builder(ddim, philox):
             clip_args = clip_args or (None, False)
             clip_args += (False,)  # use_clipped_model_output
         args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *eta,
-                mean_type, var_type, True, *clip_args)
+                mean_type, var_type, clip_denoised, *clip_args)
         data_args = {0: "model_output", 1: "x_t"}
         if not philox:
             data_args[3] = "noise"
@@ -177,6 +183,12 @@ DDIM_MODES = [(m, v, eta) for m in MEAN_TYPES for v in ("fixed_small", "learned_
     # the model's own noise prediction (diffusers' use_clipped_model_output=False)
     (m, "fixed_small", 0.5, clip, "model_noise") for m in MEAN_TYPES
     for clip in (None, "rescale")]
+# eta 0: diffusers' Euler, 1: its ancestral step; unclipped (diffusers' Euler)
+# and clipped
+EULER_MODES = [(m, v, eta, "none") for m in ("epsilon", "start_x", "v")
+               for v in ("fixed_small", "learned") for eta in (0.0, 1.0)] + [
+    ("epsilon", "fixed_small", 0.5, None), ("v", "fixed_small", 1.0, "rescale"),
+    ("start_x", "fixed_large", 0.0, "bound")]
 
 OPS = [
     Op("q_sample", build_q_sample, differentiable=(0, 2), out_overloads={"out": ("out",)}),
@@ -188,12 +200,15 @@ OPS = [
        [(target, weighted) for weighted in (True, False) for target in ("epsilon", "start_x", "v")],
        (0, 1, 2), result_dtype=lambda dtype: torch.float64 if dtype == torch.float64
        else torch.float32),
-    Op("p_sample", step_builder(False, False), P_MODES, (0, 1), STEP_OUTS, True),
-    Op("p_sample_philox", step_builder(False, True), P_MODES, (0, 1), STEP_OUTS, True),
-    Op("ddim_sample", step_builder(True, False), DDIM_MODES, (0, 1), STEP_OUTS, True,
+    Op("p_sample", step_builder("p_sample", False), P_MODES, (0, 1), STEP_OUTS, True),
+    Op("p_sample_philox", step_builder("p_sample", True), P_MODES, (0, 1), STEP_OUTS, True),
+    Op("ddim_sample", step_builder("ddim_sample", False), DDIM_MODES, (0, 1), STEP_OUTS, True,
        float32_tables=False),
-    Op("ddim_sample_philox", step_builder(True, True), DDIM_MODES, (0, 1), STEP_OUTS, True,
-       float32_tables=False),
+    Op("ddim_sample_philox", step_builder("ddim_sample", True), DDIM_MODES, (0, 1), STEP_OUTS,
+       True, float32_tables=False),
+    Op("euler_sample", step_builder("euler_sample", False), EULER_MODES, (0, 1), STEP_OUTS, True),
+    Op("euler_sample_philox", step_builder("euler_sample", True), EULER_MODES, (0, 1),
+       STEP_OUTS, True),
 ]
 
 

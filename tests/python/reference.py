@@ -12,6 +12,9 @@ def make_tables(num_timesteps=1000, schedule="linear", device="cpu", dtype=torch
     from torch_ddpm.schedules import get_named_beta_schedule
 
     tabs = schedule_tables(get_named_beta_schedule(schedule, num_timesteps))
+    # an Euler chain over every training step, t -> t - 1 (sigma 0 after t = 0)
+    tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
+    tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
     return {k: v.to(device=device, dtype=dtype) for k, v in tabs.items()}
 
 
@@ -65,6 +68,10 @@ def _pred_xstart(out, x, t, tab, mean_type, clip):
     slack = torch.zeros_like(pred)
     if mean_type == "v":
         slack = 8 * 2.0**-53 * B.abs() * out.abs() / (1 - ex("alphas_cumprod"))
+    return _clipped(pred, pred_mag, slack, x, clip)
+
+
+def _clipped(pred, pred_mag, slack, x, clip):
     if isinstance(clip, tuple):  # (clip_bound [B], clip_rescale)
         bound, rescale = clip
         # the bound's magnitude; with rescaling at least 2^-60 (docs/operators.md)
@@ -173,6 +180,39 @@ def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip
     sample_slack = ((abar_tgt.sqrt() + d / (1 - abar).sqrt()) * slack
                     + 8 * 2.0**-53 / (1 - abar) * d * eps_mag)
     return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
+
+
+def euler_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip):
+    """An Euler step in sigma space from tab["sigmas"][t] to
+    tab["sigmas_next"][t] as diffusers' Euler schedulers write it (the ODE
+    derivative (x - x_0)/sigma times the step), its ancestral part (eta
+    times sigma_up, k-diffusion's get_ancestral_step) included. Returns what
+    p_sample returns; a learned variance half is ignored."""
+    x, out, z = x_t.double(), model_output.double(), noise.double()
+    if var_type in LEARNED:
+        out = out[:, : x.shape[1]]
+    sigma, sigma_next = per_sample(tab["sigmas"], t, x.dim()), per_sample(tab["sigmas_next"], t,
+                                                                            x.dim())
+    if mean_type == "epsilon":
+        A, B = torch.ones_like(sigma), -sigma
+    elif mean_type == "v":
+        A, B = 1 / (sigma**2 + 1), -sigma / (sigma**2 + 1).sqrt()
+    elif mean_type == "start_x":
+        A, B = torch.zeros_like(sigma), torch.ones_like(sigma)
+    else:
+        raise ValueError(mean_type)
+    pred, pred_mag, slack = _clipped(A * x + B * out, A.abs() * x.abs() + B.abs() * out.abs(),
+                                     torch.zeros_like(x), x, clip)
+    up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).sqrt()
+    up = torch.minimum(eta * up, sigma_next) if eta != 0 else torch.zeros_like(sigma)
+    down = (sigma_next**2 - up**2).sqrt()
+    derivative = (x - pred) / sigma
+    sample = x + derivative * (down - sigma) + up * z
+    # the kernel forms (down/sigma)*x + (1 - down/sigma)*pred_xstart: a
+    # rounding of down/sigma (float32 tables) moves the pred_xstart term by
+    # its share of |pred_xstart|, however small 1 - down/sigma is
+    sample_mag = x.abs() + (x.abs() + pred_mag) * (1 + (sigma - down).abs() / sigma) + up * z.abs()
+    return sample, pred, sample_mag, pred_mag, (slack * (sigma - down).abs() / sigma, slack)
 
 
 def diffusion_mse(model_output, x_start, noise, t, tab, weight, target):

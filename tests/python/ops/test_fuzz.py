@@ -40,7 +40,6 @@ Q_TABLES = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
 POST_TABLES = ("posterior_mean_coef1", "posterior_mean_coef2", "posterior_variance",
                "posterior_log_variance_clipped")
 # each step's tables, by ddim
-KIND_TABLES = {False: STEP_TABLES["p_sample"], True: STEP_TABLES["ddim_sample"]}
 
 
 class Broken(Exception):
@@ -60,7 +59,11 @@ def tables_of(kind, T):
     betas = linear_betas(T) if kind == "linear" else cosine_betas(T)
     if kind == "zero_snr":
         betas[-1] = 1.0
-    return schedule_tables(betas)
+    tabs = schedule_tables(betas)
+    # an Euler chain over the training steps, t -> t - 1 (as reference.make_tables)
+    tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
+    tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
+    return tabs
 
 
 def table_dtypes(dtype):
@@ -91,10 +94,12 @@ def make_data(draw, shape, dtype, name, scale=2.0):
     return (torch.randn(*shape, generator=g) * scale).to(dtype)
 
 
-def make_timesteps(draw, batch, T, kind, mean_type=None):
+def make_timesteps(draw, batch, T, kind, mean_type=None, euler=False):
     top = T - 1
-    if kind == "zero_snr" and mean_type == "epsilon":
-        top = T - 2  # epsilon has no x_0 at abar = 0 (see test_small_schedules.py)
+    if kind == "zero_snr" and (mean_type == "epsilon" or euler):
+        # epsilon has no x_0 at abar = 0 (see test_small_schedules.py); an
+        # Euler step none at sigma = inf
+        top = T - 2
         if top < 0:
             return None
     values = draw(st.lists(st.integers(0, top), min_size=batch, max_size=batch), label="t")
@@ -203,9 +208,10 @@ def test_fuzz_posterior_mean_variance(data):
 @given(data=st.data())
 def test_fuzz_steps(data):
     draw = data.draw
-    ddim = draw(st.booleans(), label="ddim")
+    step = draw(st.sampled_from(sorted(STEP_TABLES)), label="step")
+    ddim, euler = step == "ddim_sample", step == "euler_sample"
     philox = draw(st.booleans(), label="philox")
-    op = "ddpm." + ("ddim_sample" if ddim else "p_sample") + ("_philox" if philox else "")
+    op = "ddpm." + step + ("_philox" if philox else "")
     kind, T = draw(schedules())
     tab64 = tables_of(kind, T)
     shape = draw(shapes())
@@ -213,17 +219,17 @@ def test_fuzz_steps(data):
     # a DDIM step forms 1 - abar from the tables: float32 ones lose that where
     # abar is near 1 (docs/operators.md), which is not the kernel's rounding
     table_dtype = torch.float64 if ddim else draw(table_dtypes(dtype))
-    mean_type = draw(st.sampled_from(MEAN_TYPES))
+    mean_type = draw(st.sampled_from([m for m in MEAN_TYPES if not (euler and m == "previous_x")]))
     var_type = draw(st.sampled_from(VAR_TYPES))
     # the limit on x_0: none, [-1, 1], a per-sample bound, or a bound that also
     # divides (thresholding); DDIM's direction term from either noise prediction
     clip_kind = draw(st.sampled_from(["none", "unit", "bound", "rescale"]), label="clip")
     clip = clip_kind != "none"
     use_clipped = draw(st.booleans(), label="use_clipped_model_output") if ddim else True
-    eta = draw(st.sampled_from([0.0, 0.3, 1.0])) if ddim else None
+    eta = draw(st.sampled_from([0.0, 0.3, 1.0])) if ddim or euler else None
     learned = var_type in ref.LEARNED
     out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
-    t = make_timesteps(draw, shape[0], T, kind, mean_type)
+    t = make_timesteps(draw, shape[0], T, kind, mean_type, euler)
     if t is None:
         return
     args = {"model_output": make_data(draw, out_shape, dtype, "model_output"),
@@ -238,7 +244,7 @@ def test_fuzz_steps(data):
         args["offset"] = 4 * draw(st.integers(0, 2**40), label="offset / 4")
     else:
         args["noise"] = make_data(draw, shape, dtype, "noise", scale=1.0)
-    tables = KIND_TABLES[ddim]
+    tables = STEP_TABLES[step]
     args.update({k: tab64[k].to(table_dtype) for k in tables})
     bound = None
     if clip_kind in ("bound", "rescale"):  # positive, any float dtype, maybe strided
@@ -253,7 +259,7 @@ def test_fuzz_steps(data):
     modes = [mean_type, var_type]
     mode_break = draw(st.sampled_from([None] * 8 + ["model_mean_type", "model_var_type", "eta",
                                                     "clip_bound"]), label="mode break")
-    if not broken and mode_break == "eta" and ddim:
+    if not broken and mode_break == "eta" and eta is not None:
         eta, broken = -0.5, "eta"
     elif not broken and mode_break in ("model_mean_type", "model_var_type"):
         modes[0 if mode_break == "model_mean_type" else 1] = "gaussian"
@@ -268,7 +274,7 @@ def test_fuzz_steps(data):
         options["use_clipped_model_output"] = use_clipped
     order = (["model_output", "x_t", "t"] + (["seed", "offset"] if philox else ["noise"])
              + list(tables))
-    extra = [eta] if ddim else []
+    extra = [eta] if eta is not None else []
     fn = getattr(torch.ops.ddpm, op.split(".")[1])
 
     def call(**kw):
@@ -280,7 +286,10 @@ def test_fuzz_steps(data):
     noise = (torch.ops.ddpm.philox_normal(args["x_t"].float(), args["seed"], args["offset"])
              if philox else args["noise"])
     ref_clip = (bound, options["clip_rescale"]) if bound is not None else clip
-    if ddim:
+    if euler:
+        want = ref.euler_sample(args["model_output"], args["x_t"], t, noise, tab64, eta,
+                                mean_type, var_type, ref_clip)
+    elif ddim:
         want = ref.ddim_sample(args["model_output"], args["x_t"], t, noise, tab64, eta,
                                mean_type, var_type, ref_clip,
                                use_clipped_model_output=use_clipped)
@@ -420,7 +429,8 @@ def test_fuzz_every_overload(data):
         "noise_offset": lambda: draw(st.sampled_from(
             [None] + ([torch.randn(batch, shape[0]).to(dtype)] if shape[0] > 0 else []))),
         "target": lambda: draw(st.sampled_from(["epsilon", "start_x", "v"])),
-        "model_mean_type": lambda: draw(st.sampled_from(MEAN_TYPES)),
+        "model_mean_type": lambda: draw(st.sampled_from(
+            [m for m in MEAN_TYPES if not (op.name.startswith("euler") and m == "previous_x")])),
         "model_var_type": lambda: draw(st.sampled_from(["fixed_small", "fixed_large"])),
         "eta": lambda: draw(st.sampled_from([0.0, 0.5, 1.0])),
         "use_clipped_model_output": lambda: draw(st.booleans()),
