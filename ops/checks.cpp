@@ -180,6 +180,17 @@ VarType parse_var_type(const char* op, const std::string& name) {
                               {"learned_range", VarType::kLearnedRange}});
 }
 
+bool parse_solver_type_is_heun(const char* op, const std::string& name) {
+  return parse_mode<bool>(op, "solver_type", name, {{"midpoint", false}, {"heun", true}});
+}
+
+bool parse_algorithm_type_is_sde(const char* op, const std::string& name) {
+  return parse_mode<bool>(op, "algorithm_type", name,
+                          {{"dpmsolver++", false}, {"sde-dpmsolver++", true}},
+                          " (dpmsolver and sde-dpmsolver, the noise-prediction forms, are not "
+                          "fused)");
+}
+
 LossTarget parse_loss_target(const char* op, const std::string& name) {
   const bool posterior = name == "previous_x" || name == "PREVIOUS_X";
   return parse_mode<LossTarget>(

@@ -56,6 +56,10 @@ void check_noise_offset(const char* op, const at::Tensor* noise_offset, const at
 
 MeanType parse_mean_type(const char* op, const std::string& name);
 VarType parse_var_type(const char* op, const std::string& name);
+// DPM-Solver++'s second-order form ("midpoint" or "heun": whether heun) and
+// algorithm ("dpmsolver++" or "sde-dpmsolver++": whether sde).
+bool parse_solver_type_is_heun(const char* op, const std::string& name);
+bool parse_algorithm_type_is_sde(const char* op, const std::string& name);
 // diffusion_mse's target: 'epsilon', 'start_x' or 'v' (any case).
 LossTarget parse_loss_target(const char* op, const std::string& name);
 

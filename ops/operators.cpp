@@ -136,6 +136,24 @@ std::vector<StepKindInfo> step_kind_list() {
      "Tensor? noise, Tensor sigmas, Tensor sigmas_next, float eta, str model_mean_type, "
      "str model_var_type, bool clip_denoised, Tensor? clip_bound=None, bool clip_rescale=False",
      {"sigmas", "sigmas_next", nullptr, nullptr, nullptr, nullptr}},
+    // DPM-Solver++ multistep, t indexing the inference steps as Euler's, x_t
+    // in the variance-preserving scale. solver_order is this step's order (a
+    // scheduler lowers it at the first and last steps); orders 2 and 3 read
+    // pred_xstart_1 and pred_xstart_2, the pred_xstart outputs of the steps
+    // one and two before, and sigmas_1[t], sigmas_2[t], those steps' sigmas.
+    // algorithm_type "dpmsolver++" (ODE) or "sde-dpmsolver++" (with noise).
+    {StepKind::kDpmSolver, "dpm_solver_sample",
+     "Tensor model_output, Tensor x_t, Tensor t, {noise}, Tensor sigmas, Tensor sigmas_next, "
+     "Tensor sigmas_1, Tensor sigmas_2, Tensor? pred_xstart_1=None, "
+     "Tensor? pred_xstart_2=None, int solver_order=1, str solver_type=\"midpoint\", "
+     "str algorithm_type=\"dpmsolver++\", str model_mean_type=\"epsilon\", "
+     "str model_var_type=\"fixed_small\", bool clip_denoised=False, Tensor? clip_bound=None, "
+     "bool clip_rescale=False",
+     "Tensor? grad_sample, Tensor? grad_pred_xstart, Tensor model_output, Tensor x_t, Tensor t, "
+     "Tensor? noise, Tensor sigmas, Tensor sigmas_next, Tensor sigmas_1, Tensor sigmas_2, "
+     "int solver_order, str solver_type, str algorithm_type, str model_mean_type, "
+     "str model_var_type, bool clip_denoised, Tensor? clip_bound=None, bool clip_rescale=False",
+     {"sigmas", "sigmas_next", "sigmas_1", "sigmas_2", nullptr, nullptr}},
   };
 }
 

@@ -58,6 +58,10 @@ StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
       clip_bound(arg(s, "clip_bound")),
       clip_rescale(arg(s, "clip_rescale")),
       use_clipped_model_output(optional_arg(s, "use_clipped_model_output")),
+      history{optional_arg(s, "pred_xstart_1"), optional_arg(s, "pred_xstart_2")},
+      solver_order(optional_arg(s, "solver_order")),
+      solver_type(optional_arg(s, "solver_type")),
+      algorithm_type(optional_arg(s, "algorithm_type")),
       sample(optional_arg(s, "sample")),
       pred_xstart(optional_arg(s, "pred_xstart")),
       grad_sample(optional_arg(s, "grad_sample")),
@@ -73,14 +77,23 @@ StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& 
   StepModes modes;
   modes.kind = at.kind->kind;
   modes.mean_type = parse_mean_type(op, args.str(at.model_mean_type));
-  TORCH_CHECK(modes.kind != StepKind::kEuler || modes.mean_type != MeanType::kPreviousX, op,
-              ": model_mean_type=\"previous_x\" is a posterior mean, which an Euler step "
-              "does not form: expected \"epsilon\", \"start_x\" or \"v\"");
+  TORCH_CHECK((modes.kind != StepKind::kEuler && modes.kind != StepKind::kDpmSolver) ||
+                  modes.mean_type != MeanType::kPreviousX,
+              op, ": model_mean_type=\"previous_x\" is a posterior mean, which ", op,
+              " does not form: expected \"epsilon\", \"start_x\" or \"v\"");
   modes.var_type = parse_var_type(op, args.str(at.model_var_type));
   modes.clip_denoised = args.flag(at.clip_denoised);
   modes.eta = eta;
   modes.clip_rescale = args.flag(at.clip_rescale);
   modes.model_noise = at.use_clipped_model_output >= 0 && !args.flag(at.use_clipped_model_output);
+  if (at.solver_order >= 0) {
+    const int64_t order = args.integer(at.solver_order);
+    TORCH_CHECK(order >= 1 && order <= 3, op, ": expected solver_order to be 1, 2 or 3, got ",
+                order);
+    modes.solver_order = static_cast<int32_t>(order);
+    modes.heun = parse_solver_type_is_heun(op, args.str(at.solver_type));
+    modes.sde = parse_algorithm_type_is_sde(op, args.str(at.algorithm_type));
+  }
   return modes;
 }
 
@@ -141,6 +154,16 @@ StepCall read_step_call(const CallArgs& args, const StepArgs& at) {
   c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
   if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
   check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
+  c.history = {nullptr, nullptr};
+  const int history = step_history_count(c.modes);
+  for (int i = 0; i < history; ++i) {
+    const at::Tensor* earlier = args.optional_tensor(at.history[i]);
+    const char* name = args.name(at.history[i]);
+    TORCH_CHECK(earlier != nullptr, op, ": solver_order=", c.modes.solver_order, " reads ", name,
+                " (the pred_xstart of the step ", i + 1, " before this one), got None");
+    check_like(op, {name, earlier}, {"x_t", c.x_t});
+    c.history[i] = earlier;
+  }
   return c;
 }
 

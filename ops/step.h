@@ -31,6 +31,10 @@ struct StepArgs {
   std::array<int, 6> tables;  // the kind's tables, in its order (-1 past its count)
   int eta, model_mean_type, model_var_type, clip_denoised, clip_bound, clip_rescale,
       use_clipped_model_output;
+  // DPM-Solver++'s: the earlier steps' pred_xstart, this step's order, its
+  // second-order form and algorithm
+  std::array<int, 2> history;
+  int solver_order, solver_type, algorithm_type;
   int sample, pred_xstart;            // a forward's outputs: out= both, sample_out sample
   int grad_sample, grad_pred_xstart;  // a backward's output gradients
   StepArgs(const c10::FunctionSchema& schema, const StepKindInfo* kind);
@@ -54,9 +58,14 @@ StepTables<Tab> step_table_pointers(const std::array<at::Tensor, 6>& t) {
 struct StepOperands {
   at::Tensor model_output, x_t, t, clip_bound;
   std::array<at::Tensor, 6> tables;
+  std::array<at::Tensor, 2> history;  // (undefined where not read)
   StepOperands(const at::Tensor& model_output_, const at::Tensor& x_t_, const at::Tensor& t_,
-               const StepTableArgs& tables_, const at::Tensor* clip_bound_)
+               const StepTableArgs& tables_, const at::Tensor* clip_bound_,
+               std::array<const at::Tensor*, 2> history_ = {nullptr, nullptr})
       : model_output(model_output_.contiguous()), x_t(x_t_.contiguous()), t(t_.contiguous()) {
+    for (size_t i = 0; i < 2; ++i) {
+      if (history_[i] != nullptr) history[i] = history_[i]->contiguous();
+    }
     for (size_t i = 0; i < 6; ++i) {
       if (tables_[i].second != nullptr) tables[i] = tables_[i].second->contiguous();
     }
@@ -110,6 +119,8 @@ struct StepCall {
   StepTableArgs tables;
   StepModes modes;
   const at::Tensor* clip_bound;  // or null
+  // the earlier pred_xstart the step reads (step_history_count), else null
+  std::array<const at::Tensor*, 2> history;
   int64_t num_timesteps;
 };
 StepCall read_step_call(const CallArgs& args, const StepArgs& at);
@@ -138,7 +149,7 @@ struct Step {
                            : call_noise_key<Backend>(name, args, at.key, *c.x_t, c.t,
                                                      c.num_timesteps);
     if (Backend::kRuns && c.x_t->size(0) > 0) {
-      const StepOperands o(*c.model_output, *c.x_t, *c.t, c.tables, c.clip_bound);
+      const StepOperands o(*c.model_output, *c.x_t, *c.t, c.tables, c.clip_bound, c.history);
       const at::Tensor noise = c.noise != nullptr ? c.noise->contiguous() : at::Tensor();
       dispatch_types(o.x_t.scalar_type(), o.tables[0].scalar_type(), [&](auto s, auto tb) {
         using S = decltype(s);
@@ -149,6 +160,9 @@ struct Step {
         p.noise_key = noise_key;
         p.sample = mutable_data_of<S>(sample);
         p.pred_xstart = pred_xstart.defined() ? mutable_data_of<S>(pred_xstart) : nullptr;
+        for (size_t i = 0; i < 2; ++i) {
+          p.history[i] = o.history[i].defined() ? data_of<S>(o.history[i]) : nullptr;
+        }
         const int64_t bad = Backend::run(p);
         if (bad >= 0) fail_bad_timestep(name, o.t, bad, c.num_timesteps);
       });

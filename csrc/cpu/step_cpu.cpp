@@ -8,6 +8,8 @@
 //   of a tensor: still one pass, reading model_output and x_t only
 //   pred_xstart null (the sample_out overloads): not written, a quarter less
 //   traffic for sampling loops that drop it
+//   h1, h2: the earlier steps' pred_x0 a multistep step (DPM-Solver++ of
+//   order 2 or 3) adds to its mean, [batch, sample_numel], read like x_t
 #include "ddpm/elementwise.h"
 #include "loops.h"
 #include "noise.h"
@@ -20,33 +22,38 @@ namespace {
 // x_t and sample are not __restrict: sample may be x_t (the in-place step of
 // sampling loops), and so the compiler may not re-read x_t after writing
 // sample; its alias check lets equal pointers take the vector loop.
-template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
-          typename N, typename acc>
+template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, int kHistory,
+          typename S, typename N, typename acc>
 DDPM_ALWAYS_INLINE inline void step_loop(
     StepCoef<acc> k, const S* __restrict out,
     const S* __restrict var_out, const S* x_t,
-    const N* __restrict noise, S* sample,
+    const N* __restrict noise, const S* __restrict h1,
+    const S* __restrict h2, S* sample,
     S* __restrict pred_xstart, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc v = kLearnedVar ? load(var_out + i) : acc(0);
-    const StepOut<acc> r = step_elem<kMeanIsOutput, kLearnedVar>(
+    const StepOut<acc> r = step_elem<kMeanIsOutput, kLearnedVar, kHistory>(
         k, load(out + i), v, load(x_t + i),
-        static_cast<acc>(load(noise + i)));
+        static_cast<acc>(load(noise + i)),
+        kHistory >= 1 ? load(h1 + i) : acc(0),
+        kHistory >= 2 ? load(h2 + i) : acc(0));
     store(sample + i, r.sample);
     if (kWritePred) store(pred_xstart + i, r.pred_xstart);
   }
 }
 
-template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, typename S,
-          typename acc>
+template <bool kMeanIsOutput, bool kLearnedVar, bool kWritePred, int kHistory,
+          typename S, typename acc>
 DDPM_CPU_CLONES void step_run(StepCoef<acc> k,
                                   const S* __restrict out,
                                   const S* __restrict var_out,
                                   const S* x_t,
-                                  const S* __restrict noise, S* sample,
+                                  const S* __restrict noise,
+                                  const S* __restrict h1,
+                                  const S* __restrict h2, S* sample,
                                   S* __restrict pred_xstart, int64_t n) {
-  step_loop<kMeanIsOutput, kLearnedVar, kWritePred>(
-      k, out, var_out, x_t, noise, sample, pred_xstart, n);
+  step_loop<kMeanIsOutput, kLearnedVar, kWritePred, kHistory>(
+      k, out, var_out, x_t, noise, h1, h2, sample, pred_xstart, n);
 }
 
 // kHasGradSample / kHasGradPred false: that gradient is zero (its pointer
@@ -125,6 +132,20 @@ void dispatch_bool(bool flag, const Fn& fn) {
   flag ? fn(std::true_type{}) : fn(std::false_type{});
 }
 
+// The forward step's modes, with how many earlier pred_x0 it reads: fn(mean
+// is output, learned, history count), each an integral_constant. Only a
+// multistep step reads them, and it has neither of the other two.
+template <typename Fn>
+void dispatch_forward_modes(const StepModes& modes, const Fn& fn) {
+  using F = std::false_type;
+  const int history = step_history_count(modes);
+  if (history == 2) return fn(F{}, F{}, std::integral_constant<int, 2>{});
+  if (history == 1) return fn(F{}, F{}, std::integral_constant<int, 1>{});
+  dispatch_modes(modes, [&](auto mean_is_output, auto learned) {
+    fn(mean_is_output, learned, std::integral_constant<int, 0>{});
+  });
+}
+
 template <typename acc, typename P>
 int64_t gather_step_coefs(const P& p, std::vector<StepCoef<acc>>& coefs) {
   return cpu::gather_coefficients(p.timesteps, p.batch, coefs, [&](int64_t b, int64_t t) {
@@ -140,11 +161,15 @@ int64_t cpu_kernel(const StepParams<S, T>& p) {
   if (const int64_t bad = gather_step_coefs(p, coefs); bad >= 0) return bad;
   const int64_t n = p.sample_numel;
   const bool write_pred = p.pred_xstart != nullptr;
-  dispatch_modes(p.modes, [&](auto mean_is_output, auto learned) {
+  dispatch_forward_modes(p.modes, [&](auto mean_is_output, auto learned, auto history) {
     dispatch_bool(write_pred, [&](auto write_pred_xstart) {
       constexpr bool kMeanIsOutput = decltype(mean_is_output)::value;
       constexpr bool kLearned = decltype(learned)::value;
       constexpr bool kWritePred = decltype(write_pred_xstart)::value;
+      constexpr int kHistory = decltype(history)::value;
+      const auto at_or_null = [](const S* data, int64_t off) {
+        return data != nullptr ? data + off : nullptr;
+      };
       const int64_t out_stride = has_var_channels(p.modes) ? 2 * n : n;
       if (p.generate_noise) {
         cpu::for_each_noise_run(
@@ -153,8 +178,9 @@ int64_t cpu_kernel(const StepParams<S, T>& p) {
                 DDPM_ALWAYS_INLINE {
               const int64_t off = b * n + i0;
               const S* out = p.model_output + b * out_stride + i0;
-              step_loop<kMeanIsOutput, kLearned, kWritePred>(
-                  coefs[b], out, out + n, p.x_t + off, z, p.sample + off,
+              step_loop<kMeanIsOutput, kLearned, kWritePred, kHistory>(
+                  coefs[b], out, out + n, p.x_t + off, z, at_or_null(p.history[0], off),
+                  at_or_null(p.history[1], off), p.sample + off,
                   kWritePred ? p.pred_xstart + off : nullptr, i1 - i0);
             },
             [&](int64_t b, int64_t i0, int64_t i1, cpu::NoisePrefetch& next) {
@@ -164,6 +190,8 @@ int64_t cpu_kernel(const StepParams<S, T>& p) {
               next.add(out, len, false);
               if (kLearned) next.add(out + n, len, false);
               next.add(p.x_t + off, len, false);
+              if (kHistory >= 1) next.add(p.history[0] + off, len, false);
+              if (kHistory >= 2) next.add(p.history[1] + off, len, false);
               next.add(p.sample + off, len, true);
               if (kWritePred) next.add(p.pred_xstart + off, len, true);
             });
@@ -173,8 +201,9 @@ int64_t cpu_kernel(const StepParams<S, T>& p) {
                                                int64_t i1) {
         const int64_t off = b * n + i0;
         const S* out = p.model_output + b * out_stride + i0;
-        step_run<kMeanIsOutput, kLearned, kWritePred>(
+        step_run<kMeanIsOutput, kLearned, kWritePred, kHistory>(
             coefs[b], out, out + n, p.x_t + off, p.noise + off,
+            at_or_null(p.history[0], off), at_or_null(p.history[1], off),
             p.sample + off, kWritePred ? p.pred_xstart + off : nullptr,
             i1 - i0);
       });

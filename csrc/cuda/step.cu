@@ -4,6 +4,7 @@
 //   x_t, noise, sample, pred_xstart: [batch, sample_numel]
 //   with in-kernel noise (noise_kernel) the noise is drawn, not read
 //   a null pred_xstart is not written (a uniform branch, no extra instance)
+//   kHistory earlier pred_x0 (history[0], [1]) added to the mean: DPM-Solver++
 #include "ddpm/elementwise.h"
 #include "elementwise.cuh"
 
@@ -36,7 +37,7 @@ struct StepOpBase {
   }
 };
 
-template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
+template <typename S, typename T, bool kMeanIsOutput, bool kLearned, int kHistory>
 struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
   using Base = StepOpBase<S, T, StepParams<S, T>>;
   using typename Base::acc;
@@ -49,6 +50,8 @@ struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
     return cuda::aligned16(p.model_output + out_off) &&
            (!kLearned || cuda::aligned16(p.model_output + out_off + p.sample_numel)) &&
            cuda::aligned16(p.x_t + off) && cuda::aligned16(p.noise + off) &&
+           (kHistory < 1 || cuda::aligned16(p.history[0] + off)) &&
+           (kHistory < 2 || cuda::aligned16(p.history[1] + off)) &&
            cuda::aligned16(p.sample + off) && cuda::aligned16_or_null(p.pred_xstart, off);
   }
   template <int V>
@@ -68,7 +71,7 @@ struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
     const auto& p = this->p;
     const int64_t off = b * p.sample_numel + i;
     const int64_t out_off = b * this->out_stride() + i;
-    acc out[V], var_out[V], x[V], sample[V], pred[V];
+    acc out[V], var_out[V], x[V], h1[V], h2[V], sample[V], pred[V];
     cuda::load_pack<V>(p.model_output + out_off, out);
     if (kLearned) {
       cuda::load_pack<V>(p.model_output + out_off + p.sample_numel, var_out);
@@ -78,9 +81,13 @@ struct StepOp : StepOpBase<S, T, StepParams<S, T>> {
     }
     cuda::load_pack<V>(p.x_t + off, x);
 #pragma unroll
+    for (int j = 0; j < V; ++j) h1[j] = h2[j] = acc(0);
+    if (kHistory >= 1) cuda::load_pack<V>(p.history[0] + off, h1);
+    if (kHistory >= 2) cuda::load_pack<V>(p.history[1] + off, h2);
+#pragma unroll
     for (int j = 0; j < V; ++j) {
-      const StepOut<acc> r = step_elem<kMeanIsOutput, kLearned>(
-          k, out[j], var_out[j], x[j], z[j]);
+      const StepOut<acc> r = step_elem<kMeanIsOutput, kLearned, kHistory>(
+          k, out[j], var_out[j], x[j], z[j], h1[j], h2[j]);
       sample[j] = r.sample;
       pred[j] = r.pred_xstart;
     }
@@ -162,6 +169,14 @@ void launch_op(const Op& op, const StepBackwardParams<S, T>& p, CudaLaunch launc
   cuda::launch_elementwise<S>(op, p.batch, p.sample_numel, launch);
 }
 
+// The forward step's Op with its earlier pred_x0 (history) read, kHistory
+// fixed; its other modes as the backward's.
+template <int kHistory>
+struct StepOpWithHistory {
+  template <typename S, typename T, bool kMeanIsOutput, bool kLearned>
+  using Op = StepOp<S, T, kMeanIsOutput, kLearned, kHistory>;
+};
+
 // Launches Op<S, T, mean_is_output, learned> for the runtime modes.
 template <template <typename, typename, bool, bool> class Op, typename S,
           typename T, typename P>
@@ -174,6 +189,13 @@ void launch_for_modes(const P& p, CudaLaunch launch) {
     op.coefs = coefs;
     launch_op<S>(op, p, launch);
   };
+  // a multistep step (the only one that reads earlier pred_x0) has neither
+  // an output mean nor a learned variance
+  if constexpr (!StepOpBase<S, T, P>::kBackward) {
+    const int history = step_history_count(p.modes);
+    if (history == 2) return run(StepOp<S, T, false, false, 2>{{p, nullptr}});
+    if (history == 1) return run(StepOp<S, T, false, false, 1>{{p, nullptr}});
+  }
   const bool mean_is_output = step_mean_is_output(p.modes);
   const bool learned = reads_var_channels(p.modes);
   if (mean_is_output && learned) {
@@ -191,7 +213,7 @@ void launch_for_modes(const P& p, CudaLaunch launch) {
 
 template <typename S, typename T>
 void cuda_kernel(const StepParams<S, T>& p, CudaLaunch launch) {
-  launch_for_modes<StepOp, S, T>(p, launch);
+  launch_for_modes<StepOpWithHistory<0>::Op, S, T>(p, launch);
 }
 
 template <typename S, typename T>

@@ -52,6 +52,7 @@ enum class StepKind : int32_t {
   kDdpm = 0,   // ancestral (p_sample): the posterior mean, a fixed or learned variance
   kDdim = 1,   // DDIM (ddim_sample): eta scales its noise; a learned variance is ignored
   kEuler = 2,  // Euler in sigma space (euler_sample): eta scales the ancestral noise
+  kDpmSolver = 3,  // DPM-Solver++ multistep (dpm_solver_sample): orders 1-3, ODE or SDE
   kNumStepKinds  // (not a kind: their count, for the tests that run every kind)
 };
 
@@ -66,6 +67,9 @@ enum class StepKind : int32_t {
 //     (abar_{t+1} for ddim_reverse_sample).
 //   Euler (inference steps, x in the sigma scale, x = x_vp/sqrt(abar)):
 //     sigmas (sigma_t) and sigmas_next (the sigma the step goes to).
+//   DPM-Solver++ (inference steps, x in the variance-preserving scale):
+//     sigmas and sigmas_next as Euler's, then sigmas_1 and sigmas_2, the
+//     sigmas of the steps one and two before (read by orders 2 and 3).
 enum StepTableIndex : int32_t {
   kSqrtRecipAlphasCumprod = 0,
   kSqrtRecipm1AlphasCumprod = 1,
@@ -75,6 +79,8 @@ enum StepTableIndex : int32_t {
   kOwnTable1 = 5,
   kSigmas = 0,
   kSigmasNext = 1,
+  kSigmas1 = 2,
+  kSigmas2 = 3,
 };
 
 template <typename table_t>
@@ -90,7 +96,9 @@ struct StepTables {
 // divided by s (dynamic thresholding; see step_coef). model_noise (DDIM): the
 // direction term uses the model's own noise prediction, from the unclipped
 // x_0 (diffusers' use_clipped_model_output=False), not the one re-derived
-// from the clipped pred_x0 (improved-diffusion's DDIM).
+// from the clipped pred_x0 (improved-diffusion's DDIM). DPM-Solver++'s:
+// solver_order (1-3: this step's), heun (its second-order form, else
+// midpoint), sde (sde-dpmsolver++, else dpmsolver++).
 struct StepModes {
   StepKind kind;
   MeanType mean_type;
@@ -99,7 +107,16 @@ struct StepModes {
   double eta;
   bool clip_rescale;
   bool model_noise;
+  int32_t solver_order = 1;
+  bool heun = false;
+  bool sde = false;
 };
+
+// How many earlier pred_x0 a step reads (DPM-Solver++ of order 2 and 3: the
+// pred_xstart of the steps one and two before).
+DDPM_HD int step_history_count(const StepModes& m) {
+  return m.kind == StepKind::kDpmSolver ? m.solver_order - 1 : 0;
+}
 
 // The model output carries a variance half (2C channels).
 DDPM_HD bool has_var_channels(const StepModes& m) {
@@ -129,7 +146,8 @@ DDPM_HD LinearCoef<acc> linear_coef(const LinearTables<table_t>& tab, int64_t t)
 //   sigma   = sigma_fixed                   (fixed variances)
 //           = nz*exp(0.5*(lv_a + lv_b*v))   (learned: v is the variance half)
 //   sample  = mean + sigma*noise
-// nz is 0 at t = 0, so no noise is added there.
+// nz is 0 at t = 0, so no noise is added there. A multistep step (DPM-Solver++)
+// adds e1*h1 + e2*h2 to the mean, h1 and h2 the pred_x0 of earlier steps.
 //
 // A DDIM step has the same form. With eps = (r*x_t - pred_x0)/rm1 and
 // d = sqrt(1 - abar_tgt - sigma^2),
@@ -145,6 +163,7 @@ struct StepCoef {
   acc A, Bm;            // pred_x0 = A*x_t + Bm*model_out
   acc c1, c2;           // posterior mean coefficients
   acc c3;               // the model output's own term in the mean (0 but DDIM's model_noise)
+  acc e1, e2;           // earlier steps' pred_x0 terms in the mean (DPM-Solver++ only)
   acc sigma_fixed;      // nz*exp(0.5*log_variance) for fixed variances
   acc lv_a, lv_b;       // log_variance = lv_a + lv_b*v for learned variances
   acc nz;               // 1 where t > 0, else 0
@@ -331,6 +350,96 @@ DDPM_HD void euler_coef(const StepTables<table_t>& tab, int64_t t, const StepMod
   k.nz = static_cast<acc>(sigma_up != 0.0 ? 1.0 : 0.0);
 }
 
+// DPM-Solver++ multistep (Lu et al. 2022; diffusers' DPMSolverMultistepScheduler
+// with algorithm_type dpmsolver++ or sde-dpmsolver++), x in the
+// variance-preserving scale. A sigma s stands for alpha = 1/sqrt(s^2 + 1),
+// sigma_vp = s*alpha and lambda = log(alpha) - log(sigma_vp) = -log(s); s0
+// is this step's sigma, s_t the next, s1 and s2 the steps' before.
+//   pred_x0 = (x - sigma_vp0*eps)/alpha0 = sqrt(s0^2 + 1)*x - s0*eps  (epsilon)
+//           = alpha0*x - sigma_vp0*v (v),  the output (start_x)
+//   h = lambda_t - lambda_s0, r0 = (lambda_s0 - lambda_s1)/h,
+//   r1 = (lambda_s1 - lambda_s2)/h; D0 = m0 (this pred_x0), D1 and D2 the
+//   divided differences of m0, m1, m2 (the earlier steps' pred_x0):
+//   order 2: D1 = (m0 - m1)/r0; order 3: D1_0 = (m0 - m1)/r0,
+//   D1_1 = (m1 - m2)/r1, D1 = D1_0 + r0/(r0 + r1)*(D1_0 - D1_1),
+//   D2 = (D1_0 - D1_1)/(r0 + r1).
+//   ODE: sample = (sigma_vp_t/sigma_vp0)*x - alpha_t*expm1(-h)*D0 + k1*D1 + k2*D2
+//     k1 = -alpha_t*expm1(-h)/2 (midpoint), alpha_t*(expm1(-h)/h + 1) (heun, order 3)
+//     k2 = -alpha_t*((expm1(-h) + h)/h^2 - 1/2)
+//   SDE: sample = (sigma_vp_t/sigma_vp0)*e^-h*x + alpha_t*g*D0 + k1*D1 + k2*D2
+//                 + sigma_vp_t*sqrt(g)*noise,  g = -expm1(-2h)
+//     k1 = alpha_t*g/2 (midpoint), alpha_t*(g/(-2h) + 1) (heun, order 3)
+//     k2 = alpha_t*((g - 2h)/(2h)^2 - 1/2)
+// Expanded in m0, m1, m2, this is c1*m0 + e1*m1 + e2*m2: the element loop
+// reads the earlier pred_x0 as it reads x.
+template <typename acc, typename table_t>
+DDPM_HD void dpm_solver_coef(const StepTables<table_t>& tab, int64_t t, const StepModes& modes,
+                             double& A, double& Bm, StepCoef<acc>& k) {
+  const double s0 = tab.at(kSigmas, t);
+  const double s_t = tab.at(kSigmasNext, t);
+  const double alpha0 = 1.0 / ::sqrt(s0 * s0 + 1.0);
+  const double alpha_t = 1.0 / ::sqrt(s_t * s_t + 1.0);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  switch (modes.mean_type) {
+    case MeanType::kEpsilon:
+      A = 1.0 / alpha0;
+      Bm = -s0;
+      break;
+    case MeanType::kV:
+      A = alpha0;
+      Bm = -s0 * alpha0;
+      break;
+    case MeanType::kStartX:
+      A = 0.0;
+      Bm = 1.0;
+      break;
+    case MeanType::kPreviousX:  // (refused by the operators)
+      A = nan;
+      Bm = nan;
+      break;
+  }
+  const double h = ::log(s0) - ::log(s_t);  // inf at s_t = 0 (the last step)
+  // sigma_vp_t/sigma_vp0 = (s_t/s0)*(alpha_t/alpha0)
+  const double ratio = s_t / s0 * (alpha_t / alpha0);
+  double b0, k1 = 0.0, k2 = 0.0;
+  if (modes.sde) {
+    const double g = -::expm1(-2.0 * h);
+    k.c2 = static_cast<acc>(ratio * ::exp(-h));
+    b0 = alpha_t * g;
+    k1 = modes.heun || modes.solver_order == 3 ? alpha_t * (g / (-2.0 * h) + 1.0)
+                                               : 0.5 * alpha_t * g;
+    k2 = alpha_t * ((g - 2.0 * h) / (4.0 * h * h) - 0.5);
+    k.sigma_fixed = static_cast<acc>(s_t * alpha_t * ::sqrt(g));
+  } else {
+    const double em = ::expm1(-h);
+    k.c2 = static_cast<acc>(ratio);
+    b0 = -alpha_t * em;
+    k1 = modes.heun || modes.solver_order == 3 ? alpha_t * (em / h + 1.0) : -0.5 * alpha_t * em;
+    k2 = -alpha_t * ((em + h) / (h * h) - 0.5);
+    k.sigma_fixed = acc(0);
+  }
+  double c1 = b0, e1 = 0.0, e2 = 0.0;
+  if (modes.solver_order == 2) {
+    const double r0 = (::log(tab.at(kSigmas1, t)) - ::log(s0)) / h;
+    c1 = b0 + k1 / r0;
+    e1 = -k1 / r0;
+  } else if (modes.solver_order == 3) {
+    const double l0 = -::log(s0), l1 = -::log(tab.at(kSigmas1, t)), l2 = -::log(tab.at(kSigmas2, t));
+    const double r0 = (l0 - l1) / h, r1 = (l1 - l2) / h;
+    const double q = r0 / (r0 + r1);
+    // D1_0 and D1_1's coefficients, then each m's
+    const double u = k1 * (1.0 + q) + k2 / (r0 + r1);
+    const double w = -k1 * q - k2 / (r0 + r1);
+    c1 = b0 + u / r0;
+    e1 = -u / r0 + w / r1;
+    e2 = -w / r1;
+  }
+  k.c1 = static_cast<acc>(c1);
+  k.e1 = static_cast<acc>(e1);
+  k.e2 = static_cast<acc>(e2);
+  k.nz = static_cast<acc>(modes.sde ? 1.0 : 0.0);
+}
+
 // The coefficients of step t, formed in double and rounded once to acc;
 // clip_bound: the sample's bound s (see clip_coef).
 template <typename acc, typename table_t>
@@ -341,9 +450,13 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
   k.lv_b = acc(1);
   k.log_var_fixed = acc(0);
   k.c3 = acc(0);
+  k.e1 = acc(0);
+  k.e2 = acc(0);
   double A = 0.0, Bm = 1.0;
   if (modes.kind == StepKind::kEuler) {
     euler_coef(tab, t, modes, A, Bm, k);
+  } else if (modes.kind == StepKind::kDpmSolver) {
+    dpm_solver_coef(tab, t, modes, A, Bm, k);
   } else {  // the variance-preserving kinds: their four shared tables
     const double r = tab.at(kSqrtRecipAlphasCumprod, t);
     const double rm1 = tab.at(kSqrtRecipm1AlphasCumprod, t);

@@ -65,16 +65,19 @@ struct StepOut {
 // One reverse step for one element. out is the model output (the mean half),
 // var_out the variance half (read only when kLearnedVar). The clamp's bounds
 // are the sample's (infinite without clipping: one code path for both, and
-// NaN still propagates).
-template <bool kMeanIsOutput, bool kLearnedVar, typename acc>
+// NaN still propagates). kHistory: how many of h1, h2 (earlier steps'
+// pred_x0, a multistep step's) the mean adds.
+template <bool kMeanIsOutput, bool kLearnedVar, int kHistory = 0, typename acc>
 DDPM_HD StepOut<acc> step_elem(const StepCoef<acc>& k, acc out, acc var_out,
-                               acc x_t, acc noise) {
+                               acc x_t, acc noise, acc h1 = acc(0), acc h2 = acc(0)) {
   StepOut<acc> r;
   r.pred_xstart = clamp_propagate_nan(k.A * x_t + k.Bm * out, k.clip_lo, k.clip_hi);
   r.mean = kMeanIsOutput ? out : k.c1 * r.pred_xstart + k.c2 * x_t;
   // selected, not added as 0*out: an infinite output clipped to pred_x0's
   // bound must not turn the mean into NaN, nor -0 into +0
   r.mean = k.c3 != acc(0) ? r.mean + k.c3 * out : r.mean;
+  if (kHistory >= 1) r.mean = r.mean + k.e1 * h1;
+  if (kHistory >= 2) r.mean = r.mean + k.e2 * h2;
   acc sigma = k.sigma_fixed;
   r.log_variance = k.log_var_fixed;
   if (kLearnedVar) {

@@ -93,6 +93,9 @@ struct StepParams {
   const scalar_t* noise;
   scalar_t* sample;
   scalar_t* pred_xstart;  // or null: not written
+  // the pred_xstart of the steps one and two before, [batch, sample_numel]:
+  // the first step_history_count(modes) are read (DPM-Solver++), else null
+  const scalar_t* history[2] = {nullptr, nullptr};
   Timesteps timesteps;
   StepTables<table_t> tables;
   StepModes modes;

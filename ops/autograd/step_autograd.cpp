@@ -1,8 +1,8 @@
 // Autograd of the reverse steps, every kind and noise source: (sample,
 // pred_xstart) are differentiable in model_output (both halves for learned
 // variances; the variance half gets zero from a DDIM step) and x_t. The
-// tables and a clip bound are refused if they require grad; the noise is a
-// constant. The backward is the kind's backward operator, its arguments
+// tables, a clip bound and a multistep step's earlier pred_xstart are refused
+// if they require grad; the noise is a constant. The backward is the kind's backward operator, its arguments
 // taken by name from the forward call; for in-kernel noise it gets
 // philox_normal(x_t, seed, offset) where it reads the noise (a learned
 // variance's gradient: rounded to a 16-bit dtype there, where the forward
@@ -61,7 +61,8 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
     // every other argument the backward operator takes (the kind's own, the
     // modes, the clip bound), kept under its name
     for (int i : {at->eta, at->model_mean_type, at->model_var_type, at->clip_denoised,
-                  at->clip_bound, at->clip_rescale, at->use_clipped_model_output}) {
+                  at->clip_bound, at->clip_rescale, at->use_clipped_model_output,
+                  at->solver_order, at->solver_type, at->algorithm_type}) {
       if (i >= 0) ctx->saved_data[call.op->schema().arguments()[i].name()] = a[i];
     }
     // no zero gradient is filled for an output the loss does not use: the
@@ -119,10 +120,16 @@ class StepFunction : public torch::autograd::Function<StepFunction> {
 // The step's arguments that are constants for autograd: refused if they
 // require grad (autograd would leave their gradient None without a word).
 void refuse_grad_of_step_constants(const CallArgs& args, const StepArgs& at) {
-  std::array<NamedTensor, 7> constants;
+  std::array<NamedTensor, 9> constants;
   constants.fill({nullptr, nullptr});
   for (size_t i = 0; i < at.kind->table_count(); ++i) constants[i] = args.named_tensor(at.tables[i]);
   constants[6] = {"clip_bound", args.optional_tensor(at.clip_bound)};
+  // (an earlier step's pred_xstart: its own step's gradient is that step's)
+  for (size_t i = 0; i < 2; ++i) {
+    if (at.history[i] >= 0) {
+      constants[7 + i] = {args.name(at.history[i]), args.optional_tensor(at.history[i])};
+    }
+  }
   refuse_grad_of_constants(args.op(), "model_output and x_t", constants);
 }
 

@@ -395,6 +395,10 @@ ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
   }
   if (kind == ddpm::StepKind::kEuler) {  // sigmas, sigmas_next: sqrt(1/abar - 1) > sqrt(1 - abar)
     return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), nullptr, nullptr, nullptr, nullptr}};
+  }
+  if (kind == ddpm::StepKind::kDpmSolver) {  // sigmas, sigmas_next, then two larger ones
+    return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), tab.r.data(), tab.betas.data(), nullptr,
+             nullptr}};
   }  // (another kind's own two tables: any valid values compare the backends)
   return {{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
            tab.log_var_clipped.data(), tab.betas.data()}};
