@@ -13,6 +13,7 @@ STEP_TABLES = {
     "p_sample": _COMMON + ("posterior_log_variance_clipped", "betas"),
     "ddim_sample": _COMMON + ("alphas_cumprod", "alphas_cumprod_prev"),
     "euler_sample": ("sigmas", "sigmas_next"),
+    "dpm_solver_sample": ("sigmas", "sigmas_next", "sigmas_1", "sigmas_2"),
 }
 
 

@@ -138,7 +138,20 @@ def step_builder(kind, philox):
         elif clip is not None:
             bound = clip_bounds(shape[0], device)
             clip_args, ref_clip = (bound, clip == "rescale"), (bound, clip == "rescale")
-        if kind == "euler_sample":
+        history_args = ()
+        if kind == "dpm_solver_sample":
+            order, solver_type, algorithm = extra
+            if order > 1:
+                # the last step of a chain that ends at sigma 0 is first order: here
+                # it ends at half the smallest sigma
+                tab = dict(tab, sigmas_next=tab["sigmas_next"].clone())
+                tab["sigmas_next"][0] = tab["sigmas"][0] / 2
+            history = [data(shape, dtype, device, 6 + i, nc) for i in range(2)]
+            history_args = (*history[: order - 1], *[None] * (3 - order), *extra)
+            eta = ()
+            want = ref.dpm_solver_sample(model_output, x, t, noise, tab, history, order,
+                                         solver_type, algorithm, mean_type, var_type, ref_clip)
+        elif kind == "euler_sample":
             want = ref.euler_sample(model_output, x, t, noise, tab, extra, mean_type, var_type,
                                     ref_clip)
         elif ddim:
@@ -150,11 +163,14 @@ def step_builder(kind, philox):
         if model_noise:
             clip_args = clip_args or (None, False)
             clip_args += (False,)  # use_clipped_model_output
-        args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *eta,
+        args = (model_output, x, t, *noise_args, *(tab[k] for k in names), *history_args, *eta,
                 mean_type, var_type, clip_denoised, *clip_args)
         data_args = {0: "model_output", 1: "x_t"}
         if not philox:
             data_args[3] = "noise"
+        for i, value in enumerate(history_args[:2]):
+            if value is not None:
+                data_args[len(noise_args) + 3 + len(names) + i] = f"pred_xstart_{i + 1}"
         return Case(args, data_args, [(e_sample, s_mag, s_slack), (e_pred, p_mag, p_slack)])
     return build
 
@@ -189,6 +205,15 @@ EULER_MODES = [(m, v, eta, "none") for m in ("epsilon", "start_x", "v")
                for v in ("fixed_small", "learned") for eta in (0.0, 1.0)] + [
     ("epsilon", "fixed_small", 0.5, None), ("v", "fixed_small", 1.0, "rescale"),
     ("start_x", "fixed_large", 0.0, "bound")]
+# (solver_order, solver_type, algorithm_type): every order and form, ODE and SDE
+DPM_SOLVER_MODES = [("epsilon", "fixed_small", (3, "midpoint", "dpmsolver++"), "none")] + [
+    (m, v, (order, form, algorithm), "none") for m, v in (("epsilon", "learned"),
+                                                        ("v", "fixed_small"),
+                                                        ("start_x", "fixed_small"))
+    for order in (1, 2, 3) for form in ("midpoint", "heun")
+    for algorithm in ("dpmsolver++", "sde-dpmsolver++")] + [
+    ("epsilon", "fixed_small", (2, "midpoint", "dpmsolver++"), "rescale"),
+    ("v", "fixed_small", (1, "heun", "sde-dpmsolver++"), "bound")]
 
 OPS = [
     Op("q_sample", build_q_sample, differentiable=(0, 2), out_overloads={"out": ("out",)}),
@@ -209,6 +234,11 @@ OPS = [
     Op("euler_sample", step_builder("euler_sample", False), EULER_MODES, (0, 1), STEP_OUTS, True),
     Op("euler_sample_philox", step_builder("euler_sample", True), EULER_MODES, (0, 1),
        STEP_OUTS, True),
+    # (float64 tables: a DPM-Solver step forms log differences of its sigmas)
+    Op("dpm_solver_sample", step_builder("dpm_solver_sample", False), DPM_SOLVER_MODES, (0, 1),
+       STEP_OUTS, True, float32_tables=False),
+    Op("dpm_solver_sample_philox", step_builder("dpm_solver_sample", True), DPM_SOLVER_MODES,
+       (0, 1), STEP_OUTS, True, float32_tables=False),
 ]
 
 
@@ -216,5 +246,8 @@ def op_mode_params():
     """(op, mode) pairs, for pytest parametrization, with readable ids."""
     import pytest
 
-    return [pytest.param(op, mode, id=f"{op.name}-{'-'.join(map(str, mode)) if mode else 'x'}")
+    def flat(mode):
+        return "-".join(flat(m) if isinstance(m, tuple) else str(m) for m in mode)
+
+    return [pytest.param(op, mode, id=f"{op.name}-{flat(mode) if mode else 'x'}")
             for op in OPS for mode in op.modes]

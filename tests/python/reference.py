@@ -15,7 +15,16 @@ def make_tables(num_timesteps=1000, schedule="linear", device="cpu", dtype=torch
     # an Euler chain over every training step, t -> t - 1 (sigma 0 after t = 0)
     tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
     tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
+    add_earlier_sigmas(tabs)
     return {k: v.to(device=device, dtype=dtype) for k, v in tabs.items()}
+
+
+def add_earlier_sigmas(tabs):
+    """A multistep chain's sigmas of the steps one and two before step t
+    (sigma_{t+1}, sigma_{t+2}), past the last one extended geometrically (finite)."""
+    s = tabs["sigmas"]
+    tabs["sigmas_1"] = torch.cat([s[1:], s[-1:] * 2])
+    tabs["sigmas_2"] = torch.cat([s[2:], s[-1:] * 2, s[-1:] * 4])[: len(s)]
 
 
 def per_sample(table, t, ndim):
@@ -213,6 +222,92 @@ def euler_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, cli
     # its share of |pred_xstart|, however small 1 - down/sigma is
     sample_mag = x.abs() + (x.abs() + pred_mag) * (1 + (sigma - down).abs() / sigma) + up * z.abs()
     return sample, pred, sample_mag, pred_mag, (slack * (sigma - down).abs() / sigma, slack)
+
+
+def dpm_solver_sample(model_output, x_t, t, noise, tab, history, order, solver_type, algorithm,
+                      mean_type, var_type, clip):
+    """A DPM-Solver++ multistep step of `order` as diffusers'
+    DPMSolverMultistepScheduler writes it (its convert_model_output and its
+    first, second and third order updates, with alpha, sigma and lambda of
+    each step's sigma), history: the pred_xstart of the steps one and two
+    before. The magnitude is that of the step expanded in x, this and the
+    earlier pred_xstart and the noise (the kernel's form)."""
+    x, out, z = x_t.double(), model_output.double(), noise.double()
+    if var_type in LEARNED:
+        out = out[:, : x.shape[1]]
+    ex = lambda name: per_sample(tab[name], t, x.dim())  # noqa: E731
+    s0, s_t, s1, s2 = ex("sigmas"), ex("sigmas_next"), ex("sigmas_1"), ex("sigmas_2")
+
+    def alpha_sigma(s):
+        alpha = 1 / (s**2 + 1).sqrt()
+        return alpha, s * alpha
+
+    alpha0, sigma0 = alpha_sigma(s0)
+    if mean_type == "epsilon":
+        A, B = 1 / alpha0, -sigma0 / alpha0
+    elif mean_type == "v":
+        A, B = alpha0, -sigma0
+    elif mean_type == "start_x":
+        A, B = torch.zeros_like(s0), torch.ones_like(s0)
+    else:
+        raise ValueError(mean_type)
+    pred, pred_mag, slack = _clipped(A * x + B * out, A.abs() * x.abs() + B.abs() * out.abs(),
+                                     torch.zeros_like(x), x, clip)
+    lam = lambda s: torch.log(alpha_sigma(s)[0]) - torch.log(alpha_sigma(s)[1])  # noqa: E731
+    alpha_t, sigma_t = alpha_sigma(s_t)
+    h = lam(s_t) - lam(s0)
+    sde = algorithm == "sde-dpmsolver++"
+
+    def step(x, m0, m1, m2, z):
+        D0 = m0
+        if order == 1:
+            D1 = D2 = 0
+        elif order == 2:
+            r0 = (lam(s0) - lam(s1)) / h
+            D1, D2 = (m0 - m1) / r0, 0
+        else:
+            r0, r1 = (lam(s0) - lam(s1)) / h, (lam(s1) - lam(s2)) / h
+            D1_0, D1_1 = (m0 - m1) / r0, (m1 - m2) / r1
+            D1 = D1_0 + r0 / (r0 + r1) * (D1_0 - D1_1)
+            D2 = (D1_0 - D1_1) / (r0 + r1)
+        heun = solver_type == "heun" or order == 3
+        if not sde:
+            em = torch.exp(-h) - 1
+            k1 = alpha_t * (em / h + 1) if heun else -0.5 * alpha_t * em
+            k2 = -alpha_t * ((em + h) / h**2 - 0.5)
+            return sigma_t / sigma0 * x - alpha_t * em * D0 + higher(k1, k2, D1, D2)
+        g = 1 - torch.exp(-2 * h)
+        k1 = alpha_t * (g / (-2 * h) + 1) if heun else 0.5 * alpha_t * g
+        k2 = alpha_t * ((g - 2 * h) / (2 * h) ** 2 - 0.5)
+        return (sigma_t / sigma0 * torch.exp(-h) * x + alpha_t * g * D0 + higher(k1, k2, D1, D2)
+                + sigma_t * g.sqrt() * z)
+
+    def higher(k1, k2, D1, D2):  # (the terms an order does not have are not formed: at
+        # the last step, sigma 0, their coefficients are NaN)
+        return (k1 * D1 if order >= 2 else 0) + (k2 * D2 if order >= 3 else 0)
+
+    m1 = history[0].double() if order >= 2 else torch.zeros_like(x)
+    m2 = history[1].double() if order >= 3 else torch.zeros_like(x)
+    sample = step(x, pred, m1, m2, z)
+    # each input's coefficient: the step of that input alone (it is linear)
+    one, zero = torch.ones_like(s0), torch.zeros_like(s0)
+    coef = [step(*(one if j == i else zero for j in range(5))).abs() for i in range(5)]
+    sample_mag = (coef[0] * x.abs() + coef[1] * pred_mag + coef[2] * m1.abs()
+                  + coef[3] * m2.abs() + coef[4] * z.abs())
+    # orders 2 and 3 weigh the pred_xstart by ratios of lambda differences
+    # (h, h_0, h_1): float64 rounds each lambda, so a ratio carries
+    # 2^-53 |lambda|/|difference| relative error, in the kernel and here
+    # alike, and the kernel's expanded coefficients (c1 = b0 + k1/r0 + ...)
+    # sum terms as large as (|k1| + |k2|)/r^2
+    history_slack = torch.zeros_like(sample)
+    if order >= 2:
+        lams = [lam(s) for s in (s_t, s0, s1, s2)[: order + 1]]
+        diffs = torch.stack([(a - b).abs() for a, b in zip(lams, lams[1:])])
+        cond = sum(x.abs() for x in lams) / diffs.min(0).values
+        r_min = diffs[1:].min(0).values / diffs[0]
+        terms = coef[1] + (1 + coef[1] + coef[2] + coef[3]) * (1 + 1 / r_min) ** 2
+        history_slack = 32 * 2.0**-53 * cond * terms * (pred_mag + m1.abs() + m2.abs())
+    return sample, pred, sample_mag, pred_mag, (coef[1] * slack + history_slack, slack)
 
 
 def diffusion_mse(model_output, x_start, noise, t, tab, weight, target):

@@ -18,10 +18,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 T = 20
 SCALAR_DEFAULTS = {"seed": 3, "offset": 8, "eta": 0.5, "model_mean_type": "epsilon",
                    "model_var_type": "fixed_small", "clip_denoised": True,
-                   "clip_rescale": False, "use_clipped_model_output": True, "target": "epsilon"}
-# data tensors shaped like the samples (a backward's gradients too)
+                   "clip_rescale": False, "use_clipped_model_output": True, "target": "epsilon",
+                   "solver_order": 3, "solver_type": "midpoint", "algorithm_type": "dpmsolver++"}
+# data tensors shaped like the samples (a backward's gradients too; a
+# multistep step's earlier pred_xstart)
 DATA = {"x_start", "x_t", "input", "noise", "grad_mean", "grad_sample", "grad_pred_xstart",
-        "model_output"}
+        "model_output", "pred_xstart_1", "pred_xstart_2"}
 OPTIONAL_ABSENT = {"clip_bound", "weight", "noise_offset"}  # None unless a test sets them
 
 
@@ -108,6 +110,8 @@ def build(op: Overload, batch=2, shape=(3, 4), dtype=torch.float32, device="cpu"
     """{argument name: value} for every argument of op, in schema order;
     override sets some by name."""
     tables = ref.make_tables(T, "cosine", device, table_dtype)
+    if op.takes("sigmas_1"):  # (order 3 reads both earlier steps: no chain end at sigma 0)
+        tables["sigmas_next"][0] = tables["sigmas"][0] / 2
     values = {}
     for arg in op.arguments:
         values[arg.name] = (override[arg.name] if arg.name in override else

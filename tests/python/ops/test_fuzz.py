@@ -63,6 +63,7 @@ def tables_of(kind, T):
     # an Euler chain over the training steps, t -> t - 1 (as reference.make_tables)
     tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
     tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
+    ref.add_earlier_sigmas(tabs)
     return tabs
 
 
@@ -94,12 +95,15 @@ def make_data(draw, shape, dtype, name, scale=2.0):
     return (torch.randn(*shape, generator=g) * scale).to(dtype)
 
 
-def make_timesteps(draw, batch, T, kind, mean_type=None, euler=False):
+def make_timesteps(draw, batch, T, kind, mean_type=None, sigma_steps=0):
+    """sigma_steps: how many sigmas from t on a sigma-space step reads (Euler
+    1, DPM-Solver of order k: k), none of which may be a zero-SNR schedule's
+    infinite one."""
     top = T - 1
-    if kind == "zero_snr" and (mean_type == "epsilon" or euler):
-        # epsilon has no x_0 at abar = 0 (see test_small_schedules.py); an
-        # Euler step none at sigma = inf
-        top = T - 2
+    if kind == "zero_snr" and (mean_type == "epsilon" or sigma_steps):
+        # epsilon has no x_0 at abar = 0 (see test_small_schedules.py); a
+        # sigma-space step none at sigma = inf
+        top = T - 1 - max(1, sigma_steps)
         if top < 0:
             return None
     values = draw(st.lists(st.integers(0, top), min_size=batch, max_size=batch), label="t")
@@ -209,7 +213,7 @@ def test_fuzz_posterior_mean_variance(data):
 def test_fuzz_steps(data):
     draw = data.draw
     step = draw(st.sampled_from(sorted(STEP_TABLES)), label="step")
-    ddim, euler = step == "ddim_sample", step == "euler_sample"
+    ddim, euler, dpm = step == "ddim_sample", step == "euler_sample", step == "dpm_solver_sample"
     philox = draw(st.booleans(), label="philox")
     op = "ddpm." + step + ("_philox" if philox else "")
     kind, T = draw(schedules())
@@ -219,7 +223,8 @@ def test_fuzz_steps(data):
     # a DDIM step forms 1 - abar from the tables: float32 ones lose that where
     # abar is near 1 (docs/operators.md), which is not the kernel's rounding
     table_dtype = torch.float64 if ddim else draw(table_dtypes(dtype))
-    mean_type = draw(st.sampled_from([m for m in MEAN_TYPES if not (euler and m == "previous_x")]))
+    mean_type = draw(st.sampled_from([m for m in MEAN_TYPES
+                                      if not ((euler or dpm) and m == "previous_x")]))
     var_type = draw(st.sampled_from(VAR_TYPES))
     # the limit on x_0: none, [-1, 1], a per-sample bound, or a bound that also
     # divides (thresholding); DDIM's direction term from either noise prediction
@@ -229,7 +234,17 @@ def test_fuzz_steps(data):
     eta = draw(st.sampled_from([0.0, 0.3, 1.0])) if ddim or euler else None
     learned = var_type in ref.LEARNED
     out_shape = (shape[0], shape[1] * (2 if learned else 1), *shape[2:])
-    t = make_timesteps(draw, shape[0], T, kind, mean_type, euler)
+    # DPM-Solver's order, form and algorithm
+    solver = (draw(st.integers(1, 3), label="solver_order"),
+              draw(st.sampled_from(["midpoint", "heun"]), label="solver_type"),
+              draw(st.sampled_from(["dpmsolver++", "sde-dpmsolver++"]),
+                   label="algorithm_type")) if dpm else None
+    if dpm:
+        table_dtype = torch.float64  # (it forms log differences of its sigmas)
+        if solver[0] > 1:  # the last step (to sigma 0) is first order: end above it
+            tab64["sigmas_next"][0] = tab64["sigmas"][0] / 2
+    t = make_timesteps(draw, shape[0], T, kind, mean_type,
+                       1 if euler else solver[0] if dpm else 0)
     if t is None:
         return
     args = {"model_output": make_data(draw, out_shape, dtype, "model_output"),
@@ -255,6 +270,13 @@ def test_fuzz_steps(data):
         if draw(st.booleans(), label="strided clip_bound"):
             bound = torch.stack([bound, -bound], dim=1)[:, 0]
     data_names = ["x_t", "model_output"] + ([] if philox else ["noise"])
+    history = []
+    if dpm:
+        history = [make_data(draw, shape, dtype, f"pred_xstart_{i + 1}")
+                   for i in range(solver[0] - 1)]
+        for i, h in enumerate(history):
+            args[f"pred_xstart_{i + 1}"] = h
+        data_names += [f"pred_xstart_{i + 1}" for i in range(len(history))]
     broken = maybe_break(draw, args, (data_names, list(tables)), T)
     modes = [mean_type, var_type]
     mode_break = draw(st.sampled_from([None] * 8 + ["model_mean_type", "model_var_type", "eta",
@@ -273,8 +295,10 @@ def test_fuzz_steps(data):
     if ddim:
         options["use_clipped_model_output"] = use_clipped
     order = (["model_output", "x_t", "t"] + (["seed", "offset"] if philox else ["noise"])
-             + list(tables))
+             + list(tables) + [f"pred_xstart_{i + 1}" for i in range(len(history))])
     extra = [eta] if eta is not None else []
+    if dpm:
+        extra = [None] * (2 - len(history)) + list(solver)
     fn = getattr(torch.ops.ddpm, op.split(".")[1])
 
     def call(**kw):
@@ -286,7 +310,11 @@ def test_fuzz_steps(data):
     noise = (torch.ops.ddpm.philox_normal(args["x_t"].float(), args["seed"], args["offset"])
              if philox else args["noise"])
     ref_clip = (bound, options["clip_rescale"]) if bound is not None else clip
-    if euler:
+    if dpm:
+        want = ref.dpm_solver_sample(args["model_output"], args["x_t"], t, noise, tab64,
+                                     [args.get(f"pred_xstart_{i + 1}") for i in range(2)],
+                                     *solver, mean_type, var_type, ref_clip)
+    elif euler:
         want = ref.euler_sample(args["model_output"], args["x_t"], t, noise, tab64, eta,
                                 mean_type, var_type, ref_clip)
     elif ddim:
@@ -430,7 +458,8 @@ def test_fuzz_every_overload(data):
             [None] + ([torch.randn(batch, shape[0]).to(dtype)] if shape[0] > 0 else []))),
         "target": lambda: draw(st.sampled_from(["epsilon", "start_x", "v"])),
         "model_mean_type": lambda: draw(st.sampled_from(
-            [m for m in MEAN_TYPES if not (op.name.startswith("euler") and m == "previous_x")])),
+            [m for m in MEAN_TYPES if not (op.name.startswith(("euler", "dpm")) and
+                                           m == "previous_x")])),
         "model_var_type": lambda: draw(st.sampled_from(["fixed_small", "fixed_large"])),
         "eta": lambda: draw(st.sampled_from([0.0, 0.5, 1.0])),
         "use_clipped_model_output": lambda: draw(st.booleans()),
