@@ -367,6 +367,8 @@ struct StepCase {
   double eta;
   const char* name;
   bool model_noise;  // DDIM with the model's own noise prediction
+  int32_t solver_order = 1;  // DPM-Solver's: orders 2 and 3 read earlier pred_x0
+  bool heun = false, sde = false;
 };
 // Every kind (a new one is emulated without a line here), each with eta 0
 // and 0.7 and the model's own noise prediction: what a kind does not read is
@@ -379,6 +381,13 @@ std::vector<StepCase> all_step_cases() {
     cases.push_back({kind, 0.7, "eta=0.7", false});
     cases.push_back({kind, 0.7, "eta=0.7 model noise", true});
   }
+  // a multistep step's orders (reading one and two earlier pred_x0), forms
+  // and algorithms
+  const auto dpm = ddpm::StepKind::kDpmSolver;
+  cases.push_back({dpm, 0.0, "order 2 midpoint", false, 2, false, false});
+  cases.push_back({dpm, 0.0, "order 2 heun sde", false, 2, true, true});
+  cases.push_back({dpm, 0.0, "order 3", false, 3, false, false});
+  cases.push_back({dpm, 0.0, "order 3 sde", false, 3, false, true});
   return cases;
 }
 const std::vector<StepCase> kStepCases = all_step_cases();
@@ -396,8 +405,8 @@ ddpm::StepTables<T> step_tables(const Tables<T>& tab, ddpm::StepKind kind) {
   if (kind == ddpm::StepKind::kEuler) {  // sigmas, sigmas_next: sqrt(1/abar - 1) > sqrt(1 - abar)
     return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), nullptr, nullptr, nullptr, nullptr}};
   }
-  if (kind == ddpm::StepKind::kDpmSolver) {  // sigmas, sigmas_next, then two larger ones
-    return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), tab.r.data(), tab.betas.data(), nullptr,
+  if (kind == ddpm::StepKind::kDpmSolver) {  // sigmas, sigmas_next, two earlier ones
+    return {{tab.rm1.data(), tab.sqrt_1m_abar.data(), tab.r.data(), tab.c1.data(), nullptr,
              nullptr}};
   }  // (another kind's own two tables: any valid values compare the backends)
   return {{tab.r.data(), tab.rm1.data(), tab.c1.data(), tab.c2.data(),
@@ -411,8 +420,8 @@ Clip clip_of(int combination) { return static_cast<Clip>(combination % 4); }
 
 ddpm::StepModes step_modes(const StepCase& kind, ddpm::MeanType mean, ddpm::VarType var,
                            Clip clip) {
-  return {kind.kind, mean, var, clip != Clip::kNone, kind.eta, clip == Clip::kRescale,
-          kind.model_noise};
+  return {kind.kind, mean,           var,        clip != Clip::kNone, kind.eta,
+          clip == Clip::kRescale, kind.model_noise, kind.solver_order, kind.heun, kind.sde};
 }
 
 // Per-sample bounds, some below and some above the data's magnitudes.
@@ -430,7 +439,8 @@ const T* clip_bound_of(Clip clip, const std::vector<T>& bounds) {
 
 std::string mode_name(const ddpm::StepModes& m, const StepCase& k, Clip clip) {
   std::ostringstream o;
-  o << "kind=" << int(k.kind) << " " << k.name << " mean=" << int(m.mean_type) << " var=" << int(m.var_type)
+  o << "kind=" << int(k.kind) << " " << k.name << " mean=" << int(m.mean_type)
+    << " var=" << int(m.var_type)
     << " clip=" << int(clip);
   return o.str();
 }
@@ -439,12 +449,14 @@ std::string mode_name(const ddpm::StepModes& m, const StepCase& k, Clip clip) {
 // learned variances (values a model would give), x_t, noise, t.
 template <typename S>
 struct StepInputs {
-  Buffer<S> model_output, x_t, noise;
+  Buffer<S> model_output, x_t, noise, history_1, history_2;
   std::vector<int64_t> t;
   StepInputs(const Shape& sh, std::mt19937_64& rng)
       : model_output(random_buffer<S>(2 * sh.batch * sh.sample_numel, sh.offset, rng)),
         x_t(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
         noise(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
+        history_1(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
+        history_2(random_buffer<S>(sh.batch * sh.sample_numel, sh.offset, rng)),
         t(timesteps(sh.batch, schedule().T, rng)) {
     // the variance half of each sample in [-1, 0.5]: a log-variance for
     // `learned`, v for `learned_range`
@@ -480,6 +492,9 @@ TYPED_TEST(CudaHost, StepsForward) {
             p.model_output = in.model_output.data();
             p.x_t = in.x_t.data();
             p.noise = generate ? nullptr : in.noise.data();
+            const int history = ddpm::step_history_count(modes);
+            p.history[0] = history >= 1 ? in.history_1.data() : nullptr;
+            p.history[1] = history >= 2 ? in.history_2.data() : nullptr;
             p.timesteps = {in.t.data(), schedule().T};
             p.tables = step_tables(tab, kind.kind);
             p.modes = modes;
