@@ -3,6 +3,10 @@
     from torch_ddpm.diffusers import DDPMScheduler
     pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
 
+EulerDiscreteScheduler, EulerAncestralDiscreteScheduler and
+DPMSolverMultistepScheduler are diffusers' own classes with a fused step
+(torch_ddpm.diffusers_solvers says what differs).
+
 DDPMScheduler and DDIMScheduler here are real diffusers schedulers
 (SchedulerMixin, ConfigMixin, the same registered config as diffusers' own),
 so from_config, from_pretrained, save_pretrained and the pipelines that take a
@@ -20,6 +24,9 @@ except ImportError as error:  # pragma: no cover (the message is tested in a sub
     raise ImportError("torch_ddpm.diffusers needs diffusers (pip install diffusers); "
                       "torch_ddpm.fused_schedulers.DDPMScheduler works without it") from error
 
+from .diffusers_solvers import (DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                                EulerAncestralDiscreteSchedulerOutput, EulerDiscreteScheduler,
+                                EulerDiscreteSchedulerOutput)
 from .fused_schedulers import _FusedDDIMSteps, _FusedDDPMSteps, denoising_loop
 
 # the steps return diffusers' own output classes (BaseOutput)
@@ -27,7 +34,9 @@ DDPMSchedulerOutput = scheduling_ddpm.DDPMSchedulerOutput
 DDIMSchedulerOutput = scheduling_ddim.DDIMSchedulerOutput
 
 __all__ = ["DDPMScheduler", "DDPMSchedulerOutput", "DDIMScheduler", "DDIMSchedulerOutput",
-           "denoising_loop"]
+           "EulerDiscreteScheduler", "EulerDiscreteSchedulerOutput",
+           "EulerAncestralDiscreteScheduler", "EulerAncestralDiscreteSchedulerOutput",
+           "DPMSolverMultistepScheduler", "denoising_loop"]
 
 
 class _DiffusersSchedules:
