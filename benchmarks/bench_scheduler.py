@@ -1,5 +1,5 @@
-"""diffusers' DDPMScheduler.step and DDIMScheduler.step against torch_ddpm's,
-side by side in one run.
+"""diffusers' schedulers' step (DDPM, DDIM, Euler, Euler ancestral,
+DPM-Solver++) against torch_ddpm's, side by side in one run.
 
     python3 benchmarks/bench_scheduler.py [--device cpu|cuda] [--reps 30] [--output F.json]
 
@@ -27,12 +27,22 @@ from side_by_side import alternate, count_ops, write_json  # noqa: E402
 import torch_ddpm  # noqa: E402,F401  (loads the operators)
 from torch_ddpm.fused_schedulers import DDIMScheduler, DDPMScheduler  # noqa: E402
 
+STEP_INDEX = 10  # the step timed: a middle one (with noise; DPM-Solver at its full order)
+
 SHAPES = {"1x4x64x64": (1, 4, 64, 64), "16x4x64x64": (16, 4, 64, 64),
           "4x4x128x128": (4, 4, 128, 128)}
 
 
 def _one_step(scheduler, model_output, timestep, sample, seed, device):
     generator = torch.Generator(device=device).manual_seed(seed)
+    if hasattr(scheduler, "sigmas"):
+        # the sigma schedulers keep their place in the chain (and DPM-Solver
+        # its history): the same step every repetition
+        scheduler._step_index = STEP_INDEX
+        scheduler.is_scale_input_called = True
+        if hasattr(scheduler, "model_outputs"):
+            scheduler.model_outputs = list(scheduler.bench_history)
+            scheduler.lower_order_nums = scheduler.config.solver_order
     return scheduler.step(model_output, timestep, sample, generator=generator).prev_sample
 
 
@@ -48,6 +58,16 @@ CONFIGS = {
     "ddim": ("DDIMScheduler", dict(prediction_type="epsilon", clip_sample=False)),
     # DDIMScheduler's defaults: clip_sample=True, the model's own noise kept
     "ddim-clip": ("DDIMScheduler", dict(prediction_type="epsilon")),
+    # Stable Diffusion's schedule under the schedulers its pipelines offer
+    "euler": ("EulerDiscreteScheduler", dict(beta_schedule="scaled_linear",
+                                             beta_start=0.00085, beta_end=0.012)),
+    "euler-ancestral": ("EulerAncestralDiscreteScheduler",
+                        dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)),
+    "dpm++2m": ("DPMSolverMultistepScheduler", dict(beta_schedule="scaled_linear",
+                                                    beta_start=0.00085, beta_end=0.012)),
+    "dpm++3m-sde": ("DPMSolverMultistepScheduler",
+                    dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                         solver_order=3, algorithm_type="sde-dpmsolver++")),
 }
 
 
@@ -56,7 +76,12 @@ def schedulers(name):
     import diffusers
 
     cls, kw = CONFIGS[name]
-    ours = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}[cls]
+    if cls in ("DDPMScheduler", "DDIMScheduler"):
+        ours = {"DDPMScheduler": DDPMScheduler, "DDIMScheduler": DDIMScheduler}[cls]
+    else:
+        import torch_ddpm.diffusers
+
+        ours = getattr(torch_ddpm.diffusers, cls)
     return getattr(diffusers, cls)(**kw), ours(**kw)
 
 
@@ -64,7 +89,12 @@ def bench(shape, dtype, device, reps, warmup, scheduler="ddpm"):
     theirs, ours = schedulers(scheduler)
     for s in (theirs, ours):
         s.set_timesteps(50)
-    timestep = theirs.timesteps[10]  # a middle step, with noise
+    timestep = theirs.timesteps[STEP_INDEX]
+    if hasattr(ours, "model_outputs"):  # DPM-Solver's earlier x_0 predictions, the same
+        gen = torch.Generator().manual_seed(7)
+        theirs.bench_history = ours.bench_history = [
+            torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+            for _ in range(ours.config.solver_order)]
     gen = torch.Generator().manual_seed(0)
     sample = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
     model_output = torch.randn(shape, generator=gen).to(device=device, dtype=dtype)

@@ -77,8 +77,7 @@ StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& 
   StepModes modes;
   modes.kind = at.kind->kind;
   modes.mean_type = parse_mean_type(op, args.str(at.model_mean_type));
-  TORCH_CHECK((modes.kind != StepKind::kEuler && modes.kind != StepKind::kDpmSolver) ||
-                  modes.mean_type != MeanType::kPreviousX,
+  TORCH_CHECK(kind_has_posterior_mean(modes.kind) || modes.mean_type != MeanType::kPreviousX,
               op, ": model_mean_type=\"previous_x\" is a posterior mean, which ", op,
               " does not form: expected \"epsilon\", \"start_x\" or \"v\"");
   modes.var_type = parse_var_type(op, args.str(at.model_var_type));

@@ -156,7 +156,8 @@ timeout "$(limit 20 170)" python3 benchmarks/bench_training.py --device cuda --s
 echo "bench-training: exit $? ($(elapsed))"
 # diffusers' scheduler steps against ours: its rows in the log
 timeout "$(limit 20 150)" python3 benchmarks/bench_scheduler.py --device cuda \
-  --shapes 16x4x64x64 --dtypes float32 bfloat16 --schedulers ddpm ddim --reps 20 --warmup 3
+  --shapes 16x4x64x64 --dtypes float32 bfloat16 --schedulers ddpm ddim euler dpm++2m \
+  --reps 20 --warmup 3
 echo "bench-scheduler: exit $? ($(elapsed))"
 # the sampling loops' host time per step against the bare raw-operator loop
 timeout "$(limit 15 135)" python3 -m torch_ddpm bench-loops --device cuda --reps 3

@@ -61,7 +61,11 @@ def variants(op, batch, channels, dtype, device):
     """(label, overrides) for each way op is called; label names the variant."""
     if is_step(op):
         plain = not op.qualified.count(".") and "philox" not in op.name
-        modes = (itertools.product(MEAN_TYPES, VAR_TYPES) if plain
+        # (the sigma-space steps have no posterior mean for previous_x to invert)
+        means = [m for m in MEAN_TYPES if not (op.takes("sigmas") and m == "previous_x")]
+        # (a sigma-space step reads no variance: learned only widens its input)
+        var_types = ["fixed_small", "learned"] if op.takes("sigmas") else VAR_TYPES
+        modes = (itertools.product(means, var_types) if plain
                  else [("epsilon", "fixed_small"), ("v", "learned_range")])
         for mean, var in modes:
             yield f"{mean}/{var}", {"model_mean_type": mean, "model_var_type": var}
@@ -71,6 +75,12 @@ def variants(op, batch, channels, dtype, device):
         yield "no clip", {"clip_denoised": False}
         if op.takes("use_clipped_model_output"):
             yield "model_noise", {"use_clipped_model_output": False}
+        if op.takes("solver_order"):  # each count of earlier pred_x0 read (0 to 2)
+            yield "order 1 sde-dpmsolver++", {"solver_order": 1,
+                                              "algorithm_type": "sde-dpmsolver++"}
+            yield "order 2 heun", {"solver_order": 2, "solver_type": "heun"}
+            yield "order 3 sde-dpmsolver++", {"solver_order": 3,
+                                              "algorithm_type": "sde-dpmsolver++"}
         return
     yield "plain", {}
     if op.takes("noise_offset"):

@@ -112,6 +112,12 @@ struct StepModes {
   bool sde = false;
 };
 
+// Whether the kind's steps have a posterior mean for previous_x to invert
+// (the sigma-space kinds step from x_0 directly).
+DDPM_HD bool kind_has_posterior_mean(StepKind k) {
+  return k == StepKind::kDdpm || k == StepKind::kDdim;
+}
+
 // How many earlier pred_x0 a step reads (DPM-Solver++ of order 2 and 3: the
 // pred_xstart of the steps one and two before).
 DDPM_HD int step_history_count(const StepModes& m) {

@@ -36,7 +36,7 @@ from diffusers.utils import logging
 
 from .fused_schedulers import _randn
 from .operators import in_common_dtype, step_overload
-from .tables import cached_on
+from .tables import cached_on, sigma_step_tables
 from .thresholding import step_threshold_bound
 
 logger = logging.get_logger(__name__)
@@ -130,8 +130,7 @@ class _EulerSteps(_SigmaSteps):
     _OUTPUT = EulerDiscreteSchedulerOutput
 
     def _make_tables(self):
-        sigmas = self.sigmas.double()
-        return {"sigmas": sigmas[:-1], "sigmas_next": sigmas[1:]}
+        return sigma_step_tables("euler_sample", self.sigmas)
 
     def _fused_step(self, model_output, timestep, sample, generator, return_dict):
         if isinstance(timestep, (int, torch.IntTensor, torch.LongTensor)):
@@ -158,7 +157,8 @@ class _EulerSteps(_SigmaSteps):
         prev_sample, pred_original_sample = step_overload("euler_sample")(
             out, x, self._step_t(x.shape[0], x.device), x if noise is None else noise,
             tables["sigmas"], tables["sigmas_next"], self._ETA, _MEAN_TYPES[prediction_type])
-        prev_sample = prev_sample.to(model_output.dtype)
+        if prev_sample.dtype != model_output.dtype:
+            prev_sample = prev_sample.to(model_output.dtype)
         self._step_index += 1
         if not return_dict:
             return prev_sample, pred_original_sample
@@ -219,12 +219,7 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
                 "DPMSolverMultistepScheduler")
 
     def _make_tables(self):
-        sigmas = self.sigmas.double()
-        n = len(sigmas) - 1
-        nan = sigmas.new_full((2,), float("nan"))  # (no earlier step: orders 2 and 3 never read it)
-        return {"sigmas": sigmas[:-1], "sigmas_next": sigmas[1:],
-                "sigmas_1": torch.cat([nan[:1], sigmas[:-2]])[:n],
-                "sigmas_2": torch.cat([nan, sigmas[:-3]])[:n]}
+        return sigma_step_tables("dpm_solver_sample", self.sigmas)
 
     def _order(self):
         """This step's order, as diffusers' step chooses it."""
@@ -290,7 +285,8 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
         self.model_outputs[-1] = x0_pred
         if self.lower_order_nums < config.solver_order:
             self.lower_order_nums += 1
-        prev_sample = prev_sample.to(dtype)
+        if prev_sample.dtype != dtype:
+            prev_sample = prev_sample.to(dtype)
         self._step_index += 1
         if not return_dict:
             return (prev_sample,)

@@ -17,7 +17,8 @@ import torch
 
 from .noise import _as_int64, _checked_offset
 
-__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "mode_name",
+__all__ = ["q_sample", "posterior_mean_variance", "p_sample", "ddim_sample", "euler_sample",
+           "dpm_solver_sample", "mode_name",
            "q_sample_philox", "p_sample_philox", "ddim_sample_philox", "in_common_dtype",
            "step_overload"]
 
@@ -123,6 +124,52 @@ def ddim_sample(
     )
 
 
+def euler_sample(model_output, x_t, t, noise, sigmas, sigmas_next, eta=0.0,
+                 model_mean_type="epsilon", model_var_type="fixed_small", clip_denoised=False,
+                 clip_bound=None, clip_rescale=False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One fused Euler step in sigma space, sample t (an inference step index,
+    [B]) from sigmas[t] to sigmas_next[t]; returns (sample, pred_xstart).
+
+    x_t is the sigma-scaled sample (the model is given x_t/sqrt(sigma^2 + 1));
+    sample = x_t + (x_t - pred_xstart)/sigma*(sigma_down - sigma) +
+    sigma_up*noise with k-diffusion's ancestral split of sigma_next scaled by
+    eta: eta = 0 is diffusers' EulerDiscreteScheduler step (the noise is not
+    read: pass x_t), eta = 1 its EulerAncestralDiscreteScheduler step.
+    model_mean_type "epsilon", "v" or "start_x"; a learned variance half is
+    ignored. torch_ddpm.tables.sigma_step_tables gives the two tables from a
+    chain's sigmas."""
+    return torch.ops.ddpm.euler_sample(
+        model_output, x_t, t, noise, sigmas, sigmas_next, float(eta),
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised), clip_bound,
+        bool(clip_rescale))
+
+
+def dpm_solver_sample(model_output, x_t, t, noise, sigmas, sigmas_next, sigmas_1, sigmas_2,
+                      pred_xstart_1=None, pred_xstart_2=None, solver_order=1,
+                      solver_type="midpoint", algorithm_type="dpmsolver++",
+                      model_mean_type="epsilon", model_var_type="fixed_small",
+                      clip_denoised=False, clip_bound=None,
+                      clip_rescale=False) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One fused DPM-Solver++ multistep step (Lu et al. 2022, as diffusers'
+    DPMSolverMultistepScheduler), sample t (an inference step index, [B]) from
+    sigmas[t] to sigmas_next[t]; returns (sample, pred_xstart).
+
+    x_t is variance-preserving. solver_order (1, 2 or 3) is this step's: a
+    chain's first steps lower it, as may its last; orders 2 and 3 read the
+    pred_xstart returned by the steps one and two before (pred_xstart_1,
+    pred_xstart_2; their sigmas are sigmas_1[t], sigmas_2[t]) in the same
+    pass. solver_type "midpoint" or "heun" (order 2), algorithm_type
+    "dpmsolver++" (the noise is not read: pass x_t) or "sde-dpmsolver++".
+    clip_bound with clip_rescale is diffusers' thresholding of pred_xstart.
+    torch_ddpm.tables.sigma_step_tables gives the four float64 tables from a
+    chain's sigmas."""
+    return torch.ops.ddpm.dpm_solver_sample(
+        model_output, x_t, t, noise, sigmas, sigmas_next, sigmas_1, sigmas_2, pred_xstart_1,
+        pred_xstart_2, int(solver_order), str(solver_type), str(algorithm_type),
+        mode_name(model_mean_type), mode_name(model_var_type), bool(clip_denoised), clip_bound,
+        bool(clip_rescale))
+
+
 def q_sample_philox(x_start, t, seed, offset, sqrt_alphas_cumprod,
                     sqrt_one_minus_alphas_cumprod) -> Tuple[torch.Tensor, torch.Tensor]:
     """q_sample with the noise drawn in the kernel: returns (x_t, noise), the
@@ -177,7 +224,7 @@ _OVERLOADS = {}
 
 
 def step_overload(kind, noise_args=None, sample_out=False):
-    """The overload of step operator `kind` ("p_sample", "ddim_sample") a call
+    """The overload of step operator `kind` ("p_sample", "ddim_sample", ...) a call
     takes: noise_args None for a noise tensor, else what a PhiloxStream's
     noise_args() gave (seed, offset) or (generator,), which pick the *_philox
     form; sample_out its .sample_out form. Resolved here, once per form: the

@@ -3,7 +3,7 @@ per device, made outside inference mode, and each step operator's tables in
 its schema's order (ops/operators.cpp; a test holds the two together)."""
 import torch
 
-__all__ = ["STEP_TABLES", "step_tables", "cached_on"]
+__all__ = ["STEP_TABLES", "step_tables", "sigma_step_tables", "cached_on"]
 
 # Each step operator's tables, in its order: the variance-preserving steps'
 # four (x_0 and the posterior mean), then the kind's own two; Euler's sigmas.
@@ -22,6 +22,23 @@ def step_tables(kind, tables, **instead):
     a {name: tensor} mapping, in its order; instead: a table to pass in a
     name's place (the DDIM step towards alphas_cumprod_next, say)."""
     return tuple(instead[name] if name in instead else tables[name] for name in STEP_TABLES[kind])
+
+
+def sigma_step_tables(kind, sigmas):
+    """The tables of a sigma-space step operator ("euler_sample",
+    "dpm_solver_sample") over a chain of sigmas (length N + 1, the last the
+    one the chain ends at, as diffusers' schedulers keep them), in float64, as
+    {name: tensor} of length N: step t goes from sigmas[t] to sigmas[t + 1].
+    DPM-Solver's earlier sigmas are NaN before the chain's first step, where
+    orders 2 and 3 never read them."""
+    sigmas = sigmas.double()
+    n = len(sigmas) - 1
+    tables = {"sigmas": sigmas[:-1], "sigmas_next": sigmas[1:]}
+    if kind == "dpm_solver_sample":
+        nan = sigmas.new_full((2,), float("nan"))
+        tables["sigmas_1"] = torch.cat([nan[:1], sigmas[:-2]])[:n]
+        tables["sigmas_2"] = torch.cat([nan, sigmas[:-3]])[:n]
+    return {name: tables[name] for name in STEP_TABLES[kind]}
 
 
 def cached_on(owner, device, make, key=None, slot="tables"):

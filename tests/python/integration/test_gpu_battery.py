@@ -99,9 +99,16 @@ def test_the_sanitizer_run_calls_every_overload_of_the_registry_with_each_operan
         if sanitize.is_step(op):
             assert {"clip_bound", "clip_bound+rescale", "no clip"} <= labels, name
             if "." not in name and "philox" not in name:  # the plain overload and its backward
-                assert modes <= labels, name
+                # (a sigma-space step has no previous_x)
+                # (a sigma-space step has no previous_x and reads no variance)
+                want = ({m for m in modes if m.split("/")[1] in ("fixed_small", "learned")
+                         and not m.startswith("previous_x")} if op.takes("sigmas") else modes)
+                assert want <= labels, name
             if op.takes("use_clipped_model_output"):
                 assert "model_noise" in labels, name
+            if op.takes("solver_order"):  # each count of earlier pred_x0 the kernel reads
+                assert {"order 1 sde-dpmsolver++", "order 2 heun",
+                        "order 3 sde-dpmsolver++"} <= labels, name
         if op.takes("noise_offset"):
             assert "noise_offset" in labels, name
         if op.takes("target"):

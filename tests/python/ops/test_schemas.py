@@ -83,7 +83,8 @@ def test_a_new_step_kind_touches_only_the_files_docs_list():
                 path = os.path.join(folder, name)
                 with open(path, errors="replace") as f:
                     code = _code_without_comments(f.read())
-                if re.search(r"\bkDdim\b|\bkDdpm\b|\"ddim_sample|\"p_sample", code):
+                if re.search(r"\bk(Ddim|Ddpm|Euler|DpmSolver)\b|\"(ddim|p|euler|dpm_solver)_sample",
+                             code):
                     naming.add(os.path.relpath(path, REPO))
     assert naming, "found no file naming a step kind: the search is broken"
     assert naming - optional <= listed, sorted(naming - optional - listed)
