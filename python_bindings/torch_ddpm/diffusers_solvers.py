@@ -24,7 +24,9 @@ What differs from diffusers' step, on purpose:
   (use_flow_sigmas, prediction_type="flow_prediction"); diffusers' own class
   runs those.
 - EulerDiscreteScheduler.step with s_churn > 0 (noise added before the step)
-  runs diffusers' own step.
+  runs diffusers' own step, as does DPMSolverMultistepScheduler.step when an
+  earlier step's x_0 prediction requires grad (a chain sampled under autograd:
+  the fused step takes those as constants).
 """
 import functools
 
@@ -96,6 +98,22 @@ class _SigmaSteps:
             if host is None:
                 host = self.timesteps.cpu()
             self._step_index = self.index_for_timestep(torch.as_tensor(timestep), host)
+
+    def _restart_chain(self):
+        """Back to the chain's start (set_begin_index's, or found at the first
+        step), a multistep scheduler's history cleared: what set_timesteps
+        leaves, for a loop run again on the same chain (denoising_loop)."""
+        self._step_index = None
+        if hasattr(self, "model_outputs"):
+            self.model_outputs = [None] * self.config.solver_order
+            self.lower_order_nums = 0
+
+    def _graph_chain(self, device):
+        """(this chain by value, what a captured loop reads that it did not
+        make): see fused_schedulers' _graph_chain."""
+        key = (tuple(self._timesteps_host.tolist()), tuple(self.sigmas.tolist()),
+               self.begin_index)
+        return key, (self.timesteps, self._tables(device))
 
     def _tables(self, device):
         """The operator's tables of this chain on device, float64 (the float32
@@ -246,6 +264,13 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
             self._init_step_index(timestep)
         config = self.config
         order = self._order()
+        # the x_0 predictions of the steps one and two before, as diffusers keeps them
+        earlier = list(reversed(self.model_outputs))[: order - 1]
+        if torch.is_grad_enabled() and any(h.requires_grad for h in earlier):
+            # a gradient through the earlier steps (sampling under autograd): the
+            # fused step takes them as constants, diffusers' own step does not
+            return super().step(model_output, timestep, sample, generator, variance_noise,
+                                return_dict)
         dtype = model_output.dtype
         channels = sample.shape[1] if sample.dim() > 1 else None
         var_type = "fixed_small"
@@ -263,8 +288,6 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
                      if variance_noise is None
                      else variance_noise.to(device=model_output.device, dtype=torch.float32))
         out, x, noise = _working_dtypes(model_output, sample, noise)
-        # the x_0 predictions of the steps one and two before, as diffusers keeps them
-        earlier = list(reversed(self.model_outputs))[: order - 1]
         history = [h if h.dtype == x.dtype else h.to(x.dtype) for h in earlier]
         history += [None] * (2 - len(history))
         tables = self._tables(x.device)

@@ -246,6 +246,13 @@ class _FusedDDPMSteps:
         self._timesteps_host = tuple(int(v) for v in timesteps)  # (what a graph's key reads)
         self._build_tables()
 
+    def _graph_chain(self, device):
+        """(what identifies this chain for a captured loop, what a captured
+        loop reads that it did not make): the timesteps by value; the
+        timesteps and tables on device."""
+        return self._timesteps_host, (self.timesteps, self._on(device),
+                                      self._step_tables(self._STEP_OP, device))
+
     def previous_timestep(self, timestep):
         if self.custom_timesteps or self.num_inference_steps:
             index = (self.timesteps == timestep).nonzero(as_tuple=True)[0][0]
@@ -639,10 +646,14 @@ class DDIMScheduler(_FusedDDIMSteps):
 
 def denoising_loop(model, scheduler, latents, generator=None, cuda_graph=False,
                    step_kwargs=None, **model_kwargs):
-    """The loop of diffusers' DDPMPipeline and DDIMPipeline: for each of
-    scheduler.timesteps (set_timesteps first), the model's output (its
-    .sample, for a diffusers model) then scheduler.step(...).prev_sample;
-    returns the last latents. step_kwargs: the step's own (eta, ...).
+    """The loop of diffusers' pipelines: for each of scheduler.timesteps
+    (set_timesteps first), the model's output on
+    scheduler.scale_model_input(latents, t) (its .sample, for a diffusers
+    model) then scheduler.step(...).prev_sample; returns the last latents
+    (give them already scaled by init_noise_sigma, as pipelines prepare
+    them). The chain starts anew at each call (a multistep scheduler's
+    history too). step_kwargs: the step's own (eta, ...). The scheduler: one
+    of ours, DDPM, DDIM, Euler, Euler ancestral or DPM-Solver++.
 
     cuda_graph=True (CUDA; our schedulers, whose steps never read a device
     value on the host): the whole loop, model included, as one CUDA graph
@@ -657,8 +668,11 @@ def denoising_loop(model, scheduler, latents, generator=None, cuda_graph=False,
 
     def run(latents, *tensors):
         kwargs = {**model_kwargs, **dict(zip(tensor_names, tensors))}
+        restart = getattr(scheduler, "_restart_chain", None)
+        if restart is not None:  # (a stateful scheduler: each run, a capture's too, from the top)
+            restart()
         for t in scheduler.timesteps:
-            out = model(latents, t, **kwargs)
+            out = model(scheduler.scale_model_input(latents, t), t, **kwargs)
             out = getattr(out, "sample", out)
             latents = scheduler.step(out, t, latents, generator=generator,
                                      **step_kwargs).prev_sample
@@ -671,22 +685,22 @@ def denoising_loop(model, scheduler, latents, generator=None, cuda_graph=False,
     from .graphs import GraphedLoop, check_graphable, graphed_for, memory_key
 
     check_graphable("denoising_loop", latents.device)
-    if not isinstance(scheduler, _FusedDDPMSteps):
+    if not hasattr(scheduler, "_graph_chain"):
         raise ValueError("denoising_loop(cuda_graph=True): the scheduler must be one of ours "
                          "(torch_ddpm.diffusers' or fused_schedulers'); diffusers' own steps read "
                          f"the timestep on the host, got {type(scheduler).__name__}")
+    chain, reads = scheduler._graph_chain(latents.device)
     fixed = tuple(sorted((k, v) for k, v in model_kwargs.items() if k not in tensor_names))
     # the chain's timesteps and config by value (a pipeline sets the same
     # timesteps again for each image: one capture serves them all), the model
     # by where its weights lie
     key = ("denoising_loop", id(model), memory_key(model), id(generator),
-           getattr(scheduler, "_timesteps_host", None), repr(dict(scheduler.config)),
+           type(scheduler), chain, repr(dict(scheduler.config)),
            tuple(sorted(step_kwargs.items())), tuple(tensor_names), fixed)
     def make():
         # the graph reads the chain's timesteps and tables where they lie when
         # it is captured: they are kept with it
-        keep = (model, scheduler.timesteps, scheduler._on(latents.device),
-                scheduler._step_tables(scheduler._STEP_OP, latents.device))
+        keep = (model, *reads)
         return GraphedLoop(run, () if generator is None else (generator,), latents.device, keep)
 
     return graphed_for(scheduler, key, make)(latents, *tensors)

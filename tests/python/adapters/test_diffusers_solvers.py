@@ -397,3 +397,49 @@ def test_no_host_sync_in_a_step(kind, config):
         with NoHostSync():
             out = s.step(x, t, x)
         assert out.prev_sample.device == meta and out.prev_sample.shape == x.shape
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_denoising_loop_is_the_pipelines_loop(kind):
+    # torch_ddpm.diffusers.denoising_loop with ours: a pipeline's loop
+    # (scale_model_input, the model, step) with diffusers' own scheduler
+    net = torch.nn.Conv2d(3, 3, 1)
+
+    def model(x, t):
+        return net(x) * 0.5
+
+    theirs, ours = getattr(diffusers, kind)(), getattr(ours_module, kind)()
+    for s in (theirs, ours):
+        s.set_timesteps(7)
+    latents = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    latents = latents * theirs.init_noise_sigma
+    want = latents
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for t in theirs.timesteps:
+            want = theirs.step(model(theirs.scale_model_input(want, t), t), t, want,
+                               generator=gen).prev_sample
+        got = [ours_module.denoising_loop(model, ours, latents,
+                                          generator=torch.Generator().manual_seed(1))
+               for _ in range(2)]  # (run again: the chain starts anew)
+    assert_close_to_diffusers(got[0], want)
+    assert torch.equal(got[0], got[1])
+
+
+def test_dpm_solver_under_autograd_steps_and_differentiates_as_diffusers():
+    # an earlier x_0 prediction that requires grad (a chain under autograd):
+    # diffusers' own step, so the gradient reaches every step's model output
+    config = dict(solver_order=3)
+    theirs, ours = (diffusers.DPMSolverMultistepScheduler(**config),
+                    ours_module.DPMSolverMultistepScheduler(**config))
+    grads = []
+    for s in (theirs, ours):
+        s.set_timesteps(6)
+        w = torch.tensor(0.3, requires_grad=True)
+        x = torch.randn(1, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+        for t in s.timesteps:
+            x = s.step(x * w, t, x).prev_sample
+        x.sum().backward()
+        grads.append((x.detach(), w.grad))
+    assert_close_to_diffusers(grads[1][0], grads[0][0])
+    assert_close_to_diffusers(grads[1][1], grads[0][1])

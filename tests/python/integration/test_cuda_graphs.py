@@ -340,3 +340,31 @@ def test_a_model_that_reads_the_device_on_the_host_is_refused_cuda():
 
     with pytest.raises(RuntimeError, match=r"could not be captured as a CUDA graph"):
         dropin().p_sample_loop(Syncing().cuda(), (2, 2, 4, 4), cuda_graph=True)
+
+
+@pytest.mark.parametrize("kind", ["EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler",
+                                  "DPMSolverMultistepScheduler"])
+def test_a_graphed_loop_of_the_sigma_schedulers_gives_the_eager_latents_host_emulated(
+        host_graphs, kind):
+    # stateful steps (the step index, DPM-Solver's history): each run, the
+    # capture's warm-up and capture included, starts the chain from the top
+    pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
+    import torch_ddpm.diffusers as ours
+
+    torch.manual_seed(0)
+    net = Net()
+    config = dict(solver_order=3, algorithm_type="sde-dpmsolver++") if "DPM" in kind else {}
+    sched = getattr(ours, kind)(**config)
+    generator = torch.Generator()
+    runs = []
+    for graphed in (False, True):
+        sched.set_timesteps(6)
+        generator.manual_seed(5)
+        latents = torch.randn(2, 2, 4, 4, generator=generator) * sched.init_noise_sigma
+        with torch.no_grad():  # (as pipelines sample: DPM-Solver's history as constants)
+            runs.append([ours.denoising_loop(net, sched, latents, generator=generator,
+                                             cuda_graph=graphed) for _ in range(2)]
+                        + [generator.get_state()])
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+    assert host_graphs.captures == 1
