@@ -443,3 +443,41 @@ def test_dpm_solver_under_autograd_steps_and_differentiates_as_diffusers():
         grads.append((x.detach(), w.grad))
     assert_close_to_diffusers(grads[1][0], grads[0][0])
     assert_close_to_diffusers(grads[1][1], grads[0][1])
+
+
+def test_dpm_solver_history_set_by_hand_and_a_chain_begun_at_step_5():
+    # a caller may fill model_outputs itself (diffusers' own tests do) and
+    # step from any timestep of the chain: found on the host, first order there
+    r = 0.1 * torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0))
+    outs = []
+    for s in (diffusers.DPMSolverMultistepScheduler(solver_order=3),
+              ours_module.DPMSolverMultistepScheduler(solver_order=3)):
+        s.set_timesteps(25)
+        s.model_outputs = [r + 0.2, r + 0.15, r + 0.1]
+        outs.append([s.step(r, s.timesteps[i], r * 10).prev_sample for i in (5, 6, 7)])
+        assert s.step_index == 8
+    for mine, theirs in zip(outs[1], outs[0]):
+        assert_close_to_diffusers(mine, theirs)
+
+
+def test_dpm_solver_16_bit_thresholding_and_custom_timesteps():
+    s = ours_module.DPMSolverMultistepScheduler(thresholding=True, dynamic_thresholding_ratio=0)
+    s.set_timesteps(10)
+    x = torch.rand(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)).half()
+    for t in s.timesteps:
+        x = s.step(x * 0.5, t, x).prev_sample
+    assert x.dtype == torch.float16 and torch.isfinite(x).all()
+    # the same chain given as custom timesteps steps alike
+    runs = []
+    for custom in (False, True):
+        s = ours_module.DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")
+        s.set_timesteps(10)
+        if custom:
+            timesteps = s.timesteps
+            s = ours_module.DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++")
+            s.set_timesteps(num_inference_steps=None, timesteps=timesteps)
+        x, gen = torch.ones(1, 3, 4, 4), torch.Generator().manual_seed(0)
+        for t in s.timesteps:
+            x = s.step(x * 0.3, t, x, generator=gen).prev_sample
+        runs.append(x)
+    assert torch.equal(*runs)
