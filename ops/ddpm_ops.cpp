@@ -321,6 +321,30 @@ TensorPair ddim_sample_backward(OptT grad_sample, OptT grad_pred_xstart, T model
                  use_clipped_model_output);
 }
 
+TensorPair euler_sample(T model_output, T x_t, T t, T noise, T sigmas, T sigmas_next,
+                        double eta, const std::string& model_mean_type,
+                        const std::string& model_var_type, bool clip_denoised, OptT clip_bound,
+                        bool clip_rescale) {
+  static const auto op =
+      find<TensorPair(T, T, T, T, T, T, double, Str, Str, bool, OptT, bool)>("ddpm::euler_sample");
+  return op.call(model_output, x_t, t, noise, sigmas, sigmas_next, eta, model_mean_type,
+                 model_var_type, clip_denoised, clip_bound, clip_rescale);
+}
+
+TensorPair dpm_solver_sample(T model_output, T x_t, T t, T noise, T sigmas, T sigmas_next,
+                             T sigmas_1, T sigmas_2, OptT pred_xstart_1, OptT pred_xstart_2,
+                             int64_t solver_order, const std::string& solver_type,
+                             const std::string& algorithm_type,
+                             const std::string& model_mean_type,
+                             const std::string& model_var_type, bool clip_denoised,
+                             OptT clip_bound, bool clip_rescale) {
+  static const auto op = find<TensorPair(T, T, T, T, T, T, T, T, OptT, OptT, int64_t, Str, Str,
+                                         Str, Str, bool, OptT, bool)>("ddpm::dpm_solver_sample");
+  return op.call(model_output, x_t, t, noise, sigmas, sigmas_next, sigmas_1, sigmas_2,
+                 pred_xstart_1, pred_xstart_2, solver_order, solver_type, algorithm_type,
+                 model_mean_type, model_var_type, clip_denoised, clip_bound, clip_rescale);
+}
+
 TensorPair q_sample_backward(T grad, T t, T sqrt_alphas_cumprod,
                              T sqrt_one_minus_alphas_cumprod) {
   static const auto op = find<TensorPair(T, T, T, T)>("ddpm::q_sample_backward");

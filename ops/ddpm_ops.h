@@ -300,6 +300,39 @@ TensorPair ddim_sample_backward(
     const c10::optional<at::Tensor>& clip_bound = c10::nullopt, bool clip_rescale = false,
     bool use_clipped_model_output = true);
 
+// ---- Steps in sigma space (diffusers' Euler and DPM-Solver++ schedulers) ----
+// t indexes the inference steps: step t goes from sigmas[t] to sigmas_next[t]
+// (tables of the chain's length; float64 for dpm_solver_sample). The
+// .philox, .generator, .key and out= overloads are torch.ops.ddpm's.
+
+// An Euler step of the sigma-scaled sample x_t; eta 0: the ODE step (noise
+// not read), 1: the ancestral step. model_mean_type "epsilon", "v" or "start_x".
+TensorPair euler_sample(const at::Tensor& model_output, const at::Tensor& x_t,
+                        const at::Tensor& t, const at::Tensor& noise, const at::Tensor& sigmas,
+                        const at::Tensor& sigmas_next, double eta = 0.0,
+                        const std::string& model_mean_type = "epsilon",
+                        const std::string& model_var_type = "fixed_small",
+                        bool clip_denoised = false,
+                        const c10::optional<at::Tensor>& clip_bound = c10::nullopt,
+                        bool clip_rescale = false);
+
+// A DPM-Solver++ multistep step of order solver_order (1-3) of the
+// variance-preserving x_t; orders 2 and 3 read pred_xstart_1 and pred_xstart_2,
+// the pred_xstart of the steps one and two before (sigmas_1[t], sigmas_2[t]).
+// solver_type "midpoint" or "heun"; algorithm_type "dpmsolver++" (noise not
+// read) or "sde-dpmsolver++".
+TensorPair dpm_solver_sample(
+    const at::Tensor& model_output, const at::Tensor& x_t, const at::Tensor& t,
+    const at::Tensor& noise, const at::Tensor& sigmas, const at::Tensor& sigmas_next,
+    const at::Tensor& sigmas_1, const at::Tensor& sigmas_2,
+    const c10::optional<at::Tensor>& pred_xstart_1 = c10::nullopt,
+    const c10::optional<at::Tensor>& pred_xstart_2 = c10::nullopt, int64_t solver_order = 1,
+    const std::string& solver_type = "midpoint",
+    const std::string& algorithm_type = "dpmsolver++",
+    const std::string& model_mean_type = "epsilon",
+    const std::string& model_var_type = "fixed_small", bool clip_denoised = false,
+    const c10::optional<at::Tensor>& clip_bound = c10::nullopt, bool clip_rescale = false);
+
 // ---- Backward operators of the linear maps ----
 
 // (sqrt_alphas_cumprod[t]*grad, sqrt_one_minus_alphas_cumprod[t]*grad).

@@ -427,6 +427,40 @@ TEST(CppApi, EveryFunctionReachesItsOperator) {
       1e-12, 0));
 }
 
+TEST(SigmaSteps, EulerAndDpmSolverAgainstTheirClosedForms) {
+  // a chain of three sigmas down to 0, one sample at each step
+  const auto sigmas = at::tensor({2.0, 1.0, 0.5}, at::kDouble);
+  const auto sigmas_next = at::tensor({1.0, 0.5, 0.0}, at::kDouble);
+  const auto t = at::tensor({0, 1, 2}, at::kLong);
+  const auto x = at::randn({3, 2, 5}, at::kDouble);
+  const auto eps = at::randn({3, 2, 5}, at::kDouble);
+  const auto s = sigmas.index_select(0, t).view({3, 1, 1});
+  const auto sn = sigmas_next.index_select(0, t).view({3, 1, 1});
+  // Euler, epsilon, eta 0: x + (x - (x - s*eps))/s*(sn - s) = x + eps*(sn - s)
+  const auto euler = ddpm::euler_sample(eps, x, t, x, sigmas, sigmas_next);
+  EXPECT_TRUE(at::allclose(std::get<0>(euler), x + eps * (sn - s), 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(std::get<1>(euler), x - s * eps, 1e-12, 1e-12));
+  // DPM-Solver++ order 1: pred_x0 = sqrt(s^2 + 1)*x - s*eps, then
+  // (sigma_vp_next/sigma_vp)*x + alpha_next*(1 - sn/s)*pred_x0
+  const auto nan = at::full({3}, std::numeric_limits<double>::quiet_NaN(), at::kDouble);
+  const auto dpm = ddpm::dpm_solver_sample(eps, x, t, x, sigmas, sigmas_next, nan, nan);
+  const auto alpha = 1.0 / (s * s + 1.0).sqrt();
+  const auto alpha_next = 1.0 / (sn * sn + 1.0).sqrt();
+  const auto x0 = x / alpha - s * eps;
+  const auto want = (sn * alpha_next) / (s * alpha) * x + alpha_next * (1.0 - sn / s) * x0;
+  EXPECT_TRUE(at::allclose(std::get<1>(dpm), x0, 1e-12, 1e-12));
+  EXPECT_TRUE(at::allclose(std::get<0>(dpm), want, 1e-12, 1e-12));
+  // order 2 reads the earlier pred_xstart: it changes the sample
+  const auto earlier = at::randn({3, 2, 5}, at::kDouble);
+  const auto sigmas_1 = at::tensor({4.0, 2.0, 1.0}, at::kDouble);
+  const auto t01 = at::tensor({0, 1, 1}, at::kLong);
+  const auto second = ddpm::dpm_solver_sample(eps, x, t01, x, sigmas, sigmas_next, sigmas_1,
+                                              nan, earlier, c10::nullopt, 2);
+  const auto first = ddpm::dpm_solver_sample(eps, x, t01, x, sigmas, sigmas_next, sigmas_1, nan);
+  EXPECT_FALSE(at::allclose(std::get<0>(second), std::get<0>(first)));
+  EXPECT_TRUE(at::equal(std::get<1>(second), std::get<1>(first)));
+}
+
 TEST(TorchScript, OperatorsVisibleAndRunnable) {
   // Every operator is in the JIT registry (what scripted code resolves
   // torch.ops.ddpm.* against), and runs from there on an IValue stack.
