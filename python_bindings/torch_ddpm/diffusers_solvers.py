@@ -37,7 +37,7 @@ from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from diffusers.utils import logging
 
 from .fused_schedulers import _randn
-from .operators import in_common_dtype, step_overload
+from .operators import step_overload
 from .tables import cached_on, sigma_step_tables
 from .thresholding import step_threshold_bound
 

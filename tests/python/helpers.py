@@ -188,3 +188,32 @@ class NoHostSync:
             return self._mode.__exit__(*exc)
         finally:
             torch.tensor, torch.as_tensor = self._saved
+
+
+_SAVED_PIPELINE_LOADS = """
+import json, os, sys
+import diffusers
+index = json.load(open(os.path.join(sys.argv[1], "model_index.json")))
+assert index["scheduler"] == ["diffusers", sys.argv[3]], index
+pipe = getattr(diffusers, sys.argv[2]).from_pretrained(sys.argv[1])
+assert type(pipe.scheduler) is getattr(diffusers, sys.argv[3]), type(pipe.scheduler)
+assert "torch_ddpm" not in sys.modules
+print(json.dumps({k: v for k, v in pipe.scheduler.config.items() if not k.startswith("_")}))
+"""
+
+
+def saved_pipeline_config_without_us(path, pipeline, scheduler):
+    """Loads the pipeline saved at path in another process that cannot import
+    torch_ddpm (plain diffusers), asserts its model_index.json and its loaded
+    scheduler name diffusers' class `scheduler`, and returns that scheduler's
+    public config."""
+    import json
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if "python_bindings" not in p)
+    done = subprocess.run([sys.executable, "-c", _SAVED_PIPELINE_LOADS, str(path), pipeline,
+                           scheduler], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

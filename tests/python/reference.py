@@ -191,6 +191,17 @@ def ddim_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip
     return sample, pred, sample_mag, pred_mag, (sample_slack, slack)
 
 
+def _sigma_step_pred(mean_type, sigma, x, out, clip, coefficients):
+    """A sigma-space step's (pred_xstart, its magnitude, slack): A*x + B*out
+    with (A, B) = coefficients[mean_type] (start_x: the output), clipped."""
+    coefficients = dict(coefficients, start_x=(torch.zeros_like(sigma), torch.ones_like(sigma)))
+    if mean_type not in coefficients:
+        raise ValueError(mean_type)
+    A, B = coefficients[mean_type]
+    return _clipped(A * x + B * out, A.abs() * x.abs() + B.abs() * out.abs(),
+                    torch.zeros_like(x), x, clip)
+
+
 def euler_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, clip):
     """An Euler step in sigma space from tab["sigmas"][t] to
     tab["sigmas_next"][t] as diffusers' Euler schedulers write it (the ODE
@@ -202,16 +213,9 @@ def euler_sample(model_output, x_t, t, noise, tab, eta, mean_type, var_type, cli
         out = out[:, : x.shape[1]]
     sigma, sigma_next = per_sample(tab["sigmas"], t, x.dim()), per_sample(tab["sigmas_next"], t,
                                                                             x.dim())
-    if mean_type == "epsilon":
-        A, B = torch.ones_like(sigma), -sigma
-    elif mean_type == "v":
-        A, B = 1 / (sigma**2 + 1), -sigma / (sigma**2 + 1).sqrt()
-    elif mean_type == "start_x":
-        A, B = torch.zeros_like(sigma), torch.ones_like(sigma)
-    else:
-        raise ValueError(mean_type)
-    pred, pred_mag, slack = _clipped(A * x + B * out, A.abs() * x.abs() + B.abs() * out.abs(),
-                                     torch.zeros_like(x), x, clip)
+    pred, pred_mag, slack = _sigma_step_pred(mean_type, sigma, x, out, clip, {
+        "epsilon": (torch.ones_like(sigma), -sigma),
+        "v": (1 / (sigma**2 + 1), -sigma / (sigma**2 + 1).sqrt())})
     up = (sigma_next**2 * (sigma**2 - sigma_next**2) / sigma**2).sqrt()
     up = torch.minimum(eta * up, sigma_next) if eta != 0 else torch.zeros_like(sigma)
     down = (sigma_next**2 - up**2).sqrt()
@@ -243,16 +247,8 @@ def dpm_solver_sample(model_output, x_t, t, noise, tab, history, order, solver_t
         return alpha, s * alpha
 
     alpha0, sigma0 = alpha_sigma(s0)
-    if mean_type == "epsilon":
-        A, B = 1 / alpha0, -sigma0 / alpha0
-    elif mean_type == "v":
-        A, B = alpha0, -sigma0
-    elif mean_type == "start_x":
-        A, B = torch.zeros_like(s0), torch.ones_like(s0)
-    else:
-        raise ValueError(mean_type)
-    pred, pred_mag, slack = _clipped(A * x + B * out, A.abs() * x.abs() + B.abs() * out.abs(),
-                                     torch.zeros_like(x), x, clip)
+    pred, pred_mag, slack = _sigma_step_pred(mean_type, s0, x, out, clip, {
+        "epsilon": (1 / alpha0, -sigma0 / alpha0), "v": (alpha0, -sigma0)})
     lam = lambda s: torch.log(alpha_sigma(s)[0]) - torch.log(alpha_sigma(s)[1])  # noqa: E731
     alpha_t, sigma_t = alpha_sigma(s_t)
     h = lam(s_t) - lam(s0)
