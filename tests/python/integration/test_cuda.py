@@ -423,6 +423,32 @@ def test_diffusers_style_step_has_no_host_sync():
         assert torch.isfinite(x).all(), type(sched).__name__
 
 
+def test_the_sigma_schedulers_step_with_no_host_sync():
+    """torch_ddpm.diffusers' Euler, Euler ancestral and DPM-Solver++ steps (and
+    scale_model_input) with GPU timesteps, under set_sync_debug_mode("error")."""
+    pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
+    import torch_ddpm.diffusers as ours
+
+    for sched in (ours.EulerDiscreteScheduler(), ours.EulerAncestralDiscreteScheduler(),
+                  ours.DPMSolverMultistepScheduler(solver_order=3),
+                  ours.DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++",
+                                                   thresholding=True)):
+        sched.set_timesteps(10, device="cuda")
+        x = torch.randn(2, 3, 16, 16, device="cuda")
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        t = sched.timesteps[0]
+        x = sched.step(sched.scale_model_input(x, t), t, x, generator=gen).prev_sample
+        torch.cuda.synchronize()  # (the tables went to the GPU at that first step)
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            for t in sched.timesteps[1:]:
+                x = sched.step(sched.scale_model_input(x, t) * 0.1, t, x,
+                               generator=gen).prev_sample
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        assert torch.isfinite(x).all(), type(sched).__name__
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_the_sigma_space_steps_give_the_cpu_results(dtype):
     """euler_sample (eta 0 and 1) and dpm_solver_sample (orders 1-3, ODE and

@@ -368,3 +368,29 @@ def test_a_graphed_loop_of_the_sigma_schedulers_gives_the_eager_latents_host_emu
     for a, b in zip(*runs):
         assert torch.equal(a, b)
     assert host_graphs.captures == 1
+
+
+@requires_cuda
+@pytest.mark.parametrize("kind", ["EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"])
+def test_a_graphed_loop_of_the_sigma_schedulers_gives_the_eager_latents_cuda(kind):
+    # a stateful step (its index, DPM-Solver's history) captured whole, with
+    # the noise from a CUDA generator; timesteps on the GPU (no host read)
+    pytest.importorskip("diffusers", reason="needs diffusers from PyPI (pip install diffusers)")
+    import torch_ddpm.diffusers as ours
+
+    torch.manual_seed(0)
+    net = Net().cuda().eval()
+    config = dict(solver_order=3, algorithm_type="sde-dpmsolver++") if "DPM" in kind else {}
+    sched = getattr(ours, kind)(**config)
+    generator = torch.Generator("cuda")
+    runs = []
+    with torch.no_grad():
+        for graphed in (False, True):
+            sched.set_timesteps(8, device="cuda")
+            generator.manual_seed(5)
+            latents = torch.randn(2, 2, 8, 8, device="cuda", generator=generator)
+            latents = latents * sched.init_noise_sigma
+            runs.append([ours.denoising_loop(net, sched, latents, generator=generator,
+                                             cuda_graph=graphed) for _ in range(2)])
+    for eager, graphed in zip(*runs):
+        torch.testing.assert_close(graphed, eager, rtol=0, atol=0)
