@@ -21,8 +21,8 @@ What differs from diffusers' step, on purpose:
   pred_original_sample 16-bit (diffusers' is float32).
 - Refused by name where diffusers would run: DPMSolverMultistepScheduler's
   noise-prediction algorithms (dpmsolver, sde-dpmsolver) and flow sigmas
-  (use_flow_sigmas, prediction_type="flow_prediction"); diffusers' own class
-  runs those.
+  (use_flow_sigmas, prediction_type="flow_prediction", use_dynamic_shifting);
+  diffusers' own class runs those.
 - EulerDiscreteScheduler.step with s_churn > 0 (noise added before the step)
   runs diffusers' own step, as does DPMSolverMultistepScheduler.step when an
   earlier step's x_0 prediction requires grad (a chain sampled under autograd:
@@ -230,10 +230,12 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
                 f"torch_ddpm's DPMSolverMultistepScheduler fuses DPM-Solver++ (algorithm_type "
                 f"'dpmsolver++' or 'sde-dpmsolver++'), got algorithm_type="
                 f"'{config.algorithm_type}': use diffusers' own DPMSolverMultistepScheduler")
-        if config.use_flow_sigmas or config.prediction_type == "flow_prediction":
+        if (config.use_flow_sigmas or config.prediction_type == "flow_prediction"
+                or config.use_dynamic_shifting):
             raise ValueError(
                 "torch_ddpm's DPMSolverMultistepScheduler does not fuse flow matching "
-                "(use_flow_sigmas=True, prediction_type='flow_prediction'): use diffusers' own "
+                "(use_flow_sigmas=True, prediction_type='flow_prediction', and "
+                "use_dynamic_shifting=True, which shifts flow sigmas): use diffusers' own "
                 "DPMSolverMultistepScheduler")
 
     def _make_tables(self):

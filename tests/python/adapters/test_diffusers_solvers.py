@@ -259,6 +259,8 @@ def test_euler_with_churn_runs_diffusers_step():
     (dict(algorithm_type="dpmsolver", final_sigmas_type="sigma_min"), "algorithm_type"),
     (dict(algorithm_type="sde-dpmsolver", final_sigmas_type="sigma_min"), "algorithm_type"),
     (dict(use_flow_sigmas=True, prediction_type="flow_prediction"), "flow"),
+    (dict(use_flow_sigmas=True), "use_flow_sigmas"),
+    (dict(use_dynamic_shifting=True), "use_dynamic_shifting"),
 ])
 def test_dpm_solver_refuses_what_it_does_not_fuse_by_name(config, name):
     with pytest.raises(ValueError, match=name):
