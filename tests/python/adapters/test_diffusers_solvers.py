@@ -480,3 +480,26 @@ def test_any_number_of_inference_steps(kind):
             want = theirs.step(x * 0.1, t, x, generator=torch.Generator().manual_seed(0))
             got = ours.step(x * 0.1, t, x, generator=torch.Generator().manual_seed(0))
             assert_close_to_diffusers(got.prev_sample, want.prev_sample)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample"])
+def test_a_16_bit_output_with_a_float32_sample_steps_to_diffusers_dtype(kind, prediction_type):
+    # autocast: the model's output 16-bit, the sample float32. The result's
+    # dtype is diffusers' (Euler: the output's; DPM-Solver: its x_0
+    # prediction's, float32 but for the sample prediction), its values within
+    # a 16-bit rounding of the output's terms
+    if kind == KINDS[1] and prediction_type == "sample":
+        pytest.skip("diffusers' EulerAncestral has no sample prediction")
+    theirs = getattr(diffusers, kind)(prediction_type=prediction_type)
+    ours = getattr(ours_module, kind)(prediction_type=prediction_type)
+    for s in (theirs, ours):
+        s.set_timesteps(8)
+    x = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(0)) * theirs.init_noise_sigma
+    for i, t in enumerate(theirs.timesteps[:4]):
+        out = (0.5 * theirs.scale_model_input(x, t)).half()
+        want = theirs.step(out, t, x, generator=torch.Generator().manual_seed(i)).prev_sample
+        got = ours.step(out, t, x, generator=torch.Generator().manual_seed(i)).prev_sample
+        assert got.dtype == want.dtype
+        torch.testing.assert_close(got.float(), want.float(), rtol=2e-3, atol=2e-3 * x.abs().max())
+        x = want.float()
