@@ -275,8 +275,9 @@ class DPMSolverMultistepScheduler(_SigmaSteps,
                                 return_dict)
         # the result's dtype, diffusers': its x_0 prediction's, which the sample
         # widens but for the sample prediction (the output itself)
-        dtype = (model_output.dtype if config.prediction_type == "sample"
-                 else torch.promote_types(model_output.dtype, sample.dtype))
+        dtype = model_output.dtype
+        if config.prediction_type != "sample" and sample.dtype != dtype:
+            dtype = torch.promote_types(dtype, sample.dtype)
         channels = sample.shape[1] if sample.dim() > 1 else None
         var_type = "fixed_small"
         x0_shape = model_output.shape  # (the converted output's, which the noise takes)
