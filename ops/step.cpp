@@ -7,7 +7,7 @@ namespace ops {
 
 int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                           const at::Tensor& x_t, const at::Tensor& t,
-                          const StepTableArgs& tables, const StepModes& modes) {
+                          c10::ArrayRef<NamedTensor> tables, const StepModes& modes) {
   check_data_tensor(op, "x_t", x_t);
   check_data_tensor(op, "model_output", model_output);
   TORCH_CHECK(model_output.device() == x_t.device(), op,
@@ -34,9 +34,7 @@ int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                 " like x_t, got ", model_output.sym_sizes());
   }
   check_timesteps(op, t, x_t);
-  size_t count = 0;
-  while (count < tables.size() && tables[count].second != nullptr) ++count;
-  return check_tables(op, c10::ArrayRef<NamedTensor>(tables.data(), count), x_t);
+  return check_tables(op, tables, x_t);
 }
 
 StepArgs::StepArgs(const c10::FunctionSchema& s, const StepKindInfo* info)
@@ -150,7 +148,8 @@ StepCall read_step_call(const CallArgs& args, const StepArgs& at) {
   c.x_t = &args.tensor(at.x_t);
   c.t = &args.tensor(at.t);
   c.tables = table_args(args, at);
-  c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
+  c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t,
+                                      {c.tables.data(), at.kind->table_count()}, c.modes);
   if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
   check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
   c.history = {nullptr, nullptr};
@@ -179,7 +178,8 @@ StepBackwardCall read_step_backward_call(const CallArgs& args, const StepArgs& a
   c.t = &args.tensor(at.t);
   c.noise = args.optional_tensor(at.noise);
   c.tables = table_args(args, at);
-  c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t, c.tables, c.modes);
+  c.num_timesteps = check_step_layout(op, *c.model_output, *c.x_t, *c.t,
+                                      {c.tables.data(), at.kind->table_count()}, c.modes);
   if (c.noise != nullptr) check_like(op, {"noise", c.noise}, {"x_t", c.x_t});
   check_clip_bound(op, c.clip_bound, *c.x_t, c.modes);
   TORCH_CHECK(c.noise != nullptr || !step_backward_reads_noise(c.modes, c.grad_sample), op,

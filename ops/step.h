@@ -93,7 +93,7 @@ void fill_step_params(P& p, const StepOperands& o, const StepModes& modes,
 // Checks model_output against x_t, the timesteps and the tables; returns T.
 int64_t check_step_layout(const char* op, const at::Tensor& model_output,
                           const at::Tensor& x_t, const at::Tensor& t,
-                          const StepTableArgs& tables, const StepModes& modes);
+                          c10::ArrayRef<NamedTensor> tables, const StepModes& modes);
 
 // The modes of a step call or of its backward, read and checked.
 StepModes read_step_modes(const char* op, const CallArgs& args, const StepArgs& at);

@@ -353,7 +353,6 @@ DDPM_HD void euler_coef(const StepTables<table_t>& tab, int64_t t, const StepMod
   k.c1 = static_cast<acc>(1.0 - ratio);
   k.c2 = static_cast<acc>(ratio);
   k.sigma_fixed = static_cast<acc>(sigma_up);
-  k.nz = static_cast<acc>(sigma_up != 0.0 ? 1.0 : 0.0);
 }
 
 // DPM-Solver++ multistep (Lu et al. 2022; diffusers' DPMSolverMultistepScheduler
@@ -443,7 +442,6 @@ DDPM_HD void dpm_solver_coef(const StepTables<table_t>& tab, int64_t t, const St
   k.c1 = static_cast<acc>(c1);
   k.e1 = static_cast<acc>(e1);
   k.e2 = static_cast<acc>(e2);
-  k.nz = static_cast<acc>(modes.sde ? 1.0 : 0.0);
 }
 
 // The coefficients of step t, formed in double and rounded once to acc;
@@ -458,6 +456,7 @@ DDPM_HD StepCoef<acc> step_coef(const StepTables<table_t>& tab, int64_t t,
   k.c3 = acc(0);
   k.e1 = acc(0);
   k.e2 = acc(0);
+  k.nz = acc(0);  // (read by a learned variance only: the ancestral step's)
   double A = 0.0, Bm = 1.0;
   if (modes.kind == StepKind::kEuler) {
     euler_coef(tab, t, modes, A, Bm, k);

@@ -36,7 +36,7 @@ from diffusers.schedulers import (scheduling_dpmsolver_multistep, scheduling_eul
 from diffusers.schedulers.scheduling_utils import SchedulerOutput
 from diffusers.utils import logging
 
-from .fused_schedulers import _randn
+from .fused_schedulers import _randn, _timestep_batch
 from .operators import step_overload
 from .tables import cached_on, sigma_step_tables
 from .thresholding import step_threshold_bound
@@ -123,14 +123,7 @@ class _SigmaSteps:
 
     def _step_t(self, batch, device):
         """[B] int64: the step index for each sample, one tensor per index."""
-        made = self.__dict__.setdefault("_step_index_tensors", {})
-        key = (self.step_index, batch, str(device))
-        t = made.get(key)
-        if t is None:
-            with torch.inference_mode(False):
-                t = made[key] = torch.full((batch,), self.step_index, dtype=torch.long,
-                                           device=device)
-        return t
+        return _timestep_batch(self, self.step_index, batch, device)
 
 
 def _working_dtypes(model_output, sample, noise=None):

@@ -141,6 +141,19 @@ def _randn(shape, dtype, device, generator):
     return noise if rand_device is device else noise.to(device)
 
 
+def _timestep_batch(owner, value, batch, device):
+    """[B] int64 on device, all `value`: made once per (value, batch, device)
+    and kept in owner (the operators only read it), outside inference mode
+    (autograd may save it later)."""
+    made = owner.__dict__.setdefault("_timestep_batches", {})
+    key = (value, batch, str(device))
+    t = made.get(key)
+    if t is None:
+        with torch.inference_mode(False):
+            t = made[key] = torch.full((batch,), value, dtype=torch.long, device=device)
+    return t
+
+
 def _check_inference_steps(num_inference_steps, T):
     if not isinstance(num_inference_steps, (int, np.integer)) or num_inference_steps < 1:
         raise ValueError(f"`num_inference_steps` must be a positive integer (at most {T}), got "
@@ -305,15 +318,7 @@ class _FusedDDPMSteps:
         broadcasts it."""
         if torch.is_tensor(timesteps) and timesteps.dim() == 0:
             if timesteps.device.type == "cpu":  # a pipeline's timestep, read on the host
-                # (each [B] tensor made once: the operators only read it)
-                made = self.__dict__.setdefault("_timestep_batches", {})
-                key = (int(timesteps), batch, device)
-                t = made.get(key)
-                if t is None:
-                    with torch.inference_mode(False):  # (kept: autograd may save it later)
-                        t = made[key] = torch.full((batch,), key[0], dtype=torch.long,
-                                                   device=device)
-                return t
+                return _timestep_batch(self, int(timesteps), batch, device)
             if timesteps.dtype == torch.long and timesteps.device == device:
                 return timesteps.expand(batch)  # (never read on the host)
         t = torch.as_tensor(timesteps, device=device).long()

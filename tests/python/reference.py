@@ -12,17 +12,17 @@ def make_tables(num_timesteps=1000, schedule="linear", device="cpu", dtype=torch
     from torch_ddpm.schedules import get_named_beta_schedule
 
     tabs = schedule_tables(get_named_beta_schedule(schedule, num_timesteps))
-    # an Euler chain over every training step, t -> t - 1 (sigma 0 after t = 0)
-    tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
-    tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
-    add_earlier_sigmas(tabs)
+    add_sigma_chain(tabs)
     return {k: v.to(device=device, dtype=dtype) for k, v in tabs.items()}
 
 
-def add_earlier_sigmas(tabs):
-    """A multistep chain's sigmas of the steps one and two before step t
-    (sigma_{t+1}, sigma_{t+2}), past the last one extended geometrically (finite)."""
-    s = tabs["sigmas"]
+def add_sigma_chain(tabs):
+    """The sigma-space steps' tables over every training step, t -> t - 1
+    (sigma 0 after t = 0), and a multistep chain's sigmas of the steps one and
+    two before step t (sigma_{t+1}, sigma_{t+2}), past the last one extended
+    geometrically (finite)."""
+    s = tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
+    tabs["sigmas_next"] = torch.cat([s.new_zeros(1), s[:-1]])
     tabs["sigmas_1"] = torch.cat([s[1:], s[-1:] * 2])
     tabs["sigmas_2"] = torch.cat([s[2:], s[-1:] * 2, s[-1:] * 4])[: len(s)]
 

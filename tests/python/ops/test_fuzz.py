@@ -60,10 +60,7 @@ def tables_of(kind, T):
     if kind == "zero_snr":
         betas[-1] = 1.0
     tabs = schedule_tables(betas)
-    # an Euler chain over the training steps, t -> t - 1 (as reference.make_tables)
-    tabs["sigmas"] = tabs["sqrt_recipm1_alphas_cumprod"]
-    tabs["sigmas_next"] = torch.cat([tabs["sigmas"].new_zeros(1), tabs["sigmas"][:-1]])
-    ref.add_earlier_sigmas(tabs)
+    ref.add_sigma_chain(tabs)
     return tabs
 
 
